@@ -1,0 +1,515 @@
+//! A real, throwaway PostgreSQL for tests and for `ficus demo`.
+//!
+//! [`fresh_database`] hands a test its own empty database:
+//! - if `FICUS_TEST_DATABASE_URL` is set, a new database is created on that server;
+//! - otherwise one cluster is started per process (initdb into a directory under the cargo
+//!   `target/` dir, fsync off, listening on 127.0.0.1 on a free port, run as user `postgres`
+//!   when the process is root) and every call creates one more database on it. The cluster is
+//!   stopped and its directory removed when the process exits; clusters left behind by a killed
+//!   process are reaped by the next one.
+//!
+//! [`Cluster`] is the same machinery for a caller that owns the lifetime (the demo).
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// Environment variable naming an existing server to use instead of starting one.
+pub const DATABASE_URL_ENV: &str = "FICUS_TEST_DATABASE_URL";
+
+/// What can go wrong getting a database.
+#[derive(Debug, thiserror::Error)]
+pub enum PgTempError {
+    #[error(
+        "no PostgreSQL server binaries found (looked at `pg_config --bindir` and /usr/lib/postgresql/*/bin); \
+         install them (Debian: apt-get install -y postgresql) or set {DATABASE_URL_ENV}=postgres://user@host:port/db"
+    )]
+    NoBinaries,
+    #[error("{step} failed: {detail}")]
+    Command { step: String, detail: String },
+    #[error("PostgreSQL at {url} did not accept connections within {secs} s: {last}")]
+    NotReady { url: String, secs: u64, last: String },
+    #[error("{DATABASE_URL_ENV} is not a usable postgres URL: {0}")]
+    BadUrl(String),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("i/o on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+type Result<T> = std::result::Result<T, PgTempError>;
+
+/// One database on a real PostgreSQL, dropped (best effort) when this value is dropped.
+#[derive(Debug)]
+pub struct TestDatabase {
+    /// Connection URL of this database, e.g. `postgres://postgres@127.0.0.1:5433/t_3`.
+    pub url: String,
+    /// Database name.
+    pub name: String,
+    admin_url: String,
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let admin = self.admin_url.clone();
+        let sql = format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name);
+        // Best effort: a failed drop only leaves an empty database on a throwaway server.
+        let _ = run_async(async move {
+            let client = connect(&admin).await?;
+            client.batch_execute(&sql).await?;
+            Ok(())
+        });
+    }
+}
+
+/// A fresh empty database for the calling test (see the module docs for where it lives).
+pub fn fresh_database(prefix: &str) -> Result<TestDatabase> {
+    static COUNTER: AtomicU32 = AtomicU32::new(0);
+    let admin_url = match std::env::var(DATABASE_URL_ENV) {
+        Ok(url) if !url.trim().is_empty() => url,
+        _ => shared_cluster()?.url("postgres"),
+    };
+    let name = format!(
+        "{}_{}_{}",
+        sanitize(prefix),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    );
+    let url = with_database(&admin_url, &name)?;
+    let create = format!("CREATE DATABASE \"{name}\"");
+    let admin = admin_url.clone();
+    run_async(async move {
+        let client = connect(&admin).await?;
+        client.batch_execute(&create).await?;
+        Ok(())
+    })?;
+    Ok(TestDatabase {
+        url,
+        name,
+        admin_url,
+    })
+}
+
+fn sanitize(prefix: &str) -> String {
+    let s: String = prefix
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    if s.is_empty() {
+        "t".into()
+    } else {
+        s
+    }
+}
+
+/// Replace the database name in a postgres URL.
+pub fn with_database(url: &str, db: &str) -> Result<String> {
+    let scheme_end = url
+        .find("://")
+        .ok_or_else(|| PgTempError::BadUrl(url.to_string()))?
+        + 3;
+    let (head, rest) = url.split_at(scheme_end);
+    let (rest, query) = match rest.find('?') {
+        Some(i) => rest.split_at(i),
+        None => (rest, ""),
+    };
+    let authority = match rest.find('/') {
+        Some(i) => &rest[..i],
+        None => rest,
+    };
+    if authority.is_empty() {
+        return Err(PgTempError::BadUrl(url.to_string()));
+    }
+    Ok(format!("{head}{authority}/{db}{query}"))
+}
+
+fn shared_cluster() -> Result<&'static Cluster> {
+    static CLUSTER: OnceLock<std::result::Result<Cluster, String>> = OnceLock::new();
+    static GUARD: Mutex<()> = Mutex::new(());
+    let _g = GUARD.lock().unwrap_or_else(|e| e.into_inner());
+    let res = CLUSTER.get_or_init(|| {
+        let root = scratch_root();
+        reap_stale(&root);
+        let dir = root.join(format!("cluster-{}", std::process::id()));
+        let c = Cluster::start(&dir).map_err(|e| e.to_string())?;
+        // Stop the shared cluster when the test process exits.
+        extern "C" fn stop_at_exit() {
+            if let Some(Ok(c)) = CLUSTER.get() {
+                c.stop();
+            }
+        }
+        unsafe {
+            libc::atexit(stop_at_exit);
+        }
+        Ok(c)
+    });
+    res.as_ref().map_err(|e| PgTempError::Command {
+        step: "starting the test PostgreSQL cluster".into(),
+        detail: e.clone(),
+    })
+}
+
+/// `target/pgtemp` of the running test or binary when it can be found, else the temp dir.
+fn scratch_root() -> PathBuf {
+    if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
+        return PathBuf::from(dir).join("pgtemp");
+    }
+    if let Ok(exe) = std::env::current_exe() {
+        for a in exe.ancestors() {
+            let name = a.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name == "debug" || name == "release" {
+                if let Some(t) = a.parent() {
+                    return t.join("pgtemp");
+                }
+            }
+        }
+    }
+    std::env::temp_dir().join("ficus-pgtemp")
+}
+
+/// Remove clusters whose owning process is gone (a killed test run leaves them behind).
+fn reap_stale(root: &Path) {
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().to_string();
+        let Some(pid) = name
+            .strip_prefix("cluster-")
+            .and_then(|p| p.parse::<i32>().ok())
+        else {
+            continue;
+        };
+        if unsafe { libc::kill(pid, 0) } == 0 {
+            continue; // owner alive
+        }
+        let pm = e.path().join("data/postmaster.pid");
+        if let Ok(text) = std::fs::read_to_string(&pm) {
+            if let Some(pg) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+                unsafe {
+                    libc::kill(pg, libc::SIGQUIT);
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(e.path());
+    }
+}
+
+/// A running PostgreSQL cluster in a directory this value owns.
+#[derive(Debug)]
+pub struct Cluster {
+    dir: PathBuf,
+    port: u16,
+    child: Mutex<Option<Child>>,
+}
+
+impl Cluster {
+    /// initdb into `dir/data` and start the server on a free loopback port.
+    pub fn start(dir: &Path) -> Result<Cluster> {
+        let bindir = find_bindir()?;
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PgTempError::Io { path, source }
+        };
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let data = dir.join("data");
+        let as_user = postgres_user_if_root();
+        if let Some((uid, gid)) = as_user {
+            chown(dir, uid, gid)?;
+        }
+        let mut initdb = Command::new(bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .stdout(Stdio::null());
+        run_checked(&mut initdb, as_user, "initdb")?;
+
+        let port = free_port()?;
+        let log = std::fs::File::create(dir.join("server.log")).map_err(io(dir))?;
+        if let Some((uid, gid)) = as_user {
+            chown(&dir.join("server.log"), uid, gid)?;
+        }
+        let mut cmd = Command::new(bindir.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data)
+            .args(["-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "unix_socket_directories="])
+            .args(["-c", "fsync=off"])
+            .args(["-c", "synchronous_commit=off"])
+            .args(["-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=300"])
+            .args(["-c", "shared_buffers=128MB"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log);
+        apply_user(&mut cmd, as_user);
+        let child = cmd.spawn().map_err(|e| PgTempError::Command {
+            step: "starting postgres".into(),
+            detail: e.to_string(),
+        })?;
+        let cluster = Cluster {
+            dir: dir.to_path_buf(),
+            port,
+            child: Mutex::new(Some(child)),
+        };
+        cluster.wait_ready(Duration::from_secs(30))?;
+        Ok(cluster)
+    }
+
+    /// URL of database `db` on this cluster (superuser `postgres`, trust auth).
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// TCP port the server listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Create database `name` and return its URL.
+    pub fn create_database(&self, name: &str) -> Result<String> {
+        let admin = self.url("postgres");
+        let sql = format!("CREATE DATABASE \"{name}\"");
+        run_async(async move {
+            let c = connect(&admin).await?;
+            c.batch_execute(&sql).await?;
+            Ok(())
+        })?;
+        Ok(self.url(name))
+    }
+
+    fn wait_ready(&self, limit: Duration) -> Result<()> {
+        let url = self.url("postgres");
+        let start = Instant::now();
+        let mut last = String::new();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child_exited() {
+                let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+                return Err(PgTempError::Command {
+                    step: "postgres".into(),
+                    detail: format!("exited with {status} before accepting connections: {log}"),
+                });
+            }
+            let u = url.clone();
+            match run_async(async move { connect(&u).await.map(|_| ()) }) {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e.to_string(),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Err(PgTempError::NotReady {
+            url,
+            secs: limit.as_secs(),
+            last,
+        })
+    }
+
+    fn child_exited(&self) -> Option<std::process::ExitStatus> {
+        let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        g.as_mut().and_then(|c| c.try_wait().ok().flatten())
+    }
+
+    /// Fast shutdown and removal of the directory. Idempotent.
+    pub fn stop(&self) {
+        let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(mut child) = g.take() {
+            // SIGINT = fast shutdown: disconnect clients, no checkpoint wait beyond the needed.
+            unsafe {
+                libc::kill(child.id() as i32, libc::SIGINT);
+            }
+            let start = Instant::now();
+            loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break;
+                }
+                if start.elapsed() > Duration::from_secs(10) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn find_bindir() -> Result<PathBuf> {
+    let has_server = |p: &Path| p.join("initdb").is_file() && p.join("postgres").is_file();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").output() {
+        if out.status.success() {
+            let p = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+            if has_server(&p) {
+                return Ok(p);
+            }
+        }
+    }
+    let mut found: Vec<(u32, PathBuf)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/usr/lib/postgresql") {
+        for e in entries.flatten() {
+            let bin = e.path().join("bin");
+            let ver = e.file_name().to_string_lossy().parse::<u32>().unwrap_or(0);
+            if has_server(&bin) {
+                found.push((ver, bin));
+            }
+        }
+    }
+    found.sort();
+    found.pop().map(|(_, p)| p).ok_or(PgTempError::NoBinaries)
+}
+
+fn postgres_user_if_root() -> Option<(u32, u32)> {
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = c"postgres";
+    let pw = unsafe { libc::getpwnam(name.as_ptr()) };
+    if pw.is_null() {
+        return None;
+    }
+    unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
+}
+
+fn apply_user(cmd: &mut Command, as_user: Option<(u32, u32)>) {
+    use std::os::unix::process::CommandExt;
+    if let Some((uid, gid)) = as_user {
+        cmd.uid(uid).gid(gid);
+        cmd.env("HOME", "/tmp");
+    }
+}
+
+fn run_checked(cmd: &mut Command, as_user: Option<(u32, u32)>, step: &str) -> Result<()> {
+    apply_user(cmd, as_user);
+    let out = cmd.output().map_err(|e| PgTempError::Command {
+        step: step.into(),
+        detail: e.to_string(),
+    })?;
+    if !out.status.success() {
+        return Err(PgTempError::Command {
+            step: step.into(),
+            detail: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        });
+    }
+    Ok(())
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|source| PgTempError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|source| PgTempError::Io {
+        path: "127.0.0.1:0".into(),
+        source,
+    })?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|source| PgTempError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })
+}
+
+async fn connect(url: &str) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+/// Run a future to completion on a private runtime on its own thread, so this works from
+/// plain code and from inside any tokio runtime alike.
+fn run_async<F, T>(fut: F) -> Result<T>
+where
+    F: std::future::Future<Output = Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|source| PgTempError::Io {
+                path: "tokio runtime".into(),
+                source,
+            })?;
+        rt.block_on(fut)
+    })
+    .join()
+    .unwrap_or_else(|_| {
+        Err(PgTempError::Command {
+            step: "pgtemp helper thread".into(),
+            detail: "panicked".into(),
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_database_is_replaced() {
+        assert_eq!(
+            with_database("postgres://u@h:1/db?sslmode=disable", "x").unwrap(),
+            "postgres://u@h:1/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgresql://u@h:1", "x").unwrap(),
+            "postgresql://u@h:1/x"
+        );
+        assert!(with_database("nope", "x").is_err());
+    }
+
+    #[test]
+    fn two_fresh_databases_are_distinct_and_usable() {
+        let a = fresh_database("pgtemp a").unwrap();
+        let b = fresh_database("pgtemp b").unwrap();
+        assert_ne!(a.name, b.name);
+        let url = a.url.clone();
+        let n: i32 = run_async(async move {
+            let c = connect(&url).await?;
+            c.batch_execute("CREATE TABLE t (x int); INSERT INTO t VALUES (41)")
+                .await?;
+            let row = c.query_one("SELECT x + 1 FROM t", &[]).await?;
+            Ok(row.get(0))
+        })
+        .unwrap();
+        assert_eq!(n, 42);
+    }
+}

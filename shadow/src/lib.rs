@@ -1,0 +1,1 @@
+//! ficus-shadow: shadow mode — response comparison, noise learning, mismatch store, reports.

@@ -1,0 +1,8 @@
+//! `ficus migrate` (being built).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_a: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("`ficus migrate` is not available in this build yet")
+}

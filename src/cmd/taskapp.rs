@@ -1,0 +1,8 @@
+//! `ficus taskapp` (being built).
+
+#[derive(clap::Args)]
+pub struct Args {}
+
+pub fn run(_a: Args) -> anyhow::Result<i32> {
+    anyhow::bail!("`ficus taskapp` is not available in this build yet")
+}
