@@ -1,2 +1,2 @@
-//! ficus-demo: the reference Task API (legacy on SQLite, new on PostgreSQL), a traffic driver,
-//! and the `ficus demo` story.
+//! ficus-demo: the `ficus demo` story — seeds the legacy app, starts PostgreSQL, both task apps
+//! and the proxy, and walks through each capability, printing what it did.
