@@ -1,2 +1,70 @@
-//! ficus-proxy: the strangler-fig routing proxy — route matching, split decisions, forwarding,
-//! admin API, rollout state and audit, proxy metrics.
+//! ficus-proxy: the strangler-fig routing proxy — route matching, monotone sticky split,
+//! forwarding, admin API, durable rollout state with audit, configuration reload, metrics.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ficus_proxy::ProxyError> {
+//! let config = ficus_proxy::Config::from_toml_str(r#"
+//!     [proxy]
+//!     listen = "127.0.0.1:0"
+//!     admin_listen = "127.0.0.1:0"
+//!     state = ":memory:"
+//!     [backends.legacy]
+//!     url = "http://127.0.0.1:8001"
+//!     [backends.new]
+//!     url = "http://127.0.0.1:8002"
+//!     [[routes]]
+//!     name = "tasks-read"
+//!     methods = ["GET"]
+//!     path = "/api/tasks/{task_id}"
+//!     percent = 25.0
+//!     sticky = "header:X-User-Id"
+//! "#)?;
+//! let proxy = ficus_proxy::Proxy::start(config, None)?;
+//! println!("proxy on {}, admin on {}", proxy.listen_addr(), proxy.admin_addr());
+//! proxy.set_rollout("tasks-read", 50.0, "demo")?;
+//! proxy.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! # Layout
+//! - [`config`]: TOML → validated [`Config`]; errors name field and line.
+//! - [`route`]: path templates (`{param}`, `/*` prefix).
+//! - [`split`]: xxh3 into 10,000 buckets, monotone in the percentage; sticky key sources.
+//! - `table`: the configuration compiled for the hot path (published through `ArcSwap`).
+//! - `forward`: one request — decide, rewrite, exchange, respond; 502/504 JSON.
+//! - `body`: streamed request/response bodies (size limit; pool return at end of stream).
+//! - `upstream`: per-worker pools of HTTP/1 connections, no locks.
+//! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
+//! - [`state`]: SQLite rollout state and audit log.
+//! - `admin`: the admin API; `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
+//! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
+//!
+//! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod admin;
+mod body;
+pub mod config;
+mod control;
+mod error;
+mod forward;
+pub mod metrics;
+mod reload;
+pub mod route;
+mod server;
+pub mod split;
+pub mod state;
+mod table;
+mod upstream;
+
+pub use self::config::{Config, ConfigError};
+pub use self::control::{ReloadReport, RolloutChange, RouteStatus};
+pub use self::error::{ErrorKind, ProxyError};
+pub use self::forward::{
+    BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
+};
+pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
+pub use self::split::Side;
+pub use self::state::AuditEntry;
+pub use self::table::UNMATCHED;

@@ -1,0 +1,290 @@
+//! The admin API, on its own listener (loopback by default) and thread.
+//!
+//! | request | auth | answer |
+//! | --- | --- | --- |
+//! | `GET /healthz` | — | 200 `ok` |
+//! | `GET /readyz` | — | 200, or 503 while draining |
+//! | `GET /metrics` | — | Prometheus text exposition |
+//! | `GET /admin/routes` | — | `{"routes": [{name, target, percent, config_percent, source, sticky, ...}]}` |
+//! | `GET /admin/audit?limit=N` | — | `{"audit": [...]}` newest first |
+//! | `PUT /admin/routes/{name}/rollout` `{"percent": 30}` | bearer | `{"route", "from", "to"}` |
+//! | `DELETE /admin/routes/{name}/rollout` | bearer | back to the file's percentage |
+//! | `POST /admin/rollback` `{"route": "x"}`, `{"routes": [..]}` or `{}` (all) | bearer | `{"rolled_back": [...]}` |
+//! | `POST /admin/reload` | bearer | re-read the configuration file |
+//!
+//! Mutations need `Authorization: Bearer <token>`: 401 without one, 403 with a wrong one (or
+//! when no token is configured, which disables mutations). `X-Ficus-Actor` names who acts in
+//! the audit log (default `admin-api`).
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::Deserialize;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::body::RespBody;
+use crate::control::{Auth, Control};
+use crate::error::ProxyError;
+
+const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+pub(crate) async fn serve(
+    listener: std::net::TcpListener,
+    control: Arc<Control>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let listener = match tokio::net::TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register admin listener");
+            return;
+        }
+    };
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => {
+                    let control = control.clone();
+                    let mut stop = stop.clone();
+                    tokio::task::spawn_local(async move {
+                        let svc = service_fn(move |req| handle(control.clone(), req));
+                        let conn = hyper::server::conn::http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .serve_connection(TokioIo::new(stream), svc);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            _ = conn.as_mut() => {}
+                            _ = stop.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "admin accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+}
+
+fn json_response(status: StatusCode, v: serde_json::Value) -> Response<RespBody> {
+    let mut r = Response::new(RespBody::full(format!("{v}\n")));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
+}
+
+fn error(status: StatusCode, msg: impl Into<String>) -> Response<RespBody> {
+    json_response(status, json!({ "error": msg.into() }))
+}
+
+fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Response<RespBody> {
+    let mut r = Response::new(RespBody::full(body));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+fn from_proxy_error(e: ProxyError) -> Response<RespBody> {
+    match e {
+        ProxyError::UnknownRoute(r) => {
+            error(StatusCode::NOT_FOUND, format!("no route named {r:?}"))
+        }
+        ProxyError::Config(c) => error(StatusCode::BAD_REQUEST, c.to_string()),
+        other => {
+            tracing::error!(error = %other, "admin request failed");
+            error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RolloutBody {
+    percent: f64,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RollbackBody {
+    route: Option<String>,
+    routes: Option<Vec<String>>,
+}
+
+async fn read_json<T: for<'de> Deserialize<'de> + Default>(
+    body: Incoming,
+    allow_empty: bool,
+) -> Result<T, Response<RespBody>> {
+    let bytes = Limited::new(body, MAX_ADMIN_BODY)
+        .collect()
+        .await
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?
+        .to_bytes();
+    if bytes.iter().all(u8::is_ascii_whitespace) && allow_empty {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&bytes)
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("bad JSON body: {e}")))
+}
+
+impl Default for RolloutBody {
+    fn default() -> Self {
+        RolloutBody { percent: f64::NAN }
+    }
+}
+
+async fn handle(
+    control: Arc<Control>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    Ok(route(control, req).await.unwrap_or_else(|r| r))
+}
+
+async fn route(
+    control: Arc<Control>,
+    req: Request<Incoming>,
+) -> Result<Response<RespBody>, Response<RespBody>> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (&method, segs.as_slice()) {
+        (&Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
+        (&Method::GET, ["readyz"]) => Ok(if control.shared.draining.load(Ordering::SeqCst) {
+            text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
+        } else {
+            text(StatusCode::OK, "text/plain", "ready\n")
+        }),
+        (&Method::GET, ["metrics"]) => Ok(text(
+            StatusCode::OK,
+            "text/plain; version=0.0.4; charset=utf-8",
+            control.shared.metrics.encode(),
+        )),
+        (&Method::GET, ["admin", "routes"]) => {
+            let routes = control.routes().map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!({ "routes": routes })))
+        }
+        (&Method::GET, ["admin", "audit"]) => {
+            let limit = req
+                .uri()
+                .query()
+                .and_then(|q| crate::split::query_value(Some(q), "limit"))
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(100usize)
+                .min(10_000);
+            let rows = control.audit(limit).map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!({ "audit": rows })))
+        }
+        (m, ["admin", "routes", name, "rollout"]) if m == Method::PUT || m == Method::DELETE => {
+            let name = name.to_string();
+            let actor = authorize(&control, &req)?;
+            if m == Method::DELETE {
+                let c = control
+                    .reset_rollout(&name, &actor)
+                    .map_err(from_proxy_error)?;
+                return Ok(json_response(StatusCode::OK, json!(c)));
+            }
+            let b: RolloutBody = read_json(req.into_body(), false).await?;
+            let bp = crate::config::percent_to_bp(b.percent)
+                .map_err(|m| error(StatusCode::BAD_REQUEST, format!("percent: {m}")))?;
+            let c = control
+                .set_rollout(&name, bp, &actor)
+                .map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!(c)))
+        }
+        (&Method::POST, ["admin", "rollback"]) => {
+            let actor = authorize(&control, &req)?;
+            let b: RollbackBody = read_json(req.into_body(), true).await?;
+            let mut names: Vec<String> = b.routes.unwrap_or_default();
+            names.extend(b.route);
+            let changes = control.rollback(&names, &actor).map_err(from_proxy_error)?;
+            Ok(json_response(
+                StatusCode::OK,
+                json!({ "rolled_back": changes }),
+            ))
+        }
+        (&Method::POST, ["admin", "reload"]) => {
+            authorize(&control, &req)?;
+            match control.reload_from_file() {
+                Ok(Some(r)) => Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "reloaded": true, "needs_restart": r.needs_restart, "shadowed_by_runtime": r.shadowed_by_runtime }),
+                )),
+                Ok(None) => Ok(json_response(
+                    StatusCode::OK,
+                    json!({ "reloaded": false, "reason": "unchanged or no config file" }),
+                )),
+                Err(e) => Err(error(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())),
+            }
+        }
+        (
+            _,
+            ["healthz"]
+            | ["readyz"]
+            | ["metrics"]
+            | ["admin", "routes"]
+            | ["admin", "audit"]
+            | ["admin", "rollback"]
+            | ["admin", "reload"],
+        )
+        | (_, ["admin", "routes", _, "rollout"]) => Err(error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            format!("{method} not allowed on {path}"),
+        )),
+        _ => Err(error(
+            StatusCode::NOT_FOUND,
+            format!("no admin endpoint {path}"),
+        )),
+    }
+}
+
+/// Checks the bearer token; returns the actor for the audit log.
+fn authorize(control: &Control, req: &Request<Incoming>) -> Result<String, Response<RespBody>> {
+    let h = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    match control.check_admin(h) {
+        Auth::Ok => Ok(req
+            .headers()
+            .get("x-ficus-actor")
+            .and_then(|v| v.to_str().ok())
+            .filter(|s| !s.is_empty() && s.len() <= 200)
+            .unwrap_or("admin-api")
+            .to_string()),
+        Auth::Missing => {
+            let mut r = error(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token (Authorization: Bearer <token>)",
+            );
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            Err(r)
+        }
+        Auth::Wrong => Err(error(
+            StatusCode::FORBIDDEN,
+            if control.admin_token_configured() {
+                "wrong bearer token"
+            } else {
+                "no admin token configured (set the admin_token_env variable); mutations are disabled"
+            },
+        )),
+    }
+}

@@ -1,0 +1,194 @@
+//! Body types streamed through the proxy, frame by frame — never buffered whole.
+//!
+//! - [`ReqBody`]: the client's request body on its way upstream, counting bytes against
+//!   `max_request_bytes` (the upstream exchange fails with [`BodyTooLarge`] past it → 413).
+//! - [`RespBody`]: what the client receives — the backend's body ([`UpstreamBody`], which hands
+//!   its connection back to the worker's pool once read to the end) or a small proxy-made body.
+//!
+//! Shadow mode hooks in here: a tee that copies frames up to N bytes into a side buffer as they
+//! pass (request and response alike) and hands both copies to a callback at end of stream fits
+//! as one more field of these wrappers, without touching the forwarding logic.
+
+use std::cell::Cell;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+
+use crate::error::BodyTooLarge;
+use crate::split::Side;
+use crate::upstream::{Pool, Sender};
+
+/// Boxed error type of request bodies.
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The client's body failed (client went away mid-body); found in the upstream error's source
+/// chain to tell a client failure from a backend failure.
+#[derive(Debug, thiserror::Error)]
+#[error("client request body: {0}")]
+pub(crate) struct DownstreamBodyError(pub hyper::Error);
+
+/// A request body on its way upstream.
+pub(crate) enum ReqBody {
+    /// No body (lets a request be retried on a fresh connection).
+    Empty,
+    /// The client's body, counted against a limit.
+    Stream {
+        inner: Incoming,
+        seen: u64,
+        limit: u64,
+    },
+}
+
+impl Body for ReqBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match self.get_mut() {
+            ReqBody::Empty => Poll::Ready(None),
+            ReqBody::Stream { inner, seen, limit } => match Pin::new(inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => {
+                    if let Some(d) = frame.data_ref() {
+                        *seen += d.len() as u64;
+                        if *seen > *limit {
+                            return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
+                                limit: *limit,
+                            }))));
+                        }
+                    }
+                    Poll::Ready(Some(Ok(frame)))
+                }
+                Poll::Ready(Some(Err(e))) => {
+                    Poll::Ready(Some(Err(Box::new(DownstreamBodyError(e)))))
+                }
+                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ReqBody::Empty => true,
+            ReqBody::Stream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ReqBody::Empty => SizeHint::with_exact(0),
+            ReqBody::Stream { inner, .. } => inner.size_hint(),
+        }
+    }
+}
+
+/// Where a finished upstream connection goes back to.
+pub(crate) struct Return {
+    pub pool: Rc<Pool>,
+    pub side: Side,
+    pub backend_id: u64,
+    pub max_idle: usize,
+    pub sender: Sender,
+}
+
+/// A backend's response body; returns its connection to the pool at end of stream.
+pub(crate) struct UpstreamBody {
+    inner: Incoming,
+    ret: Cell<Option<Return>>,
+    done: Cell<bool>,
+}
+
+impl UpstreamBody {
+    pub fn new(inner: Incoming, ret: Option<Return>) -> UpstreamBody {
+        UpstreamBody {
+            inner,
+            ret: Cell::new(ret),
+            done: Cell::new(false),
+        }
+    }
+
+    fn finish(&self) {
+        self.done.set(true);
+        if let Some(r) = self.ret.take() {
+            r.pool.checkin(r.side, r.backend_id, r.max_idle, r.sender);
+        }
+    }
+}
+
+impl Drop for UpstreamBody {
+    fn drop(&mut self) {
+        // Dropped unread (client gone, HEAD, ...): the connection cannot be reused unless the body
+        // was complete; dropping its sender closes it.
+        if self.done.get() || self.inner.is_end_stream() {
+            self.finish();
+        }
+    }
+}
+
+/// A response body sent to the client.
+pub(crate) enum RespBody {
+    /// Streamed from the backend.
+    Upstream(UpstreamBody),
+    /// Made by the proxy (errors, admin answers).
+    Full(Option<Bytes>),
+}
+
+impl RespBody {
+    pub fn full(b: impl Into<Bytes>) -> RespBody {
+        RespBody::Full(Some(b.into()))
+    }
+
+    pub fn empty() -> RespBody {
+        RespBody::Full(None)
+    }
+}
+
+impl Body for RespBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.get_mut() {
+            RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespBody::Upstream(u) => {
+                let r = Pin::new(&mut u.inner).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => u.finish(),
+                    Poll::Ready(Some(Ok(_))) if u.inner.is_end_stream() => u.finish(),
+                    _ => {}
+                }
+                r
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            RespBody::Full(b) => b.is_none(),
+            RespBody::Upstream(u) => {
+                let end = u.done.get() || u.inner.is_end_stream();
+                if end {
+                    u.finish();
+                }
+                end
+            }
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            RespBody::Full(None) => SizeHint::with_exact(0),
+            RespBody::Upstream(u) => u.inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,491 @@
+//! The control plane: the one place that changes what traffic sees — rollout changes,
+//! rollbacks, resets and configuration reloads. Each change is persisted (state store + audit)
+//! before it is applied, under one mutex, so the admin API and a reload never interleave.
+//!
+//! Precedence (see `ARCHITECTURE.md`): an operator's run-time value for a route stays in force
+//! across reloads and restarts until an operator changes it again or resets the route to the
+//! file's value; a reload that changes a route's `percent` under a run-time value is logged and
+//! shown by `GET /admin/routes` (`config_percent` beside `percent`), never applied silently.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use serde::Serialize;
+
+use crate::config::{bp_to_percent, Config, RouteConfig};
+use crate::error::ProxyError;
+use crate::metrics::Metrics;
+use crate::state::{AuditEntry, Change, Override, StateStore};
+use crate::table::Table;
+
+/// What the data plane shares with the control plane.
+pub(crate) struct Shared {
+    pub table: ArcSwap<Table>,
+    /// Bumped after every table swap; workers compare it to refresh their cached table.
+    pub generation: AtomicU64,
+    pub metrics: Arc<Metrics>,
+    /// Set when shutdown starts: `/readyz` answers 503.
+    pub draining: AtomicBool,
+}
+
+/// One route as the admin API reports it.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RouteStatus {
+    /// Route name.
+    pub name: String,
+    /// Methods matched (empty: all).
+    pub methods: Vec<String>,
+    /// Path template.
+    pub path: String,
+    /// `legacy`, `new` or `split`, from the file.
+    pub target: &'static str,
+    /// The percentage in force (share to new).
+    pub percent: f64,
+    /// The percentage the file gives.
+    pub config_percent: f64,
+    /// Where `percent` comes from: `config` or `runtime` (an operator's change).
+    pub source: &'static str,
+    /// Sticky key source.
+    pub sticky: String,
+    /// Policy for requests without the sticky key.
+    pub missing_key: &'static str,
+    /// Who set the run-time value.
+    pub updated_by: Option<String>,
+    /// When the run-time value was set.
+    pub updated_at: Option<String>,
+}
+
+/// One applied rollout change.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct RolloutChange {
+    /// Route name.
+    pub route: String,
+    /// Percentage before.
+    pub from: f64,
+    /// Percentage after.
+    pub to: f64,
+}
+
+/// Result of a reload.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadReport {
+    /// Settings that changed in the file but only take effect after a restart.
+    pub needs_restart: Vec<String>,
+    /// Routes whose file percentage changed while a run-time value stays in force.
+    pub shadowed_by_runtime: Vec<String>,
+}
+
+struct Inner {
+    config: Config,
+    state: StateStore,
+    admin_token: Option<String>,
+    last_src: Option<String>,
+}
+
+/// Owner of the configuration, the state store and the published table.
+pub(crate) struct Control {
+    pub shared: Arc<Shared>,
+    inner: Mutex<Inner>,
+    pub config_path: Option<PathBuf>,
+}
+
+/// How a bearer token compared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Auth {
+    Ok,
+    Missing,
+    Wrong,
+}
+
+fn effective(state: &StateStore, rc: &RouteConfig) -> Result<(u32, Option<Override>), ProxyError> {
+    let o = state.get(&rc.name)?;
+    Ok((o.as_ref().map_or(rc.percent_bp, |o| o.percent_bp), o))
+}
+
+impl Control {
+    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
+        let state = StateStore::open(&config.proxy.state)?;
+        let metrics = Arc::new(Metrics::new()?);
+        let mut failed = None;
+        let table = Table::build(&config, &metrics, None, |rc| match effective(&state, rc) {
+            Ok((bp, _)) => bp,
+            Err(e) => {
+                failed = Some(e);
+                rc.percent_bp
+            }
+        })
+        .map_err(|m| internal_config(&config_path, m))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        for o in state.all()? {
+            if let Some(rc) = config.route(&o.route) {
+                tracing::info!(route = %o.route, percent = bp_to_percent(o.percent_bp),
+                    config_percent = bp_to_percent(rc.percent_bp), set_by = %o.actor, at = %o.updated_at,
+                    "run-time rollout restored from state store");
+            }
+        }
+        let last_src = config_path
+            .as_deref()
+            .and_then(|p| std::fs::read_to_string(p).ok());
+        Ok(Control {
+            shared: Arc::new(Shared {
+                table: ArcSwap::from_pointee(table),
+                generation: AtomicU64::new(1),
+                metrics,
+                draining: AtomicBool::new(false),
+            }),
+            inner: Mutex::new(Inner {
+                admin_token: config.proxy.resolved_admin_token(),
+                config,
+                state,
+                last_src,
+            }),
+            config_path,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (every change is one SQLite
+        // transaction followed by atomic stores), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.lock().config.clone()
+    }
+
+    pub fn check_admin(&self, authorization: Option<&[u8]>) -> Auth {
+        let Some(h) = authorization else {
+            return Auth::Missing;
+        };
+        let Some(given) = h
+            .strip_prefix(b"Bearer ")
+            .or_else(|| h.strip_prefix(b"bearer "))
+        else {
+            return Auth::Missing;
+        };
+        match &self.lock().admin_token {
+            Some(t) if constant_time_eq(t.as_bytes(), given) => Auth::Ok,
+            _ => Auth::Wrong,
+        }
+    }
+
+    pub fn admin_token_configured(&self) -> bool {
+        self.lock().admin_token.is_some()
+    }
+
+    /// Applies a persisted change to traffic; `_held` proves the control lock is held.
+    fn apply(&self, _held: &Inner, route: &str, bp: u32) {
+        let table = self.shared.table.load();
+        if let Some(r) = table.route(route) {
+            r.percent_bp.store(bp, Ordering::Relaxed);
+            r.metrics.percent.set(bp_to_percent(bp));
+        }
+    }
+
+    /// Sets one route's rollout (basis points) at run time.
+    pub fn set_rollout(
+        &self,
+        route: &str,
+        bp: u32,
+        actor: &str,
+    ) -> Result<RolloutChange, ProxyError> {
+        let mut inner = self.lock();
+        let rc = inner
+            .config
+            .route(route)
+            .cloned()
+            .ok_or_else(|| ProxyError::UnknownRoute(route.to_string()))?;
+        let (from, _) = effective(&inner.state, &rc)?;
+        inner.state.record(
+            &[Change {
+                route,
+                from_bp: from,
+                to_bp: bp,
+                keep_override: Some(rc.percent_bp),
+            }],
+            actor,
+            "set",
+        )?;
+        self.apply(&inner, route, bp);
+        self.shared.metrics.rollout_changed(route, "set");
+        tracing::info!(
+            route,
+            from = bp_to_percent(from),
+            to = bp_to_percent(bp),
+            actor,
+            "rollout set"
+        );
+        Ok(RolloutChange {
+            route: route.to_string(),
+            from: bp_to_percent(from),
+            to: bp_to_percent(bp),
+        })
+    }
+
+    /// Drops the run-time value of a route: the file's percentage applies again.
+    pub fn reset_rollout(&self, route: &str, actor: &str) -> Result<RolloutChange, ProxyError> {
+        let mut inner = self.lock();
+        let rc = inner
+            .config
+            .route(route)
+            .cloned()
+            .ok_or_else(|| ProxyError::UnknownRoute(route.to_string()))?;
+        let (from, _) = effective(&inner.state, &rc)?;
+        inner.state.record(
+            &[Change {
+                route,
+                from_bp: from,
+                to_bp: rc.percent_bp,
+                keep_override: None,
+            }],
+            actor,
+            "reset",
+        )?;
+        self.apply(&inner, route, rc.percent_bp);
+        self.shared.metrics.rollout_changed(route, "reset");
+        tracing::info!(
+            route,
+            from = bp_to_percent(from),
+            to = bp_to_percent(rc.percent_bp),
+            actor,
+            "rollout reset to config"
+        );
+        Ok(RolloutChange {
+            route: route.to_string(),
+            from: bp_to_percent(from),
+            to: bp_to_percent(rc.percent_bp),
+        })
+    }
+
+    /// Sets every named route (all routes when `routes` is empty) to 0 % in one transaction.
+    pub fn rollback(
+        &self,
+        routes: &[String],
+        actor: &str,
+    ) -> Result<Vec<RolloutChange>, ProxyError> {
+        let mut inner = self.lock();
+        let targets: Vec<RouteConfig> = if routes.is_empty() {
+            inner.config.routes.clone()
+        } else {
+            let mut v = Vec::with_capacity(routes.len());
+            for name in routes {
+                let rc = inner
+                    .config
+                    .route(name)
+                    .cloned()
+                    .ok_or_else(|| ProxyError::UnknownRoute(name.clone()))?;
+                if !v.iter().any(|x: &RouteConfig| x.name == rc.name) {
+                    v.push(rc);
+                }
+            }
+            v
+        };
+        let mut froms = Vec::with_capacity(targets.len());
+        for rc in &targets {
+            froms.push(effective(&inner.state, rc)?.0);
+        }
+        let changes: Vec<Change<'_>> = targets
+            .iter()
+            .zip(&froms)
+            .map(|(rc, &from)| Change {
+                route: &rc.name,
+                from_bp: from,
+                to_bp: 0,
+                keep_override: Some(rc.percent_bp),
+            })
+            .collect();
+        inner.state.record(&changes, actor, "rollback")?;
+        drop(changes);
+        for rc in &targets {
+            self.apply(&inner, &rc.name, 0);
+            self.shared.metrics.rollout_changed(&rc.name, "rollback");
+        }
+        self.shared.metrics.rollbacks.inc();
+        tracing::warn!(routes = ?targets.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), actor, "rollback");
+        Ok(targets
+            .iter()
+            .zip(froms)
+            .map(|(rc, from)| RolloutChange {
+                route: rc.name.clone(),
+                from: bp_to_percent(from),
+                to: 0.0,
+            })
+            .collect())
+    }
+
+    /// Status of every route.
+    pub fn routes(&self) -> Result<Vec<RouteStatus>, ProxyError> {
+        let inner = self.lock();
+        let mut out = Vec::with_capacity(inner.config.routes.len());
+        for rc in &inner.config.routes {
+            let (bp, o) = effective(&inner.state, rc)?;
+            out.push(RouteStatus {
+                name: rc.name.clone(),
+                methods: rc.methods.iter().map(|m| m.to_string()).collect(),
+                path: rc.path.to_string(),
+                target: rc.target.as_str(),
+                percent: bp_to_percent(bp),
+                config_percent: bp_to_percent(rc.percent_bp),
+                source: if o.is_some() { "runtime" } else { "config" },
+                sticky: rc.sticky.to_string(),
+                missing_key: rc.missing_key.as_str(),
+                updated_by: o.as_ref().map(|o| o.actor.clone()),
+                updated_at: o.map(|o| o.updated_at),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Newest audit rows first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, ProxyError> {
+        Ok(self.lock().state.audit(limit)?)
+    }
+
+    /// Applies a new configuration. Listener addresses, `workers` and `state` need a restart.
+    pub fn reload(&self, mut new: Config, src: Option<String>) -> Result<ReloadReport, ProxyError> {
+        let mut inner = self.lock();
+        let mut report = ReloadReport::default();
+        let old = &inner.config;
+        // Settings bound at start stay as they are; say so rather than pretend.
+        macro_rules! keep {
+            ($($f:ident),*) => {$(
+                if new.proxy.$f != old.proxy.$f {
+                    report.needs_restart.push(format!("proxy.{}", stringify!($f)));
+                    new.proxy.$f = old.proxy.$f.clone();
+                }
+            )*};
+        }
+        keep!(
+            listen,
+            admin_listen,
+            state,
+            workers,
+            shutdown_grace,
+            header_read_timeout,
+            admin_token,
+            override_token
+        );
+        // Record file-driven changes of routes without a run-time value, so the audit log tells
+        // the whole story of what traffic saw.
+        let mut file_changes: Vec<(String, u32, u32)> = Vec::new();
+        for rc in &new.routes {
+            let o = inner.state.get(&rc.name)?;
+            let old_bp = old.route(&rc.name).map(|r| r.percent_bp);
+            match (&o, old_bp) {
+                (Some(o), Some(prev)) if prev != rc.percent_bp => {
+                    report.shadowed_by_runtime.push(rc.name.clone());
+                    tracing::warn!(route = %rc.name, config_percent = bp_to_percent(rc.percent_bp),
+                        runtime_percent = bp_to_percent(o.percent_bp), set_by = %o.actor,
+                        "config changed this route's percent, but an operator's run-time value stays in force; \
+                         `ficus rollout set` or DELETE /admin/routes/{{name}}/rollout to change it");
+                }
+                (None, Some(prev)) if prev != rc.percent_bp => {
+                    file_changes.push((rc.name.clone(), prev, rc.percent_bp));
+                }
+                _ => {}
+            }
+        }
+        let metrics = self.shared.metrics.clone();
+        let previous = self.shared.table.load_full();
+        let mut failed = None;
+        let table = Table::build(&new, &metrics, Some(&previous), |rc| {
+            match effective(&inner.state, rc) {
+                Ok((bp, _)) => bp,
+                Err(e) => {
+                    failed = Some(e);
+                    rc.percent_bp
+                }
+            }
+        })
+        .map_err(|m| internal_config(&self.config_path, m))?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !file_changes.is_empty() {
+            let changes: Vec<Change<'_>> = file_changes
+                .iter()
+                .map(|(r, from, to)| Change {
+                    route: r,
+                    from_bp: *from,
+                    to_bp: *to,
+                    keep_override: None,
+                })
+                .collect();
+            inner.state.record(&changes, "config-reload", "config")?;
+            for (r, _, _) in &file_changes {
+                metrics.rollout_changed(r, "config");
+            }
+        }
+        for r in &previous.routes {
+            if new.route(&r.name).is_none() {
+                metrics.forget_route(&r.name);
+            }
+        }
+        self.shared.table.store(Arc::new(table));
+        self.shared.generation.fetch_add(1, Ordering::Release);
+        inner.admin_token = new.proxy.resolved_admin_token();
+        inner.config = new;
+        if src.is_some() {
+            inner.last_src = src;
+        }
+        for f in &report.needs_restart {
+            tracing::warn!(field = %f, "changed in the config file; takes effect after a restart");
+        }
+        Ok(report)
+    }
+
+    /// Re-reads the configuration file: an invalid file is rejected and the old one stays.
+    /// `Ok(None)` means the file is byte-for-byte what is already in force.
+    pub fn reload_from_file(&self) -> Result<Option<ReloadReport>, ProxyError> {
+        let Some(path) = self.config_path.clone() else {
+            return Ok(None);
+        };
+        let src = std::fs::read_to_string(&path).map_err(|e| {
+            self.shared.metrics.reloaded(false);
+            ProxyError::ReadConfig {
+                path: path.clone(),
+                source: e,
+            }
+        })?;
+        if self.lock().last_src.as_deref() == Some(src.as_str()) {
+            return Ok(None);
+        }
+        let result = parse_file(&src, &path).and_then(|cfg| self.reload(cfg, Some(src)));
+        self.shared.metrics.reloaded(result.is_ok());
+        match &result {
+            Ok(_) => tracing::info!(path = %path.display(), "configuration reloaded"),
+            Err(e) => {
+                tracing::error!(error = %e, "configuration reload rejected; the previous configuration stays in force")
+            }
+        }
+        result.map(Some)
+    }
+}
+
+fn parse_file(src: &str, path: &Path) -> Result<Config, ProxyError> {
+    Config::from_toml_str(src).map_err(|mut e| {
+        e.file = Some(path.to_path_buf());
+        ProxyError::Config(e)
+    })
+}
+
+fn internal_config(path: &Option<PathBuf>, message: String) -> ProxyError {
+    ProxyError::Config(crate::config::ConfigError {
+        file: path.clone(),
+        line: None,
+        field: "(routes)".into(),
+        message,
+    })
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

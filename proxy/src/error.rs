@@ -1,0 +1,107 @@
+//! Error types. [`ProxyError`] is what the library's entry points return; [`ForwardError`] is
+//! one failed request and says *who* failed, which is what decides the status code the client
+//! sees (upstream connect → 502, upstream timeout → 504, downstream → 400/413, internal → 500).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use http::StatusCode;
+
+pub use crate::config::ConfigError;
+pub use crate::state::StateError;
+
+/// Errors from starting or controlling a proxy.
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address from the configuration.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The rollout state store failed.
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// The configuration file could not be read.
+    #[error("cannot read {path}: {source}")]
+    ReadConfig {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A thread or runtime could not be started.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// Which part was starting.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A named route does not exist.
+    #[error("no route named {0:?}")]
+    UnknownRoute(String),
+    /// A metric could not be registered (duplicate name: a bug).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+/// Which side of a forwarded request failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The backend could not be connected to (refused, unreachable, connect timeout).
+    UpstreamConnect,
+    /// The backend did not send a response head within `timeout_ms`.
+    UpstreamTimeout,
+    /// The backend connection failed after connecting (reset, malformed response).
+    UpstreamIo,
+    /// The client sent something unusable (bad URI or headers).
+    Downstream,
+    /// The request body exceeded `max_request_bytes`.
+    RequestTooLarge,
+    /// A bug or resource failure inside the proxy.
+    Internal,
+}
+
+impl ErrorKind {
+    /// The status code the client gets.
+    pub fn status(self) -> StatusCode {
+        match self {
+            ErrorKind::UpstreamConnect | ErrorKind::UpstreamIo => StatusCode::BAD_GATEWAY,
+            ErrorKind::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorKind::Downstream => StatusCode::BAD_REQUEST,
+            ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// The `kind` label of `ficus_upstream_errors_total` and the `error` field of JSON bodies.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::UpstreamConnect => "connect",
+            ErrorKind::UpstreamTimeout => "timeout",
+            ErrorKind::UpstreamIo => "upstream_io",
+            ErrorKind::Downstream => "bad_request",
+            ErrorKind::RequestTooLarge => "request_too_large",
+            ErrorKind::Internal => "internal",
+        }
+    }
+
+    pub(crate) fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Marker error a request body returns when it grows past `max_request_bytes`; found again in
+/// the upstream error's source chain to answer 413 rather than 502.
+#[derive(Debug, thiserror::Error)]
+#[error("request body larger than {limit} bytes")]
+pub struct BodyTooLarge {
+    /// The configured limit.
+    pub limit: u64,
+}

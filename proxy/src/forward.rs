@@ -1,0 +1,590 @@
+//! Forwarding one request: route match, override check, split decision, request rewrite
+//! (hop-by-hop headers removed per RFC 9110 §7.6.1, `X-Forwarded-*` and `X-Request-Id` added),
+//! the upstream exchange with its timeout, and the response rewrite (`x-ficus-route`,
+//! `x-ficus-backend`). Failures become JSON bodies naming route and backend: connect → 502,
+//! timeout → 504. `Upgrade` requests (WebSocket) are passed through to the routed side.
+//!
+//! The exchange is split in steps — `prepare` (decide and rewrite), `exchange` (send, await
+//! head), `respond` (rewrite head, wrap body) — so a shadow step that tees the bodies and hands
+//! copies to a mirror can sit between them without reshaping this code.
+
+use std::cell::{Cell, RefCell};
+use std::convert::Infallible;
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, StatusCode, Uri};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+
+use crate::body::{DownstreamBodyError, ReqBody, RespBody, Return, UpstreamBody};
+use crate::control::Shared;
+use crate::error::{BodyTooLarge, ErrorKind};
+use crate::split::Side;
+use crate::table::{Backend, Route, Table};
+use crate::upstream::{ConnectError, Pool};
+
+/// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
+pub const OVERRIDE_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
+/// The token that makes `X-Ficus-Backend` count.
+pub const OVERRIDE_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-ficus-override-token");
+/// Response header naming the matched route.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-ficus-route");
+/// Response header naming the backend that answered (`legacy`, `new`, or `none`).
+pub const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
+/// Request id header (kept when the client sent a sane one, generated otherwise).
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Per-connection facts.
+pub(crate) struct ConnInfo {
+    pub peer_ip: HeaderValue,
+}
+
+impl ConnInfo {
+    pub fn new(peer: SocketAddr) -> ConnInfo {
+        // An IP address always makes a valid header value.
+        let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
+            .unwrap_or(HeaderValue::from_static("unknown"));
+        ConnInfo { peer_ip }
+    }
+}
+
+/// Per-worker state: the cached table, the upstream pools, the request-id generator.
+pub(crate) struct Worker {
+    shared: Arc<Shared>,
+    current: RefCell<Rc<Arc<Table>>>,
+    seen: Cell<u64>,
+    pub pool: Rc<Pool>,
+    id_prefix: u64,
+    id_counter: Cell<u64>,
+}
+
+impl Worker {
+    pub fn new(shared: Arc<Shared>) -> Worker {
+        let seen = shared.generation.load(Ordering::Acquire);
+        let table = shared.table.load_full();
+        Worker {
+            shared,
+            current: RefCell::new(Rc::new(table)),
+            seen: Cell::new(seen),
+            pool: Rc::new(Pool::default()),
+            id_prefix: rand::random(),
+            id_counter: Cell::new(0),
+        }
+    }
+
+    /// The current table; refreshed from the shared `ArcSwap` only when its generation moved,
+    /// so the common case is one atomic load and a non-atomic `Rc` clone.
+    #[inline]
+    fn table(&self) -> Rc<Arc<Table>> {
+        let g = self.shared.generation.load(Ordering::Acquire);
+        if g != self.seen.get() {
+            *self.current.borrow_mut() = Rc::new(self.shared.table.load_full());
+            self.seen.set(g);
+        }
+        self.current.borrow().clone()
+    }
+
+    fn request_id(&self) -> HeaderValue {
+        let n = self.id_counter.get().wrapping_add(1);
+        self.id_counter.set(n);
+        let mut buf = [0u8; 32];
+        hex(self.id_prefix, &mut buf[..16]);
+        hex(n, &mut buf[16..]);
+        HeaderValue::from_maybe_shared(Bytes::copy_from_slice(&buf))
+            .unwrap_or(HeaderValue::from_static("0"))
+    }
+}
+
+fn hex(mut v: u64, out: &mut [u8]) {
+    const D: &[u8; 16] = b"0123456789abcdef";
+    for b in out.iter_mut().rev() {
+        *b = D[(v & 0xf) as usize];
+        v >>= 4;
+    }
+}
+
+struct Failure {
+    kind: ErrorKind,
+    detail: String,
+}
+
+impl Failure {
+    fn new(kind: ErrorKind, detail: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+struct InflightGuard<'a>(&'a prometheus::IntGauge);
+
+impl Drop for InflightGuard<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// Serves one request.
+pub(crate) async fn handle(
+    worker: Rc<Worker>,
+    conn: Rc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let start = Instant::now();
+    let table = worker.table();
+    let metrics = &worker.shared.metrics;
+    metrics.inflight.inc();
+    let _inflight = InflightGuard(&metrics.inflight);
+
+    let route = table.match_route(req.method(), req.uri().path());
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let id = worker.request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let forced = check_override(&table, route, req.headers_mut());
+    let upgrade = is_upgrade(req.headers());
+    let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let side = forced.unwrap_or_else(|| route.decide(&parts));
+    let backend: &Backend = &table.backends[side.index()];
+    let bm = &route.metrics.backend[side.index()];
+
+    let result = async {
+        // Refuse early what is declared too large; chunked bodies are counted as they stream.
+        if let Some(len) = content_length(&parts.headers) {
+            if len > table.max_request_bytes {
+                return Err(Failure::new(
+                    ErrorKind::RequestTooLarge,
+                    format!(
+                        "request body of {len} bytes exceeds max_request_bytes = {}",
+                        table.max_request_bytes
+                    ),
+                ));
+            }
+        }
+        prepare(&table, backend, &conn, &mut parts, upgrade)?;
+        let body = if body.is_end_stream() {
+            ReqBody::Empty
+        } else {
+            ReqBody::Stream {
+                inner: body,
+                seen: 0,
+                limit: table.max_request_bytes,
+            }
+        };
+        let (resp, sender) = exchange(
+            &worker.pool,
+            backend,
+            Request::from_parts(parts, body),
+            metrics,
+        )
+        .await?;
+        Ok(respond(
+            &worker,
+            backend,
+            route,
+            resp,
+            sender,
+            down_upgrade,
+            &request_id,
+        ))
+    }
+    .await;
+
+    let resp = match result {
+        Ok(r) => r,
+        Err(f) => {
+            bm.error(f.kind);
+            if matches!(
+                f.kind,
+                ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
+            ) {
+                tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
+            }
+            error_response(f, route, side, &request_id)
+        }
+    };
+    bm.count(resp.status().as_u16());
+    bm.duration.observe(start.elapsed().as_secs_f64());
+    Ok(resp)
+}
+
+/// Applies `X-Ficus-Backend`: honoured only with the override token; both headers are removed
+/// so neither the request nor the token reaches a backend.
+fn check_override(table: &Table, route: &Route, headers: &mut HeaderMap) -> Option<Side> {
+    let want = headers.remove(&OVERRIDE_HEADER)?;
+    let token = headers.remove(&OVERRIDE_TOKEN_HEADER);
+    let valid = match (&table.override_token, &token) {
+        (Some(t), Some(given)) => constant_time_eq(t, given.as_bytes()),
+        _ => false,
+    };
+    match (valid, Side::parse(want.as_bytes())) {
+        (true, Some(side)) => {
+            route.metrics.override_honoured.inc();
+            Some(side)
+        }
+        _ => {
+            route.metrics.override_rejected.inc();
+            None
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn content_length(h: &HeaderMap) -> Option<u64> {
+    h.get(header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn is_upgrade(h: &HeaderMap) -> bool {
+    h.contains_key(header::UPGRADE) && connection_has(h, "upgrade")
+}
+
+fn connection_has(h: &HeaderMap, token: &str) -> bool {
+    h.get_all(header::CONNECTION).iter().any(|v| {
+        v.as_bytes()
+            .split(|&b| b == b',')
+            .any(|t| t.trim_ascii().eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// Removes hop-by-hop headers (RFC 9110 §7.6.1): `Connection` and every header it names,
+/// `Keep-Alive`, `Proxy-Connection`, `Proxy-Authenticate`, `Proxy-Authorization`, `TE`,
+/// `Trailer`, `Transfer-Encoding`, `Upgrade`. For an upgrade, `Connection: upgrade` and
+/// `Upgrade` are kept: they are the point of the exchange.
+pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
+    // One pass to see whether there is anything to do; usually only `Connection: keep-alive`.
+    let mut found = false;
+    for name in h.keys() {
+        if is_hop_by_hop(name) {
+            found = true;
+            break;
+        }
+    }
+    if !found {
+        return;
+    }
+    let mut named: Vec<HeaderName> = Vec::new();
+    for v in h.get_all(header::CONNECTION) {
+        for t in v.as_bytes().split(|&b| b == b',') {
+            let t = t.trim_ascii();
+            if t.is_empty()
+                || t.eq_ignore_ascii_case(b"keep-alive")
+                || t.eq_ignore_ascii_case(b"close")
+                || t.eq_ignore_ascii_case(b"upgrade")
+            {
+                continue;
+            }
+            if let Ok(n) = HeaderName::from_bytes(t) {
+                named.push(n);
+            }
+        }
+    }
+    for n in named {
+        h.remove(n);
+    }
+    for n in [
+        KEEP_ALIVE,
+        PROXY_CONNECTION,
+        header::PROXY_AUTHENTICATE,
+        header::PROXY_AUTHORIZATION,
+        header::TE,
+        header::TRAILER,
+        header::TRANSFER_ENCODING,
+    ] {
+        h.remove(n);
+    }
+    if keep_upgrade {
+        h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    } else {
+        h.remove(header::CONNECTION);
+        h.remove(header::UPGRADE);
+    }
+}
+
+#[inline]
+fn is_hop_by_hop(n: &HeaderName) -> bool {
+    n == header::CONNECTION
+        || n == header::TRANSFER_ENCODING
+        || n == header::UPGRADE
+        || n == header::TE
+        || n == header::TRAILER
+        || n == header::PROXY_AUTHORIZATION
+        || n == header::PROXY_AUTHENTICATE
+        || n == KEEP_ALIVE
+        || n == PROXY_CONNECTION
+}
+
+/// Rewrites the request head for the backend.
+fn prepare(
+    table: &Table,
+    backend: &Backend,
+    conn: &ConnInfo,
+    parts: &mut http::request::Parts,
+    upgrade: bool,
+) -> Result<(), Failure> {
+    // Origin-form request target, with the backend's path prefix if it has one.
+    if parts.uri.scheme().is_some() || !backend.cfg.prefix.is_empty() {
+        let pq = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let target = if backend.cfg.prefix.is_empty() {
+            pq.to_string()
+        } else {
+            format!("{}{}", backend.cfg.prefix, pq)
+        };
+        parts.uri = Uri::try_from(target)
+            .map_err(|e| Failure::new(ErrorKind::Downstream, format!("bad request target: {e}")))?;
+    }
+    let h = &mut parts.headers;
+    strip_hop_by_hop(h, upgrade);
+    // Host: from an absolute-form target, else the Host header (HTTP/1.1 requires one of them).
+    let host = match parts.uri.authority() {
+        Some(_) => None,
+        None => h.get(header::HOST).cloned(),
+    };
+    if let Some(host) = &host {
+        if !h.contains_key(&X_FORWARDED_HOST) {
+            h.insert(X_FORWARDED_HOST, host.clone());
+        }
+    }
+    if !(table.preserve_host && host.is_some()) {
+        h.insert(header::HOST, backend.host_hv.clone());
+    }
+    // X-Forwarded-For: append this hop's client address to any list already there.
+    match h.get(&X_FORWARDED_FOR) {
+        None => {
+            h.insert(X_FORWARDED_FOR, conn.peer_ip.clone());
+        }
+        Some(prev) => {
+            let mut v = Vec::with_capacity(prev.len() + 2 + conn.peer_ip.len());
+            v.extend_from_slice(prev.as_bytes());
+            v.extend_from_slice(b", ");
+            v.extend_from_slice(conn.peer_ip.as_bytes());
+            if let Ok(v) = HeaderValue::from_maybe_shared(Bytes::from(v)) {
+                h.insert(X_FORWARDED_FOR, v);
+            }
+        }
+    }
+    if !h.contains_key(&X_FORWARDED_PROTO) {
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+    }
+    Ok(())
+}
+
+/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
+/// A request that never left (a pooled connection turned out closed) is retried once on a
+/// fresh connection.
+async fn exchange(
+    pool: &Pool,
+    backend: &Backend,
+    req: Request<ReqBody>,
+    metrics: &crate::metrics::Metrics,
+) -> Result<(Response<Incoming>, crate::upstream::Sender), Failure> {
+    let mut req = req;
+    for attempt in 0..2 {
+        let opened = &metrics.connections_opened[backend.side.index()];
+        let mut conn = pool
+            .checkout(backend, || opened.inc())
+            .await
+            .map_err(|e| match e {
+                ConnectError::Timeout => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!(
+                        "connect to {} timed out after {:?}",
+                        backend.cfg.authority, backend.cfg.connect_timeout
+                    ),
+                ),
+                other => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!("{}: {other}", backend.cfg.authority),
+                ),
+            })?;
+        let fut = conn.sender.try_send_request(req);
+        match tokio::time::timeout(backend.cfg.timeout, fut).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!(
+                        "no response head from {} within {:?}",
+                        backend.cfg.authority, backend.cfg.timeout
+                    ),
+                ))
+            }
+            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(back) if conn.reused && attempt == 0 => {
+                    req = back;
+                    continue;
+                }
+                _ => return Err(classify(e.into_error(), backend)),
+            },
+        }
+    }
+    Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
+}
+
+fn classify(e: hyper::Error, backend: &Backend) -> Failure {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = src {
+        if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
+            return Failure::new(ErrorKind::RequestTooLarge, t.to_string());
+        }
+        if s.downcast_ref::<DownstreamBodyError>().is_some() {
+            return Failure::new(ErrorKind::Downstream, s.to_string());
+        }
+        src = s.source();
+    }
+    Failure::new(
+        ErrorKind::UpstreamIo,
+        format!("{}: {e}", backend.cfg.authority),
+    )
+}
+
+/// Rewrites the response head and wraps its body so the connection returns to the pool.
+fn respond(
+    worker: &Worker,
+    backend: &Backend,
+    route: &Route,
+    resp: Response<Incoming>,
+    sender: crate::upstream::Sender,
+    down_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    request_id: &HeaderValue,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && down_upgrade.is_some();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    parts.headers.insert(ROUTE_HEADER, route.name_hv.clone());
+    parts
+        .headers
+        .insert(BACKEND_HEADER, backend.name_hv.clone());
+    parts.headers.insert(REQUEST_ID, request_id.clone());
+    if switching {
+        let up = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        if let (Some(down), Some(up)) = (down_upgrade, up) {
+            // The upstream connection now belongs to the tunnel; it never returns to the pool.
+            drop(sender);
+            drop(body);
+            tokio::task::spawn_local(async move {
+                match tokio::try_join!(down, up) {
+                    Ok((d, u)) => {
+                        let mut d = TokioIo::new(d);
+                        let mut u = TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            return Response::from_parts(parts, RespBody::empty());
+        }
+    }
+    let ret = Return {
+        pool: worker.pool.clone(),
+        side: backend.side,
+        backend_id: backend.id,
+        max_idle: backend.cfg.max_idle_per_worker,
+        sender,
+    };
+    Response::from_parts(
+        parts,
+        RespBody::Upstream(UpstreamBody::new(body, Some(ret))),
+    )
+}
+
+/// A JSON error body naming what failed, the route and the backend.
+fn error_response(
+    f: Failure,
+    route: &Route,
+    side: Side,
+    request_id: &HeaderValue,
+) -> Response<RespBody> {
+    let backend = match f.kind {
+        ErrorKind::RequestTooLarge | ErrorKind::Downstream => "none",
+        _ => side.as_str(),
+    };
+    let body = serde_json::json!({
+        "error": f.kind.as_str(),
+        "status": f.kind.status().as_u16(),
+        "message": f.detail,
+        "route": &*route.name,
+        "backend": backend,
+        "request_id": request_id.to_str().unwrap_or(""),
+    });
+    let mut r = Response::new(RespBody::full(body.to_string()));
+    *r.status_mut() = f.kind.status();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(ROUTE_HEADER, route.name_hv.clone());
+    h.insert(BACKEND_HEADER, HeaderValue::from_static(backend));
+    h.insert(REQUEST_ID, request_id.clone());
+    if f.kind == ErrorKind::RequestTooLarge {
+        h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hop_by_hop_removed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "keep-alive, X-Secret".parse().unwrap());
+        h.insert("x-secret", "1".parse().unwrap());
+        h.insert("keep-alive", "timeout=5".parse().unwrap());
+        h.insert(header::TE, "trailers".parse().unwrap());
+        h.insert(header::TRANSFER_ENCODING, "chunked".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        h.insert(header::PROXY_AUTHORIZATION, "Basic x".parse().unwrap());
+        h.insert("x-kept", "1".parse().unwrap());
+        strip_hop_by_hop(&mut h, false);
+        assert_eq!(h.len(), 1, "{h:?}");
+        assert!(h.contains_key("x-kept"));
+    }
+
+    #[test]
+    fn upgrade_kept_when_asked() {
+        let mut h = HeaderMap::new();
+        h.insert(header::CONNECTION, "Upgrade".parse().unwrap());
+        h.insert(header::UPGRADE, "websocket".parse().unwrap());
+        assert!(is_upgrade(&h));
+        strip_hop_by_hop(&mut h, true);
+        assert_eq!(h.get(header::UPGRADE).unwrap(), "websocket");
+        assert_eq!(h.get(header::CONNECTION).unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn request_ids_are_hex_and_distinct() {
+        let mut a = [0u8; 16];
+        hex(0xabc, &mut a);
+        assert_eq!(&a, b"0000000000000abc");
+    }
+}

@@ -1,0 +1,273 @@
+//! Prometheus metrics of one proxy instance, in a registry of its own (never the process-global
+//! default), so several proxies in one process — tests, the demo — keep separate counts.
+//!
+//! | metric | labels |
+//! | --- | --- |
+//! | `ficus_requests_total` | route, backend, class (1xx..5xx) |
+//! | `ficus_request_duration_seconds` | route, backend (time to the response head) |
+//! | `ficus_upstream_errors_total` | route, backend, kind (connect, timeout, upstream_io) |
+//! | `ficus_upstream_connections_opened_total` | backend |
+//! | `ficus_rollout_percent` | route |
+//! | `ficus_rollout_changes_total` | route, action (set, rollback, reset, config) |
+//! | `ficus_rollbacks_total` | — (one per rollback command) |
+//! | `ficus_override_attempts_total` | route, result (honoured, rejected) |
+//! | `ficus_sticky_key_missing_total` | route |
+//! | `ficus_config_reloads_total` | result (success, failure) |
+//! | `ficus_inflight_requests` | — |
+//!
+//! The hot path never looks a label up: [`RouteMetrics`] holds the resolved handles and lives in
+//! the routing table, built once per configuration.
+
+use prometheus::{
+    Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry,
+};
+
+use crate::error::ErrorKind;
+use crate::split::Side;
+
+/// Handles for one (route, backend) pair.
+#[derive(Clone)]
+pub(crate) struct BackendMetrics {
+    /// Indexed by status class: 0 = 1xx .. 4 = 5xx.
+    pub requests: [IntCounter; 5],
+    pub duration: Histogram,
+    /// Indexed by [`ErrorKind::index`]; only the upstream kinds are exported.
+    pub errors: [Option<IntCounter>; 6],
+}
+
+impl BackendMetrics {
+    #[inline]
+    pub fn count(&self, status: u16) {
+        let class = (status / 100).clamp(1, 5) as usize - 1;
+        self.requests[class].inc();
+    }
+
+    #[inline]
+    pub fn error(&self, kind: ErrorKind) {
+        if let Some(c) = &self.errors[kind.index()] {
+            c.inc();
+        }
+    }
+}
+
+/// Handles for one route.
+#[derive(Clone)]
+pub(crate) struct RouteMetrics {
+    pub backend: [BackendMetrics; 2],
+    pub override_honoured: IntCounter,
+    pub override_rejected: IntCounter,
+    pub missing_key: IntCounter,
+    pub percent: Gauge,
+}
+
+/// The registry and metric families of one proxy.
+pub struct Metrics {
+    registry: Registry,
+    requests: IntCounterVec,
+    duration: HistogramVec,
+    upstream_errors: IntCounterVec,
+    pub(crate) connections_opened: [IntCounter; 2],
+    rollout_percent: GaugeVec,
+    rollout_changes: IntCounterVec,
+    pub(crate) rollbacks: IntCounter,
+    overrides: IntCounterVec,
+    missing_key: IntCounterVec,
+    reloads: IntCounterVec,
+    pub(crate) inflight: IntGauge,
+}
+
+const BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+impl Metrics {
+    /// Creates the families in a fresh registry.
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "ficus_requests_total",
+                "Requests answered, by route, backend and status class.",
+            ),
+            &["route", "backend", "class"],
+        )?;
+        let duration = HistogramVec::new(
+            HistogramOpts::new(
+                "ficus_request_duration_seconds",
+                "Time from receiving a request to sending its response head, by route and backend.",
+            )
+            .buckets(BUCKETS.to_vec()),
+            &["route", "backend"],
+        )?;
+        let upstream_errors = IntCounterVec::new(
+            Opts::new(
+                "ficus_upstream_errors_total",
+                "Failed upstream exchanges, by route, backend and kind.",
+            ),
+            &["route", "backend", "kind"],
+        )?;
+        let opened = IntCounterVec::new(
+            Opts::new(
+                "ficus_upstream_connections_opened_total",
+                "Upstream TCP connections opened, by backend.",
+            ),
+            &["backend"],
+        )?;
+        let rollout_percent = GaugeVec::new(
+            Opts::new(
+                "ficus_rollout_percent",
+                "Share of a route's traffic sent to the new backend, in percent.",
+            ),
+            &["route"],
+        )?;
+        let rollout_changes = IntCounterVec::new(
+            Opts::new(
+                "ficus_rollout_changes_total",
+                "Rollout percentage changes, by route and action.",
+            ),
+            &["route", "action"],
+        )?;
+        let rollbacks = IntCounter::new("ficus_rollbacks_total", "Rollback commands executed.")?;
+        let overrides = IntCounterVec::new(
+            Opts::new(
+                "ficus_override_attempts_total",
+                "Requests carrying X-Ficus-Backend, by route and whether the override was honoured.",
+            ),
+            &["route", "result"],
+        )?;
+        let missing_key = IntCounterVec::new(
+            Opts::new(
+                "ficus_sticky_key_missing_total",
+                "Split requests without their sticky key, by route.",
+            ),
+            &["route"],
+        )?;
+        let reloads = IntCounterVec::new(
+            Opts::new(
+                "ficus_config_reloads_total",
+                "Configuration reloads, by result.",
+            ),
+            &["result"],
+        )?;
+        let inflight = IntGauge::new(
+            "ficus_inflight_requests",
+            "Requests being proxied right now.",
+        )?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
+        registry.register(Box::new(upstream_errors.clone()))?;
+        registry.register(Box::new(opened.clone()))?;
+        registry.register(Box::new(rollout_percent.clone()))?;
+        registry.register(Box::new(rollout_changes.clone()))?;
+        registry.register(Box::new(rollbacks.clone()))?;
+        registry.register(Box::new(overrides.clone()))?;
+        registry.register(Box::new(missing_key.clone()))?;
+        registry.register(Box::new(reloads.clone()))?;
+        registry.register(Box::new(inflight.clone()))?;
+        // Present from the start so dashboards and `increase()` see both series at zero.
+        for r in ["success", "failure"] {
+            reloads.get_metric_with_label_values(&[r])?;
+        }
+        let connections_opened = [
+            opened.get_metric_with_label_values(&["legacy"])?,
+            opened.get_metric_with_label_values(&["new"])?,
+        ];
+        Ok(Metrics {
+            registry,
+            requests,
+            duration,
+            upstream_errors,
+            connections_opened,
+            rollout_percent,
+            rollout_changes,
+            rollbacks,
+            overrides,
+            missing_key,
+            reloads,
+            inflight,
+        })
+    }
+
+    /// The registry, to gather or to register more collectors (e.g. shadow metrics) into.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// The text exposition format of everything in the registry.
+    pub fn encode(&self) -> String {
+        prometheus::TextEncoder::new()
+            .encode_to_string(&self.registry.gather())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn route(&self, route: &str) -> Result<RouteMetrics, prometheus::Error> {
+        let backend = |side: Side| -> Result<BackendMetrics, prometheus::Error> {
+            let b = side.as_str();
+            let req = |class: &str| {
+                self.requests
+                    .get_metric_with_label_values(&[route, b, class])
+            };
+            let mut errors: [Option<IntCounter>; 6] = Default::default();
+            for k in [
+                ErrorKind::UpstreamConnect,
+                ErrorKind::UpstreamTimeout,
+                ErrorKind::UpstreamIo,
+            ] {
+                errors[k.index()] = Some(self.upstream_errors.get_metric_with_label_values(&[
+                    route,
+                    b,
+                    k.as_str(),
+                ])?);
+            }
+            Ok(BackendMetrics {
+                requests: [
+                    req("1xx")?,
+                    req("2xx")?,
+                    req("3xx")?,
+                    req("4xx")?,
+                    req("5xx")?,
+                ],
+                duration: self.duration.get_metric_with_label_values(&[route, b])?,
+                errors,
+            })
+        };
+        Ok(RouteMetrics {
+            backend: [backend(Side::Legacy)?, backend(Side::New)?],
+            override_honoured: self
+                .overrides
+                .get_metric_with_label_values(&[route, "honoured"])?,
+            override_rejected: self
+                .overrides
+                .get_metric_with_label_values(&[route, "rejected"])?,
+            missing_key: self.missing_key.get_metric_with_label_values(&[route])?,
+            percent: self
+                .rollout_percent
+                .get_metric_with_label_values(&[route])?,
+        })
+    }
+
+    pub(crate) fn rollout_changed(&self, route: &str, action: &str) {
+        if let Ok(c) = self
+            .rollout_changes
+            .get_metric_with_label_values(&[route, action])
+        {
+            c.inc();
+        }
+    }
+
+    pub(crate) fn reloaded(&self, ok: bool) {
+        if let Ok(c) =
+            self.reloads
+                .get_metric_with_label_values(&[if ok { "success" } else { "failure" }])
+        {
+            c.inc();
+        }
+    }
+
+    /// Drops the series of a route that a reload removed, so the exposition does not keep
+    /// reporting a stale rollout gauge for it.
+    pub(crate) fn forget_route(&self, route: &str) {
+        let _ = self.rollout_percent.remove_label_values(&[route]);
+    }
+}

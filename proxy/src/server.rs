@@ -1,0 +1,400 @@
+//! Starting and stopping a proxy: listeners, worker threads, the admin thread, graceful
+//! shutdown.
+//!
+//! `workers` threads each run a current-thread tokio runtime with its own listener on the same
+//! address (`SO_REUSEPORT`: the kernel spreads connections), its own upstream pools and its own
+//! cached routing table — thread per core, nothing shared-mutable per request. One more thread
+//! runs the admin API and the reload watcher, so SQLite writes and metric encoding never stall
+//! the data plane. Shutdown stops accepting, lets every connection finish its in-flight request
+//! (bounded by `shutdown_grace_ms`), then ends the threads.
+
+use std::cell::Cell;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch, Notify};
+
+use crate::config::Config;
+use crate::control::{Control, ReloadReport, RolloutChange, RouteStatus, Shared};
+use crate::error::ProxyError;
+use crate::forward::{self, ConnInfo, Worker};
+use crate::state::AuditEntry;
+
+/// Entry point: `Proxy::start(config, path)`.
+pub struct Proxy;
+
+/// A running proxy. Dropping it starts a shutdown without waiting; call
+/// [`ProxyHandle::shutdown`] to wait for in-flight requests to drain.
+pub struct ProxyHandle {
+    listen: SocketAddr,
+    admin: SocketAddr,
+    workers: usize,
+    control: Arc<Control>,
+    stop: watch::Sender<bool>,
+    done: Vec<oneshot::Receiver<()>>,
+}
+
+impl Proxy {
+    /// Validates `config`, opens the state store, binds the listeners (port 0 picks a free
+    /// port: read it back with [`ProxyHandle::listen_addr`]) and starts the threads.
+    /// `config_path` enables reload on SIGHUP and (with `watch_config`) on file change.
+    pub fn start(config: Config, config_path: Option<PathBuf>) -> Result<ProxyHandle, ProxyError> {
+        config.validate()?;
+        let workers = config.effective_workers().max(1);
+        let listen = config.proxy.listen;
+        let admin_listen = config.proxy.admin_listen;
+        let grace = config.proxy.shutdown_grace;
+        let header_timeout = config.proxy.header_read_timeout;
+        let watch_config = config.proxy.watch_config;
+        let control = Arc::new(Control::new(config, config_path)?);
+
+        let listeners = bind_reuseport(listen, workers)?;
+        let listen = listeners
+            .first()
+            .and_then(|l| l.local_addr().ok())
+            .unwrap_or(listen);
+        let admin_listener =
+            std::net::TcpListener::bind(admin_listen).map_err(|source| ProxyError::Bind {
+                addr: admin_listen,
+                source,
+            })?;
+        let admin = admin_listener.local_addr().unwrap_or(admin_listen);
+        admin_listener
+            .set_nonblocking(true)
+            .map_err(|source| ProxyError::Bind {
+                addr: admin_listen,
+                source,
+            })?;
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut done = Vec::with_capacity(workers + 1);
+        for (i, l) in listeners.into_iter().enumerate() {
+            let rt = runtime()?;
+            let (tx, rx) = oneshot::channel();
+            done.push(rx);
+            let shared = control.shared.clone();
+            let stop_rx = stop_rx.clone();
+            std::thread::Builder::new()
+                .name(format!("ficus-worker-{i}"))
+                .spawn(move || {
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, worker_loop(l, shared, stop_rx, grace, header_timeout));
+                    drop(local);
+                    let _ = tx.send(());
+                })
+                .map_err(|source| ProxyError::Start {
+                    what: "worker thread",
+                    source,
+                })?;
+        }
+        {
+            let rt = runtime()?;
+            let (tx, rx) = oneshot::channel();
+            done.push(rx);
+            let control = control.clone();
+            std::thread::Builder::new()
+                .name("ficus-admin".into())
+                .spawn(move || {
+                    let local = tokio::task::LocalSet::new();
+                    local.block_on(&rt, async move {
+                        let reload =
+                            crate::reload::run(control.clone(), stop_rx.clone(), watch_config);
+                        let admin = crate::admin::serve(admin_listener, control, stop_rx);
+                        tokio::join!(reload, admin);
+                    });
+                    drop(local);
+                    let _ = tx.send(());
+                })
+                .map_err(|source| ProxyError::Start {
+                    what: "admin thread",
+                    source,
+                })?;
+        }
+        tracing::info!(%listen, %admin, workers, "ficus proxy listening");
+        Ok(ProxyHandle {
+            listen,
+            admin,
+            workers,
+            control,
+            stop,
+            done,
+        })
+    }
+}
+
+impl ProxyHandle {
+    /// The bound data-plane address.
+    pub fn listen_addr(&self) -> SocketAddr {
+        self.listen
+    }
+
+    /// The bound admin address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+    }
+
+    /// Number of worker threads.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> Config {
+        self.control.config()
+    }
+
+    /// Every route with its percentage in force and where it comes from.
+    pub fn routes(&self) -> Result<Vec<RouteStatus>, ProxyError> {
+        self.control.routes()
+    }
+
+    /// Sets a route's rollout (share to new, 0–100 in 0.01 steps); persisted and audited.
+    pub fn set_rollout(
+        &self,
+        route: &str,
+        percent: f64,
+        actor: &str,
+    ) -> Result<RolloutChange, ProxyError> {
+        let bp = crate::config::percent_to_bp(percent).map_err(|m| {
+            ProxyError::Config(crate::config::ConfigError {
+                file: None,
+                line: None,
+                field: "percent".into(),
+                message: m,
+            })
+        })?;
+        self.control.set_rollout(route, bp, actor)
+    }
+
+    /// Drops a route's run-time value; the configuration's percentage applies again.
+    pub fn reset_rollout(&self, route: &str, actor: &str) -> Result<RolloutChange, ProxyError> {
+        self.control.reset_rollout(route, actor)
+    }
+
+    /// Sets the named routes (all when empty) to 0 % at once.
+    pub fn rollback(
+        &self,
+        routes: &[String],
+        actor: &str,
+    ) -> Result<Vec<RolloutChange>, ProxyError> {
+        self.control.rollback(routes, actor)
+    }
+
+    /// Re-reads the configuration file now (`Ok(None)`: unchanged or no file).
+    pub fn reload(&self) -> Result<Option<ReloadReport>, ProxyError> {
+        self.control.reload_from_file()
+    }
+
+    /// Applies a configuration given in code.
+    pub fn apply_config(&self, config: Config) -> Result<ReloadReport, ProxyError> {
+        config.validate()?;
+        let r = self.control.reload(config, None);
+        self.control.shared.metrics.reloaded(r.is_ok());
+        r
+    }
+
+    /// Newest audit rows first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, ProxyError> {
+        self.control.audit(limit)
+    }
+
+    /// The proxy's metrics registry (other components may register their collectors in it).
+    pub fn registry(&self) -> &prometheus::Registry {
+        self.control.shared.metrics.registry()
+    }
+
+    /// The Prometheus text exposition, as served on `/metrics`.
+    pub fn metrics_text(&self) -> String {
+        self.control.shared.metrics.encode()
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to `shutdown_grace_ms`), stops.
+    pub async fn shutdown(mut self) {
+        self.begin_shutdown();
+        for d in std::mem::take(&mut self.done) {
+            let _ = d.await;
+        }
+    }
+
+    fn begin_shutdown(&self) {
+        self.control.shared.draining.store(true, Ordering::SeqCst);
+        let _ = self.stop.send(true);
+    }
+}
+
+impl Drop for ProxyHandle {
+    fn drop(&mut self) {
+        self.begin_shutdown();
+    }
+}
+
+/// Resolves when the process receives SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    match (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) {
+        (Ok(mut i), Ok(mut t)) => {
+            tokio::select! {
+                _ = i.recv() => {}
+                _ = t.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, ProxyError> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ProxyError::Start {
+            what: "tokio runtime",
+            source,
+        })
+}
+
+/// `n` listeners on one address with `SO_REUSEPORT`; with port 0 the first picks the port and
+/// the others join it.
+fn bind_reuseport(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, ProxyError> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
+    let mut at = addr;
+    for _ in 0..n {
+        let err = |source| ProxyError::Bind { addr, source };
+        let s =
+            Socket::new(Domain::for_address(at), Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+        s.set_reuse_address(true).map_err(err)?;
+        s.set_reuse_port(true).map_err(err)?;
+        s.bind(&at.into()).map_err(err)?;
+        s.listen(4096).map_err(err)?;
+        s.set_nonblocking(true).map_err(err)?;
+        let l: std::net::TcpListener = s.into();
+        if at.port() == 0 {
+            at = l.local_addr().map_err(err)?;
+        }
+        out.push(l);
+    }
+    Ok(out)
+}
+
+/// Connections open on one worker, to wait for them at shutdown.
+#[derive(Default)]
+struct Tracker {
+    active: Cell<usize>,
+    idle: Notify,
+}
+
+struct TrackGuard(Rc<Tracker>);
+
+impl Drop for TrackGuard {
+    fn drop(&mut self) {
+        let n = self.0.active.get() - 1;
+        self.0.active.set(n);
+        if n == 0 {
+            self.0.idle.notify_one();
+        }
+    }
+}
+
+async fn worker_loop(
+    listener: std::net::TcpListener,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+    header_timeout: Duration,
+) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener");
+            return;
+        }
+    };
+    let worker = Rc::new(Worker::new(shared));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new());
+    if !header_timeout.is_zero() {
+        http.header_read_timeout(header_timeout);
+    }
+    let http = Rc::new(http);
+    let tracker = Rc::new(Tracker::default());
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            r = listener.accept() => match r {
+                Ok((stream, peer)) => {
+                    tracker.active.set(tracker.active.get() + 1);
+                    let guard = TrackGuard(tracker.clone());
+                    let worker = worker.clone();
+                    let http = http.clone();
+                    let stop = stop.clone();
+                    tokio::task::spawn_local(async move {
+                        serve_conn(stream, peer, worker, &http, stop).await;
+                        drop(guard);
+                    });
+                }
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+    drop(listener);
+    let drained = tokio::time::timeout(grace, async {
+        loop {
+            let n = tracker.idle.notified();
+            if tracker.active.get() == 0 {
+                break;
+            }
+            n.await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            open = tracker.active.get(),
+            "shutdown grace period over; closing remaining connections"
+        );
+    }
+}
+
+async fn serve_conn(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    worker: Rc<Worker>,
+    http: &hyper::server::conn::http1::Builder,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let info = Rc::new(ConnInfo::new(peer));
+    let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
+    let conn = http
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let res = tokio::select! {
+        r = conn.as_mut() => r,
+        _ = stop.changed() => {
+            // Finish the request in flight (if any), then close.
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = res {
+        tracing::debug!(error = %e, %peer, "client connection ended with an error");
+    }
+}

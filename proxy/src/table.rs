@@ -1,0 +1,197 @@
+//! The routing table: a configuration compiled for the hot path — routes in match order with
+//! their sticky-key source resolved, the rollout percentage as an atomic, metric handles and
+//! header values prepared once. Published through an `ArcSwap`; a reload builds a new table.
+//!
+//! Architecture invariant: a request reads the table and the rollout atomics, nothing else
+//! shared and mutable; it never takes a lock and never looks a metric label up.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+use http::{HeaderName, HeaderValue, Method};
+
+use crate::config::{BackendConfig, Config, RouteConfig};
+use crate::metrics::{Metrics, RouteMetrics};
+use crate::route::PathTemplate;
+use crate::split::{self, cookie_value, query_value, MissingKey, Side, Sticky};
+
+/// Name used in metrics and headers for requests no route matched.
+pub const UNMATCHED: &str = "_unmatched";
+
+static BACKEND_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// One backend as the hot path sees it.
+pub(crate) struct Backend {
+    pub side: Side,
+    /// Distinguishes configurations: a worker's idle pool for this side is flushed when it changes.
+    pub id: u64,
+    pub cfg: BackendConfig,
+    pub name_hv: HeaderValue,
+    pub host_hv: HeaderValue,
+}
+
+impl Backend {
+    fn new(side: Side, cfg: &BackendConfig) -> Result<Backend, String> {
+        Ok(Backend {
+            side,
+            id: BACKEND_IDS.fetch_add(1, Ordering::Relaxed),
+            cfg: cfg.clone(),
+            name_hv: HeaderValue::from_static(side.as_str()),
+            host_hv: HeaderValue::from_str(cfg.authority.as_str()).map_err(|e| e.to_string())?,
+        })
+    }
+}
+
+pub(crate) enum KeySource {
+    Header(HeaderName),
+    Cookie(Box<str>),
+    PathSeg(usize),
+    Query(Box<str>),
+    Random,
+}
+
+/// One compiled route.
+pub(crate) struct Route {
+    pub name: Box<str>,
+    pub name_hv: HeaderValue,
+    methods: Vec<Method>,
+    path: Option<PathTemplate>,
+    key: KeySource,
+    missing: MissingKey,
+    /// Effective rollout in basis points; written by the control plane, read per request.
+    pub percent_bp: AtomicU32,
+    pub metrics: RouteMetrics,
+}
+
+impl Route {
+    fn new(rc: &RouteConfig, percent_bp: u32, metrics: &Metrics) -> Result<Route, String> {
+        let key = match &rc.sticky {
+            Sticky::Header(h) => KeySource::Header(h.clone()),
+            Sticky::Cookie(c) => KeySource::Cookie(c.as_str().into()),
+            Sticky::Path(p) => KeySource::PathSeg(
+                rc.path
+                    .param_index(p)
+                    .ok_or_else(|| format!("route {}: path has no parameter {{{p}}}", rc.name))?,
+            ),
+            Sticky::Query(q) => KeySource::Query(q.as_str().into()),
+            Sticky::Random => KeySource::Random,
+        };
+        let m = metrics.route(&rc.name).map_err(|e| e.to_string())?;
+        m.percent.set(crate::config::bp_to_percent(percent_bp));
+        Ok(Route {
+            name: rc.name.as_str().into(),
+            name_hv: HeaderValue::from_str(&rc.name).map_err(|e| e.to_string())?,
+            methods: rc.methods.clone(),
+            path: Some(rc.path.clone()),
+            key,
+            missing: rc.missing_key,
+            percent_bp: AtomicU32::new(percent_bp),
+            metrics: m,
+        })
+    }
+
+    fn unmatched(metrics: &Metrics) -> Result<Route, String> {
+        Ok(Route {
+            name: UNMATCHED.into(),
+            name_hv: HeaderValue::from_static(UNMATCHED),
+            methods: Vec::new(),
+            path: None,
+            key: KeySource::Random,
+            missing: MissingKey::Legacy,
+            percent_bp: AtomicU32::new(0),
+            metrics: metrics.route(UNMATCHED).map_err(|e| e.to_string())?,
+        })
+    }
+
+    #[inline]
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        (self.methods.is_empty() || self.methods.iter().any(|m| m == method))
+            && self.path.as_ref().is_some_and(|p| p.matches(path))
+    }
+
+    /// The split decision for a request (no override involved).
+    #[inline]
+    pub fn decide(&self, parts: &http::request::Parts) -> Side {
+        let bp = self.percent_bp.load(Ordering::Relaxed);
+        if bp == 0 {
+            return Side::Legacy;
+        }
+        if bp >= split::BUCKETS {
+            return Side::New;
+        }
+        let key: Option<&[u8]> = match &self.key {
+            KeySource::Random => return split::decide(bp, false, None, self.missing),
+            KeySource::Header(h) => parts.headers.get(h).map(HeaderValue::as_bytes),
+            KeySource::Cookie(c) => cookie_value(&parts.headers, c),
+            KeySource::PathSeg(i) => PathTemplate::segment(parts.uri.path(), *i).map(str::as_bytes),
+            KeySource::Query(q) => query_value(parts.uri.query(), q),
+        };
+        let key = key.filter(|k| !k.is_empty());
+        if key.is_none() {
+            self.metrics.missing_key.inc();
+        }
+        split::decide(bp, true, key, self.missing)
+    }
+}
+
+/// A compiled configuration.
+pub(crate) struct Table {
+    pub routes: Vec<Route>,
+    pub unmatched: Route,
+    pub backends: [Arc<Backend>; 2],
+    pub max_request_bytes: u64,
+    pub preserve_host: bool,
+    pub override_token: Option<Box<[u8]>>,
+}
+
+impl Table {
+    /// Builds a table; `percent_of(route)` gives each route's effective rollout, and backends
+    /// whose configuration did not change are taken over from `previous` (keeping pools warm).
+    pub fn build(
+        config: &Config,
+        metrics: &Metrics,
+        previous: Option<&Table>,
+        mut percent_of: impl FnMut(&RouteConfig) -> u32,
+    ) -> Result<Table, String> {
+        let backend = |side: Side, cfg: &BackendConfig| -> Result<Arc<Backend>, String> {
+            if let Some(prev) = previous {
+                let b = &prev.backends[side.index()];
+                if b.cfg == *cfg {
+                    return Ok(b.clone());
+                }
+            }
+            Ok(Arc::new(Backend::new(side, cfg)?))
+        };
+        let mut routes = Vec::with_capacity(config.routes.len());
+        for rc in &config.routes {
+            routes.push(Route::new(rc, percent_of(rc), metrics)?);
+        }
+        Ok(Table {
+            routes,
+            unmatched: Route::unmatched(metrics)?,
+            backends: [
+                backend(Side::Legacy, &config.backends.legacy)?,
+                backend(Side::New, &config.backends.new)?,
+            ],
+            max_request_bytes: config.proxy.max_request_bytes,
+            preserve_host: config.proxy.preserve_host,
+            override_token: config
+                .proxy
+                .resolved_override_token()
+                .map(|t| t.into_bytes().into_boxed_slice()),
+        })
+    }
+
+    /// The first route matching, or the catch-all that sends unmatched traffic to legacy.
+    #[inline]
+    pub fn match_route(&self, method: &Method, path: &str) -> &Route {
+        self.routes
+            .iter()
+            .find(|r| r.matches(method, path))
+            .unwrap_or(&self.unmatched)
+    }
+
+    pub fn route(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| &*r.name == name)
+    }
+}

@@ -1,0 +1,151 @@
+//! Per-worker upstream connection pools of `hyper::client::conn::http1` connections.
+//!
+//! Each worker thread owns one pool per backend side: a LIFO stack of idle `SendRequest`s. A
+//! connection goes back on the stack when its response body has been read to the end (see
+//! [`crate::body::UpstreamBody`]), so a pooled connection is idle by construction. Nothing here
+//! is shared between threads: no locks and no cross-thread wake-ups on the hot path.
+
+use std::cell::RefCell;
+use std::io;
+
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::body::ReqBody;
+use crate::split::Side;
+use crate::table::Backend;
+
+pub(crate) type Sender = SendRequest<ReqBody>;
+
+#[derive(Default)]
+struct Slot {
+    backend_id: u64,
+    idle: Vec<Sender>,
+}
+
+/// A connection checked out for one request.
+pub(crate) struct Conn {
+    pub sender: Sender,
+    /// Taken from the idle stack (it may have been closed by the backend meanwhile).
+    pub reused: bool,
+}
+
+/// Why no connection could be had.
+#[derive(Debug)]
+pub(crate) enum ConnectError {
+    Timeout,
+    Io(io::Error),
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
+        }
+    }
+}
+
+/// The pools of one worker.
+#[derive(Default)]
+pub(crate) struct Pool {
+    slots: [RefCell<Slot>; 2],
+}
+
+impl Pool {
+    /// An idle connection to `backend`, or a new one.
+    pub async fn checkout(
+        &self,
+        backend: &Backend,
+        on_open: impl FnOnce(),
+    ) -> Result<Conn, ConnectError> {
+        loop {
+            let next = {
+                let mut slot = self.slots[backend.side.index()].borrow_mut();
+                if slot.backend_id != backend.id {
+                    // The backend's configuration changed: its old connections go.
+                    slot.idle.clear();
+                    slot.backend_id = backend.id;
+                }
+                slot.idle.pop()
+            };
+            let Some(mut sender) = next else { break };
+            if sender.is_closed() {
+                continue;
+            }
+            if sender.is_ready() {
+                return Ok(Conn {
+                    sender,
+                    reused: true,
+                });
+            }
+            // Its last response was read to the end but the connection task has not yet marked it
+            // idle; that takes one poll of that task, so wait briefly rather than dial anew.
+            match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
+                Ok(Ok(())) => {
+                    return Ok(Conn {
+                        sender,
+                        reused: true,
+                    })
+                }
+                _ => continue,
+            }
+        }
+        let sender = connect(backend).await?;
+        on_open();
+        Ok(Conn {
+            sender,
+            reused: false,
+        })
+    }
+
+    /// Returns an idle connection (its response fully read) to the pool.
+    pub fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut slot = self.slots[side.index()].borrow_mut();
+        if slot.backend_id == backend_id && slot.idle.len() < max_idle {
+            slot.idle.push(sender);
+        }
+    }
+
+    /// Idle connections held for a side (tests and debugging).
+    #[cfg(test)]
+    pub fn idle(&self, side: Side) -> usize {
+        self.slots[side.index()].borrow().idle.len()
+    }
+}
+
+async fn connect(backend: &Backend) -> Result<Sender, ConnectError> {
+    let host = backend.cfg.authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let port = backend.cfg.authority.port_u16().unwrap_or(80);
+    let stream = match tokio::time::timeout(
+        backend.cfg.connect_timeout,
+        TcpStream::connect((host, port)),
+    )
+    .await
+    {
+        Err(_) => return Err(ConnectError::Timeout),
+        Ok(Err(e)) => return Err(ConnectError::Io(e)),
+        Ok(Ok(s)) => s,
+    };
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await
+        .map_err(ConnectError::Handshake)?;
+    tokio::task::spawn_local(async move {
+        if let Err(e) = conn.with_upgrades().await {
+            tracing::debug!(error = %e, "upstream connection ended with an error");
+        }
+    });
+    Ok(sender)
+}
