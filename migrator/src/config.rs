@@ -1,0 +1,116 @@
+//! `migration.toml`: settings and per-column overrides. Every field is optional; an empty
+//! file (or none) gives the defaults.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::convert::{EpochUnit, PgType};
+use crate::error::{MigrateError, Result};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct MigrationConfig {
+    /// PostgreSQL type for SQLite DATETIME/TIMESTAMP columns: `timestamptz` (naive values read
+    /// as UTC; the default) or `timestamp`.
+    pub datetime_type: Option<String>,
+    /// A typed column whose share of unconvertible values exceeds this fraction (default 0.01)
+    /// is widened to `text` when every value fits text; below it, the rows are quarantined.
+    pub widen_over: Option<f64>,
+    /// Per table settings, by SQLite table name.
+    pub tables: BTreeMap<String, TableConfig>,
+}
+
+/// Settings of one table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TableConfig {
+    /// Leave this table out of the migration.
+    pub skip: bool,
+    /// Name of the table in PostgreSQL (default: the SQLite name).
+    pub rename: Option<String>,
+    /// Per column overrides, by SQLite column name.
+    pub columns: BTreeMap<String, ColumnConfig>,
+}
+
+/// Overrides of one column.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ColumnConfig {
+    /// PostgreSQL type, e.g. `"text"`, `"bigint"`, `"timestamptz"`, `"varchar(40)"`.
+    #[serde(rename = "type")]
+    pub pg_type: Option<String>,
+    /// Unit of integer epoch values in a date/time column: `s`, `ms`, `us` (default: guessed per
+    /// value from its magnitude).
+    pub epoch_unit: Option<EpochUnit>,
+    /// Remove NUL bytes from text instead of quarantining the row.
+    pub strip_nul: bool,
+    /// Replace invalid UTF-8 with U+FFFD instead of quarantining the row.
+    pub lossy_utf8: bool,
+    /// PostgreSQL default expression, replacing the translated SQLite default.
+    pub default: Option<String>,
+}
+
+impl MigrationConfig {
+    /// Read and validate a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<MigrationConfig> {
+        let text = std::fs::read_to_string(path).map_err(|e| MigrateError::Config {
+            path: path.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parse configuration text (`origin` names it in errors).
+    pub fn parse(text: &str, origin: &str) -> Result<MigrationConfig> {
+        let cfg: MigrationConfig = toml::from_str(text).map_err(|e| MigrateError::Config {
+            path: origin.to_string(),
+            detail: e.to_string(),
+        })?;
+        cfg.validate(origin)?;
+        Ok(cfg)
+    }
+
+    fn validate(&self, origin: &str) -> Result<()> {
+        let bad = |detail: String| MigrateError::Config {
+            path: origin.to_string(),
+            detail,
+        };
+        if let Some(t) = &self.datetime_type {
+            match PgType::parse(t) {
+                Some(PgType::Timestamp) | Some(PgType::Timestamptz) => {}
+                _ => return Err(bad(format!("datetime_type must be timestamptz or timestamp, not {t:?}"))),
+            }
+        }
+        if let Some(w) = self.widen_over {
+            if !(0.0..=1.0).contains(&w) {
+                return Err(bad(format!("widen_over must be between 0 and 1, not {w}")));
+            }
+        }
+        for (t, tc) in &self.tables {
+            for (c, cc) in &tc.columns {
+                if let Some(ty) = &cc.pg_type {
+                    if PgType::parse(ty).is_none() {
+                        return Err(bad(format!(
+                            "tables.{t}.columns.{c}: unsupported type {ty:?} (supported: {})",
+                            PgType::SUPPORTED
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn column(&self, table: &str, column: &str) -> Option<&ColumnConfig> {
+        self.tables.get(table).and_then(|t| t.columns.get(column))
+    }
+
+    pub(crate) fn datetime_type(&self) -> PgType {
+        self.datetime_type
+            .as_deref()
+            .and_then(PgType::parse)
+            .unwrap_or(PgType::Timestamptz)
+    }
+}

@@ -1,0 +1,128 @@
+//! Prometheus metrics of a migration (names prefixed `ficus_migrate_`), and a tiny HTTP
+//! server for them on `--metrics-addr` while a command runs.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Request, Response};
+use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
+
+use crate::error::{MigrateError, Result};
+
+/// The phases a run goes through, exported as `ficus_migrate_phase{phase=…} 1`.
+pub const PHASES: [&str; 6] = ["plan", "copy", "postload", "verify", "done", "failed"];
+
+/// Metric handles (resolved once) and their registry.
+pub struct Metrics {
+    pub registry: Registry,
+    pub rows_copied: IntCounterVec,
+    pub rows_quarantined: IntCounterVec,
+    pub rows_per_second: GaugeVec,
+    pub source_rows: IntGaugeVec,
+    pub phase: IntGaugeVec,
+    pub verify_rows: IntGaugeVec,
+}
+
+fn err(e: prometheus::Error) -> MigrateError {
+    MigrateError::Internal(format!("metrics: {e}"))
+}
+
+impl Metrics {
+    pub fn new() -> Result<Metrics> {
+        let registry = Registry::new();
+        let rows_copied = IntCounterVec::new(
+            Opts::new("ficus_migrate_rows_copied_total", "Rows copied into PostgreSQL"),
+            &["table"],
+        )
+        .map_err(err)?;
+        let rows_quarantined = IntCounterVec::new(
+            Opts::new("ficus_migrate_rows_quarantined_total", "Rows sent to ficus.quarantine"),
+            &["table"],
+        )
+        .map_err(err)?;
+        let rows_per_second = GaugeVec::new(
+            Opts::new("ficus_migrate_rows_per_second", "Copy rate of the current run"),
+            &["table"],
+        )
+        .map_err(err)?;
+        let source_rows = IntGaugeVec::new(
+            Opts::new("ficus_migrate_source_rows", "Rows in the SQLite table"),
+            &["table"],
+        )
+        .map_err(err)?;
+        let phase = IntGaugeVec::new(
+            Opts::new("ficus_migrate_phase", "1 for the current phase"),
+            &["phase"],
+        )
+        .map_err(err)?;
+        let verify_rows = IntGaugeVec::new(
+            Opts::new("ficus_migrate_verify_rows", "Rows by verify outcome (matched, missing, extra, differs, quarantined)"),
+            &["table", "outcome"],
+        )
+        .map_err(err)?;
+        for c in [
+            Box::new(rows_copied.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(rows_quarantined.clone()),
+            Box::new(rows_per_second.clone()),
+            Box::new(source_rows.clone()),
+            Box::new(phase.clone()),
+            Box::new(verify_rows.clone()),
+        ] {
+            registry.register(c).map_err(err)?;
+        }
+        Ok(Metrics {
+            registry,
+            rows_copied,
+            rows_quarantined,
+            rows_per_second,
+            source_rows,
+            phase,
+            verify_rows,
+        })
+    }
+
+    /// Mark `phase` current.
+    pub fn set_phase(&self, phase: &str) {
+        for p in PHASES {
+            self.phase.with_label_values(&[p]).set(i64::from(p == phase));
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> String {
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    }
+
+    /// Serve `GET /metrics` (any path) on `addr` until the returned handle is aborted.
+    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let local = listener.local_addr()?;
+        let h = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { continue };
+                let m = self.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                        let body = m.render();
+                        async move {
+                            Ok::<_, Infallible>(
+                                Response::builder()
+                                    .header("content-type", "text/plain; version=0.0.4")
+                                    .body(Full::new(Bytes::from(body)))
+                                    .unwrap_or_default(),
+                            )
+                        }
+                    });
+                    let io = hyper_util::rt::TokioIo::new(stream);
+                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                });
+            }
+        });
+        Ok((local, h))
+    }
+}

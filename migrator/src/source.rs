@@ -1,0 +1,274 @@
+//! Reading the SQLite source: opening it read-only, its identity (for the fingerprint), and
+//! keyset-paginated reads of a table from a key onward. Run, verify (and the dual-write
+//! watch) read rows only through here.
+
+use std::path::Path;
+
+use rusqlite::types::{ToSqlOutput, ValueRef};
+use rusqlite::{Connection, OpenFlags};
+use serde::{Deserialize, Serialize};
+
+use crate::convert::display_bytes;
+use crate::error::{MigrateError, Result, SqliteContext};
+use crate::introspect::quote_sqlite;
+use crate::plan::{ReadKey, TablePlan};
+
+/// Open a SQLite file read-only.
+pub fn open_source(path: &Path) -> Result<Connection> {
+    if !path.is_file() {
+        return Err(MigrateError::OpenSource {
+            path: path.to_path_buf(),
+            source: rusqlite::Error::InvalidPath(path.to_path_buf()),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|source| MigrateError::OpenSource {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Touch the schema so a non-database file fails here, not mid-run.
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
+        .map_err(|source| MigrateError::OpenSource {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let _ = conn.pragma_update(None, "cache_size", -16_000i64);
+    Ok(conn)
+}
+
+/// What identifies the source file's content, for the fingerprint: if any of these change,
+/// a checkpoint no longer describes the same data.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceIdentity {
+    /// Path as given (shown, not fingerprinted: a moved file is the same source).
+    pub path: String,
+    pub size: u64,
+    /// Modification time, nanoseconds since 1970.
+    pub mtime_ns: i128,
+    /// SQLite's file change counter (header offset 24).
+    pub change_counter: u32,
+    /// xxh3 of the schema SQL.
+    pub schema_hash: String,
+}
+
+impl SourceIdentity {
+    /// Identity of the file at `path` with schema `conn`.
+    pub fn of(path: &Path, conn: &Connection) -> Result<SourceIdentity> {
+        let meta = std::fs::metadata(path)?;
+        let mtime_ns = meta
+            .modified()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as i128)
+            .unwrap_or(0);
+        let mut header = [0u8; 28];
+        {
+            use std::io::Read;
+            let mut f = std::fs::File::open(path)?;
+            f.read_exact(&mut header)?;
+        }
+        let mut st = conn
+            .prepare("SELECT coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            .table("sqlite_master")?;
+        let sqls: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .table("sqlite_master")?
+            .collect::<std::result::Result<_, _>>()
+            .table("sqlite_master")?;
+        Ok(SourceIdentity {
+            path: path.display().to_string(),
+            size: meta.len(),
+            mtime_ns,
+            change_counter: u32::from_be_bytes([header[24], header[25], header[26], header[27]]),
+            schema_hash: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(sqls.join(";\n").as_bytes())),
+        })
+    }
+}
+
+/// A position in a table's read order: the last rowid read, or the last primary key values
+/// of a WITHOUT ROWID table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SourceKey {
+    Rowid(i64),
+    Pk(Vec<KeyValue>),
+}
+
+/// One stored SQLite key value, owned.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeyValue {
+    Null,
+    Int(i64),
+    Real(f64),
+    /// Text as stored (hex when not valid UTF-8 is irrelevant here: kept as bytes).
+    Text(Vec<u8>),
+    Blob(Vec<u8>),
+}
+
+impl KeyValue {
+    pub fn from_ref(v: ValueRef<'_>) -> KeyValue {
+        match v {
+            ValueRef::Null => KeyValue::Null,
+            ValueRef::Integer(i) => KeyValue::Int(i),
+            ValueRef::Real(f) => KeyValue::Real(f),
+            ValueRef::Text(b) => KeyValue::Text(b.to_vec()),
+            ValueRef::Blob(b) => KeyValue::Blob(b.to_vec()),
+        }
+    }
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            KeyValue::Null => ValueRef::Null,
+            KeyValue::Int(i) => ValueRef::Integer(*i),
+            KeyValue::Real(f) => ValueRef::Real(*f),
+            KeyValue::Text(b) => ValueRef::Text(b),
+            KeyValue::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
+impl rusqlite::ToSql for KeyValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(self.as_ref()))
+    }
+}
+
+/// A key value as JSON for people (quarantine, reports): numbers, strings, `\x…` for blobs.
+pub fn key_json_value(v: ValueRef<'_>) -> serde_json::Value {
+    match v {
+        ValueRef::Null => serde_json::Value::Null,
+        ValueRef::Integer(i) => i.into(),
+        ValueRef::Real(f) => serde_json::Number::from_f64(f)
+            .map(serde_json::Value::Number)
+            .unwrap_or_else(|| format!("{f:?}").into()),
+        ValueRef::Text(b) => match std::str::from_utf8(b) {
+            Ok(s) => s.into(),
+            Err(_) => display_bytes(b).into(),
+        },
+        ValueRef::Blob(b) => display_bytes(b).into(),
+    }
+}
+
+/// One row handed to a reader callback.
+pub struct SourceRow<'r, 's> {
+    row: &'r rusqlite::Row<'s>,
+    offset: usize,
+    rowid: Option<i64>,
+}
+
+impl SourceRow<'_, '_> {
+    /// Value of the table's column `i` (plan order).
+    pub fn value(&self, i: usize) -> ValueRef<'_> {
+        self.row.get_ref(i + self.offset).unwrap_or(ValueRef::Null)
+    }
+    /// Rowid, for rowid tables.
+    pub fn rowid(&self) -> Option<i64> {
+        self.rowid
+    }
+    /// The read-order key of this row.
+    pub fn key(&self, table: &TablePlan) -> SourceKey {
+        match &table.read_key {
+            ReadKey::Rowid(_) => SourceKey::Rowid(self.rowid.unwrap_or(0)),
+            ReadKey::Pk(cols) => SourceKey::Pk(cols.iter().map(|c| KeyValue::from_ref(self.value(*c))).collect()),
+        }
+    }
+    /// The row's key as people see it: `{"id": 42}` (primary key columns) or `{"rowid": 7}`.
+    pub fn key_display(&self, table: &TablePlan) -> String {
+        let mut m = serde_json::Map::new();
+        if table.key_columns.is_empty() {
+            m.insert("rowid".into(), self.rowid.unwrap_or(0).into());
+        } else {
+            for &c in &table.key_columns {
+                m.insert(table.columns[c].name.clone(), key_json_value(self.value(c)));
+            }
+        }
+        serde_json::Value::Object(m).to_string()
+    }
+}
+
+/// How a read ended.
+#[derive(Debug, Clone)]
+pub struct ReadEnd {
+    /// Key of the last row read (None if no row).
+    pub last_key: Option<SourceKey>,
+    pub rows: u64,
+    /// True when the table has no more rows after `last_key`.
+    pub exhausted: bool,
+}
+
+/// Read rows of `table` in key order after `after` (from the start if None), at most
+/// `limit`, calling `f` for each; `f` returns false to stop early (the read then does not
+/// count as exhausted).
+pub fn read_rows(
+    conn: &Connection,
+    table: &TablePlan,
+    after: Option<&SourceKey>,
+    limit: Option<u64>,
+    mut f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
+) -> Result<ReadEnd> {
+    let cols: Vec<String> = table.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
+    let tname = quote_sqlite(&table.source_name);
+    let (select, offset, order, cond): (String, usize, String, Option<String>) = match &table.read_key {
+        ReadKey::Rowid(r) => (
+            format!("{r}, {}", cols.join(", ")),
+            1,
+            r.clone(),
+            after.map(|_| format!("{r} > ?1")),
+        ),
+        ReadKey::Pk(pk) => {
+            let names: Vec<&str> = pk.iter().map(|i| cols[*i].as_str()).collect();
+            let params: Vec<String> = (1..=pk.len()).map(|i| format!("?{i}")).collect();
+            (
+                cols.join(", "),
+                0,
+                names.join(", "),
+                after.map(|_| format!("({}) > ({})", names.join(", "), params.join(", "))),
+            )
+        }
+    };
+    let mut sql = format!("SELECT {select} FROM {tname}");
+    if let Some(c) = cond {
+        sql.push_str(" WHERE ");
+        sql.push_str(&c);
+    }
+    sql.push_str(" ORDER BY ");
+    sql.push_str(&order);
+    if let Some(l) = limit {
+        sql.push_str(&format!(" LIMIT {l}"));
+    }
+    let mut st = conn.prepare_cached(&sql).table(&table.source_name)?;
+    let params: Vec<KeyValue> = match after {
+        None => Vec::new(),
+        Some(SourceKey::Rowid(r)) => vec![KeyValue::Int(*r)],
+        Some(SourceKey::Pk(v)) => v.clone(),
+    };
+    let mut rows = st
+        .query(rusqlite::params_from_iter(params.iter()))
+        .table(&table.source_name)?;
+    let mut n = 0u64;
+    let mut last: Option<SourceKey> = None;
+    let mut stopped = false;
+    while let Some(row) = rows.next().table(&table.source_name)? {
+        let rowid = if offset == 1 {
+            Some(row.get::<_, i64>(0).table(&table.source_name)?)
+        } else {
+            None
+        };
+        let r = SourceRow { row, offset, rowid };
+        n += 1;
+        let go_on = f(&r)?;
+        last = Some(r.key(table));
+        if !go_on {
+            stopped = true;
+            break;
+        }
+    }
+    let exhausted = !stopped && limit.is_none_or(|l| n < l);
+    Ok(ReadEnd {
+        last_key: last,
+        rows: n,
+        exhausted,
+    })
+}
