@@ -120,9 +120,8 @@ impl PgStore {
         tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
             .await
             .map_err(schema_err)?;
-        tx.batch_execute(POSTGRES_SCHEMA)
-            .await
-            .map_err(schema_err)?;
+        // Check tables that exist before creating what is missing: index creation on a
+        // foreign `tasks` table would fail with a less helpful message.
         for (table, wanted) in [
             ("tasks", &TASK_COLUMNS[..]),
             ("task_events", &EVENT_COLUMNS[..]),
@@ -141,13 +140,16 @@ impl PgStore {
                 .copied()
                 .filter(|c| !present.iter().any(|p| p == c))
                 .collect();
-            if !missing.is_empty() {
+            if !present.is_empty() && !missing.is_empty() {
                 return Err(TaskAppError::PostgresSchema {
                     target,
                     reason: format!("table {table} lacks column(s) {}", missing.join(", ")),
                 });
             }
         }
+        tx.batch_execute(POSTGRES_SCHEMA)
+            .await
+            .map_err(schema_err)?;
         tx.commit().await.map_err(schema_err)?;
         Ok(PgStore { pool })
     }
@@ -235,12 +237,13 @@ impl Store for PgStore {
         let mut task = task_from_row(&row)?;
         // A refusal returns here; dropping `tx` rolls back.
         let event = edit(&mut task)?;
+        // `$1::int8`: also fits an `integer` id column a migrator may have chosen.
         let update = tx
             .prepare_cached(
                 "UPDATE tasks SET title = $2, priority = $3, status = $4, dependencies = $5, \
                  assigned_agent = $6, worktree = $7, status_notes = $8, estimated_effort = $9, \
                  completed = $10, blocked_reason = $11, blocked_by = $12, last_heartbeat = $13, \
-                 instructions = $14, updated_at = $15 WHERE id = $1",
+                 instructions = $14, updated_at = $15 WHERE id = $1::int8",
             )
             .await?;
         tx.execute(
@@ -361,13 +364,19 @@ fn describe(cfg: &tokio_postgres::Config) -> String {
 
 /// The server's own message when there is one (`Display` of a server error is "db error").
 pub(crate) fn pg_error_text(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
+    let text = match e.as_db_error() {
         Some(db) => db.to_string(),
         None => match e.source() {
             Some(src) => format!("{e}: {src}"),
             None => e.to_string(),
         },
-    }
+    };
+    // DETAIL / HINT come on lines of their own; keep messages on one line.
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 fn pool_error_text(e: &PoolError) -> String {

@@ -175,12 +175,12 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, TaskAppError
     }
     let conn = Connection::open_with_flags(path, flags).map_err(|e| TaskAppError::SqliteOpen {
         path: path.to_path_buf(),
-        reason: e.to_string(),
+        reason: one_line(&e.to_string()),
     })?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(|e| TaskAppError::SqliteOpen {
             path: path.to_path_buf(),
-            reason: e.to_string(),
+            reason: one_line(&e.to_string()),
         })?;
     Ok(conn)
 }
@@ -190,11 +190,11 @@ fn open_connection(path: &Path, create: bool) -> Result<Connection, TaskAppError
 fn prepare(conn: &Connection, path: &Path) -> Result<(), TaskAppError> {
     let open_err = |reason: String| TaskAppError::SqliteOpen {
         path: path.to_path_buf(),
-        reason,
+        reason: one_line(&reason),
     };
     let schema_err = |reason: String| TaskAppError::SqliteSchema {
         path: path.to_path_buf(),
-        reason,
+        reason: one_line(&reason),
     };
     // The first read is where a non-SQLite file shows ("file is not a database").
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
@@ -209,8 +209,8 @@ fn prepare(conn: &Connection, path: &Path) -> Result<(), TaskAppError> {
     }
     conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
         .map_err(|e| open_err(format!("cannot switch to WAL: {e}")))?;
-    conn.execute_batch(SQLITE_SCHEMA)
-        .map_err(|e| schema_err(format!("cannot create the task tables: {e}")))?;
+    // Check tables that exist before creating what is missing: index creation on a foreign
+    // `tasks` table would fail with a less helpful message.
     for (table, wanted) in [
         ("tasks", &TASK_COLUMNS[..]),
         ("task_events", &EVENT_COLUMNS[..]),
@@ -221,14 +221,22 @@ fn prepare(conn: &Connection, path: &Path) -> Result<(), TaskAppError> {
             .copied()
             .filter(|c| !present.iter().any(|p| p.eq_ignore_ascii_case(c)))
             .collect();
-        if !missing.is_empty() {
+        if !present.is_empty() && !missing.is_empty() {
             return Err(schema_err(format!(
                 "table {table} lacks column(s) {}",
                 missing.join(", ")
             )));
         }
     }
+    conn.execute_batch(SQLITE_SCHEMA)
+        .map_err(|e| schema_err(format!("cannot create the task tables: {e}")))?;
     Ok(())
+}
+
+/// The first line of a message (rusqlite appends the failing SQL on the next lines).
+fn one_line(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("").trim_end();
+    first.strip_suffix(" in").unwrap_or(first).to_string()
 }
 
 fn table_columns(conn: &Connection, table: &str) -> rusqlite::Result<Vec<String>> {
