@@ -1,0 +1,902 @@
+//! The mismatch store: one SQLite file (WAL, so `ficus shadow report` can read while the
+//! proxy writes).
+//!
+//! Tables: `mismatches` (one row per mismatched exchange: route, method, path, request id,
+//! redacted request headers and body, both statuses, headers and bodies, the diff entries as
+//! JSON), `mismatch_fields` (one row per distinct field and kind of a mismatch, with an
+//! example, for grouping), `counts` (requests per route, minute and result, so reports give
+//! shares of compared requests), `noise` and `noise_probes` (learned noise with counts).
+//!
+//! Rows arrive already redacted and truncated ([`crate::redact`]); nothing here sees a
+//! secret. Retention: at most `keep` mismatches and nothing older than `keep_days`.
+//!
+//! The proxy never touches SQLite on a request: a writer thread owns the connection and is
+//! fed through a bounded channel ([`Op`]), committing what has queued up in one transaction.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use serde::{Deserialize, Serialize, Serializer};
+
+use crate::capture::Side;
+use crate::compare::{DiffEntry, DiffKind};
+use crate::error::ShadowError;
+use crate::metrics::Outcome;
+
+/// Stored bodies are cut to this many bytes (after redaction).
+pub const STORED_BODY_BYTES: usize = 64 * 1024;
+/// Pending writes the writer thread accepts before senders wait (mirror workers) or drop
+/// (counts from the proxy's threads).
+pub(crate) const WRITER_QUEUE: usize = 4096;
+/// Milliseconds in a day.
+const DAY_MS: i64 = 86_400_000;
+
+const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS mismatches (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_ms         INTEGER NOT NULL,
+    route           TEXT NOT NULL,
+    method          TEXT NOT NULL,
+    path            TEXT NOT NULL,
+    request_id      TEXT NOT NULL,
+    primary_side    TEXT NOT NULL,
+    request_headers TEXT NOT NULL,
+    request_body    BLOB NOT NULL,
+    request_body_truncated INTEGER NOT NULL,
+    legacy_status   INTEGER NOT NULL,
+    legacy_headers  TEXT NOT NULL,
+    legacy_body     BLOB NOT NULL,
+    legacy_body_truncated INTEGER NOT NULL,
+    new_status      INTEGER NOT NULL,
+    new_headers     TEXT NOT NULL,
+    new_body        BLOB NOT NULL,
+    new_body_truncated INTEGER NOT NULL,
+    diff            TEXT NOT NULL,
+    diff_truncated  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS mismatches_time ON mismatches(time_ms);
+CREATE TABLE IF NOT EXISTS mismatch_fields (
+    mismatch_id INTEGER NOT NULL REFERENCES mismatches(id) ON DELETE CASCADE,
+    route       TEXT NOT NULL,
+    field       TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    time_ms     INTEGER NOT NULL,
+    legacy      TEXT,
+    new         TEXT,
+    PRIMARY KEY (mismatch_id, field, kind)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS mismatch_fields_group ON mismatch_fields(route, field, kind, time_ms);
+CREATE TABLE IF NOT EXISTS counts (
+    route  TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    result TEXT NOT NULL,
+    n      INTEGER NOT NULL,
+    PRIMARY KEY (route, minute, result)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS noise (
+    route    TEXT NOT NULL,
+    field    TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    count    INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL,
+    PRIMARY KEY (route, field, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS noise_probes (
+    route    TEXT PRIMARY KEY,
+    probes   INTEGER NOT NULL,
+    first_ms INTEGER NOT NULL,
+    last_ms  INTEGER NOT NULL
+);
+"#;
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn lossy<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&String::from_utf8_lossy(bytes))
+}
+
+/// A stored body (redacted, cut to [`STORED_BODY_BYTES`]).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoredBody {
+    /// The bytes (serialised as lossy UTF-8).
+    #[serde(serialize_with = "lossy")]
+    pub data: Vec<u8>,
+    /// Whether the body was cut.
+    pub truncated: bool,
+}
+
+impl StoredBody {
+    /// Cuts `data` to [`STORED_BODY_BYTES`].
+    pub(crate) fn cut(mut data: Vec<u8>) -> StoredBody {
+        let truncated = data.len() > STORED_BODY_BYTES;
+        data.truncate(STORED_BODY_BYTES);
+        StoredBody { data, truncated }
+    }
+}
+
+/// One side's stored response.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct StoredResponse {
+    /// The status code.
+    pub status: u16,
+    /// Headers, secrets fingerprinted.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: StoredBody,
+}
+
+/// One mismatched exchange as stored.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MismatchRecord {
+    /// Store id (0 before insertion).
+    pub id: i64,
+    /// When it was compared, ms since the Unix epoch.
+    pub time_ms: i64,
+    /// The configured route name.
+    pub route: String,
+    /// The request method.
+    pub method: String,
+    /// Path and query (secret query parameters redacted).
+    pub path: String,
+    /// The proxy's request id.
+    pub request_id: String,
+    /// Which side served the client.
+    pub primary: Side,
+    /// Request headers, secrets fingerprinted.
+    pub request_headers: Vec<(String, String)>,
+    /// The request body.
+    pub request_body: StoredBody,
+    /// The legacy side's response.
+    pub legacy: StoredResponse,
+    /// The new side's response.
+    pub new: StoredResponse,
+    /// The differences (learned noise excluded).
+    pub diff: Vec<DiffEntry>,
+    /// More differences existed than were listed.
+    pub diff_truncated: bool,
+}
+
+/// One learned noise field.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NoiseRow {
+    /// The route.
+    pub route: String,
+    /// The generalised field (`/*/generated_at`, `header:etag`, ...).
+    pub field: String,
+    /// The kind of difference seen between two primary answers.
+    pub kind: DiffKind,
+    /// How many probes showed it.
+    pub count: u64,
+    /// Probes made on the route so far.
+    pub probes: u64,
+    /// First and last seen, ms since the Unix epoch.
+    pub first_ms: i64,
+    /// Last seen.
+    pub last_ms: i64,
+}
+
+/// One row of `mismatch_fields`, for reports.
+#[derive(Debug, Clone)]
+pub(crate) struct FieldRow {
+    pub route: String,
+    pub field: String,
+    pub kind: String,
+    pub mismatch_id: i64,
+    pub time_ms: i64,
+    pub legacy: Option<String>,
+    pub new: Option<String>,
+}
+
+/// A handle on the SQLite file.
+pub struct Store {
+    conn: Connection,
+    path: PathBuf,
+}
+
+impl Store {
+    /// Opens (creating when missing) the store at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, ShadowError> {
+        let conn = Connection::open(path).map_err(|e| store_err(path, e))?;
+        Store::setup(conn, path)
+    }
+
+    /// Opens an existing store; never creates a file.
+    pub fn open_existing(path: &Path) -> Result<Store, ShadowError> {
+        if !path.exists() {
+            return Err(ShadowError::NoStore(path.to_path_buf()));
+        }
+        let conn = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_WRITE
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
+        )
+        .map_err(|e| store_err(path, e))?;
+        Store::setup(conn, path)
+    }
+
+    fn setup(conn: Connection, path: &Path) -> Result<Store, ShadowError> {
+        let err = |e| store_err(path, e);
+        conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn err(&self, e: rusqlite::Error) -> ShadowError {
+        store_err(&self.path, e)
+    }
+
+    /// Inserts one mismatch (and its grouping rows); returns its id.
+    pub fn insert_mismatch(&mut self, rec: &MismatchRecord) -> Result<i64, ShadowError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| store_err(&self.path, e))?;
+        let id = insert_mismatch_tx(&tx, rec).map_err(|e| store_err(&self.path, e))?;
+        tx.commit().map_err(|e| store_err(&self.path, e))?;
+        Ok(id)
+    }
+
+    /// Fetches one mismatch.
+    pub fn mismatch(&self, id: i64) -> Result<Option<MismatchRecord>, ShadowError> {
+        let row = self
+            .conn
+            .query_row(
+                "SELECT time_ms, route, method, path, request_id, primary_side, request_headers,
+                        request_body, request_body_truncated,
+                        legacy_status, legacy_headers, legacy_body, legacy_body_truncated,
+                        new_status, new_headers, new_body, new_body_truncated, diff, diff_truncated
+                 FROM mismatches WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        (
+                            r.get::<_, i64>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, String>(3)?,
+                            r.get::<_, String>(4)?,
+                            r.get::<_, String>(5)?,
+                        ),
+                        (
+                            r.get::<_, String>(6)?,
+                            r.get::<_, Vec<u8>>(7)?,
+                            r.get::<_, bool>(8)?,
+                        ),
+                        (
+                            r.get::<_, u16>(9)?,
+                            r.get::<_, String>(10)?,
+                            r.get::<_, Vec<u8>>(11)?,
+                            r.get::<_, bool>(12)?,
+                        ),
+                        (
+                            r.get::<_, u16>(13)?,
+                            r.get::<_, String>(14)?,
+                            r.get::<_, Vec<u8>>(15)?,
+                            r.get::<_, bool>(16)?,
+                        ),
+                        (r.get::<_, String>(17)?, r.get::<_, bool>(18)?),
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let Some((head, req, legacy, new, (diff, diff_truncated))) = row else {
+            return Ok(None);
+        };
+        let corrupt = |detail: String| ShadowError::Corrupt { id, detail };
+        let headers = |s: &str| -> Result<Vec<(String, String)>, ShadowError> {
+            serde_json::from_str(s).map_err(|e| corrupt(format!("headers: {e}")))
+        };
+        let response = |(status, h, body, truncated): (u16, String, Vec<u8>, bool)| {
+            Ok::<_, ShadowError>(StoredResponse {
+                status,
+                headers: headers(&h)?,
+                body: StoredBody {
+                    data: body,
+                    truncated,
+                },
+            })
+        };
+        let (time_ms, route, method, path, request_id, primary) = head;
+        Ok(Some(MismatchRecord {
+            id,
+            time_ms,
+            route,
+            method,
+            path,
+            request_id,
+            primary: Side::parse(&primary).ok_or_else(|| corrupt(format!("side {primary:?}")))?,
+            request_headers: headers(&req.0)?,
+            request_body: StoredBody {
+                data: req.1,
+                truncated: req.2,
+            },
+            legacy: response(legacy)?,
+            new: response(new)?,
+            diff: serde_json::from_str(&diff).map_err(|e| corrupt(format!("diff: {e}")))?,
+            diff_truncated,
+        }))
+    }
+
+    /// Adds `n` requests with `outcome` to `route`'s count for the minute of `time_ms`.
+    pub fn add_count(
+        &mut self,
+        route: &str,
+        outcome: Outcome,
+        time_ms: i64,
+        n: u64,
+    ) -> Result<(), ShadowError> {
+        add_count_tx(&self.conn, route, time_ms / 60_000, outcome.as_str(), n)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Records one noise probe of `route` and what it showed.
+    pub fn record_noise(
+        &mut self,
+        route: &str,
+        observed: &[(String, DiffKind)],
+        time_ms: i64,
+    ) -> Result<(), ShadowError> {
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| store_err(&self.path, e))?;
+        record_noise_tx(&tx, route, observed, time_ms).map_err(|e| store_err(&self.path, e))?;
+        tx.commit().map_err(|e| store_err(&self.path, e))
+    }
+
+    /// Every learned (route, field, kind).
+    pub fn learned_noise(&self) -> Result<Vec<(String, String, DiffKind)>, ShadowError> {
+        Ok(self
+            .noise(None)?
+            .into_iter()
+            .map(|n| (n.route, n.field, n.kind))
+            .collect())
+    }
+
+    /// Learned noise, optionally of one route, by route then count (most frequent first).
+    pub fn noise(&self, route: Option<&str>) -> Result<Vec<NoiseRow>, ShadowError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT n.route, n.field, n.kind, n.count, COALESCE(p.probes, 0), n.first_ms, n.last_ms
+                 FROM noise n LEFT JOIN noise_probes p ON p.route = n.route
+                 WHERE ?1 IS NULL OR n.route = ?1
+                 ORDER BY n.route, n.count DESC, n.field, n.kind",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([route], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, i64>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, i64>(5)?,
+                    r.get::<_, i64>(6)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (route, field, kind, count, probes, first_ms, last_ms) =
+                row.map_err(|e| self.err(e))?;
+            // A kind this version does not know is skipped rather than fatal.
+            let Some(kind) = DiffKind::parse(&kind) else {
+                continue;
+            };
+            out.push(NoiseRow {
+                route,
+                field,
+                kind,
+                count: count.max(0) as u64,
+                probes: probes.max(0) as u64,
+                first_ms,
+                last_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Requests per route and result since `since_ms` (all when `None`), optionally of one
+    /// route.
+    pub fn counts(
+        &self,
+        since_ms: Option<i64>,
+        route: Option<&str>,
+    ) -> Result<HashMap<String, HashMap<Outcome, u64>>, ShadowError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT route, result, SUM(n) FROM counts
+                 WHERE minute >= ?1 AND (?2 IS NULL OR route = ?2)
+                 GROUP BY route, result",
+            )
+            .map_err(|e| self.err(e))?;
+        let since_minute = since_ms.map_or(i64::MIN, |s| s.div_euclid(60_000));
+        let rows = stmt
+            .query_map(params![since_minute, route], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(|e| self.err(e))?;
+        let mut out: HashMap<String, HashMap<Outcome, u64>> = HashMap::new();
+        for row in rows {
+            let (route, result, n) = row.map_err(|e| self.err(e))?;
+            if let Some(o) = Outcome::parse(&result) {
+                *out.entry(route).or_default().entry(o).or_default() += n.max(0) as u64;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Grouping rows since `since_ms`, optionally of one route, newest first.
+    pub(crate) fn field_rows(
+        &self,
+        since_ms: Option<i64>,
+        route: Option<&str>,
+    ) -> Result<Vec<FieldRow>, ShadowError> {
+        let mut stmt = self
+            .conn
+            .prepare(
+                "SELECT route, field, kind, mismatch_id, time_ms, legacy, new FROM mismatch_fields
+                 WHERE time_ms >= ?1 AND (?2 IS NULL OR route = ?2)
+                 ORDER BY mismatch_id DESC",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![since_ms.unwrap_or(i64::MIN), route], |r| {
+                Ok(FieldRow {
+                    route: r.get(0)?,
+                    field: r.get(1)?,
+                    kind: r.get(2)?,
+                    mismatch_id: r.get(3)?,
+                    time_ms: r.get(4)?,
+                    legacy: r.get(5)?,
+                    new: r.get(6)?,
+                })
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Number of stored mismatches.
+    pub fn mismatch_count(&self) -> Result<u64, ShadowError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM mismatches", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n.max(0) as u64)
+            .map_err(|e| self.err(e))
+    }
+
+    /// Applies retention: keeps the newest `keep` mismatches, removes mismatches and counts
+    /// older than `keep_days` before `now_ms`. Returns the mismatches removed.
+    pub fn enforce_retention(
+        &mut self,
+        keep: u64,
+        keep_days: u32,
+        now_ms: i64,
+    ) -> Result<u64, ShadowError> {
+        let cutoff = now_ms - i64::from(keep_days) * DAY_MS;
+        let tx = self
+            .conn
+            .transaction()
+            .map_err(|e| store_err(&self.path, e))?;
+        let run = || -> rusqlite::Result<u64> {
+            let mut removed = tx.execute("DELETE FROM mismatches WHERE time_ms < ?1", [cutoff])?;
+            removed += tx.execute(
+                "DELETE FROM mismatches WHERE id <= (SELECT id FROM mismatches ORDER BY id DESC LIMIT 1 OFFSET ?1)",
+                [i64::try_from(keep).unwrap_or(i64::MAX)],
+            )?;
+            tx.execute(
+                "DELETE FROM counts WHERE minute < ?1",
+                [cutoff.div_euclid(60_000)],
+            )?;
+            Ok(removed as u64)
+        };
+        let removed = run().map_err(|e| store_err(&self.path, e))?;
+        tx.commit().map_err(|e| store_err(&self.path, e))?;
+        Ok(removed)
+    }
+}
+
+fn store_err(path: &Path, source: rusqlite::Error) -> ShadowError {
+    ShadowError::Store {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn insert_mismatch_tx(
+    tx: &rusqlite::Transaction<'_>,
+    rec: &MismatchRecord,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO mismatches (time_ms, route, method, path, request_id, primary_side,
+            request_headers, request_body, request_body_truncated,
+            legacy_status, legacy_headers, legacy_body, legacy_body_truncated,
+            new_status, new_headers, new_body, new_body_truncated, diff, diff_truncated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
+        params![
+            rec.time_ms,
+            rec.route,
+            rec.method,
+            rec.path,
+            rec.request_id,
+            rec.primary.as_str(),
+            json(&rec.request_headers),
+            rec.request_body.data,
+            rec.request_body.truncated,
+            rec.legacy.status,
+            json(&rec.legacy.headers),
+            rec.legacy.body.data,
+            rec.legacy.body.truncated,
+            rec.new.status,
+            json(&rec.new.headers),
+            rec.new.body.data,
+            rec.new.body.truncated,
+            json(&rec.diff),
+            rec.diff_truncated,
+        ],
+    )?;
+    let id = tx.last_insert_rowid();
+    let mut seen = BTreeSet::new();
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO mismatch_fields (mismatch_id, route, field, kind, time_ms, legacy, new)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for e in &rec.diff {
+        if !seen.insert((e.field.as_str(), e.kind)) {
+            continue;
+        }
+        let example =
+            |v: &Option<serde_json::Value>| v.as_ref().map(|v| clip_example(&v.to_string()));
+        stmt.execute(params![
+            id,
+            rec.route,
+            e.field,
+            e.kind.as_str(),
+            rec.time_ms,
+            example(&e.legacy),
+            example(&e.new)
+        ])?;
+    }
+    Ok(id)
+}
+
+fn clip_example(s: &str) -> String {
+    const MAX: usize = 200;
+    if s.chars().count() <= MAX {
+        s.to_string()
+    } else {
+        let mut out: String = s.chars().take(MAX).collect();
+        out.push('…');
+        out
+    }
+}
+
+/// A JSON column; serde_json cannot fail on these types (string keys, no maps with other
+/// keys), an empty array is written if it somehow does.
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
+}
+
+fn add_count_tx(
+    conn: &Connection,
+    route: &str,
+    minute: i64,
+    result: &str,
+    n: u64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO counts (route, minute, result, n) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (route, minute, result) DO UPDATE SET n = n + excluded.n",
+    )?
+    .execute(params![
+        route,
+        minute,
+        result,
+        i64::try_from(n).unwrap_or(i64::MAX)
+    ])?;
+    Ok(())
+}
+
+fn record_noise_tx(
+    conn: &Connection,
+    route: &str,
+    observed: &[(String, DiffKind)],
+    time_ms: i64,
+) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO noise_probes (route, probes, first_ms, last_ms) VALUES (?1, 1, ?2, ?2)
+         ON CONFLICT (route) DO UPDATE SET probes = probes + 1, last_ms = excluded.last_ms",
+    )?
+    .execute(params![route, time_ms])?;
+    let mut stmt = conn.prepare_cached(
+        "INSERT INTO noise (route, field, kind, count, first_ms, last_ms) VALUES (?1, ?2, ?3, 1, ?4, ?4)
+         ON CONFLICT (route, field, kind) DO UPDATE SET count = count + 1, last_ms = excluded.last_ms",
+    )?;
+    for (field, kind) in observed {
+        stmt.execute(params![route, field, kind.as_str(), time_ms])?;
+    }
+    Ok(())
+}
+
+/// A write for the writer thread.
+pub(crate) enum Op {
+    /// Store a mismatch.
+    Mismatch(Box<MismatchRecord>),
+    /// Count one request.
+    Count {
+        route: Arc<str>,
+        outcome: Outcome,
+        time_ms: i64,
+    },
+    /// Record one noise probe.
+    Noise {
+        route: Arc<str>,
+        observed: Vec<(String, DiffKind)>,
+        time_ms: i64,
+    },
+    /// Reply once everything sent before has been committed.
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// Retention settings the writer applies.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Retention {
+    pub keep: u64,
+    pub keep_days: u32,
+}
+
+/// Starts the writer thread; it runs until every sender is dropped, then commits what is
+/// left and exits.
+pub(crate) fn spawn_writer(
+    mut store: Store,
+    retention: Retention,
+    errors: prometheus::IntCounter,
+) -> Result<(tokio::sync::mpsc::Sender<Op>, std::thread::JoinHandle<()>), ShadowError> {
+    store.enforce_retention(retention.keep, retention.keep_days, now_ms())?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Op>(WRITER_QUEUE);
+    let handle = std::thread::Builder::new()
+        .name("ficus-shadow-store".into())
+        .spawn(move || {
+            let mut since_retention = 0usize;
+            let mut last_retention = Instant::now();
+            while let Some(op) = rx.blocking_recv() {
+                let mut batch = vec![op];
+                while batch.len() < 512 {
+                    match rx.try_recv() {
+                        Ok(op) => batch.push(op),
+                        Err(_) => break,
+                    }
+                }
+                let (inserted, flushes) = match apply(&mut store, batch) {
+                    Ok(x) => x,
+                    Err((e, flushes)) => {
+                        errors.inc();
+                        tracing::warn!(error = %e, "shadow store write failed");
+                        (0, flushes)
+                    }
+                };
+                since_retention += inserted;
+                if since_retention >= 1000
+                    || (since_retention > 0 && last_retention.elapsed() >= Duration::from_secs(60))
+                {
+                    if let Err(e) =
+                        store.enforce_retention(retention.keep, retention.keep_days, now_ms())
+                    {
+                        errors.inc();
+                        tracing::warn!(error = %e, "shadow store retention failed");
+                    }
+                    since_retention = 0;
+                    last_retention = Instant::now();
+                }
+                for f in flushes {
+                    let _ = f.send(());
+                }
+            }
+            if since_retention > 0 {
+                let _ = store.enforce_retention(retention.keep, retention.keep_days, now_ms());
+            }
+        })
+        .map_err(|source| ShadowError::Start {
+            what: "shadow store writer",
+            source,
+        })?;
+    Ok((tx, handle))
+}
+
+type Flushes = Vec<tokio::sync::oneshot::Sender<()>>;
+
+/// Commits a batch in one transaction; returns the mismatches inserted and the flush replies
+/// to send.
+fn apply(store: &mut Store, batch: Vec<Op>) -> Result<(usize, Flushes), (ShadowError, Flushes)> {
+    let mut flushes = Vec::new();
+    let mut counts: HashMap<(Arc<str>, i64, Outcome), u64> = HashMap::new();
+    let mut mismatches = Vec::new();
+    let mut noise = Vec::new();
+    for op in batch {
+        match op {
+            Op::Mismatch(m) => mismatches.push(m),
+            Op::Count {
+                route,
+                outcome,
+                time_ms,
+            } => {
+                *counts
+                    .entry((route, time_ms / 60_000, outcome))
+                    .or_default() += 1;
+            }
+            Op::Noise {
+                route,
+                observed,
+                time_ms,
+            } => noise.push((route, observed, time_ms)),
+            Op::Flush(f) => flushes.push(f),
+        }
+    }
+    let path = store.path.clone();
+    let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
+        let tx = conn.transaction()?;
+        for m in &mismatches {
+            insert_mismatch_tx(&tx, m)?;
+        }
+        for ((route, minute, outcome), n) in &counts {
+            add_count_tx(&tx, route, *minute, outcome.as_str(), *n)?;
+        }
+        for (route, observed, time_ms) in &noise {
+            record_noise_tx(&tx, route, observed, *time_ms)?;
+        }
+        tx.commit()?;
+        Ok(mismatches.len())
+    };
+    match run(&mut store.conn) {
+        Ok(n) => Ok((n, flushes)),
+        Err(e) => Err((store_err(&path, e), flushes)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    pub(crate) fn temp_path(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "ficus-shadow-{}-{}-{}",
+            name,
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("shadow.db")
+    }
+
+    fn record(route: &str, time_ms: i64) -> MismatchRecord {
+        MismatchRecord {
+            id: 0,
+            time_ms,
+            route: route.into(),
+            method: "GET".into(),
+            path: "/api/tasks/".into(),
+            request_id: "req-1".into(),
+            primary: Side::Legacy,
+            request_headers: vec![("accept".into(), "*/*".into())],
+            request_body: StoredBody::default(),
+            legacy: StoredResponse {
+                status: 200,
+                headers: vec![],
+                body: StoredBody::cut(b"{\"a\":1}".to_vec()),
+            },
+            new: StoredResponse {
+                status: 200,
+                headers: vec![],
+                body: StoredBody::cut(b"{\"a\":2}".to_vec()),
+            },
+            diff: vec![DiffEntry {
+                path: "/a".into(),
+                field: "/a".into(),
+                kind: DiffKind::Value,
+                legacy: Some(json!(1)),
+                new: Some(json!(2)),
+            }],
+            diff_truncated: false,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let path = temp_path("rt");
+        let mut s = Store::open(&path).unwrap();
+        let mut r = record("r", 1000);
+        let id = s.insert_mismatch(&r).unwrap();
+        r.id = id;
+        assert_eq!(s.mismatch(id).unwrap(), Some(r));
+        assert_eq!(s.mismatch(id + 1).unwrap(), None);
+        drop(s);
+        assert!(Store::open_existing(&path).is_ok());
+        assert!(matches!(
+            Store::open_existing(&path.with_file_name("nope.db")),
+            Err(ShadowError::NoStore(_))
+        ));
+    }
+
+    #[test]
+    fn retention_by_count_and_age() {
+        let path = temp_path("ret");
+        let mut s = Store::open(&path).unwrap();
+        let now = now_ms();
+        for i in 0..5 {
+            s.insert_mismatch(&record("r", now - 20 * DAY_MS + i))
+                .unwrap();
+        }
+        for i in 0..20 {
+            s.insert_mismatch(&record("r", now - 1000 + i)).unwrap();
+        }
+        s.add_count("r", Outcome::Match, now - 20 * DAY_MS, 3)
+            .unwrap();
+        s.add_count("r", Outcome::Match, now, 4).unwrap();
+        assert_eq!(s.mismatch_count().unwrap(), 25);
+        let removed = s.enforce_retention(8, 14, now).unwrap();
+        assert_eq!(removed, 17);
+        assert_eq!(s.mismatch_count().unwrap(), 8);
+        // The newest ones are kept; their grouping rows too, the others' are gone.
+        assert_eq!(s.field_rows(None, None).unwrap().len(), 8);
+        assert!(s.mismatch(25).unwrap().is_some());
+        assert!(s.mismatch(17).unwrap().is_none());
+        assert_eq!(s.counts(None, None).unwrap()["r"][&Outcome::Match], 4);
+    }
+
+    #[test]
+    fn noise_counts() {
+        let path = temp_path("noise");
+        let mut s = Store::open(&path).unwrap();
+        let obs = vec![("/*/t".to_string(), DiffKind::Value)];
+        s.record_noise("r", &obs, 1).unwrap();
+        s.record_noise("r", &obs, 2).unwrap();
+        s.record_noise("r", &[], 3).unwrap();
+        let rows = s.noise(Some("r")).unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(
+            (
+                rows[0].count,
+                rows[0].probes,
+                rows[0].first_ms,
+                rows[0].last_ms
+            ),
+            (2, 3, 1, 2)
+        );
+        assert!(s.noise(Some("other")).unwrap().is_empty());
+        assert_eq!(s.learned_noise().unwrap().len(), 1);
+    }
+}
