@@ -86,6 +86,10 @@ pub async fn connect(url: &str) -> Result<Client> {
             tracing::debug!("postgres connection closed: {e}");
         }
     });
+    client
+        .batch_execute("SET client_min_messages = warning")
+        .await
+        .ctx("session setup")?;
     Ok(client)
 }
 
@@ -114,7 +118,7 @@ pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, ob
         Some((state, _)) if state.phase == "done" => {
             let cps = checkpoint::load_checkpoints(&main, &schema).await?;
             obs.phase("done");
-            return Ok(report(plan, &cps, &[], true, true, Vec::new(), started));
+            return Ok(report(plan, &cps, &[], true, false, Vec::new(), started));
         }
         Some(_) => resumed = true,
         None => create(&mut main, plan).await?,

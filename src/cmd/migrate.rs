@@ -1,8 +1,235 @@
-//! `ficus migrate` (being built).
+//! `ficus migrate plan|run|verify|status`: flags and printing; the work is in `ficus-migrator`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ficus_migrator::{MigrationConfig, Observer, Plan, RunOptions, VerifyOptions};
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    #[command(subcommand)]
+    command: Sub,
+}
 
-pub fn run(_a: Args) -> anyhow::Result<i32> {
-    anyhow::bail!("`ficus migrate` is not available in this build yet")
+#[derive(clap::Subcommand)]
+enum Sub {
+    /// Introspect and profile the SQLite file; print each decision, the values that will not
+    /// convert, and the DDL. Writes nothing (a dry run).
+    Plan(Common),
+    /// Create the tables and copy the data (resumable; a finished migration re-runs as a no-op).
+    Run(RunArgs),
+    /// Compare source and target row by row (chunked checksums); exit 1 on differences.
+    Verify(Common),
+    /// Per table: copied, quarantined, last checkpoint, last verification.
+    Status(Common),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    Text,
+    Json,
+}
+
+#[derive(clap::Args)]
+struct Common {
+    /// The legacy SQLite database file.
+    #[arg(long)]
+    source: Option<PathBuf>,
+    /// PostgreSQL URL of the target database.
+    #[arg(long, env = "FICUS_MIGRATE_TARGET")]
+    target: Option<String>,
+    /// Target schema.
+    #[arg(long, default_value = "public")]
+    schema: String,
+    /// migration.toml with per-column overrides.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
+    /// Serve Prometheus metrics on this address while the command runs.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// No progress bars or log lines.
+    #[arg(long)]
+    quiet: bool,
+    /// Tables processed at once.
+    #[arg(long, default_value_t = 2)]
+    jobs: usize,
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Fail the run once more than N rows have been quarantined.
+    #[arg(long, value_name = "N")]
+    max_rejects: Option<u64>,
+    /// Drop what an earlier migration of another source or plan created, and start over.
+    #[arg(long)]
+    restart: bool,
+    /// Rows per batch (one transaction and checkpoint each).
+    #[arg(long, default_value_t = 50_000, hide = true)]
+    batch_rows: u64,
+}
+
+pub fn run(a: Args) -> anyhow::Result<i32> {
+    match a.command {
+        Sub::Plan(c) => plan(c),
+        Sub::Run(r) => run_cmd(r),
+        Sub::Verify(c) => verify(c),
+        Sub::Status(c) => status(c),
+    }
+}
+
+fn config(c: &Common) -> anyhow::Result<MigrationConfig> {
+    Ok(match &c.config {
+        Some(p) => MigrationConfig::load(p)?,
+        None => MigrationConfig::default(),
+    })
+}
+
+fn source(c: &Common) -> anyhow::Result<&Path> {
+    c.source.as_deref().context("--source app.db is required")
+}
+
+fn target(c: &Common) -> anyhow::Result<&str> {
+    c.target.as_deref().context("--target postgres://... is required")
+}
+
+fn observer(c: &Common) -> anyhow::Result<Arc<Observer>> {
+    let metrics = Arc::new(ficus_migrator::Metrics::new()?);
+    Ok(Arc::new(Observer::new(metrics, c.quiet)))
+}
+
+async fn serve_metrics(c: &Common, obs: &Observer) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+    let Some(addr) = c.metrics_addr else {
+        return Ok(None);
+    };
+    let (local, h) = obs
+        .metrics
+        .clone()
+        .serve(addr)
+        .await
+        .with_context(|| format!("serving metrics on {addr}"))?;
+    obs.log(&format!("metrics on http://{local}/metrics"));
+    Ok(Some(h))
+}
+
+fn plan(c: Common) -> anyhow::Result<i32> {
+    let cfg = config(&c)?;
+    let p = Plan::build(source(&c)?, &cfg, &c.schema)?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+        Format::Text => {
+            print!("{}", p.report());
+            println!();
+            print!("{}", p.ddl());
+        }
+    }
+    Ok(0)
+}
+
+fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
+    let c = &r.common;
+    let (src, tgt) = (source(c)?, target(c)?);
+    let cfg = config(c)?;
+    let obs = observer(c)?;
+    let rt = super::runtime()?;
+    let result = rt.block_on(async {
+        let server = serve_metrics(c, &obs).await?;
+        obs.phase("plan");
+        let (s, cf, sc) = (src.to_path_buf(), cfg.clone(), c.schema.clone());
+        let plan = tokio::task::spawn_blocking(move || Plan::build(&s, &cf, &sc)).await??;
+        let expected = plan.expected_rejects();
+        if expected > 0 {
+            obs.log(&format!("plan: {expected} value(s) will not convert; their rows go to ficus.quarantine (see `ficus migrate plan`)"));
+        }
+        let opts = RunOptions {
+            jobs: c.jobs,
+            batch_rows: r.batch_rows,
+            max_rejects: r.max_rejects,
+            restart: r.restart,
+            ..RunOptions::default()
+        };
+        let rep = ficus_migrator::run(&plan, src, tgt, &opts, &obs).await;
+        if let Some(h) = server {
+            h.abort();
+        }
+        Ok::<_, anyhow::Error>(rep?)
+    })?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
+        Format::Text => {
+            if result.already_complete {
+                println!("migration into schema {} is already complete: nothing to do", result.schema);
+            }
+            for t in &result.tables {
+                println!(
+                    "{:<24} source {:>10}  copied {:>10}  quarantined {:>8}{}",
+                    t.table,
+                    t.source_rows,
+                    t.rows_copied,
+                    t.rows_quarantined,
+                    if t.copied_now != t.rows_copied && !result.already_complete {
+                        format!("  ({} this run)", t.copied_now)
+                    } else {
+                        String::new()
+                    }
+                );
+            }
+            for w in &result.warnings {
+                println!("warning: {w}");
+            }
+            println!(
+                "{} rows copied, {} quarantined{} in {:.2} s",
+                result.rows_copied,
+                result.rows_quarantined,
+                if result.resumed { " (resumed)" } else { "" },
+                result.seconds
+            );
+            if result.rows_quarantined > 0 {
+                println!("quarantined rows are in ficus.quarantine (table, key, column, raw value, reason)");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn verify(c: Common) -> anyhow::Result<i32> {
+    let (src, tgt) = (source(&c)?, target(&c)?);
+    let cfg = config(&c)?;
+    let obs = observer(&c)?;
+    let rt = super::runtime()?;
+    let rep = rt.block_on(async {
+        let server = serve_metrics(&c, &obs).await?;
+        let plan = ficus_migrator::verify::plan_for(src, tgt, &c.schema, &cfg).await?;
+        let opts = VerifyOptions {
+            jobs: c.jobs,
+            ..VerifyOptions::default()
+        };
+        let rep = ficus_migrator::verify(&plan, src, tgt, &opts, &obs).await;
+        if let Some(h) = server {
+            h.abort();
+        }
+        Ok::<_, anyhow::Error>(rep?)
+    })?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
+        Format::Text => print!("{}", rep.text()),
+    }
+    Ok(if rep.clean { 0 } else { 1 })
+}
+
+fn status(c: Common) -> anyhow::Result<i32> {
+    let tgt = target(&c)?;
+    let rt = super::runtime()?;
+    let rep = rt.block_on(ficus_migrator::status(tgt, &c.schema))?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
+        Format::Text => print!("{}", rep.text()),
+    }
+    Ok(0)
 }

@@ -1,0 +1,94 @@
+#!/usr/bin/env bash
+# Migration benchmark: pgloader vs `ficus migrate run` on the gen_taskdb.py database, into the
+# same throwaway PostgreSQL, in one run; then `ficus migrate verify` beside a raw scan of both
+# sides. Prints wall time and peak RSS of each and their ratios.
+#
+# usage: bench/migrate.sh [--tasks N] [--keep]
+#   needs: python3, pgloader (apt-get install -y pgloader), PostgreSQL server binaries,
+#          sqlite3 CLI, /usr/bin/time. Builds ficus in release mode.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+TASKS=200000
+KEEP=0
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --tasks) TASKS=$2; shift 2 ;;
+    --keep) KEEP=1; shift ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+GEN=${GEN:-$ROOT/../shared/bench/gen_taskdb.py}
+[ -f "$GEN" ] || GEN=/work/shared/bench/gen_taskdb.py
+need=()
+command -v pgloader >/dev/null || need+=(pgloader)
+command -v sqlite3 >/dev/null || need+=(sqlite3)
+[ -x /usr/bin/time ] || need+=(time)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+WORK=$(mktemp -d /tmp/ficus-bench-XXXXXX)
+chmod 755 "$WORK"
+BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+[ -n "${PGBIN:-}" ] && BIN=$PGBIN
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
+cleanup() {
+  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
+  [ "$KEEP" = 1 ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" start >/dev/null
+PG="postgresql://postgres@127.0.0.1:$PORT"
+
+DB=$WORK/taskdb.sqlite
+python3 "$GEN" "$DB" --tasks "$TASKS"
+echo "building ficus (release)"
+CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release --bin ficus -q
+FICUS=${CARGO_TARGET_DIR:-$ROOT/target}/release/ficus
+
+psql "$PG/postgres" -qc "create database peer_pgloader" -c "create database peer_ficus"
+# Warm the page cache for both.
+cat "$DB" >/dev/null
+
+measure() { # name, command...
+  local name=$1; shift
+  /usr/bin/time -f "%e %M" -o "$WORK/$name.time" "$@" >"$WORK/$name.log" 2>&1 || { echo "$name failed:"; tail -20 "$WORK/$name.log"; }
+  read -r WALL RSS <"$WORK/$name.time"
+  eval "${name}_wall=$WALL ${name}_rss=$RSS"
+  printf "%-22s wall %7.2f s   peak RSS %8.1f MB\n" "$name" "$WALL" "$(echo "$RSS/1024" | bc -l)"
+}
+
+echo "== load (same PostgreSQL, one after the other)"
+measure pgloader pgloader "sqlite://$DB" "$PG/peer_pgloader"
+measure ficus "$FICUS" migrate run --quiet --source "$DB" --target "$PG/peer_ficus"
+echo "   ficus: $(tail -1 "$WORK/ficus.log")"
+for t in tasks task_events; do
+  printf "   %-12s rows: pgloader %s  ficus %s\n" "$t" \
+    "$(psql "$PG/peer_pgloader" -tAc "select count(*) from $t" 2>/dev/null || echo '?')" \
+    "$(psql "$PG/peer_ficus" -tAc "select count(*) from $t")"
+done
+echo "   pgloader NOT NULL columns kept: $(psql "$PG/peer_pgloader" -tAc "select count(*) from information_schema.columns where table_schema='public' and is_nullable='NO'")," \
+     "ficus: $(psql "$PG/peer_ficus" -tAc "select count(*) from information_schema.columns where table_schema='public' and is_nullable='NO'")"
+
+echo "== verify vs raw scan of both sides"
+raw_scan() {
+  for t in tasks task_events; do sqlite3 "$DB" "select * from $t" >/dev/null; done
+  for t in tasks task_events; do psql "$PG/peer_ficus" -qc "copy $t to stdout (format binary)" >/dev/null; done
+}
+export -f raw_scan; export DB PG
+measure raw_scan bash -c raw_scan
+measure verify "$FICUS" migrate verify --quiet --source "$DB" --target "$PG/peer_ficus"
+echo "   verify: $(tail -1 "$WORK/verify.log")"
+measure rerun "$FICUS" migrate run --quiet --source "$DB" --target "$PG/peer_ficus"
+echo "   re-run: $(head -1 "$WORK/rerun.log")"
+
+echo "== summary"
+printf "load:   pgloader %.2f s / ficus %.2f s = %.2fx faster;  peak RSS pgloader %.0f MB, ficus %.0f MB\n" \
+  "$pgloader_wall" "$ficus_wall" "$(echo "$pgloader_wall/$ficus_wall" | bc -l)" \
+  "$(echo "$pgloader_rss/1024" | bc -l)" "$(echo "$ficus_rss/1024" | bc -l)"
+printf "verify: %.2f s vs raw scan of both sides %.2f s = %.2fx;  verify peak RSS %.0f MB\n" \
+  "$verify_wall" "$raw_scan_wall" "$(echo "$verify_wall/$raw_scan_wall" | bc -l)" "$(echo "$verify_rss/1024" | bc -l)"
