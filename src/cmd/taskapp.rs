@@ -60,7 +60,7 @@ struct NewArgs {
 pub fn run(a: Args) -> anyhow::Result<i32> {
     let rt = super::runtime()?;
     rt.block_on(async move {
-        let (name, server, store, quirks) = match a.side {
+        let (name, server, quirks) = match a.side {
             Side::Legacy(l) => {
                 if l.create {
                     ficus_taskapp::create_sqlite(&l.sqlite)?;
@@ -74,14 +74,13 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                         }
                         e => e.into(),
                     })?;
-                let store = format!("SQLite {}", l.sqlite.display());
-                ("legacy", server, store, l.quirks)
+                ("legacy", server, l.quirks)
             }
             Side::New(n) => {
                 let listener = bind(&n.listen).await?;
                 let server =
                     ficus_taskapp::serve_new(&n.postgres, listener, n.quirks.clone()).await?;
-                ("new", server, "PostgreSQL".to_string(), n.quirks)
+                ("new", server, n.quirks)
             }
         };
         let quirks = if quirks.is_empty() {
@@ -94,7 +93,8 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
                 .join(", ")
         };
         println!(
-            "ficus taskapp {name}: {store}, serving {}/api/tasks/ (quirks: {quirks}); Ctrl-C stops",
+            "ficus taskapp {name}: {}, serving {}/api/tasks/ (quirks: {quirks}); Ctrl-C stops",
+            server.store(),
             server.url()
         );
         wait_for_stop().await;

@@ -77,6 +77,7 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Tasks in a PostgreSQL database.
 pub(crate) struct PgStore {
     pool: Pool,
+    target: String,
 }
 
 impl PgStore {
@@ -151,7 +152,12 @@ impl PgStore {
             .await
             .map_err(schema_err)?;
         tx.commit().await.map_err(schema_err)?;
-        Ok(PgStore { pool })
+        Ok(PgStore { pool, target })
+    }
+
+    /// `user@host:port/db`.
+    pub(crate) fn target(&self) -> &str {
+        &self.target
     }
 }
 

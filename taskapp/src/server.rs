@@ -57,6 +57,7 @@ impl Options {
 pub struct Server {
     /// Where it listens.
     pub addr: SocketAddr,
+    store: String,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
 }
@@ -65,6 +66,12 @@ impl Server {
     /// `http://ADDR`, for clients.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
+    }
+
+    /// What it serves, for messages: `SQLite PATH` or `PostgreSQL user@host:port/db` (no
+    /// password).
+    pub fn store(&self) -> &str {
+        &self.store
     }
 
     /// Stops accepting, lets in-flight requests finish (up to 5 s) and returns.
@@ -106,7 +113,12 @@ pub async fn serve_legacy_with(
     let store = tokio::task::spawn_blocking(move || SqliteStore::open(&path, false))
         .await
         .map_err(|e| TaskAppError::Internal(format!("opening SQLite: {e}")))??;
-    start(store, listener, options)
+    start(
+        store,
+        format!("SQLite {}", sqlite.display()),
+        listener,
+        options,
+    )
 }
 
 /// Serves the new side on the PostgreSQL database at `pg_url`, creating the schema if absent.
@@ -125,11 +137,13 @@ pub async fn serve_new_with(
     options: Options,
 ) -> Result<Server, TaskAppError> {
     let store = PgStore::connect(pg_url).await?;
-    start(store, listener, options)
+    let what = format!("PostgreSQL {}", store.target());
+    start(store, what, listener, options)
 }
 
 fn start<S: Store>(
     store: S,
+    what: String,
     listener: TcpListener,
     options: Options,
 ) -> Result<Server, TaskAppError> {
@@ -146,6 +160,7 @@ fn start<S: Store>(
     let task = tokio::spawn(accept_loop(listener, svc, render, quirks.delay, stopped));
     Ok(Server {
         addr,
+        store: what,
         stop: Some(stop),
         task: Some(task),
     })

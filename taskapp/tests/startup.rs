@@ -250,6 +250,7 @@ async fn empty_file_gets_the_schema() {
     let db = dir.path("empty.db");
     std::fs::write(&db, b"").unwrap();
     let server = serve_legacy(&db, listener().await, vec![]).await.unwrap();
+    assert_eq!(server.store(), format!("SQLite {}", db.display()));
     let r = Http::new()
         .call(&server.url(), "GET", "/api/tasks/", None)
         .await;
@@ -284,6 +285,16 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
     let pg = pgtemp::fresh_database("taskapp_schema").unwrap();
     let first = serve_new(&pg.url, listener().await, vec![]).await.unwrap();
     let second = serve_new(&pg.url, listener().await, vec![]).await.unwrap();
+    assert!(
+        first.store().starts_with("PostgreSQL "),
+        "{}",
+        first.store()
+    );
+    assert!(
+        first.store().ends_with(&format!("/{}", pg.name)),
+        "{}",
+        first.store()
+    );
     let http = Http::new();
     let r = http
         .call(
