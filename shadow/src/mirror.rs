@@ -185,6 +185,8 @@ pub enum Submitted {
     Dropped,
     /// A body was larger than `max_body_bytes`; counted `skipped`.
     Skipped,
+    /// A write on a route that is not dual-write: refused, whatever `decide` said.
+    NotAllowed,
 }
 
 /// State shared by the handle and the worker thread.
@@ -301,8 +303,7 @@ impl Shadow {
     /// forwarding so the proxy tees bodies only when needed. A full queue is counted
     /// `dropped` here.
     pub fn decide(&self, route: &ShadowRoute, method: &Method) -> MirrorDecision {
-        let safe = matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS);
-        if !safe && !route.dual_write {
+        if !is_safe(method) && !route.dual_write {
             return MirrorDecision::Skip(SkipReason::Method);
         }
         if route.sample < 1.0 && rand::random::<f64>() >= route.sample {
@@ -316,10 +317,13 @@ impl Shadow {
         MirrorDecision::Mirror
     }
 
-    /// Hands a finished primary exchange to the mirror worker; never blocks. A job with a
-    /// truncated body is counted `skipped`; when the queue is full the job is dropped and
+    /// Hands a finished primary exchange to the mirror worker; never blocks. A write on a
+    /// route that is not dual-write is refused (not counted). A job with a truncated body is counted `skipped`; when the queue is full the job is dropped and
     /// counted `dropped`.
     pub fn submit(&self, job: MirrorJob) -> Submitted {
+        if !is_safe(&job.method) && !job.route.dual_write {
+            return Submitted::NotAllowed;
+        }
         if job.request_body.is_truncated() || job.primary.body.is_truncated() {
             job.route.metrics.count(Outcome::Skipped);
             self.shared.count_in_store(&job.route, Outcome::Skipped);
@@ -369,6 +373,11 @@ impl Shadow {
         });
         let _ = joined.await;
     }
+}
+
+/// The methods mirrored on every shadowed route.
+fn is_safe(method: &Method) -> bool {
+    matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
 fn base_url(url: &str, field: &str) -> Result<Uri, ShadowError> {
@@ -453,8 +462,7 @@ fn mirror_request(job: &MirrorJob, side: Side) -> Result<Request<Full<Bytes>>, h
         HeaderName::from_static(SHADOW_HEADER),
         HeaderValue::from_static("1"),
     );
-    let safe = matches!(job.method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if !safe && !headers.contains_key(IDEMPOTENCY_KEY) {
+    if !is_safe(&job.method) && !headers.contains_key(IDEMPOTENCY_KEY) {
         let key = HeaderValue::from_str(&job.request_id)?;
         headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), key);
     }

@@ -1,0 +1,446 @@
+//! The mirror seam against real servers: comparison results, orientation, method rules,
+//! marker headers, timeouts, the queue bound and drop counting.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ficus_shadow::{
+    CapturedBody, DiffKind, MirrorDecision, RouteShadowConfig, Side, SkipReason, Store, Submitted,
+    TeeBody,
+};
+use http::{HeaderMap, Method};
+use http_body_util::{BodyExt, Full};
+
+use crate::support::*;
+
+fn kinds(store: &Store, id: i64) -> Vec<(String, DiffKind)> {
+    let rec = store.mismatch(id).unwrap().unwrap();
+    rec.diff.into_iter().map(|e| (e.path, e.kind)).collect()
+}
+
+#[tokio::test]
+async fn task_quirks_show_up_with_path_and_kind() {
+    let legacy = serve(Duration::ZERO, json(|_, _| tasks(false, false, false))).await;
+    let new = serve(Duration::ZERO, json(|_, _| tasks(true, true, true))).await;
+    let h = harness("quirks", |_| {});
+    let route = h.route(
+        "tasks-read",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    assert_eq!(
+        h.shadow.decide(&route, &Method::GET),
+        MirrorDecision::Mirror
+    );
+    let j = get_job(&route, &legacy.url(), "/api/tasks/").await;
+    assert_eq!(h.shadow.submit(j), Submitted::Queued);
+    flush(&h.shadow).await;
+
+    assert_eq!(h.results("tasks-read", "mismatch"), 1);
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    let k = kinds(&store, 1);
+    assert!(k.contains(&("".into(), DiffKind::Order)), "{k:?}");
+    for i in 0..3 {
+        assert!(
+            k.contains(&(format!("/{i}/updated_at"), DiffKind::Value)),
+            "{k:?}"
+        );
+        assert!(
+            k.contains(&(format!("/{i}/service_version"), DiffKind::Extra)),
+            "{k:?}"
+        );
+    }
+    assert_eq!(k.len(), 7, "{k:?}");
+    // The mirror got the request with the marker and without an idempotency key (a GET).
+    let got = new.received();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].uri, "/api/tasks/");
+    assert_eq!(got[0].headers["x-ficus-shadow"], "1");
+    assert!(!got[0].headers.contains_key("idempotency-key"));
+    assert_eq!(
+        ficus_shadow_kind_count(&h, "tasks-read", "extra"),
+        1,
+        "mismatches are counted once per kind"
+    );
+}
+
+fn ficus_shadow_kind_count(h: &Harness, route: &str, kind: &str) -> u64 {
+    counter(
+        &h.registry,
+        "ficus_shadow_mismatches_total",
+        &[("route", route), ("kind", kind)],
+    )
+}
+
+#[tokio::test]
+async fn ignore_rules_and_unordered_arrays_remove_exactly_their_differences() {
+    let legacy = serve(Duration::ZERO, json(|_, _| tasks(false, false, false))).await;
+    let new = serve(Duration::ZERO, json(|_, _| tasks(true, true, true))).await;
+    let h = harness("ignore", |_| {});
+    let ignoring = RouteShadowConfig {
+        ignore: vec!["/*/updated_at".into(), "/**/service_version".into()],
+        ..Default::default()
+    };
+    let r1 = h.route(
+        "only-order",
+        ignoring.clone(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let r2 = h.route(
+        "nothing",
+        RouteShadowConfig {
+            unordered_arrays: vec!["".into()],
+            ..ignoring
+        },
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    assert_eq!(
+        h.shadow
+            .submit(get_job(&r1, &legacy.url(), "/api/tasks/ready").await),
+        Submitted::Queued
+    );
+    assert_eq!(
+        h.shadow
+            .submit(get_job(&r2, &legacy.url(), "/api/tasks/ready").await),
+        Submitted::Queued
+    );
+    flush(&h.shadow).await;
+    assert_eq!(h.results("only-order", "mismatch"), 1);
+    assert_eq!(h.results("nothing", "match"), 1);
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    assert_eq!(kinds(&store, 1), vec![("".to_string(), DiffKind::Order)]);
+    assert_eq!(store.mismatch_count().unwrap(), 1);
+}
+
+#[tokio::test]
+async fn comparison_is_legacy_versus_new_whichever_side_served() {
+    let legacy = serve(Duration::ZERO, json(|_, _| r#"{"a":1}"#.into())).await;
+    let new = serve(Duration::ZERO, json(|_, _| r#"{"a":1,"b":2}"#.into())).await;
+    let h = harness("orientation", |_| {});
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let j = job(
+        &route,
+        Side::New,
+        &new.url(),
+        Method::GET,
+        "/x",
+        HeaderMap::new(),
+        "",
+        "id-1",
+    )
+    .await;
+    h.shadow.submit(j);
+    flush(&h.shadow).await;
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    let rec = store.mismatch(1).unwrap().unwrap();
+    assert_eq!(rec.primary, Side::New);
+    assert_eq!(rec.diff.len(), 1);
+    assert_eq!(
+        rec.diff[0].kind,
+        DiffKind::Extra,
+        "b is extra on the new side"
+    );
+    assert_eq!(rec.legacy.body.data, br#"{"a":1}"#);
+    // The mirror went to legacy.
+    assert_eq!(legacy.received().len(), 1);
+    assert_eq!(new.received().len(), 1);
+}
+
+#[tokio::test]
+async fn writes_are_mirrored_only_on_dual_write_routes_with_marker_and_idempotency_key() {
+    let legacy = serve(Duration::ZERO, json(|_, _| r#"{"ok":true}"#.into())).await;
+    let new = serve(Duration::ZERO, json(|_, _| r#"{"ok":true}"#.into())).await;
+    let h = harness("writes", |_| {});
+    let plain = h.route(
+        "plain",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let dual = h.route(
+        "dual",
+        RouteShadowConfig::default(),
+        true,
+        &legacy.url(),
+        &new.url(),
+    );
+    for m in [Method::POST, Method::PUT, Method::PATCH, Method::DELETE] {
+        assert_eq!(
+            h.shadow.decide(&plain, &m),
+            MirrorDecision::Skip(SkipReason::Method)
+        );
+        assert_eq!(h.shadow.decide(&dual, &m), MirrorDecision::Mirror);
+    }
+    for m in [Method::GET, Method::HEAD, Method::OPTIONS] {
+        assert_eq!(h.shadow.decide(&plain, &m), MirrorDecision::Mirror);
+    }
+    // Even if the proxy submitted a write on the plain route, it is refused.
+    let body = r#"{"agent_name":"a1"}"#;
+    let mut headers = HeaderMap::new();
+    headers.insert("content-type", "application/json".parse().unwrap());
+    let j = job(
+        &plain,
+        Side::Legacy,
+        &legacy.url(),
+        Method::POST,
+        "/api/tasks/TASK-1/claim",
+        headers.clone(),
+        body,
+        "req-plain",
+    )
+    .await;
+    assert_eq!(h.shadow.submit(j), Submitted::NotAllowed);
+    let j = job(
+        &dual,
+        Side::Legacy,
+        &legacy.url(),
+        Method::POST,
+        "/api/tasks/TASK-1/claim",
+        headers.clone(),
+        body,
+        "req-dual",
+    )
+    .await;
+    assert_eq!(h.shadow.submit(j), Submitted::Queued);
+    flush(&h.shadow).await;
+    let got = new.received();
+    assert_eq!(
+        got.len(),
+        1,
+        "only the dual-write route's write reached the mirror side"
+    );
+    assert_eq!(got[0].method, Method::POST);
+    assert_eq!(got[0].headers["x-ficus-shadow"], "1");
+    assert_eq!(got[0].headers["idempotency-key"], "req-dual");
+    assert_eq!(got[0].body, body.as_bytes());
+    assert_eq!(h.results("dual", "match"), 1);
+    assert_eq!(
+        h.results("plain", "match") + h.results("plain", "skipped"),
+        0
+    );
+
+    // A client's own Idempotency-Key is kept.
+    headers.insert("idempotency-key", "client-key".parse().unwrap());
+    let j = job(
+        &dual,
+        Side::Legacy,
+        &legacy.url(),
+        Method::POST,
+        "/api/tasks/TASK-1/claim",
+        headers,
+        body,
+        "req-2",
+    )
+    .await;
+    h.shadow.submit(j);
+    flush(&h.shadow).await;
+    assert_eq!(new.received()[1].headers["idempotency-key"], "client-key");
+}
+
+#[tokio::test]
+async fn a_slow_mirror_times_out_and_is_counted_as_error() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let new = serve(Duration::from_secs(5), json(|_, _| "{}".into())).await;
+    let h = harness("timeout", |g| g.timeout_ms = 200);
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let j = get_job(&route, &legacy.url(), "/slow").await;
+    let t = Instant::now();
+    let submitted = h.shadow.submit(j);
+    assert!(
+        t.elapsed() < Duration::from_millis(50),
+        "submit must not wait for the mirror"
+    );
+    assert_eq!(submitted, Submitted::Queued);
+    flush(&h.shadow).await;
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "mirror timeout not applied: {:?}",
+        t.elapsed()
+    );
+    assert_eq!(h.results("r", "error"), 1);
+    assert_eq!(
+        counter(
+            &h.registry,
+            "ficus_shadow_mirror_duration_seconds",
+            &[("route", "r")]
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_down_mirror_is_an_error_not_a_mismatch() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let h = harness("down", |_| {});
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &down_url().await,
+    );
+    h.shadow.submit(get_job(&route, &legacy.url(), "/").await);
+    flush(&h.shadow).await;
+    assert_eq!(h.results("r", "error"), 1);
+    assert_eq!(h.results("r", "mismatch"), 0);
+}
+
+#[tokio::test]
+async fn a_full_queue_drops_and_counts_and_never_blocks() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let new = serve(Duration::from_millis(300), json(|_, _| "{}".into())).await;
+    let h = harness("queue", |g| {
+        g.queue = 2;
+        g.concurrency = 1;
+    });
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let template = get_job(&route, &legacy.url(), "/q").await;
+    let mut queued = 0;
+    let mut dropped = 0;
+    let mut slowest = Duration::ZERO;
+    for i in 0..20 {
+        let j = ficus_shadow::MirrorJob {
+            route: route.clone(),
+            method: Method::GET,
+            uri: template.uri.clone(),
+            request_headers: HeaderMap::new(),
+            request_body: CapturedBody::default(),
+            primary_side: Side::Legacy,
+            primary: template.primary.clone(),
+            request_id: format!("req-{i}"),
+        };
+        let t = Instant::now();
+        match h.shadow.submit(j) {
+            Submitted::Queued => queued += 1,
+            Submitted::Dropped => dropped += 1,
+            other => panic!("{other:?}"),
+        }
+        slowest = slowest.max(t.elapsed());
+    }
+    assert!(
+        slowest < Duration::from_millis(20),
+        "submit blocked for {slowest:?}"
+    );
+    // The queue holds 2; the worker may have taken one into flight and one waiting for a permit.
+    assert!((2..=4).contains(&queued), "queued {queued}");
+    assert_eq!(queued + dropped, 20);
+    // While full, decide says so (and counts the drop) so the proxy need not tee.
+    let full_decision = h.shadow.decide(&route, &Method::GET);
+    if full_decision == MirrorDecision::Skip(SkipReason::QueueFull) {
+        dropped += 1;
+    }
+    assert_eq!(h.results("r", "dropped"), dropped);
+    flush(&h.shadow).await;
+    assert_eq!(h.results("r", "match"), queued);
+    assert_eq!(new.received().len() as u64, queued);
+}
+
+#[tokio::test]
+async fn bodies_over_max_body_bytes_are_skipped_and_counted() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "x".repeat(100))).await;
+    let new = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let h = harness("skip", |g| g.max_body_bytes = 64);
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    let mut j = get_job(&route, &legacy.url(), "/big").await;
+    // The proxy's tee marks the body truncated past the limit.
+    let slot = Arc::new(std::sync::Mutex::new(None));
+    let s2 = slot.clone();
+    let tee = TeeBody::new(
+        Full::new(j.primary.body.to_bytes()),
+        h.shadow.max_body_bytes(),
+        move |c| *s2.lock().unwrap() = Some(c),
+    );
+    let forwarded = tee.collect().await.unwrap().to_bytes();
+    assert_eq!(forwarded.len(), 100, "the client still gets the whole body");
+    j.primary.body = slot.lock().unwrap().take().unwrap();
+    assert!(j.primary.body.is_truncated());
+    assert_eq!(h.shadow.submit(j), Submitted::Skipped);
+    let mut j = get_job(&route, &new.url(), "/").await;
+    j.request_body = CapturedBody::too_large();
+    assert_eq!(h.shadow.submit(j), Submitted::Skipped);
+    flush(&h.shadow).await;
+    assert_eq!(h.results("r", "skipped"), 2);
+    assert!(new.received().len() <= 1, "skipped jobs are not mirrored");
+}
+
+#[tokio::test]
+async fn a_larger_mirror_body_is_a_mismatch_not_a_crash() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let new = serve(
+        Duration::ZERO,
+        json(|_, _| format!("[{}]", vec!["1"; 100].join(","))),
+    )
+    .await;
+    let h = harness("bigmirror", |g| g.max_body_bytes = 64);
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    h.shadow.submit(get_job(&route, &legacy.url(), "/").await);
+    flush(&h.shadow).await;
+    assert_eq!(h.results("r", "mismatch"), 1);
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    let rec = store.mismatch(1).unwrap().unwrap();
+    assert_eq!(rec.diff[0].kind, DiffKind::Text);
+    assert!(rec.new.body.truncated);
+}
+
+#[tokio::test]
+async fn shutdown_drains_and_commits() {
+    let legacy = serve(Duration::ZERO, json(|_, _| r#"{"v":1}"#.into())).await;
+    let new = serve(Duration::from_millis(50), json(|_, _| r#"{"v":2}"#.into())).await;
+    let h = harness("shutdown", |_| {});
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    for _ in 0..5 {
+        assert_eq!(
+            h.shadow.submit(get_job(&route, &legacy.url(), "/").await),
+            Submitted::Queued
+        );
+    }
+    let path = h.store_path();
+    tokio::time::timeout(Duration::from_secs(20), h.shadow.shutdown())
+        .await
+        .unwrap();
+    let store = Store::open_existing(&path).unwrap();
+    assert_eq!(store.mismatch_count().unwrap(), 5);
+}
