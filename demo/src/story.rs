@@ -1,0 +1,241 @@
+//! The demo's steps, in the order a team would live them. Each step prints what it did; a
+//! step whose outcome is not what the story expects fails the demo with [`DemoError::Step`].
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use tokio::net::TcpListener;
+
+use crate::client::{Client, Reply};
+use crate::narrator::Narrator;
+use crate::{DemoError, DemoOptions};
+
+/// Run the story, narrating to `out`.
+pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), DemoError> {
+    let mut n = Narrator::new(out);
+    let (dir, _tmp) = work_dir(opts.dir.clone())?;
+
+    n.step("Start PostgreSQL (a throwaway cluster for the new service)");
+    let pg_dir = dir.join("postgres");
+    let cluster = tokio::task::spawn_blocking(move || pgtemp::Cluster::start(&pg_dir))
+        .await
+        .map_err(|e| DemoError::Step(format!("postgres start task: {e}")))??;
+    let new_url = {
+        let c = &cluster;
+        let name = "tasks_new".to_string();
+        tokio::task::block_in_place(|| c.create_database(&name))?
+    };
+    n.say(format!("PostgreSQL on 127.0.0.1:{}  ({new_url})", cluster.port()));
+
+    n.step("Seed the legacy monolith's SQLite database");
+    let legacy_db = dir.join("legacy.db");
+    let tasks = ficus_taskapp::seed_tasks(opts.tasks, 42);
+    let seeded = {
+        let (p, t) = (legacy_db.clone(), tasks.clone());
+        tokio::task::spawn_blocking(move || ficus_taskapp::seed_sqlite(&p, &t))
+            .await
+            .map_err(|e| DemoError::Step(format!("seed task: {e}")))??
+    };
+    n.say(format!("{seeded} tasks in {}", legacy_db.display()));
+    let copied = ficus_taskapp::seed_postgres(&new_url, &tasks).await?;
+    n.say(format!("the same {copied} tasks loaded into PostgreSQL"));
+
+    n.step("Start both task apps");
+    let legacy = ficus_taskapp::serve_legacy(&legacy_db, bind().await?, vec![]).await?;
+    let new = ficus_taskapp::serve_new(&new_url, bind().await?, vec![]).await?;
+    n.say(format!("legacy (SQLite)     {}", legacy.url()));
+    n.say(format!("new    (PostgreSQL) {}", new.url()));
+
+    n.step("Drive the same requests at each side and compare");
+    let client = Client::new();
+    compare_sides(&mut n, &client, &legacy.url(), &new.url()).await?;
+
+    if opts.serve {
+        n.step("Serving until Ctrl-C");
+        n.say(format!("legacy {}   new {}", legacy.url(), new.url()));
+        let _ = tokio::signal::ctrl_c().await;
+    }
+
+    n.step("Done");
+    n.say(format!("work directory: {}", dir.display()));
+    legacy.shutdown().await;
+    new.shutdown().await;
+    tokio::task::spawn_blocking(move || drop(cluster))
+        .await
+        .map_err(|e| DemoError::Step(format!("postgres stop task: {e}")))?;
+    Ok(())
+}
+
+/// The demo's directory: the one asked for, or a fresh temporary one removed at the end.
+fn work_dir(asked: Option<PathBuf>) -> Result<(PathBuf, Option<TempDir>), DemoError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| DemoError::Io { path, source }
+    };
+    match asked {
+        Some(d) => {
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            Ok((d, None))
+        }
+        None => {
+            let d = std::env::temp_dir().join(format!("ficus-demo-{}", std::process::id()));
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(io(&d))?;
+            }
+            std::fs::create_dir_all(&d).map_err(io(&d))?;
+            Ok((d.clone(), Some(TempDir(d))))
+        }
+    }
+}
+
+/// Removes its directory when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+async fn bind() -> Result<TcpListener, DemoError> {
+    TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(|source| DemoError::Io {
+            path: "127.0.0.1:0".into(),
+            source,
+        })
+}
+
+/// Fields a write sets from the clock at request time: they legitimately differ by a few
+/// microseconds between two sides that each handled the same write.
+const REQUEST_TIME_FIELDS: &[&str] = &["updated_at", "last_heartbeat", "status_notes"];
+
+fn without_request_time(v: &Value) -> Value {
+    let mut v = v.clone();
+    if let Some(o) = v.as_object_mut() {
+        for f in REQUEST_TIME_FIELDS {
+            o.remove(*f);
+        }
+    }
+    v
+}
+
+async fn compare_sides(
+    n: &mut Narrator<'_>,
+    client: &Client,
+    legacy: &str,
+    new: &str,
+) -> Result<(), DemoError> {
+    let ready = client.get(&format!("{legacy}/api/tasks/ready")).await?.json();
+    let pending = ready
+        .as_array()
+        .and_then(|a| a.first())
+        .and_then(|t| t["task_id"].as_str())
+        .ok_or_else(|| DemoError::Step("the seeded data has no ready task".into()))?
+        .to_string();
+    let calls: Vec<(String, &str, String, Option<Value>, u16)> = vec![
+        ("list all tasks".into(), "GET", "/api/tasks/".into(), None, 200),
+        (
+            "one task".into(),
+            "GET",
+            "/api/tasks/TASK-101".into(),
+            None,
+            200,
+        ),
+        ("ready queue".into(), "GET", "/api/tasks/ready".into(), None, 200),
+        (
+            "grouped by status".into(),
+            "GET",
+            "/api/tasks/coordinator-data".into(),
+            None,
+            200,
+        ),
+        (
+            "unknown task".into(),
+            "GET",
+            "/api/tasks/TASK-999999".into(),
+            None,
+            404,
+        ),
+        (
+            format!("claim {pending}"),
+            "POST",
+            format!("/api/tasks/{pending}/claim"),
+            Some(json!({"agent_name": "agent-demo"})),
+            200,
+        ),
+        (
+            "claim it as someone else".into(),
+            "POST",
+            format!("/api/tasks/{pending}/claim"),
+            Some(json!({"agent_name": "agent-other"})),
+            409,
+        ),
+        (
+            "heartbeat by the wrong agent".into(),
+            "POST",
+            format!("/api/tasks/{pending}/heartbeat"),
+            Some(json!({"agent_name": "agent-other"})),
+            403,
+        ),
+        (
+            "set an unknown status".into(),
+            "POST",
+            format!("/api/tasks/{pending}/set-status"),
+            Some(json!({"status": "finished"})),
+            422,
+        ),
+    ];
+    n.say(format!(
+        "{:<32} {:>7} {:>7}  {}",
+        "request", "legacy", "new", "same answer?"
+    ));
+    for (what, method, path, body, want) in calls {
+        let l = send(client, method, &format!("{legacy}{path}"), body.as_ref()).await?;
+        let r = send(client, method, &format!("{new}{path}"), body.as_ref()).await?;
+        let exact = l.json() == r.json();
+        let same = exact
+            || (method != "GET"
+                && without_request_time(&l.json()) == without_request_time(&r.json()));
+        let note = match (exact, same) {
+            (true, _) => "yes",
+            (false, true) => "yes (apart from request-time timestamps)",
+            (false, false) => "NO",
+        };
+        n.say(format!(
+            "{:<32} {:>7} {:>7}  {note}{}",
+            what,
+            l.status,
+            r.status,
+            summary(&l)
+        ));
+        if l.status != want || r.status != want || !same {
+            return Err(DemoError::Step(format!(
+                "{what}: expected {want} and the same answer on both sides, got legacy {} new {}",
+                l.status, r.status
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn send(
+    client: &Client,
+    method: &str,
+    url: &str,
+    body: Option<&Value>,
+) -> Result<Reply, DemoError> {
+    client.send(method, url, body, &[]).await
+}
+
+/// A short description of a reply body: list length or error detail.
+fn summary(r: &Reply) -> String {
+    match r.json() {
+        Value::Array(a) => format!("  [{} tasks]", a.len()),
+        Value::Object(o) if o.contains_key("detail") => {
+            format!("  detail: {}", o["detail"].as_str().unwrap_or(""))
+        }
+        _ => String::new(),
+    }
+}
