@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{bp_to_percent, Config, RouteConfig};
 use crate::error::ProxyError;
@@ -31,7 +31,7 @@ pub(crate) struct Shared {
 }
 
 /// One route as the admin API reports it.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RouteStatus {
     /// Route name.
     pub name: String,
@@ -40,17 +40,17 @@ pub struct RouteStatus {
     /// Path template.
     pub path: String,
     /// `legacy`, `new` or `split`, from the file.
-    pub target: &'static str,
+    pub target: String,
     /// The percentage in force (share to new).
     pub percent: f64,
     /// The percentage the file gives.
     pub config_percent: f64,
     /// Where `percent` comes from: `config` or `runtime` (an operator's change).
-    pub source: &'static str,
+    pub source: String,
     /// Sticky key source.
     pub sticky: String,
     /// Policy for requests without the sticky key.
-    pub missing_key: &'static str,
+    pub missing_key: String,
     /// Who set the run-time value.
     pub updated_by: Option<String>,
     /// When the run-time value was set.
@@ -58,7 +58,7 @@ pub struct RouteStatus {
 }
 
 /// One applied rollout change.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RolloutChange {
     /// Route name.
     pub route: String,
@@ -328,12 +328,12 @@ impl Control {
                 name: rc.name.clone(),
                 methods: rc.methods.iter().map(|m| m.to_string()).collect(),
                 path: rc.path.to_string(),
-                target: rc.target.as_str(),
+                target: rc.target.as_str().into(),
                 percent: bp_to_percent(bp),
                 config_percent: bp_to_percent(rc.percent_bp),
-                source: if o.is_some() { "runtime" } else { "config" },
+                source: if o.is_some() { "runtime" } else { "config" }.into(),
                 sticky: rc.sticky.to_string(),
-                missing_key: rc.missing_key.as_str(),
+                missing_key: rc.missing_key.as_str().into(),
                 updated_by: o.as_ref().map(|o| o.actor.clone()),
                 updated_at: o.map(|o| o.updated_at),
             });

@@ -36,7 +36,7 @@
 //! - `upstream`: per-worker pools of HTTP/1 connections, no locks.
 //! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
 //! - [`state`]: SQLite rollout state and audit log.
-//! - `admin`: the admin API; `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
+//! - `admin`: the admin API; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
 //! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
@@ -45,6 +45,7 @@
 
 mod admin;
 mod body;
+pub mod client;
 pub mod config;
 mod control;
 mod error;
