@@ -2,27 +2,69 @@
 //! the two responses, learn what is noise, keep a durable, redacted mismatch log, report.
 //!
 //! # Using it from the proxy
-//! ```ignore
-//! // At start: one Shadow per proxy instance, metrics into the instance's registry.
-//! let shadow = Arc::new(Shadow::new(&cfg.shadow, &registry)?);
-//! // At every config (re)load, per route with a [routes.shadow] table:
-//! let sroute = shadow.route(RouteSpec { name, config: &route.shadow, dual_write: route.dual_write,
-//!                                       legacy_url, new_url })?;
+//! One [`Shadow`] per proxy instance; one [`ShadowRoute`] per shadowed route and
+//! configuration load; per request a cheap [`Shadow::decide`], and when it says mirror, both
+//! bodies teed with [`TeeBody`] and the finished exchange handed to [`Shadow::submit`] from the
+//! response body's end callback (it never blocks). The client's response is not delayed: the
+//! tee forwards every frame as it comes. A proxy with its own body wrappers can instead keep a
+//! [`CapturedBody`] in them and [`CapturedBody::push`] each data frame.
+//!
+//! What the proxy must tee: the request body as forwarded (only for methods `decide` allowed;
+//! empty for most GETs) and the primary response's status, headers (as the backend sent them)
+//! and body, each up to [`Shadow::max_body_bytes`]. Holding the copies costs up to that much
+//! memory per in-flight mirrored exchange (the chunks are shared `Bytes`, not copied).
+//!
+//! ```no_run
+//! # use std::sync::{Arc, OnceLock};
+//! # use bytes::Bytes;
+//! # use http_body_util::Full;
+//! use ficus_shadow::{CapturedResponse, MirrorJob, RouteSpec, Shadow, Side, TeeBody};
+//! # async fn proxy(
+//! #     cfg: ficus_shadow::ShadowGlobalConfig,
+//! #     route_cfg: ficus_shadow::RouteShadowConfig,
+//! #     registry: prometheus::Registry,
+//! #     req: http::Request<Full<Bytes>>,
+//! #     upstream: http::Response<Full<Bytes>>,
+//! # ) -> Result<(), ficus_shadow::ShadowError> {
+//! // At start, and per route at every configuration (re)load:
+//! let shadow = Arc::new(Shadow::new(&cfg, &registry)?);
+//! let route = shadow.route(RouteSpec {
+//!     name: "tasks-read",
+//!     config: &route_cfg,
+//!     dual_write: false,
+//!     legacy_url: "http://127.0.0.1:8001",
+//!     new_url: "http://127.0.0.1:8002",
+//! })?;
+//!
 //! // Per request, before forwarding:
-//! if shadow.decide(&sroute, req.method()).is_mirror() {
-//!     // Tee the request body into a slot, forward it, tee the response body; when the
-//!     // response body has been read to its end, submit (never blocks):
-//!     let req_slot = Arc::new(OnceLock::new());
-//!     let s = req_slot.clone();
-//!     let body = TeeBody::new(req_body, shadow.max_body_bytes(), move |c| { let _ = s.set(c); });
-//!     // ... forward, get (status, headers, upstream_body) ...
-//!     let body = TeeBody::new(upstream_body, shadow.max_body_bytes(), move |captured| {
-//!         let Some(request_body) = req_slot.get().cloned() else { return };
-//!         shadow.submit(MirrorJob { route: sroute, method, uri, request_headers,
-//!             request_body, primary_side, request_id,
-//!             primary: CapturedResponse { status, headers, body: captured } });
+//! if shadow.decide(&route, req.method()).is_mirror() {
+//!     let (parts, body) = req.into_parts();
+//!     let slot = Arc::new(OnceLock::new());
+//!     let s = slot.clone();
+//!     let request_body = TeeBody::new(body, shadow.max_body_bytes(), move |c| {
+//!         let _ = s.set(c);
 //!     });
+//!     // ... forward `request_body` to the primary side, which answers `upstream` ...
+//!     let (head, body) = upstream.into_parts();
+//!     let primary_headers = head.headers.clone(); // before the proxy adds its own
+//!     let (shadow2, route2) = (shadow.clone(), route.clone());
+//!     let response_body = TeeBody::new(body, shadow.max_body_bytes(), move |captured| {
+//!         let Some(request_body) = slot.get().cloned() else { return };
+//!         shadow2.submit(MirrorJob {
+//!             route: route2,
+//!             method: parts.method,
+//!             uri: parts.uri,
+//!             request_headers: parts.headers,
+//!             request_body,
+//!             primary_side: Side::Legacy,
+//!             primary: CapturedResponse { status: head.status, headers: primary_headers, body: captured },
+//!             request_id: "the X-Request-Id".into(),
+//!         });
+//!     });
+//!     // ... stream `response_body` to the client ...
+//!     # drop((request_body, response_body));
 //! }
+//! # Ok(()) }
 //! ```
 //!
 //! # Layout

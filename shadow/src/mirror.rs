@@ -22,7 +22,7 @@
 //! whichever side was primary, counts the outcome and writes mismatches to the store through
 //! the store's writer thread.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,7 +135,7 @@ pub enum SkipReason {
     Method,
     /// Not in the route's `sample`.
     NotSampled,
-    /// The mirror queue is full (counted `dropped`).
+    /// The mirror queue is full, or shadow mode is shutting down (counted `dropped`).
     QueueFull,
 }
 
@@ -193,6 +193,7 @@ pub enum Submitted {
 struct Shared {
     store: mpsc::Sender<Op>,
     pending: AtomicUsize,
+    closed: AtomicBool,
     noise: NoiseBook,
     redactor: Redactor,
     max_body_bytes: usize,
@@ -212,12 +213,13 @@ impl Shared {
 
 /// Shadow mode for one proxy instance: the mirror queue and worker, the store writer, the
 /// metrics.
+///
+/// Dropping it closes the queue; the worker and store-writer threads finish what they hold
+/// and exit on their own. Call [`Shadow::shutdown`] first to wait for that.
 pub struct Shadow {
     jobs: mpsc::Sender<Box<MirrorJob>>,
     shared: Arc<Shared>,
     metrics: Metrics,
-    worker: std::thread::JoinHandle<()>,
-    writer: std::thread::JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Shadow {
@@ -241,11 +243,11 @@ impl Shadow {
             keep: global.keep,
             keep_days: global.keep_days,
         };
-        let (store_tx, writer) =
-            store::spawn_writer(store, retention, metrics.store_errors.clone())?;
+        let store_tx = store::spawn_writer(store, retention, metrics.store_errors.clone())?;
         let shared = Arc::new(Shared {
             store: store_tx,
             pending: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
             noise,
             redactor: Redactor::new(global),
             max_body_bytes: global.max_body_bytes,
@@ -262,7 +264,7 @@ impl Shadow {
             .map_err(start)?;
         let worker_shared = shared.clone();
         let concurrency = global.concurrency;
-        let worker = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("ficus-shadow".into())
             .spawn(move || rt.block_on(run_worker(rx, worker_shared, concurrency)))
             .map_err(start)?;
@@ -270,8 +272,6 @@ impl Shadow {
             jobs,
             shared,
             metrics,
-            worker,
-            writer,
         })
     }
 
@@ -309,7 +309,7 @@ impl Shadow {
         if route.sample < 1.0 && rand::random::<f64>() >= route.sample {
             return MirrorDecision::Skip(SkipReason::NotSampled);
         }
-        if self.jobs.capacity() == 0 {
+        if self.jobs.capacity() == 0 || self.shared.closed.load(Ordering::Relaxed) {
             route.metrics.count(Outcome::Dropped);
             self.shared.count_in_store(route, Outcome::Dropped);
             return MirrorDecision::Skip(SkipReason::QueueFull);
@@ -319,7 +319,7 @@ impl Shadow {
 
     /// Hands a finished primary exchange to the mirror worker; never blocks. A write on a
     /// route that is not dual-write is refused (not counted). A job with a truncated body is counted `skipped`; when the queue is full the job is dropped and
-    /// counted `dropped`.
+    /// counted `dropped`, as are jobs after [`Shadow::shutdown`].
     pub fn submit(&self, job: MirrorJob) -> Submitted {
         if !is_safe(&job.method) && !job.route.dual_write {
             return Submitted::NotAllowed;
@@ -331,12 +331,22 @@ impl Shadow {
         }
         // Counted before sending so the worker can never finish it first.
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
-        match self.jobs.try_send(Box::new(job)) {
-            Ok(()) => Submitted::Queued,
-            Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) => {
+        let refused = if self.shared.closed.load(Ordering::SeqCst) {
+            Some(job.route)
+        } else {
+            match self.jobs.try_send(Box::new(job)) {
+                Ok(()) => None,
+                Err(mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j)) => {
+                    Some(j.route)
+                }
+            }
+        };
+        match refused {
+            None => Submitted::Queued,
+            Some(route) => {
                 self.shared.pending.fetch_sub(1, Ordering::SeqCst);
-                job.route.metrics.count(Outcome::Dropped);
-                self.shared.count_in_store(&job.route, Outcome::Dropped);
+                route.metrics.count(Outcome::Dropped);
+                self.shared.count_in_store(&route, Outcome::Dropped);
                 Submitted::Dropped
             }
         }
@@ -354,24 +364,12 @@ impl Shadow {
         }
     }
 
-    /// Stops accepting jobs, lets queued and in-flight ones finish (each bounded by
-    /// `timeout_ms`), commits the store and stops both threads.
-    pub async fn shutdown(self) {
-        let Shadow {
-            jobs,
-            shared,
-            worker,
-            writer,
-            ..
-        } = self;
-        drop(jobs);
-        let joined = tokio::task::spawn_blocking(move || {
-            let _ = worker.join();
-            // The worker's handle on the writer is gone; ours goes now, which ends it.
-            drop(shared);
-            let _ = writer.join();
-        });
-        let _ = joined.await;
+    /// Stops accepting jobs (later ones are counted `dropped`), waits for queued and
+    /// in-flight ones to finish (each bounded by `timeout_ms`) and commits the store. Callable
+    /// through an `Arc`; the threads end when the `Shadow` is dropped.
+    pub async fn shutdown(&self) {
+        self.shared.closed.store(true, Ordering::SeqCst);
+        self.flush().await;
     }
 }
 
@@ -644,6 +642,14 @@ fn build_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Shadow>();
+        send_sync::<ShadowRoute>();
+        send_sync::<MirrorJob>();
+    }
 
     #[test]
     fn joins_base_and_target() {

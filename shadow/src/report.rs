@@ -208,7 +208,12 @@ impl Report {
         }
         out.push('\n');
         if self.routes.is_empty() {
-            out.push_str("\nno shadow traffic recorded\n");
+            out.push_str("\nno shadow traffic recorded");
+            out.push_str(if self.since.is_some() {
+                " in this period\n"
+            } else {
+                "\n"
+            });
         }
         for r in &self.routes {
             let _ = writeln!(out, "\nroute {}: {}", r.route, summary(r));
@@ -218,7 +223,7 @@ impl Report {
             let fw = r
                 .groups
                 .iter()
-                .map(|g| g.field.chars().count())
+                .map(|g| display_field(&g.field).chars().count())
                 .max()
                 .unwrap_or(5)
                 .max(5);
@@ -229,18 +234,19 @@ impl Report {
             );
             for g in &r.groups {
                 let ids: Vec<String> = g.sample_ids.iter().map(i64::to_string).collect();
-                let _ = writeln!(
-                    out,
+                let line = format!(
                     "  {:>6} {:>8}  {:<12}  {:<fw$}  {:<19}  {:<19}  {:<20}  {}",
                     g.count,
                     percent(g.percent_of_compared),
                     g.kind,
-                    g.field,
+                    display_field(&g.field),
                     short_time(&g.first_seen),
                     short_time(&g.last_seen),
                     ids.join(","),
                     example(g),
                 );
+                out.push_str(line.trim_end());
+                out.push('\n');
             }
         }
         out
@@ -518,18 +524,18 @@ pub fn render_noise(rows: &[NoiseRow]) -> String {
     let rw = rows.iter().map(|r| r.route.len()).max().unwrap_or(5).max(5);
     let fw = rows
         .iter()
-        .map(|r| r.field.chars().count())
+        .map(|r| display_field(&r.field).chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
     let mut out = format!(
-        "{:<rw$}  {:<fw$}  {:<12}  {:>6}  {:>6}  {:<19}  {:<19}\n",
+        "{:<rw$}  {:<fw$}  {:<12}  {:>6}  {:>6}  {:<19}  {}\n",
         "ROUTE", "FIELD", "KIND", "SEEN", "PROBES", "FIRST SEEN", "LAST SEEN"
     );
     for r in rows {
         let _ = writeln!(
             out,
-            "{:<rw$}  {:<fw$}  {:<12}  {:>6}  {:>6}  {:<19}  {:<19}",
+            "{:<rw$}  {:<fw$}  {:<12}  {:>6}  {:>6}  {:<19}  {}",
             r.route,
             display_field(&r.field),
             r.kind.as_str(),

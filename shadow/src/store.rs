@@ -684,10 +684,10 @@ pub(crate) fn spawn_writer(
     mut store: Store,
     retention: Retention,
     errors: prometheus::IntCounter,
-) -> Result<(tokio::sync::mpsc::Sender<Op>, std::thread::JoinHandle<()>), ShadowError> {
+) -> Result<tokio::sync::mpsc::Sender<Op>, ShadowError> {
     store.enforce_retention(retention.keep, retention.keep_days, now_ms())?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Op>(WRITER_QUEUE);
-    let handle = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("ficus-shadow-store".into())
         .spawn(move || {
             let mut since_retention = 0usize;
@@ -709,9 +709,12 @@ pub(crate) fn spawn_writer(
                     }
                 };
                 since_retention += inserted;
-                if since_retention >= 1000
-                    || (since_retention > 0 && last_retention.elapsed() >= Duration::from_secs(60))
-                {
+                // Also before answering a flush, so a flushed store honours `keep`.
+                let due = since_retention >= 1000
+                    || (since_retention > 0
+                        && (!flushes.is_empty()
+                            || last_retention.elapsed() >= Duration::from_secs(60)));
+                if due {
                     if let Err(e) =
                         store.enforce_retention(retention.keep, retention.keep_days, now_ms())
                     {
@@ -733,7 +736,7 @@ pub(crate) fn spawn_writer(
             what: "shadow store writer",
             source,
         })?;
-    Ok((tx, handle))
+    Ok(tx)
 }
 
 type Flushes = Vec<tokio::sync::oneshot::Sender<()>>;
@@ -791,7 +794,18 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    pub(crate) fn temp_path(name: &str) -> PathBuf {
+    /// A store path in a fresh directory, removed when the guard drops.
+    struct Tmp(PathBuf);
+
+    impl Drop for Tmp {
+        fn drop(&mut self) {
+            if let Some(dir) = self.0.parent() {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        }
+    }
+
+    fn temp_path(name: &str) -> Tmp {
         let dir = std::env::temp_dir().join(format!(
             "ficus-shadow-{}-{}-{}",
             name,
@@ -799,7 +813,7 @@ mod tests {
             rand::random::<u32>()
         ));
         std::fs::create_dir_all(&dir).unwrap();
-        dir.join("shadow.db")
+        Tmp(dir.join("shadow.db"))
     }
 
     fn record(route: &str, time_ms: i64) -> MismatchRecord {
@@ -836,7 +850,8 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let path = temp_path("rt");
+        let tmp = temp_path("rt");
+        let path = tmp.0.clone();
         let mut s = Store::open(&path).unwrap();
         let mut r = record("r", 1000);
         let id = s.insert_mismatch(&r).unwrap();
@@ -853,8 +868,8 @@ mod tests {
 
     #[test]
     fn retention_by_count_and_age() {
-        let path = temp_path("ret");
-        let mut s = Store::open(&path).unwrap();
+        let tmp = temp_path("ret");
+        let mut s = Store::open(&tmp.0).unwrap();
         let now = now_ms();
         for i in 0..5 {
             s.insert_mismatch(&record("r", now - 20 * DAY_MS + i))
@@ -879,8 +894,8 @@ mod tests {
 
     #[test]
     fn noise_counts() {
-        let path = temp_path("noise");
-        let mut s = Store::open(&path).unwrap();
+        let tmp = temp_path("noise");
+        let mut s = Store::open(&tmp.0).unwrap();
         let obs = vec![("/*/t".to_string(), DiffKind::Value)];
         s.record_noise("r", &obs, 1).unwrap();
         s.record_noise("r", &obs, 2).unwrap();

@@ -443,4 +443,49 @@ async fn shutdown_drains_and_commits() {
         .unwrap();
     let store = Store::open_existing(&path).unwrap();
     assert_eq!(store.mismatch_count().unwrap(), 5);
+    // After shutdown nothing more is taken; it is counted as dropped.
+    assert_eq!(
+        h.shadow.decide(&route, &Method::GET),
+        MirrorDecision::Skip(SkipReason::QueueFull)
+    );
+    let j = get_job(&route, &legacy.url(), "/").await;
+    assert_eq!(h.shadow.submit(j), Submitted::Dropped);
+    assert_eq!(h.results("r", "dropped"), 2);
+}
+
+#[tokio::test]
+async fn sampling_mirrors_the_configured_share() {
+    let h = harness("sample", |_| {});
+    let url = "http://127.0.0.1:9";
+    let none = h.route(
+        "none",
+        RouteShadowConfig {
+            sample: 0.0,
+            ..Default::default()
+        },
+        false,
+        url,
+        url,
+    );
+    let half = h.route(
+        "half",
+        RouteShadowConfig {
+            sample: 0.5,
+            ..Default::default()
+        },
+        false,
+        url,
+        url,
+    );
+    let mut mirrored = 0;
+    for _ in 0..4000 {
+        assert_eq!(
+            h.shadow.decide(&none, &Method::GET),
+            MirrorDecision::Skip(SkipReason::NotSampled)
+        );
+        if h.shadow.decide(&half, &Method::GET).is_mirror() {
+            mirrored += 1;
+        }
+    }
+    assert!((1800..=2200).contains(&mirrored), "{mirrored} of 4000");
 }

@@ -69,9 +69,9 @@ fn record(route: &str, time_ms: i64, diff: Vec<DiffEntry>) -> MismatchRecord {
 }
 
 /// Route `tasks-read`: 40 compared, 3 mismatches; route `<evil>`: 10 compared, 1 mismatch.
-fn populated_store() -> (Store, i64) {
+fn populated_store() -> (Store, i64, TempDir) {
     let dir = temp_dir("report");
-    let mut s = Store::open(&dir.join("shadow.db")).unwrap();
+    let mut s = Store::open(&dir.path().join("shadow.db")).unwrap();
     let t0 = now_ms() - 3_600_000;
     for i in 0..3 {
         let mut diff = vec![entry(
@@ -117,12 +117,12 @@ fn populated_store() -> (Store, i64) {
     .unwrap();
     s.add_count("<evil>", Outcome::Mismatch, t0, 1).unwrap();
     s.add_count("<evil>", Outcome::Match, t0, 9).unwrap();
-    (s, t0)
+    (s, t0, dir)
 }
 
 #[test]
 fn report_groups_by_route_field_and_kind() {
-    let (s, t0) = populated_store();
+    let (s, t0, _dir) = populated_store();
     let rep = Report::build(&s, &ReportOptions::default()).unwrap();
     assert_eq!(rep.routes.len(), 2);
     let r = rep.routes.iter().find(|r| r.route == "tasks-read").unwrap();
@@ -173,7 +173,7 @@ fn report_groups_by_route_field_and_kind() {
 
 #[test]
 fn html_report_is_self_contained_and_escaped() {
-    let (s, _) = populated_store();
+    let (s, _, _dir) = populated_store();
     let html = Report::build(&s, &ReportOptions::default())
         .unwrap()
         .to_html();
@@ -189,7 +189,7 @@ fn html_report_is_self_contained_and_escaped() {
 
 #[test]
 fn show_prints_both_bodies_unified_diff() {
-    let (s, _) = populated_store();
+    let (s, _, _dir) = populated_store();
     let rec = s.mismatch(3).unwrap().unwrap();
     let plain = render_show(&rec, false);
     assert!(plain.contains("mismatch 3 on route tasks-read"), "{plain}");

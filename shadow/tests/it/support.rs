@@ -164,14 +164,29 @@ pub fn tasks(micros: bool, extra_field: bool, reversed: bool) -> String {
     serde_json::to_string(&list).unwrap()
 }
 
-pub fn temp_dir(name: &str) -> PathBuf {
+/// A temporary directory, removed when dropped.
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn temp_dir(name: &str) -> TempDir {
     let dir = std::env::temp_dir().join(format!(
         "ficus-shadow-it-{name}-{}-{}",
         std::process::id(),
         rand::random::<u32>()
     ));
     std::fs::create_dir_all(&dir).unwrap();
-    dir
+    TempDir(dir)
 }
 
 pub fn global(dir: &std::path::Path) -> ShadowGlobalConfig {
@@ -186,18 +201,20 @@ pub struct Harness {
     pub shadow: Shadow,
     pub registry: Registry,
     pub dir: PathBuf,
+    _tmp: TempDir,
 }
 
 pub fn harness(name: &str, tweak: impl FnOnce(&mut ShadowGlobalConfig)) -> Harness {
-    let dir = temp_dir(name);
-    let mut g = global(&dir);
+    let tmp = temp_dir(name);
+    let mut g = global(tmp.path());
     tweak(&mut g);
     let registry = Registry::new();
     let shadow = Shadow::new(&g, &registry).unwrap();
     Harness {
         shadow,
         registry,
-        dir,
+        dir: tmp.path().to_path_buf(),
+        _tmp: tmp,
     }
 }
 
