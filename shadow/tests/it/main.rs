@@ -6,3 +6,4 @@ mod noise;
 mod redaction;
 mod reports;
 mod support;
+mod taskapp;
