@@ -11,10 +11,12 @@
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::error::Error as _;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -28,7 +30,7 @@ use crate::control::Shared;
 use crate::error::{BodyTooLarge, ErrorKind};
 use crate::split::Side;
 use crate::table::{Backend, Route, Table};
-use crate::upstream::{ConnectError, Pool};
+use crate::upstream::{ConnectError, Pool, Upstream};
 
 /// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
 pub const OVERRIDE_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
@@ -189,11 +191,12 @@ pub(crate) async fn handle(
                 limit: table.max_request_bytes,
             }
         };
-        let (resp, sender) = exchange(
+        let (resp, upstream) = exchange(
             &worker.pool,
             backend,
             Request::from_parts(parts, body),
             metrics,
+            upgrade,
         )
         .await?;
         Ok(respond(
@@ -201,7 +204,7 @@ pub(crate) async fn handle(
             backend,
             route,
             resp,
-            sender,
+            upstream,
             down_upgrade,
             &request_id,
         ))
@@ -277,66 +280,72 @@ fn connection_has(h: &HeaderMap, token: &str) -> bool {
 /// `Trailer`, `Transfer-Encoding`, `Upgrade`. For an upgrade, `Connection: upgrade` and
 /// `Upgrade` are kept: they are the point of the exchange.
 pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
-    // One pass to see whether there is anything to do; usually only `Connection: keep-alive`.
-    let mut found = false;
+    // One pass to see what is there; usually only `Connection: keep-alive`, so usually one
+    // removal rather than nine lookups.
+    let mut found = 0u16;
     for name in h.keys() {
-        if is_hop_by_hop(name) {
-            found = true;
-            break;
-        }
+        found |= hop_bit(name);
     }
-    if !found {
+    if found == 0 {
         return;
     }
-    let mut named: Vec<HeaderName> = Vec::new();
-    for v in h.get_all(header::CONNECTION) {
-        for t in v.as_bytes().split(|&b| b == b',') {
-            let t = t.trim_ascii();
-            if t.is_empty()
-                || t.eq_ignore_ascii_case(b"keep-alive")
-                || t.eq_ignore_ascii_case(b"close")
-                || t.eq_ignore_ascii_case(b"upgrade")
-            {
-                continue;
-            }
-            if let Ok(n) = HeaderName::from_bytes(t) {
-                named.push(n);
+    if found & 1 != 0 {
+        let mut named: Vec<HeaderName> = Vec::new();
+        for v in h.get_all(header::CONNECTION) {
+            for t in v.as_bytes().split(|&b| b == b',') {
+                let t = t.trim_ascii();
+                if t.is_empty()
+                    || t.eq_ignore_ascii_case(b"keep-alive")
+                    || t.eq_ignore_ascii_case(b"close")
+                    || t.eq_ignore_ascii_case(b"upgrade")
+                {
+                    continue;
+                }
+                if let Ok(n) = HeaderName::from_bytes(t) {
+                    named.push(n);
+                }
             }
         }
+        for n in named {
+            h.remove(n);
+        }
     }
-    for n in named {
-        h.remove(n);
-    }
-    for n in [
-        KEEP_ALIVE,
-        PROXY_CONNECTION,
-        header::PROXY_AUTHENTICATE,
-        header::PROXY_AUTHORIZATION,
-        header::TE,
-        header::TRAILER,
-        header::TRANSFER_ENCODING,
-    ] {
-        h.remove(n);
+    for (bit, name) in HOP_BY_HOP.iter().enumerate() {
+        if found & (1 << bit) == 0 {
+            continue;
+        }
+        let is_upgrade_pair = *name == header::CONNECTION || *name == header::UPGRADE;
+        if !(keep_upgrade && is_upgrade_pair) {
+            h.remove(name);
+        }
     }
     if keep_upgrade {
         h.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        h.remove(header::CONNECTION);
-        h.remove(header::UPGRADE);
     }
 }
 
+/// RFC 9110 §7.6.1 hop-by-hop fields (plus the `Proxy-*` and `Keep-Alive` relics); bit i of
+/// [`hop_bit`] is entry i. `Connection` must stay first.
+static HOP_BY_HOP: [HeaderName; 9] = [
+    header::CONNECTION,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+    header::TE,
+    header::TRAILER,
+    header::PROXY_AUTHORIZATION,
+    header::PROXY_AUTHENTICATE,
+    KEEP_ALIVE,
+    PROXY_CONNECTION,
+];
+
 #[inline]
-fn is_hop_by_hop(n: &HeaderName) -> bool {
-    n == header::CONNECTION
-        || n == header::TRANSFER_ENCODING
-        || n == header::UPGRADE
-        || n == header::TE
-        || n == header::TRAILER
-        || n == header::PROXY_AUTHORIZATION
-        || n == header::PROXY_AUTHENTICATE
-        || n == KEEP_ALIVE
-        || n == PROXY_CONNECTION
+fn hop_bit(n: &HeaderName) -> u16 {
+    for (i, h) in HOP_BY_HOP.iter().enumerate() {
+        if n == h {
+            return 1 << i;
+        }
+    }
+    0
 }
 
 /// Rewrites the request head for the backend.
@@ -394,36 +403,75 @@ fn prepare(
     Ok(())
 }
 
-/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
-/// A request that never left (a pooled connection turned out closed) is retried once on a
-/// fresh connection.
+/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`),
+/// driving the upstream connection in this task. A request that never left (a pooled
+/// connection turned out closed) is retried once on a fresh connection. Upgrade requests get a
+/// fresh connection driven by a task of its own, since it outlives this exchange.
 async fn exchange(
     pool: &Pool,
     backend: &Backend,
     req: Request<ReqBody>,
     metrics: &crate::metrics::Metrics,
-) -> Result<(Response<Incoming>, crate::upstream::Sender), Failure> {
+    upgrade: bool,
+) -> Result<(Response<Incoming>, Option<Upstream>), Failure> {
     let mut req = req;
+    let opened = &metrics.connections_opened[backend.side.index()];
     for attempt in 0..2 {
-        let opened = &metrics.connections_opened[backend.side.index()];
-        let mut conn = pool
-            .checkout(backend, || opened.inc())
-            .await
-            .map_err(|e| match e {
-                ConnectError::Timeout => Failure::new(
-                    ErrorKind::UpstreamConnect,
-                    format!(
-                        "connect to {} timed out after {:?}",
-                        backend.cfg.authority, backend.cfg.connect_timeout
-                    ),
+        let checkout = if upgrade {
+            pool.connect(backend, || opened.inc()).await
+        } else {
+            pool.checkout(backend, || opened.inc()).await
+        };
+        let mut up = checkout.map_err(|e| match e {
+            ConnectError::Timeout => Failure::new(
+                ErrorKind::UpstreamConnect,
+                format!(
+                    "connect to {} timed out after {:?}",
+                    backend.cfg.authority, backend.cfg.connect_timeout
                 ),
-                other => Failure::new(
-                    ErrorKind::UpstreamConnect,
-                    format!("{}: {other}", backend.cfg.authority),
-                ),
-            })?;
-        let fut = conn.sender.try_send_request(req);
-        match tokio::time::timeout(backend.cfg.timeout, fut).await {
+            ),
+            other => Failure::new(
+                ErrorKind::UpstreamConnect,
+                format!("{}: {other}", backend.cfg.authority),
+            ),
+        })?;
+        let reused = up.reused;
+        let mut fut = std::pin::pin!(up.sender.try_send_request(req));
+        let mut up = if upgrade {
+            let (_sender, conn) = up.into_parts();
+            tokio::task::spawn_local(async move {
+                if let Err(e) = conn.with_upgrades().await {
+                    tracing::debug!(error = %e, "upstream connection ended with an error");
+                }
+            });
+            None
+        } else {
+            Some(up)
+        };
+        let step = poll_fn(|cx| {
+            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                return Poll::Ready(Some(r));
+            }
+            if let Some(u) = up.as_mut() {
+                if !u.drive(cx) {
+                    // The connection ended; the response future resolves with its error.
+                    if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                        return Poll::Ready(Some(r));
+                    }
+                    return Poll::Ready(None);
+                }
+                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
+                    return Poll::Ready(Some(r));
+                }
+            }
+            Poll::Pending
+        });
+        let outcome = if worker_no_timeout() {
+            Ok(step.await)
+        } else {
+            tokio::time::timeout(backend.cfg.timeout, step).await
+        };
+        match outcome {
             Err(_) => {
                 return Err(Failure::new(
                     ErrorKind::UpstreamTimeout,
@@ -433,9 +481,18 @@ async fn exchange(
                     ),
                 ))
             }
-            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(back) if conn.reused && attempt == 0 => {
+            Ok(None) => {
+                return Err(Failure::new(
+                    ErrorKind::UpstreamIo,
+                    format!(
+                        "{}: connection closed before the response",
+                        backend.cfg.authority
+                    ),
+                ))
+            }
+            Ok(Some(Ok(resp))) => return Ok((resp, up)),
+            Ok(Some(Err(mut e))) => match e.take_message() {
+                Some(back) if reused && attempt == 0 => {
                     req = back;
                     continue;
                 }
@@ -469,7 +526,7 @@ fn respond(
     backend: &Backend,
     route: &Route,
     resp: Response<Incoming>,
-    sender: crate::upstream::Sender,
+    upstream: Option<Upstream>,
     down_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_id: &HeaderValue,
 ) -> Response<RespBody> {
@@ -485,7 +542,7 @@ fn respond(
         let up = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if let (Some(down), Some(up)) = (down_upgrade, up) {
             // The upstream connection now belongs to the tunnel; it never returns to the pool.
-            drop(sender);
+            drop(upstream);
             drop(body);
             tokio::task::spawn_local(async move {
                 match tokio::try_join!(down, up) {
@@ -502,17 +559,14 @@ fn respond(
             return Response::from_parts(parts, RespBody::empty());
         }
     }
-    let ret = Return {
+    let ret = upstream.map(|upstream| Return {
         pool: worker.pool.clone(),
         side: backend.side,
         backend_id: backend.id,
         max_idle: backend.cfg.max_idle_per_worker,
-        sender,
-    };
-    Response::from_parts(
-        parts,
-        RespBody::Upstream(UpstreamBody::new(body, Some(ret))),
-    )
+        upstream,
+    });
+    Response::from_parts(parts, RespBody::Upstream(UpstreamBody::new(body, ret)))
 }
 
 /// A JSON error body naming what failed, the route and the backend.
@@ -587,4 +641,12 @@ mod tests {
         hex(0xabc, &mut a);
         assert_eq!(&a, b"0000000000000abc");
     }
+}
+
+thread_local! {
+    static NO_TIMEOUT: bool = std::env::var_os("FICUS_EXP_NO_TIMEOUT").is_some();
+}
+
+fn worker_no_timeout() -> bool {
+    NO_TIMEOUT.with(|v| *v)
 }

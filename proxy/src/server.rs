@@ -8,12 +8,14 @@
 //! the data plane. Shutdown stops accepting, lets every connection finish its in-flight request
 //! (bounded by `shutdown_grace_ms`), then ends the threads.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::rc::Rc;
+use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::task::Waker;
 use std::time::Duration;
 
 use hyper::service::service_fn;
@@ -288,11 +290,43 @@ fn bind_reuseport(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListene
     Ok(out)
 }
 
-/// Connections open on one worker, to wait for them at shutdown.
+/// Connections open on one worker: counted, to wait for them at shutdown, and reachable, to ask
+/// each to finish its request in flight and close. (A flag checked on each poll plus a waker
+/// kept per connection: cheaper than a select on a channel at every wake-up.)
 #[derive(Default)]
 struct Tracker {
     active: Cell<usize>,
     idle: Notify,
+    conns: RefCell<Vec<Weak<ConnCtl>>>,
+}
+
+#[derive(Default)]
+struct ConnCtl {
+    stop: Cell<bool>,
+    waker: RefCell<Option<Waker>>,
+}
+
+impl Tracker {
+    fn register(&self) -> Rc<ConnCtl> {
+        let ctl = Rc::new(ConnCtl::default());
+        let mut conns = self.conns.borrow_mut();
+        if conns.len() > 2 * self.active.get() + 64 {
+            conns.retain(|w| w.strong_count() > 0);
+        }
+        conns.push(Rc::downgrade(&ctl));
+        ctl
+    }
+
+    fn stop_all(&self) {
+        for w in self.conns.borrow_mut().drain(..) {
+            if let Some(c) = w.upgrade() {
+                c.stop.set(true);
+                if let Some(w) = c.waker.borrow_mut().take() {
+                    w.wake();
+                }
+            }
+        }
+    }
 }
 
 struct TrackGuard(Rc<Tracker>);
@@ -337,11 +371,11 @@ async fn worker_loop(
                 Ok((stream, peer)) => {
                     tracker.active.set(tracker.active.get() + 1);
                     let guard = TrackGuard(tracker.clone());
+                    let ctl = tracker.register();
                     let worker = worker.clone();
                     let http = http.clone();
-                    let stop = stop.clone();
                     tokio::task::spawn_local(async move {
-                        serve_conn(stream, peer, worker, &http, stop).await;
+                        serve_conn(stream, peer, worker, &http, ctl).await;
                         drop(guard);
                     });
                 }
@@ -354,6 +388,7 @@ async fn worker_loop(
         }
     }
     drop(listener);
+    tracker.stop_all();
     let drained = tokio::time::timeout(grace, async {
         loop {
             let n = tracker.idle.notified();
@@ -377,7 +412,7 @@ async fn serve_conn(
     peer: SocketAddr,
     worker: Rc<Worker>,
     http: &hyper::server::conn::http1::Builder,
-    mut stop: watch::Receiver<bool>,
+    ctl: Rc<ConnCtl>,
 ) {
     let _ = stream.set_nodelay(true);
     let info = Rc::new(ConnInfo::new(peer));
@@ -385,15 +420,23 @@ async fn serve_conn(
     let conn = http
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
-    tokio::pin!(conn);
-    let res = tokio::select! {
-        r = conn.as_mut() => r,
-        _ = stop.changed() => {
+    let mut conn = std::pin::pin!(conn);
+    let mut graceful = false;
+    let res = poll_fn(|cx| {
+        if ctl.stop.get() && !graceful {
             // Finish the request in flight (if any), then close.
             conn.as_mut().graceful_shutdown();
-            conn.await
+            graceful = true;
         }
-    };
+        {
+            let mut w = ctl.waker.borrow_mut();
+            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+                *w = Some(cx.waker().clone());
+            }
+        }
+        conn.as_mut().poll(cx)
+    })
+    .await;
     if let Err(e) = res {
         tracing::debug!(error = %e, %peer, "client connection ended with an error");
     }
