@@ -94,16 +94,19 @@ pub async fn schema_exists(client: &impl GenericClient) -> Result<bool> {
 }
 
 /// Hold the per-schema run lock for the life of `client`'s session.
+/// Waits up to 5 s: the server may not yet have noticed that a killed run's session is gone.
 pub async fn try_lock(client: &Client, schema: &str) -> Result<()> {
-    let row = client
-        .query_one("SELECT pg_try_advisory_lock(hashtext('ficus-migrate:' || $1))", &[&schema])
-        .await
-        .ctx("taking the run lock")?;
-    if row.get::<_, bool>(0) {
-        Ok(())
-    } else {
-        Err(MigrateError::Locked(schema.to_string()))
+    for _ in 0..50 {
+        let row = client
+            .query_one("SELECT pg_try_advisory_lock(hashtext('ficus-migrate:' || $1))", &[&schema])
+            .await
+            .ctx("taking the run lock")?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
+    Err(MigrateError::Locked(schema.to_string()))
 }
 
 /// The migration row of a target schema.

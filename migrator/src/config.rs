@@ -15,7 +15,7 @@ pub struct MigrationConfig {
     /// PostgreSQL type for SQLite DATETIME/TIMESTAMP columns: `timestamptz` (naive values read
     /// as UTC; the default) or `timestamp`.
     pub datetime_type: Option<String>,
-    /// A typed column whose share of unconvertible values exceeds this fraction (default 0.01)
+    /// A typed column whose share of unconvertible values exceeds this fraction (default 0.5)
     /// is widened to `text` when every value fits text; below it, the rows are quarantined.
     pub widen_over: Option<f64>,
     /// Per table settings, by SQLite table name.

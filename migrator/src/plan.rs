@@ -218,7 +218,7 @@ impl Plan {
                 .collect()
         };
 
-        let widen_over = config.widen_over.unwrap_or(0.01);
+        let widen_over = config.widen_over.unwrap_or(0.5);
         let mut tables = Vec::new();
         let mut infos = Vec::new();
         for ((info, mut tp, _), r) in prepared.into_iter().zip(results) {
