@@ -22,8 +22,8 @@
 //! whichever side was primary, counts the outcome and writes mismatches to the store through
 //! the store's writer thread.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -86,7 +86,6 @@ pub struct RouteSpec<'a> {
 
 /// A route's compiled shadow settings and metric handles. Build with [`Shadow::route`] when
 /// the proxy loads (or reloads) its configuration; share it with `Arc`.
-#[derive(Clone)]
 pub struct ShadowRoute {
     name: Arc<str>,
     sample: f64,
@@ -96,6 +95,11 @@ pub struct ShadowRoute {
     legacy: Uri,
     new: Uri,
     metrics: RouteMetrics,
+    /// Outcomes not yet written to the store, by [`Outcome`] index; harvested every second.
+    counts: [AtomicU64; 6],
+    /// Mirroring to a side that keeps failing pauses, by [`Side`] (legacy, new).
+    breakers: [Breaker; 2],
+    store: mpsc::Sender<Op>,
 }
 
 impl std::fmt::Debug for ShadowRoute {
@@ -125,6 +129,87 @@ impl ShadowRoute {
             Side::Legacy => &self.legacy,
             Side::New => &self.new,
         }
+    }
+
+    fn breaker(&self, side: Side) -> &Breaker {
+        &self.breakers[side as usize]
+    }
+
+    /// Counts an outcome: the metric now, the store at the next harvest. One atomic add each,
+    /// so the proxy's threads can count without touching the store.
+    fn record(&self, outcome: Outcome) {
+        self.metrics.count(outcome);
+        self.counts[outcome as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn take_counts(&self) -> Vec<(Arc<str>, Outcome, u64)> {
+        Outcome::ALL
+            .iter()
+            .filter_map(|o| {
+                let n = self.counts[*o as usize].swap(0, Ordering::Relaxed);
+                (n > 0).then(|| (self.name.clone(), *o, n))
+            })
+            .collect()
+    }
+}
+
+impl Drop for ShadowRoute {
+    fn drop(&mut self) {
+        // A route replaced by a reload hands over what it counted since the last harvest.
+        let counts = self.take_counts();
+        if !counts.is_empty() {
+            let _ = self.store.try_send(Op::Counts {
+                counts,
+                time_ms: now_ms(),
+            });
+        }
+    }
+}
+
+/// Consecutive failures of one mirror side (per route) that pause mirroring to it.
+const BREAKER_FAILURES: u32 = 5;
+/// First pause; each further failure doubles it up to [`BREAKER_MAX_MS`].
+const BREAKER_MIN_MS: u64 = 1_000;
+const BREAKER_MAX_MS: u64 = 30_000;
+
+/// Milliseconds on a monotonic clock local to this process.
+fn mono_ms() -> u64 {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
+}
+
+/// A circuit breaker: after [`BREAKER_FAILURES`] failed mirror exchanges in a row, jobs for
+/// that side are counted `error` without being sent for a while (1 s, doubling to 30 s), so a
+/// down mirror side costs no connection attempt per request. The first job after the pause
+/// is sent; its success closes the breaker.
+#[derive(Debug, Default)]
+struct Breaker {
+    failures: AtomicU32,
+    open_until_ms: AtomicU64,
+    pause_ms: AtomicU64,
+}
+
+impl Breaker {
+    fn is_open(&self, now_ms: u64) -> bool {
+        now_ms < self.open_until_ms.load(Ordering::Relaxed)
+    }
+
+    fn succeeded(&self) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.pause_ms.store(0, Ordering::Relaxed);
+    }
+
+    /// Records a failure; returns the pause when the breaker opens.
+    fn failed(&self, now_ms: u64) -> Option<u64> {
+        let n = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if n < BREAKER_FAILURES || self.is_open(now_ms) {
+            return None;
+        }
+        let pause =
+            (self.pause_ms.load(Ordering::Relaxed) * 2).clamp(BREAKER_MIN_MS, BREAKER_MAX_MS);
+        self.pause_ms.store(pause, Ordering::Relaxed);
+        self.open_until_ms.store(now_ms + pause, Ordering::Relaxed);
+        Some(pause)
     }
 }
 
@@ -187,6 +272,8 @@ pub enum Submitted {
     Skipped,
     /// A write on a route that is not dual-write: refused, whatever `decide` said.
     NotAllowed,
+    /// The mirror side kept failing and mirroring to it is paused; counted `error`.
+    MirrorFailing,
 }
 
 /// State shared by the handle and the worker thread.
@@ -194,6 +281,8 @@ struct Shared {
     store: mpsc::Sender<Op>,
     pending: AtomicUsize,
     closed: AtomicBool,
+    /// Every route built, for harvesting their counts.
+    routes: Mutex<Vec<Weak<ShadowRoute>>>,
     noise: NoiseBook,
     redactor: Redactor,
     max_body_bytes: usize,
@@ -201,13 +290,19 @@ struct Shared {
 }
 
 impl Shared {
-    fn count_in_store(&self, route: &ShadowRoute, outcome: Outcome) {
-        // From the proxy's threads: never wait. A count lost here is still in the metrics.
-        let _ = self.store.try_send(Op::Count {
-            route: route.name.clone(),
-            outcome,
+    /// Takes every route's counts since the last harvest, as one store write.
+    fn harvest(&self) -> Option<Op> {
+        let mut routes = self.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|w| w.strong_count() > 0);
+        let counts: Vec<_> = routes
+            .iter()
+            .filter_map(Weak::upgrade)
+            .flat_map(|r| r.take_counts())
+            .collect();
+        (!counts.is_empty()).then(|| Op::Counts {
+            counts,
             time_ms: now_ms(),
-        });
+        })
     }
 }
 
@@ -248,6 +343,7 @@ impl Shadow {
             store: store_tx,
             pending: AtomicUsize::new(0),
             closed: AtomicBool::new(false),
+            routes: Mutex::new(Vec::new()),
             noise,
             redactor: Redactor::new(global),
             max_body_bytes: global.max_body_bytes,
@@ -282,7 +378,7 @@ impl Shadow {
             return Err(ShadowError::config("name", "a shadowed route needs a name"));
         }
         let rules = CompareRules::new(spec.config)?;
-        Ok(Arc::new(ShadowRoute {
+        let route = Arc::new(ShadowRoute {
             name: Arc::from(spec.name),
             sample: spec.config.sample,
             learn_noise: spec.config.learn_noise,
@@ -291,7 +387,14 @@ impl Shadow {
             legacy: base_url(spec.legacy_url, "backends.legacy.url")?,
             new: base_url(spec.new_url, "backends.new.url")?,
             metrics: self.metrics.route(spec.name),
-        }))
+            counts: Default::default(),
+            breakers: Default::default(),
+            store: self.shared.store.clone(),
+        });
+        let mut routes = self.shared.routes.lock().unwrap_or_else(|p| p.into_inner());
+        routes.retain(|w| w.strong_count() > 0);
+        routes.push(Arc::downgrade(&route));
+        Ok(route)
     }
 
     /// Bodies are teed up to this many bytes (`max_body_bytes`).
@@ -310,8 +413,7 @@ impl Shadow {
             return MirrorDecision::Skip(SkipReason::NotSampled);
         }
         if self.jobs.capacity() == 0 || self.shared.closed.load(Ordering::Relaxed) {
-            route.metrics.count(Outcome::Dropped);
-            self.shared.count_in_store(route, Outcome::Dropped);
+            route.record(Outcome::Dropped);
             return MirrorDecision::Skip(SkipReason::QueueFull);
         }
         MirrorDecision::Mirror
@@ -325,9 +427,16 @@ impl Shadow {
             return Submitted::NotAllowed;
         }
         if job.request_body.is_truncated() || job.primary.body.is_truncated() {
-            job.route.metrics.count(Outcome::Skipped);
-            self.shared.count_in_store(&job.route, Outcome::Skipped);
+            job.route.record(Outcome::Skipped);
             return Submitted::Skipped;
+        }
+        if job
+            .route
+            .breaker(job.primary_side.other())
+            .is_open(mono_ms())
+        {
+            job.route.record(Outcome::Error);
+            return Submitted::MirrorFailing;
         }
         // Counted before sending so the worker can never finish it first.
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
@@ -345,8 +454,7 @@ impl Shadow {
             None => Submitted::Queued,
             Some(route) => {
                 self.shared.pending.fetch_sub(1, Ordering::SeqCst);
-                route.metrics.count(Outcome::Dropped);
-                self.shared.count_in_store(&route, Outcome::Dropped);
+                route.record(Outcome::Dropped);
                 Submitted::Dropped
             }
         }
@@ -357,6 +465,9 @@ impl Shadow {
     pub async fn flush(&self) {
         while self.shared.pending.load(Ordering::SeqCst) > 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(op) = self.shared.harvest() {
+            let _ = self.shared.store.send(op).await;
         }
         let (tx, rx) = tokio::sync::oneshot::channel();
         if self.shared.store.send(Op::Flush(tx)).await.is_ok() {
@@ -418,6 +529,17 @@ async fn run_worker(
         .pool_max_idle_per_host(concurrency)
         .build(connector);
     let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+    let ticker = shared.clone();
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(1));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Some(op) = ticker.harvest() {
+                let _ = ticker.store.send(op).await;
+            }
+        }
+    });
     while let Some(job) = rx.recv().await {
         let Ok(permit) = permits.clone().acquire_owned().await else {
             break;
@@ -431,6 +553,9 @@ async fn run_worker(
     }
     // Closed: wait for what is in flight.
     let _ = permits.acquire_many(concurrency as u32).await;
+    if let Some(op) = shared.harvest() {
+        let _ = shared.store.send(op).await;
+    }
 }
 
 /// The request sent to `side` for `job`.
@@ -519,8 +644,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!(route = %route.name, error = %e, "shadow: cannot build mirror request");
-            route.metrics.count(Outcome::Error);
-            let _ = shared.store.send(count_op(&route, Outcome::Error)).await;
+            route.record(Outcome::Error);
             return;
         }
     };
@@ -541,12 +665,23 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         (exchange(client, mirror_req, timeout, limit).await, None)
     };
     route.metrics.duration.observe(took.as_secs_f64());
+    let breaker = route.breaker(mirror_side);
     let mirror = match mirrored {
-        Ok(m) => m,
+        Ok(m) => {
+            breaker.succeeded();
+            m
+        }
         Err(e) => {
             tracing::debug!(route = %route.name, side = mirror_side.as_str(), error = %e, "shadow: mirror request failed");
-            route.metrics.count(Outcome::Error);
-            let _ = shared.store.send(count_op(&route, Outcome::Error)).await;
+            if let Some(pause) = breaker.failed(mono_ms()) {
+                tracing::warn!(
+                    route = %route.name,
+                    side = mirror_side.as_str(),
+                    error = %e,
+                    "shadow: mirror side keeps failing; pausing mirroring to it for {pause} ms"
+                );
+            }
+            route.record(Outcome::Error);
             return;
         }
     };
@@ -573,8 +708,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         (true, _) => Outcome::Noise,
         (false, _) => Outcome::Mismatch,
     };
-    route.metrics.count(outcome);
-    let _ = shared.store.send(count_op(&route, outcome)).await;
+    route.record(outcome);
     if outcome != Outcome::Mismatch {
         return;
     }
@@ -586,14 +720,6 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
     }
     let record = build_record(shared, &job, legacy, new, real, text_truncated);
     let _ = shared.store.send(Op::Mismatch(Box::new(record))).await;
-}
-
-fn count_op(route: &ShadowRoute, outcome: Outcome) -> Op {
-    Op::Count {
-        route: route.name.clone(),
-        outcome,
-        time_ms: now_ms(),
-    }
 }
 
 /// The stored form of a mismatch: redacted, bodies cut.
@@ -642,6 +768,30 @@ fn build_record(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn breaker_opens_after_consecutive_failures_and_backs_off() {
+        let b = Breaker::default();
+        for _ in 0..BREAKER_FAILURES - 1 {
+            assert_eq!(b.failed(0), None);
+        }
+        assert_eq!(b.failed(0), Some(1_000));
+        assert!(b.is_open(999) && !b.is_open(1_000));
+        // Failing again while open changes nothing; after the pause it doubles.
+        assert_eq!(b.failed(500), None);
+        assert_eq!(b.failed(1_000), Some(2_000));
+        assert!(b.is_open(2_999));
+        b.succeeded();
+        for _ in 0..BREAKER_FAILURES - 1 {
+            assert_eq!(b.failed(5_000), None);
+        }
+        assert_eq!(b.failed(5_000), Some(1_000), "success reset the pause");
+        for _ in 0..10 {
+            let now = b.open_until_ms.load(Ordering::Relaxed);
+            b.failed(now);
+        }
+        assert_eq!(b.pause_ms.load(Ordering::Relaxed), BREAKER_MAX_MS);
+    }
 
     #[test]
     fn handles_cross_threads() {

@@ -655,10 +655,9 @@ fn record_noise_tx(
 pub(crate) enum Op {
     /// Store a mismatch.
     Mismatch(Box<MismatchRecord>),
-    /// Count one request.
-    Count {
-        route: Arc<str>,
-        outcome: Outcome,
+    /// Add request counts (route, outcome, n), all in the minute of `time_ms`.
+    Counts {
+        counts: Vec<(Arc<str>, Outcome, u64)>,
         time_ms: i64,
     },
     /// Record one noise probe.
@@ -751,14 +750,15 @@ fn apply(store: &mut Store, batch: Vec<Op>) -> Result<(usize, Flushes), (ShadowE
     for op in batch {
         match op {
             Op::Mismatch(m) => mismatches.push(m),
-            Op::Count {
-                route,
-                outcome,
+            Op::Counts {
+                counts: list,
                 time_ms,
             } => {
-                *counts
-                    .entry((route, time_ms / 60_000, outcome))
-                    .or_default() += 1;
+                for (route, outcome, n) in list {
+                    *counts
+                        .entry((route, time_ms / 60_000, outcome))
+                        .or_default() += n;
+                }
             }
             Op::Noise {
                 route,

@@ -305,6 +305,47 @@ async fn a_down_mirror_is_an_error_not_a_mismatch() {
 }
 
 #[tokio::test]
+async fn a_mirror_side_that_keeps_failing_is_paused() {
+    let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
+    let h = harness("breaker", |_| {});
+    let route = h.route(
+        "r",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &down_url().await,
+    );
+    let j = get_job(&route, &legacy.url(), "/").await;
+    let again = |i: usize| ficus_shadow::MirrorJob {
+        route: route.clone(),
+        method: Method::GET,
+        uri: j.uri.clone(),
+        request_headers: HeaderMap::new(),
+        request_body: CapturedBody::default(),
+        primary_side: Side::Legacy,
+        primary: j.primary.clone(),
+        request_id: format!("req-{i}"),
+    };
+    for i in 0..5 {
+        assert_eq!(h.shadow.submit(again(i)), Submitted::Queued);
+        flush(&h.shadow).await;
+    }
+    // Five connection failures in a row: the next jobs are not even attempted.
+    assert_eq!(h.shadow.submit(again(5)), Submitted::MirrorFailing);
+    assert_eq!(h.shadow.submit(again(6)), Submitted::MirrorFailing);
+    flush(&h.shadow).await;
+    assert_eq!(h.results("r", "error"), 7);
+    // The mirror served by legacy (primary new) is a different side: not paused.
+    let mut other = again(7);
+    other.primary_side = Side::New;
+    assert_eq!(h.shadow.submit(other), Submitted::Queued);
+    flush(&h.shadow).await;
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    let rep = ficus_shadow::Report::build(&store, &Default::default()).unwrap();
+    assert_eq!(rep.routes[0].results["error"], 7, "counts reach the store");
+}
+
+#[tokio::test]
 async fn a_full_queue_drops_and_counts_and_never_blocks() {
     let legacy = serve(Duration::ZERO, json(|_, _| "{}".into())).await;
     let new = serve(Duration::from_millis(300), json(|_, _| "{}".into())).await;
