@@ -11,6 +11,12 @@
 //! `concurrency` exchanges at once, each limited by `timeout_ms`. A full queue drops the job
 //! and counts it (`result="dropped"`); a body larger than `max_body_bytes` is not mirrored
 //! (`result="skipped"`). Nothing waits without bound and nothing queues without bound.
+//! After 5 failed mirror exchanges in a row to one side, a route stops sending to it for 1 s
+//! (doubling to 30 s while it keeps failing) and counts those jobs `error`, so a down mirror
+//! side costs no connection attempt per request.
+//!
+//! Outcomes are counted with one atomic add per request (plus the metric); a timer on the
+//! shadow thread moves them to the store once a second.
 //!
 //! # Architecture invariant: writes are not shadowed by accident
 //! Only GET, HEAD and OPTIONS are mirrored unless the route is dual-write; mirrored writes
@@ -420,8 +426,10 @@ impl Shadow {
     }
 
     /// Hands a finished primary exchange to the mirror worker; never blocks. A write on a
-    /// route that is not dual-write is refused (not counted). A job with a truncated body is counted `skipped`; when the queue is full the job is dropped and
-    /// counted `dropped`, as are jobs after [`Shadow::shutdown`].
+    /// route that is not dual-write is refused (not counted). A job with a truncated body is
+    /// counted `skipped`; one whose mirror side is paused (see the circuit breaker in the
+    /// module docs) `error`; when the queue is full the job is dropped and counted `dropped`,
+    /// as are jobs after [`Shadow::shutdown`].
     pub fn submit(&self, job: MirrorJob) -> Submitted {
         if !is_safe(&job.method) && !job.route.dual_write {
             return Submitted::NotAllowed;
@@ -685,8 +693,12 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
             return;
         }
     };
-    // Noise first, so the very exchange that revealed it is already judged with it.
-    if let Some(Ok(second)) = probed {
+    // Noise first, so the very exchange that revealed it is already judged with it. A probe
+    // answered with another status says the resource changed in between (or the side is
+    // flaky), not which fields are noisy: it teaches nothing, and status is never noise.
+    if let Some(Ok(second)) =
+        probed.filter(|p| matches!(p, Ok(s) if s.status == job.primary.status))
+    {
         let observed = noise::observe(&compare(&route.rules, &job.primary, &second));
         shared.noise.learn(&route.name, &observed);
         let op = Op::Noise {
@@ -701,7 +713,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         Side::New => (&mirror, &job.primary),
     };
     let cmp = compare(&route.rules, legacy, new);
-    let text_truncated = cmp.truncated;
+    let diff_truncated = cmp.truncated;
     let (real, noise_count) = shared.noise.split(&route.name, cmp.entries);
     let outcome = match (real.is_empty(), noise_count) {
         (true, 0) => Outcome::Match,
@@ -718,7 +730,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
     for k in kinds {
         route.metrics.count_kind(k);
     }
-    let record = build_record(shared, &job, legacy, new, real, text_truncated);
+    let record = build_record(shared, &job, legacy, new, real, diff_truncated);
     let _ = shared.store.send(Op::Mismatch(Box::new(record))).await;
 }
 

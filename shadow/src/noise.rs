@@ -6,6 +6,9 @@
 //! store, reloaded at start, and excluded from later comparisons of that route: a comparison
 //! whose every difference is noise is reported as `noise`, not `mismatch`.
 //!
+//! A probe answered with a different status teaches nothing (the resource changed in between,
+//! or the side is flaky), so `status` is never learned as noise.
+//!
 //! A learned `value`, `type`, `missing`, `extra`, `header`, `status` or `text` difference at a
 //! field also covers everything below it (the whole subtree is volatile); `array_length` and
 //! `order` cover only themselves, so a list that grows between two calls does not hide every

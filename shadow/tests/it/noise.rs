@@ -132,3 +132,42 @@ async fn without_learning_the_same_difference_is_a_mismatch() {
     assert_eq!(h.results("r", "mismatch"), 1);
     assert_eq!(legacy.received().len(), 1, "no probe without learn_noise");
 }
+
+#[tokio::test]
+async fn a_probe_with_another_status_teaches_nothing() {
+    // Legacy answers 200 then 404 (the task was deleted in between): not noise.
+    let legacy = serve(
+        Duration::ZERO,
+        std::sync::Arc::new(|_, n| {
+            let status = if n % 2 == 0 { 200 } else { 404 };
+            (
+                status,
+                vec![],
+                format!(r#"{{"generated_at":"{}"}}"#, micros()),
+            )
+        }),
+    )
+    .await;
+    let new = serve(
+        Duration::ZERO,
+        json(|_, _| format!(r#"{{"generated_at":"{}"}}"#, micros() + 3)),
+    )
+    .await;
+    let h = harness("noise-status", |_| {});
+    let route = h.route(
+        "r",
+        RouteShadowConfig {
+            learn_noise: 1.0,
+            ..Default::default()
+        },
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    h.shadow.submit(get_job(&route, &legacy.url(), "/").await);
+    flush(&h.shadow).await;
+    assert_eq!(legacy.received().len(), 2, "the probe was sent");
+    assert_eq!(h.results("r", "mismatch"), 1);
+    let store = Store::open_existing(&h.store_path()).unwrap();
+    assert!(store.noise(None).unwrap().is_empty());
+}
