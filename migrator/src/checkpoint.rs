@@ -79,7 +79,9 @@ pub async fn ensure_schema(client: &mut Client) -> Result<()> {
     tx.batch_execute("SELECT pg_advisory_xact_lock(7415826019)")
         .await
         .ctx("locking the ficus schema")?;
-    tx.batch_execute(SCHEMA_SQL).await.ctx("creating the ficus schema")?;
+    tx.batch_execute(SCHEMA_SQL)
+        .await
+        .ctx("creating the ficus schema")?;
     tx.commit().await.ctx("commit")?;
     Ok(())
 }
@@ -98,7 +100,10 @@ pub async fn schema_exists(client: &impl GenericClient) -> Result<bool> {
 pub async fn try_lock(client: &Client, schema: &str) -> Result<()> {
     for _ in 0..50 {
         let row = client
-            .query_one("SELECT pg_try_advisory_lock(hashtext('ficus-migrate:' || $1))", &[&schema])
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('ficus-migrate:' || $1))",
+                &[&schema],
+            )
             .await
             .ctx("taking the run lock")?;
         if row.get::<_, bool>(0) {
@@ -120,7 +125,10 @@ pub struct MigrationState {
 }
 
 /// Load the migration row (and its stored plan).
-pub async fn load_migration(client: &impl GenericClient, schema: &str) -> Result<Option<(MigrationState, Plan)>> {
+pub async fn load_migration(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<Option<(MigrationState, Plan)>> {
     if !schema_exists(client).await? {
         return Ok(None);
     }
@@ -163,7 +171,10 @@ pub struct Checkpoint {
 }
 
 /// All checkpoints of a target schema.
-pub async fn load_checkpoints(client: &impl GenericClient, schema: &str) -> Result<Vec<Checkpoint>> {
+pub async fn load_checkpoints(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<Vec<Checkpoint>> {
     let rows = client
         .query(
             "SELECT table_name, last_key, source_rows, rows_read, rows_copied, rows_quarantined, batches, done, updated_at::text \
@@ -175,13 +186,13 @@ pub async fn load_checkpoints(client: &impl GenericClient, schema: &str) -> Resu
     rows.iter()
         .map(|r| {
             let key: Option<String> = r.get(1);
-            let last_key = match key {
-                Some(k) => Some(
-                    serde_json::from_str(&k)
-                        .map_err(|e| MigrateError::Internal(format!("checkpoint key {k:?}: {e}")))?,
-                ),
-                None => None,
-            };
+            let last_key =
+                match key {
+                    Some(k) => Some(serde_json::from_str(&k).map_err(|e| {
+                        MigrateError::Internal(format!("checkpoint key {k:?}: {e}"))
+                    })?),
+                    None => None,
+                };
             Ok(Checkpoint {
                 table: r.get(0),
                 last_key,
@@ -257,31 +268,55 @@ pub async fn set_phase(client: &impl GenericClient, schema: &str, phase: &str) -
 }
 
 /// Steps already done: (step id, outcome, error).
-pub async fn steps_done(client: &impl GenericClient, schema: &str) -> Result<Vec<(String, String, Option<String>)>> {
+pub async fn steps_done(
+    client: &impl GenericClient,
+    schema: &str,
+) -> Result<Vec<(String, String, Option<String>)>> {
     let rows = client
-        .query("SELECT step, outcome, error FROM ficus.steps WHERE target_schema = $1", &[&schema])
+        .query(
+            "SELECT step, outcome, error FROM ficus.steps WHERE target_schema = $1",
+            &[&schema],
+        )
         .await
         .ctx("reading ficus.steps")?;
-    Ok(rows.iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    Ok(rows
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect())
 }
 
 /// Forget everything about a target schema's migration and drop what it created.
 pub async fn drop_migration(client: &mut Client, schema: &str, stored: &Plan) -> Result<()> {
     let tx = client.transaction().await.ctx("begin")?;
     for v in &stored.views {
-        tx.batch_execute(&format!("DROP VIEW IF EXISTS {} CASCADE", crate::plan::qualified(schema, &v.name)))
-            .await
-            .ctx(format!("dropping view {}", v.name))?;
+        tx.batch_execute(&format!(
+            "DROP VIEW IF EXISTS {} CASCADE",
+            crate::plan::qualified(schema, &v.name)
+        ))
+        .await
+        .ctx(format!("dropping view {}", v.name))?;
     }
     for t in &stored.tables {
-        tx.batch_execute(&format!("DROP TABLE IF EXISTS {} CASCADE", crate::plan::qualified(schema, &t.name)))
-            .await
-            .ctx(format!("dropping table {}", t.name))?;
+        tx.batch_execute(&format!(
+            "DROP TABLE IF EXISTS {} CASCADE",
+            crate::plan::qualified(schema, &t.name)
+        ))
+        .await
+        .ctx(format!("dropping table {}", t.name))?;
     }
-    for table in ["migrations", "checkpoints", "steps", "quarantine", "verifications"] {
-        tx.execute(&format!("DELETE FROM ficus.{table} WHERE target_schema = $1"), &[&schema])
-            .await
-            .ctx("clearing ficus state")?;
+    for table in [
+        "migrations",
+        "checkpoints",
+        "steps",
+        "quarantine",
+        "verifications",
+    ] {
+        tx.execute(
+            &format!("DELETE FROM ficus.{table} WHERE target_schema = $1"),
+            &[&schema],
+        )
+        .await
+        .ctx("clearing ficus state")?;
     }
     tx.commit().await.ctx("commit")?;
     Ok(())

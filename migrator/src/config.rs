@@ -80,7 +80,11 @@ impl MigrationConfig {
         if let Some(t) = &self.datetime_type {
             match PgType::parse(t) {
                 Some(PgType::Timestamp) | Some(PgType::Timestamptz) => {}
-                _ => return Err(bad(format!("datetime_type must be timestamptz or timestamp, not {t:?}"))),
+                _ => {
+                    return Err(bad(format!(
+                        "datetime_type must be timestamptz or timestamp, not {t:?}"
+                    )))
+                }
             }
         }
         if let Some(w) = self.widen_over {

@@ -299,10 +299,7 @@ impl Conversion {
             }
             Err(e) => {
                 if !self.lossy_utf8 {
-                    return err(format!(
-                        "invalid UTF-8 at byte {}",
-                        e.valid_up_to()
-                    ));
+                    return err(format!("invalid UTF-8 at byte {}", e.valid_up_to()));
                 }
                 let s = String::from_utf8_lossy(bytes);
                 out.extend(s.bytes().filter(|b| !(has_nul && *b == 0)));
@@ -331,7 +328,9 @@ impl Conversion {
         };
         // PostgreSQL's range is wider; keep to years 1..9999 so values stay meaningful.
         if !(-62_135_596_800_000_000..=253_402_300_799_999_999).contains(&unix_us) {
-            return err(format!("date/time {unix_us} µs since 1970 is outside years 1..9999"));
+            return err(format!(
+                "date/time {unix_us} µs since 1970 is outside years 1..9999"
+            ));
         }
         Ok(unix_us - PG_EPOCH_US)
     }
@@ -387,8 +386,8 @@ fn to_bool(v: ValueRef<'_>) -> Result<bool, ConvertError> {
         ValueRef::Integer(0) => Ok(false),
         ValueRef::Integer(1) => Ok(true),
         ValueRef::Integer(i) => err(format!("integer {i} is not a boolean (0 or 1)")),
-        ValueRef::Real(f) if f == 0.0 => Ok(false),
-        ValueRef::Real(f) if f == 1.0 => Ok(true),
+        ValueRef::Real(0.0) => Ok(false),
+        ValueRef::Real(1.0) => Ok(true),
         ValueRef::Real(f) => err(format!("real {f:?} is not a boolean")),
         ValueRef::Text(b) => std::str::from_utf8(b)
             .ok()
@@ -408,7 +407,9 @@ fn to_i64(v: ValueRef<'_>) -> Result<i64, ConvertError> {
     match v {
         ValueRef::Integer(i) => Ok(i),
         ValueRef::Real(f) => {
-            if f.fract() == 0.0 && f >= -9.223_372_036_854_776e18 && f < 9.223_372_036_854_776e18 {
+            if f.fract() == 0.0
+                && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
+            {
                 Ok(f as i64)
             } else {
                 err(format!("real {f:?} is not an integer"))
@@ -522,7 +523,10 @@ struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     fn new(s: &'a str) -> Self {
-        Parser { s: s.as_bytes(), i: 0 }
+        Parser {
+            s: s.as_bytes(),
+            i: 0,
+        }
     }
     fn at_end(&self) -> bool {
         self.i == self.s.len()
@@ -678,7 +682,9 @@ const MONTHS: [&str; 12] = [
 /// Parse the date/time text shapes of [`DateFormat`].
 pub fn parse_datetime(s: &str) -> Option<ParsedDateTime> {
     let s = s.trim();
-    if s.as_bytes().first().is_some_and(|c| c.is_ascii_alphabetic())
+    if s.as_bytes()
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic())
         || s.as_bytes().get(2) == Some(&b' ')
     {
         return parse_rfc2822(s);
@@ -1094,7 +1100,12 @@ mod tests {
             let p = parse_datetime(s).unwrap_or_else(|| panic!("{s}"));
             assert_eq!((p.unix_us, p.offset_s), (us, off), "{s}");
         }
-        for bad in ["2025-02-30", "yesterday", "2025-07-01 25:00", "2025-07-01 10:00 junk"] {
+        for bad in [
+            "2025-02-30",
+            "yesterday",
+            "2025-07-01 25:00",
+            "2025-07-01 10:00 junk",
+        ] {
             assert!(parse_datetime(bad).is_none(), "{bad}");
         }
     }
@@ -1111,7 +1122,11 @@ mod tests {
     fn epochs_by_magnitude() {
         let s = field(PgType::Timestamptz, ValueRef::Integer(1_700_000_000)).unwrap();
         let ms = field(PgType::Timestamptz, ValueRef::Integer(1_700_000_000_000)).unwrap();
-        let us = field(PgType::Timestamptz, ValueRef::Integer(1_700_000_000_000_000)).unwrap();
+        let us = field(
+            PgType::Timestamptz,
+            ValueRef::Integer(1_700_000_000_000_000),
+        )
+        .unwrap();
         assert_eq!(s, ms);
         assert_eq!(s, us);
         assert_eq!(

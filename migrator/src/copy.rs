@@ -68,7 +68,7 @@ fn reader(
         let ncols = (table.columns.len() as i16).to_be_bytes();
         loop {
             let mut b = Batch {
-                tuples: Vec::with_capacity(limits.batch_bytes.min(1 << 20) + 4096),
+                tuples: Vec::with_capacity(limits.batch_bytes + (64 << 10)),
                 read: 0,
                 copied: 0,
                 quarantined_rows: 0,
@@ -76,26 +76,37 @@ fn reader(
                 last_key: None,
                 last: false,
             };
-            let end = read_rows(&conn, &table, after.as_ref(), Some(limits.batch_rows), |row| {
-                let row_start = b.tuples.len();
-                b.tuples.extend_from_slice(&ncols);
-                let mut failed = false;
-                for (i, c) in table.columns.iter().enumerate() {
-                    let v = row.value(i);
-                    if let Err(e) = c.conversion.encode(v, &mut b.tuples) {
-                        failed = true;
-                        b.quarantine.push(QuarantineRecord::new(row.key_display(&table), &c.name, &v, e.0));
+            let end = read_rows(
+                &conn,
+                &table,
+                after.as_ref(),
+                Some(limits.batch_rows),
+                |row| {
+                    let row_start = b.tuples.len();
+                    b.tuples.extend_from_slice(&ncols);
+                    let mut failed = false;
+                    for (i, c) in table.columns.iter().enumerate() {
+                        let v = row.value(i);
+                        if let Err(e) = c.conversion.encode(v, &mut b.tuples) {
+                            failed = true;
+                            b.quarantine.push(QuarantineRecord::new(
+                                row.key_display(&table),
+                                &c.name,
+                                &v,
+                                e.0,
+                            ));
+                        }
                     }
-                }
-                b.read += 1;
-                if failed {
-                    b.tuples.truncate(row_start);
-                    b.quarantined_rows += 1;
-                } else {
-                    b.copied += 1;
-                }
-                Ok(b.tuples.len() < limits.batch_bytes)
-            })?;
+                    b.read += 1;
+                    if failed {
+                        b.tuples.truncate(row_start);
+                        b.quarantined_rows += 1;
+                    } else {
+                        b.copied += 1;
+                    }
+                    Ok(b.tuples.len() < limits.batch_bytes)
+                },
+            )?;
             b.last = end.exhausted;
             b.last_key = end.last_key.clone().or(after.clone());
             after = end.last_key.or(after);
@@ -123,7 +134,7 @@ pub async fn copy_table(
     rejects: &AtomicU64,
     obs: &Observer,
 ) -> Result<CopyStats> {
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch>>(2);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<Batch>>(1);
     let t2 = table.clone();
     let l2 = limits.clone();
     let reader_task = tokio::task::spawn_blocking(move || reader(source, t2, start, l2, tx));
@@ -133,17 +144,22 @@ pub async fn copy_table(
         while let Some(batch) = rx.recv().await {
             let b = batch?;
             if b.quarantined_rows > 0 {
-                let total = rejects.fetch_add(b.quarantined_rows, Ordering::SeqCst) + b.quarantined_rows;
+                let total =
+                    rejects.fetch_add(b.quarantined_rows, Ordering::SeqCst) + b.quarantined_rows;
                 if let Some(max) = limits.max_rejects {
                     if total > max {
-                        let r = b.quarantine.last().cloned().unwrap_or_else(|| QuarantineRecord {
-                            key: String::new(),
-                            column: String::new(),
-                            storage_class: String::new(),
-                            raw_value: None,
-                            raw_display: String::new(),
-                            reason: String::new(),
-                        });
+                        let r = b
+                            .quarantine
+                            .last()
+                            .cloned()
+                            .unwrap_or_else(|| QuarantineRecord {
+                                key: String::new(),
+                                column: String::new(),
+                                storage_class: String::new(),
+                                raw_value: None,
+                                raw_display: String::new(),
+                                reason: String::new(),
+                            });
                         return Err(MigrateError::TooManyRejects {
                             count: total,
                             max,
@@ -157,13 +173,23 @@ pub async fn copy_table(
             }
             let txn = client.transaction().await.ctx("begin")?;
             if b.copied > 0 {
-                let sink = txn.copy_in::<_, Bytes>(&copy_sql).await.ctx(format!("COPY into {}", table.name))?;
+                let sink = txn
+                    .copy_in::<_, Bytes>(&copy_sql)
+                    .await
+                    .ctx(format!("COPY into {}", table.name))?;
                 futures_util::pin_mut!(sink);
                 let ctx = || format!("COPY into {}", table.name);
-                sink.feed(Bytes::from_static(COPY_HEADER)).await.ctx(ctx())?;
+                sink.feed(Bytes::from_static(COPY_HEADER))
+                    .await
+                    .ctx(ctx())?;
                 sink.feed(Bytes::from(b.tuples)).await.ctx(ctx())?;
-                sink.send(Bytes::from_static(COPY_TRAILER)).await.ctx(ctx())?;
-                let n = sink.finish().await.ctx(format!("COPY into {}", table.name))?;
+                sink.send(Bytes::from_static(COPY_TRAILER))
+                    .await
+                    .ctx(ctx())?;
+                let n = sink
+                    .finish()
+                    .await
+                    .ctx(format!("COPY into {}", table.name))?;
                 if n != b.copied {
                     return Err(MigrateError::Internal(format!(
                         "COPY into {} wrote {n} rows, expected {}",
@@ -183,7 +209,9 @@ pub async fn copy_table(
                 b.last,
             )
             .await?;
-            txn.commit().await.ctx(format!("committing a batch of {}", table.name))?;
+            txn.commit()
+                .await
+                .ctx(format!("committing a batch of {}", table.name))?;
             stats.read += b.read;
             stats.copied += b.copied;
             stats.quarantined += b.quarantined_rows;

@@ -168,11 +168,12 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
     let upper = normalize_ws(&sql.to_ascii_uppercase());
     let tail = upper.rsplit(')').next().unwrap_or("");
     let without_rowid = tail.contains("WITHOUT ROWID");
-    let rowid_alias = if !without_rowid && pk.len() == 1 && pk[0].declared.eq_ignore_ascii_case("INTEGER") {
-        columns.iter().position(|c| c.name == pk[0].name)
-    } else {
-        None
-    };
+    let rowid_alias =
+        if !without_rowid && pk.len() == 1 && pk[0].declared.eq_ignore_ascii_case("INTEGER") {
+            columns.iter().position(|c| c.name == pk[0].name)
+        } else {
+            None
+        };
     let rowid_name = if without_rowid {
         None
     } else {
@@ -190,7 +191,9 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
     let mut indexes = Vec::new();
     let mut list: Vec<(String, bool, String, bool)> = Vec::new();
     {
-        let mut st = conn.prepare(&format!("PRAGMA index_list({q})")).table(name)?;
+        let mut st = conn
+            .prepare(&format!("PRAGMA index_list({q})"))
+            .table(name)?;
         let rows = st
             .query_map([], |r| {
                 Ok((
@@ -426,7 +429,10 @@ fn checks(sql: &str) -> Vec<String> {
 /// Items of the column list of a CREATE INDEX statement.
 fn index_items(sql: &str) -> Vec<String> {
     let pos = scan(sql);
-    let Some(open) = pos.iter().position(|(i, d)| *d == 0 && sql.as_bytes()[*i] == b'(') else {
+    let Some(open) = pos
+        .iter()
+        .position(|(i, d)| *d == 0 && sql.as_bytes()[*i] == b'(')
+    else {
         return Vec::new();
     };
     let mut items = Vec::new();
@@ -502,7 +508,10 @@ mod tests {
         let desc = p.indexes.iter().find(|i| i.name == "ix_desc").unwrap();
         assert!(desc.columns[0].desc && !desc.columns[1].desc);
         let part = p.indexes.iter().find(|i| i.name == "ix_part").unwrap();
-        assert_eq!(part.partial.as_deref(), Some("n IS NOT NULL AND code <> 'x(y)'"));
+        assert_eq!(
+            part.partial.as_deref(),
+            Some("n IS NOT NULL AND code <> 'x(y)'")
+        );
         let expr = p.indexes.iter().find(|i| i.name == "ix_expr").unwrap();
         assert_eq!(expr.columns[0].expr.as_deref(), Some("lower(code)"));
         assert!(p.indexes.iter().any(|i| i.origin == "u" && i.unique));

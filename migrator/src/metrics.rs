@@ -34,17 +34,26 @@ impl Metrics {
     pub fn new() -> Result<Metrics> {
         let registry = Registry::new();
         let rows_copied = IntCounterVec::new(
-            Opts::new("ficus_migrate_rows_copied_total", "Rows copied into PostgreSQL"),
+            Opts::new(
+                "ficus_migrate_rows_copied_total",
+                "Rows copied into PostgreSQL",
+            ),
             &["table"],
         )
         .map_err(err)?;
         let rows_quarantined = IntCounterVec::new(
-            Opts::new("ficus_migrate_rows_quarantined_total", "Rows sent to ficus.quarantine"),
+            Opts::new(
+                "ficus_migrate_rows_quarantined_total",
+                "Rows sent to ficus.quarantine",
+            ),
             &["table"],
         )
         .map_err(err)?;
         let rows_per_second = GaugeVec::new(
-            Opts::new("ficus_migrate_rows_per_second", "Copy rate of the current run"),
+            Opts::new(
+                "ficus_migrate_rows_per_second",
+                "Copy rate of the current run",
+            ),
             &["table"],
         )
         .map_err(err)?;
@@ -59,7 +68,10 @@ impl Metrics {
         )
         .map_err(err)?;
         let verify_rows = IntGaugeVec::new(
-            Opts::new("ficus_migrate_verify_rows", "Rows by verify outcome (matched, missing, extra, differs, quarantined)"),
+            Opts::new(
+                "ficus_migrate_verify_rows",
+                "Rows by verify outcome (matched, missing, extra, differs, quarantined)",
+            ),
             &["table", "outcome"],
         )
         .map_err(err)?;
@@ -87,7 +99,9 @@ impl Metrics {
     /// Mark `phase` current.
     pub fn set_phase(&self, phase: &str) {
         for p in PHASES {
-            self.phase.with_label_values(&[p]).set(i64::from(p == phase));
+            self.phase
+                .with_label_values(&[p])
+                .set(i64::from(p == phase));
         }
     }
 
@@ -99,27 +113,35 @@ impl Metrics {
     }
 
     /// Serve `GET /metrics` (any path) on `addr` until the returned handle is aborted.
-    pub async fn serve(self: Arc<Self>, addr: SocketAddr) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+    pub async fn serve(
+        self: Arc<Self>,
+        addr: SocketAddr,
+    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
         let h = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
                 let m = self.clone();
                 tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                        let body = m.render();
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .header("content-type", "text/plain; version=0.0.4")
-                                    .body(Full::new(Bytes::from(body)))
-                                    .unwrap_or_default(),
-                            )
-                        }
-                    });
+                    let svc =
+                        hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
+                            let body = m.render();
+                            async move {
+                                Ok::<_, Infallible>(
+                                    Response::builder()
+                                        .header("content-type", "text/plain; version=0.0.4")
+                                        .body(Full::new(Bytes::from(body)))
+                                        .unwrap_or_default(),
+                                )
+                            }
+                        });
                     let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, svc).await;
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(io, svc)
+                        .await;
                 });
             }
         });

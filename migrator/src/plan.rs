@@ -14,7 +14,7 @@ use crate::config::MigrationConfig;
 use crate::convert::{display_field, Conversion, PgType};
 use crate::error::{MigrateError, Result};
 use crate::introspect::{introspect, quote_sqlite, view_select, IndexInfo, TableInfo};
-use crate::profile::{profile_table, ColumnProfile, ProfileSpec, RejectSample};
+use crate::profile::{profile_range, ColumnProfile, ProfileSpec, RejectSample};
 use crate::source::{open_source, SourceIdentity};
 
 /// Format version of [`Plan`] (part of the fingerprint).
@@ -29,6 +29,8 @@ pub struct Plan {
     pub schema: String,
     /// xxh3-128 of the source identity and the plan: what checkpoints are valid for.
     pub fingerprint: String,
+    /// xxh3-128 of the configuration the plan was built with.
+    pub config_hash: String,
     pub tables: Vec<TablePlan>,
     pub views: Vec<ViewPlan>,
     /// Things not migrated or migrated approximately (triggers, untranslated defaults...).
@@ -137,6 +139,14 @@ pub struct Step {
     pub stage: u8,
 }
 
+fn config_hash(config: &MigrationConfig) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json))
+}
+
+/// Row count and column profiles of one table (or range).
+type Profiled = Result<(u64, Vec<ColumnProfile>)>;
+
 /// `"a"."b"`.
 pub fn qualified(schema: &str, name: &str) -> String {
     format!("{}.{}", quote_sqlite(schema), quote_sqlite(name))
@@ -155,7 +165,11 @@ fn pg_ident_limit(s: String) -> String {
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    format!("{}_{:07x}", &s[..end], xxhash_rust::xxh3::xxh3_64(s.as_bytes()) & 0xfff_ffff)
+    format!(
+        "{}_{:07x}",
+        &s[..end],
+        xxhash_rust::xxh3::xxh3_64(s.as_bytes()) & 0xfff_ffff
+    )
 }
 
 impl Plan {
@@ -189,31 +203,89 @@ impl Plan {
         }
         drop(conn);
 
-        // Profile tables in parallel, two at a time (one scan each).
-        let results: Vec<Result<(u64, Vec<ColumnProfile>)>> = {
+        // Profile in parallel: rowid tables are cut into ranges of ~200k rowids, so one big
+        // table does not leave the other core idle.
+        let mut units: Vec<(usize, Option<(i64, i64)>)> = Vec::new();
+        {
+            let conn = open_source(source)?;
+            for (ti, (info, tp, _)) in prepared.iter().enumerate() {
+                let ReadKey::Rowid(r) = &tp.read_key else {
+                    units.push((ti, None));
+                    continue;
+                };
+                let (lo, hi): (Option<i64>, Option<i64>) = conn
+                    .query_row(
+                        &format!(
+                            "SELECT min({r}), max({r}) FROM {}",
+                            quote_sqlite(&info.name)
+                        ),
+                        [],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map_err(|source| MigrateError::Source {
+                        table: info.name.clone(),
+                        source,
+                    })?;
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) if (hi as i128 - lo as i128) > 300_000 => {
+                        let span = (hi as i128 - lo as i128 + 1) as f64;
+                        let parts = (span / 200_000.0).ceil().min(64.0) as i128;
+                        let step = (hi as i128 - lo as i128 + 1) / parts + 1;
+                        let mut after = lo as i128 - 1;
+                        while after < hi as i128 {
+                            let until = (after + step).min(hi as i128);
+                            units.push((ti, Some((after as i64, until as i64))));
+                            after = until;
+                        }
+                    }
+                    _ => units.push((ti, None)),
+                }
+            }
+        }
+        let results: Vec<Profiled> = {
             let next = std::sync::atomic::AtomicUsize::new(0);
-            let slots: Vec<std::sync::Mutex<Option<Result<(u64, Vec<ColumnProfile>)>>>> =
-                prepared.iter().map(|_| std::sync::Mutex::new(None)).collect();
-            let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).clamp(1, 4);
+            let slots: Vec<std::sync::Mutex<Option<Profiled>>> =
+                units.iter().map(|_| std::sync::Mutex::new(None)).collect();
+            let workers = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 4);
             std::thread::scope(|s| {
-                for _ in 0..workers.min(prepared.len().max(1)) {
+                for _ in 0..workers.min(units.len().max(1)) {
                     s.spawn(|| loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some((_, tp, specs)) = prepared.get(i) else { break };
-                        let r = open_source(source).and_then(|c| profile_table(&c, tp, specs));
+                        let Some((ti, range)) = units.get(i) else {
+                            break;
+                        };
+                        let (_, tp, specs) = &prepared[*ti];
+                        let r =
+                            open_source(source).and_then(|c| profile_range(&c, tp, specs, *range));
                         if let Ok(mut g) = slots[i].lock() {
                             *g = Some(r);
                         }
                     });
                 }
             });
-            slots
+            let mut per_table: Vec<Option<Profiled>> = prepared.iter().map(|_| None).collect();
+            for ((ti, _), m) in units.iter().zip(slots) {
+                let r =
+                    m.into_inner().ok().flatten().unwrap_or_else(|| {
+                        Err(MigrateError::Internal("profiling thread died".into()))
+                    });
+                per_table[*ti] = Some(match (per_table[*ti].take(), r) {
+                    (None, r) => r,
+                    (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+                    (Some(Ok((n, mut a))), Ok((m, b))) => {
+                        for (x, y) in a.iter_mut().zip(b) {
+                            x.merge(y);
+                        }
+                        Ok((n + m, a))
+                    }
+                });
+            }
+            per_table
                 .into_iter()
-                .map(|m| {
-                    m.into_inner()
-                        .ok()
-                        .flatten()
-                        .unwrap_or_else(|| Err(MigrateError::Internal("profiling thread died".into())))
+                .map(|r| {
+                    r.unwrap_or_else(|| Err(MigrateError::Internal("table not profiled".into())))
                 })
                 .collect()
         };
@@ -234,7 +306,14 @@ impl Plan {
             tables[i].checks = checks;
         }
         for i in 0..tables.len() {
-            let fks = fk_plans(&infos[i], &tables[i], &infos, &tables, schema, &mut warnings);
+            let fks = fk_plans(
+                &infos[i],
+                &tables[i],
+                &infos,
+                &tables,
+                schema,
+                &mut warnings,
+            );
             tables[i].foreign_keys = fks;
         }
         let views = src
@@ -250,7 +329,10 @@ impl Plan {
                     ),
                 }),
                 None => {
-                    warnings.push(format!("view {}: cannot read its SELECT; not migrated", v.name));
+                    warnings.push(format!(
+                        "view {}: cannot read its SELECT; not migrated",
+                        v.name
+                    ));
                     None
                 }
             })
@@ -260,12 +342,36 @@ impl Plan {
             source: identity,
             schema: schema.to_string(),
             fingerprint: String::new(),
+            config_hash: config_hash(config),
             tables,
             views,
             warnings,
         };
         plan.fingerprint = plan.compute_fingerprint();
         Ok(plan)
+    }
+
+    /// Whether this (stored) plan still describes `source` under `config`: same file content
+    /// identity, same configuration, same schema — so it need not be profiled again.
+    pub fn still_valid_for(
+        &self,
+        source: &Path,
+        config: &MigrationConfig,
+        schema: &str,
+    ) -> Result<bool> {
+        let conn = open_source(source)?;
+        let id = SourceIdentity::of(source, &conn)?;
+        let same = |a: &SourceIdentity, b: &SourceIdentity| {
+            a.size == b.size
+                && a.mtime_ns == b.mtime_ns
+                && a.change_counter == b.change_counter
+                && a.schema_hash == b.schema_hash
+        };
+        Ok(self.version == PLAN_VERSION
+            && self.schema == schema
+            && self.config_hash == config_hash(config)
+            && same(&self.source, &id)
+            && self.fingerprint == self.compute_fingerprint())
     }
 
     /// Fingerprint over everything but the source path and the fingerprint itself.
@@ -397,7 +503,10 @@ impl Plan {
         let _ = writeln!(
             s,
             "source {} ({} bytes) → schema {}  fingerprint {}",
-            self.source.path, self.source.size, self.schema, &self.fingerprint[..16.min(self.fingerprint.len())]
+            self.source.path,
+            self.source.size,
+            self.schema,
+            &self.fingerprint[..16.min(self.fingerprint.len())]
         );
         for t in &self.tables {
             let key = if t.key_columns.is_empty() {
@@ -405,41 +514,91 @@ impl Plan {
             } else {
                 format!(
                     "primary key ({})",
-                    t.key_columns.iter().map(|c| t.columns[*c].name.as_str()).collect::<Vec<_>>().join(", ")
+                    t.key_columns
+                        .iter()
+                        .map(|c| t.columns[*c].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 )
             };
             let read = match &t.read_key {
                 ReadKey::Rowid(_) => "read by rowid",
                 ReadKey::Pk(_) => "WITHOUT ROWID, read by primary key",
             };
-            let _ = writeln!(s, "\ntable {} → {}.{}: {} rows, {key}, {read}", t.source_name, self.schema, t.name, t.rows);
+            let _ = writeln!(
+                s,
+                "\ntable {} → {}.{}: {} rows, {key}, {read}",
+                t.source_name, self.schema, t.name, t.rows
+            );
             for c in &t.columns {
-                let nn = if c.conversion.not_null { " NOT NULL" } else { "" };
-                let decl = if c.declared.is_empty() { "(no type)" } else { &c.declared };
-                let _ = writeln!(s, "  {:<20} {:<12} → {}{}: {}", c.name, decl, c.conversion.pg_type.sql(), nn, c.decision);
+                let nn = if c.conversion.not_null {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                let decl = if c.declared.is_empty() {
+                    "(no type)"
+                } else {
+                    &c.declared
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<20} {:<12} → {}{}: {}",
+                    c.name,
+                    decl,
+                    c.conversion.pg_type.sql(),
+                    nn,
+                    c.decision
+                );
                 if let Some(d) = &c.default {
                     let _ = writeln!(s, "  {:<20} default {d}", "");
                 }
                 if c.rejects > 0 {
                     let _ = writeln!(s, "  {:<20} ! {} value(s) will not convert; their rows go to ficus.quarantine:", "", c.rejects);
                     for r in &c.samples {
-                        let _ = writeln!(s, "  {:<20}   key {} value {}: {}", "", r.key, r.value, r.reason);
+                        let _ = writeln!(
+                            s,
+                            "  {:<20}   key {} value {}: {}",
+                            "", r.key, r.value, r.reason
+                        );
                     }
                     if (c.samples.len() as u64) < c.rejects {
-                        let _ = writeln!(s, "  {:<20}   … and {} more", "", c.rejects - c.samples.len() as u64);
+                        let _ = writeln!(
+                            s,
+                            "  {:<20}   … and {} more",
+                            "",
+                            c.rejects - c.samples.len() as u64
+                        );
                     }
                 }
             }
             for i in &t.indexes {
-                let _ = writeln!(s, "  {}{}", i.sql, i.note.as_ref().map(|n| format!("  -- {n}")).unwrap_or_default());
+                let _ = writeln!(
+                    s,
+                    "  {}{}",
+                    i.sql,
+                    i.note
+                        .as_ref()
+                        .map(|n| format!("  -- {n}"))
+                        .unwrap_or_default()
+                );
             }
             for c in &t.checks {
                 match (&c.sql, &c.note) {
                     (Some(sql), n) => {
-                        let _ = writeln!(s, "  {sql}{}", n.as_ref().map(|n| format!("  -- {n}")).unwrap_or_default());
+                        let _ = writeln!(
+                            s,
+                            "  {sql}{}",
+                            n.as_ref().map(|n| format!("  -- {n}")).unwrap_or_default()
+                        );
                     }
                     (None, n) => {
-                        let _ = writeln!(s, "  CHECK ({}) not created: {}", c.sqlite, n.clone().unwrap_or_default());
+                        let _ = writeln!(
+                            s,
+                            "  CHECK ({}) not created: {}",
+                            c.sqlite,
+                            n.clone().unwrap_or_default()
+                        );
                     }
                 }
             }
@@ -491,13 +650,21 @@ impl TablePlan {
                 s
             })
             .collect();
-        format!("CREATE TABLE {} (\n  {}\n)", qualified(schema, &self.name), cols.join(",\n  "))
+        format!(
+            "CREATE TABLE {} (\n  {}\n)",
+            qualified(schema, &self.name),
+            cols.join(",\n  ")
+        )
     }
 
     /// `COPY … FROM STDIN (FORMAT binary)` for this table.
     pub fn copy_in_sql(&self, schema: &str) -> String {
         let cols: Vec<String> = self.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
-        format!("COPY {} ({}) FROM STDIN (FORMAT binary)", qualified(schema, &self.name), cols.join(", "))
+        format!(
+            "COPY {} ({}) FROM STDIN (FORMAT binary)",
+            qualified(schema, &self.name),
+            cols.join(", ")
+        )
     }
 }
 
@@ -572,7 +739,9 @@ fn prepare_table(
         let cc = config.column(&t.name, &c.name);
         let not_null = c.not_null || c.pk > 0;
         let (kind, varchar) = declared_kind(&c.declared, config);
-        let forced = cc.and_then(|cc| cc.pg_type.as_deref()).and_then(PgType::parse);
+        let forced = cc
+            .and_then(|cc| cc.pg_type.as_deref())
+            .and_then(PgType::parse);
         let ty = forced.or(match kind {
             Kind::Typed(t) => Some(t),
             Kind::Untyped => None,
@@ -585,12 +754,20 @@ fn prepare_table(
             lossy_utf8: cc.is_some_and(|c| c.lossy_utf8),
         };
         let is_dt = |t: Option<PgType>| {
-            matches!(t, Some(PgType::Timestamp | PgType::Timestamptz | PgType::Date | PgType::Time))
+            matches!(
+                t,
+                Some(PgType::Timestamp | PgType::Timestamptz | PgType::Date | PgType::Time)
+            )
         };
         specs.push(ProfileSpec {
             candidate: ty.map(|_| conversion.clone()),
-            datetime: is_dt(ty) || is_dt(match kind { Kind::Typed(t) => Some(t), _ => None }),
-            boolean: matches!(ty, Some(PgType::Boolean)) || matches!(kind, Kind::Typed(PgType::Boolean)),
+            datetime: is_dt(ty)
+                || is_dt(match kind {
+                    Kind::Typed(t) => Some(t),
+                    _ => None,
+                }),
+            boolean: matches!(ty, Some(PgType::Boolean))
+                || matches!(kind, Kind::Typed(PgType::Boolean)),
             varchar: if forced.is_none() { varchar } else { None },
         });
         columns.push(ColumnPlan {
@@ -605,8 +782,12 @@ fn prepare_table(
         });
     }
     let autoincrement_seq = if t.autoincrement {
-        conn.query_row("SELECT seq FROM sqlite_sequence WHERE name = ?1", [&t.name], |r| r.get::<_, i64>(0))
-            .ok()
+        conn.query_row(
+            "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+            [&t.name],
+            |r| r.get::<_, i64>(0),
+        )
+        .ok()
     } else {
         None
     };
@@ -664,7 +845,9 @@ fn decide_columns(
     let mut expected = 0;
     for ((c, p), ci) in tp.columns.iter_mut().zip(profs).zip(&info.columns) {
         let cc = config.column(&info.name, &c.name);
-        let forced = cc.and_then(|cc| cc.pg_type.as_deref()).and_then(PgType::parse);
+        let forced = cc
+            .and_then(|cc| cc.pg_type.as_deref())
+            .and_then(PgType::parse);
         let (kind, varchar) = declared_kind(&c.declared, config);
         let null_rejects = if c.conversion.not_null { p.nulls } else { 0 };
         let mut detail = vec![classes(&p)];
@@ -698,8 +881,15 @@ fn decide_columns(
         if p.nul_bytes > 0 {
             detail.push(format!("{} with NUL bytes", p.nul_bytes));
         }
-        let (ty, rejects, samples, why): (PgType, u64, Vec<RejectSample>, String) = if let Some(f) = forced {
-            (f, p.rejects, p.samples.clone(), "type set in configuration".into())
+        let (ty, rejects, samples, why): (PgType, u64, Vec<RejectSample>, String) = if let Some(f) =
+            forced
+        {
+            (
+                f,
+                p.rejects,
+                p.samples.clone(),
+                "type set in configuration".into(),
+            )
         } else {
             match kind {
                 Kind::Typed(t) => {
@@ -735,7 +925,12 @@ fn decide_columns(
                             ),
                         )
                     } else {
-                        (t, p.rejects, p.samples.clone(), "declared type; the values that do not convert are quarantined".into())
+                        (
+                            t,
+                            p.rejects,
+                            p.samples.clone(),
+                            "declared type; the values that do not convert are quarantined".into(),
+                        )
                     }
                 }
                 Kind::Untyped => {
@@ -781,31 +976,52 @@ fn decide_columns(
             (None, Some(sq)) => match translate_default(sq, &c.conversion) {
                 Ok(v) => v,
                 Err(e) => {
-                    warnings.push(format!("{}.{}: default {sq} not translated ({e}); the column gets no default", info.name, c.name));
+                    warnings.push(format!(
+                        "{}.{}: default {sq} not translated ({e}); the column gets no default",
+                        info.name, c.name
+                    ));
                     None
                 }
             },
         };
         if ci.generated {
-            tp.notes.push(format!("{} is a generated column in SQLite; copied as plain values", c.name));
+            tp.notes.push(format!(
+                "{} is a generated column in SQLite; copied as plain values",
+                c.name
+            ));
         }
     }
     if let Some(id) = &tp.identity {
-        if !matches!(tp.columns[id.column].conversion.pg_type, PgType::Bigint | PgType::Integer) {
+        if !matches!(
+            tp.columns[id.column].conversion.pg_type,
+            PgType::Bigint | PgType::Integer
+        ) {
             tp.identity = None;
         }
     }
     tp.expected_rejects = expected;
 }
 
-fn index_and_check_plans(info: &TableInfo, tp: &TablePlan, schema: &str) -> (Vec<IndexPlan>, Vec<CheckPlan>) {
+fn index_and_check_plans(
+    info: &TableInfo,
+    tp: &TablePlan,
+    schema: &str,
+) -> (Vec<IndexPlan>, Vec<CheckPlan>) {
     let q = qualified(schema, &tp.name);
     let mut out = Vec::new();
     if !tp.key_columns.is_empty() {
-        let cols: Vec<String> = tp.key_columns.iter().map(|c| quote_sqlite(&tp.columns[*c].name)).collect();
+        let cols: Vec<String> = tp
+            .key_columns
+            .iter()
+            .map(|c| quote_sqlite(&tp.columns[*c].name))
+            .collect();
         let name = pg_ident_limit(format!("{}_pkey", tp.name));
         out.push(IndexPlan {
-            sql: format!("ALTER TABLE {q} ADD CONSTRAINT {} PRIMARY KEY ({})", quote_sqlite(&name), cols.join(", ")),
+            sql: format!(
+                "ALTER TABLE {q} ADD CONSTRAINT {} PRIMARY KEY ({})",
+                quote_sqlite(&name),
+                cols.join(", ")
+            ),
             name,
             required: true,
             note: None,
@@ -844,14 +1060,24 @@ fn index_and_check_plans(info: &TableInfo, tp: &TablePlan, schema: &str) -> (Vec
         checks.push(CheckPlan {
             name: name.clone(),
             sqlite: c.clone(),
-            sql: Some(format!("ALTER TABLE {q} ADD CONSTRAINT {} CHECK ({})", quote_sqlite(&name), rewrite_expr(c, &bools))),
+            sql: Some(format!(
+                "ALTER TABLE {q} ADD CONSTRAINT {} CHECK ({})",
+                quote_sqlite(&name),
+                rewrite_expr(c, &bools)
+            )),
             note: Some("SQLite expression carried over; reported if PostgreSQL rejects it".into()),
         });
     }
     (out, checks)
 }
 
-fn index_plan(ix: &IndexInfo, tp: &TablePlan, q: &str, schema: &str, bools: &[String]) -> IndexPlan {
+fn index_plan(
+    ix: &IndexInfo,
+    tp: &TablePlan,
+    q: &str,
+    schema: &str,
+    bools: &[String],
+) -> IndexPlan {
     let mut notes = Vec::new();
     let mut plain = true;
     let items: Vec<String> = ix
@@ -870,7 +1096,10 @@ fn index_plan(ix: &IndexInfo, tp: &TablePlan, q: &str, schema: &str, bools: &[St
                 }
             };
             if !c.collation.eq_ignore_ascii_case("BINARY") && !c.collation.is_empty() {
-                notes.push(format!("collation {} has no PostgreSQL equivalent: default collation used", c.collation));
+                notes.push(format!(
+                    "collation {} has no PostgreSQL equivalent: default collation used",
+                    c.collation
+                ));
             }
             if c.desc {
                 s.push_str(" DESC");
@@ -879,13 +1108,25 @@ fn index_plan(ix: &IndexInfo, tp: &TablePlan, q: &str, schema: &str, bools: &[St
         })
         .collect();
     if ix.origin == "u" && plain {
-        let cols: Vec<&str> = ix.columns.iter().filter_map(|c| c.column.as_deref()).collect();
+        let cols: Vec<&str> = ix
+            .columns
+            .iter()
+            .filter_map(|c| c.column.as_deref())
+            .collect();
         let name = pg_ident_limit(format!("{}_{}_key", tp.name, cols.join("_")));
         return IndexPlan {
-            sql: format!("ALTER TABLE {q} ADD CONSTRAINT {} UNIQUE ({})", quote_sqlite(&name), items.join(", ")),
+            sql: format!(
+                "ALTER TABLE {q} ADD CONSTRAINT {} UNIQUE ({})",
+                quote_sqlite(&name),
+                items.join(", ")
+            ),
             name,
             required: true,
-            note: if notes.is_empty() { None } else { Some(notes.join("; ")) },
+            note: if notes.is_empty() {
+                None
+            } else {
+                Some(notes.join("; "))
+            },
         };
     }
     let name = pg_ident_limit(ix.name.clone());
@@ -901,13 +1142,20 @@ fn index_plan(ix: &IndexInfo, tp: &TablePlan, q: &str, schema: &str, bools: &[St
         plain = false;
     }
     if !plain {
-        notes.push("expression/predicate carried over from SQLite; reported if PostgreSQL rejects it".into());
+        notes.push(
+            "expression/predicate carried over from SQLite; reported if PostgreSQL rejects it"
+                .into(),
+        );
     }
     IndexPlan {
         name,
         sql,
         required: plain,
-        note: if notes.is_empty() { None } else { Some(notes.join("; ")) },
+        note: if notes.is_empty() {
+            None
+        } else {
+            Some(notes.join("; "))
+        },
     }
 }
 
@@ -921,7 +1169,10 @@ fn fk_plans(
 ) -> Vec<FkPlan> {
     let mut out = Vec::new();
     for fk in &info.foreign_keys {
-        let Some(pi) = infos.iter().position(|t| t.name.eq_ignore_ascii_case(&fk.ref_table)) else {
+        let Some(pi) = infos
+            .iter()
+            .position(|t| t.name.eq_ignore_ascii_case(&fk.ref_table))
+        else {
             warnings.push(format!(
                 "{}: foreign key ({}) references table {} which is not migrated; not created",
                 info.name,
@@ -932,7 +1183,11 @@ fn fk_plans(
         };
         let parent = &tables[pi];
         let pinfo = &infos[pi];
-        let refs = if fk.ref_columns.is_empty() { pinfo.primary_key.clone() } else { fk.ref_columns.clone() };
+        let refs = if fk.ref_columns.is_empty() {
+            pinfo.primary_key.clone()
+        } else {
+            fk.ref_columns.clone()
+        };
         let mut sorted = refs.clone();
         sorted.sort();
         let unique = {
@@ -940,9 +1195,13 @@ fn fk_plans(
             pk.sort();
             pk == sorted
                 || pinfo.indexes.iter().any(|ix| {
-                    let mut cols: Vec<String> = ix.columns.iter().filter_map(|c| c.column.clone()).collect();
+                    let mut cols: Vec<String> =
+                        ix.columns.iter().filter_map(|c| c.column.clone()).collect();
                     cols.sort();
-                    ix.unique && ix.partial.is_none() && cols.len() == ix.columns.len() && cols == sorted
+                    ix.unique
+                        && ix.partial.is_none()
+                        && cols.len() == ix.columns.len()
+                        && cols == sorted
                 })
         };
         if !unique || refs.len() != fk.columns.len() {
@@ -959,7 +1218,11 @@ fn fk_plans(
         let q = qualified(schema, &tp.name);
         let act = |a: &str| {
             let a = a.to_ascii_uppercase();
-            if a.is_empty() { "NO ACTION".to_string() } else { a }
+            if a.is_empty() {
+                "NO ACTION".to_string()
+            } else {
+                a
+            }
         };
         let cols: Vec<String> = fk.columns.iter().map(|c| quote_sqlite(c)).collect();
         let rcols: Vec<String> = refs.iter().map(|c| quote_sqlite(c)).collect();
@@ -1008,7 +1271,9 @@ fn tokens(s: &str) -> Vec<String> {
             out.push(s[st..i].to_string());
         } else if c.is_ascii_alphanumeric() || c == b'_' || c == b'.' {
             let st = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.' || b[i] >= 0x80) {
+            while i < b.len()
+                && (b[i].is_ascii_alphanumeric() || b[i] == b'_' || b[i] == b'.' || b[i] >= 0x80)
+            {
                 i += 1;
             }
             out.push(s[st..i].to_string());
@@ -1058,15 +1323,26 @@ fn rewrite_expr(e: &str, bools: &[String]) -> String {
         }
         if (t == "0" || t == "1") && i >= 2 {
             let op = toks[i - 1].to_ascii_lowercase();
-            if matches!(op.as_str(), "=" | "==" | "!=" | "<>" | "is") && bools.contains(&unquote(&toks[i - 2])) {
-                t = if t == "1" { "true".into() } else { "false".into() };
+            if matches!(op.as_str(), "=" | "==" | "!=" | "<>" | "is")
+                && bools.contains(&unquote(&toks[i - 2]))
+            {
+                t = if t == "1" {
+                    "true".into()
+                } else {
+                    "false".into()
+                };
             }
         }
         out.push(t);
     }
     let mut s = String::new();
     for (i, t) in out.iter().enumerate() {
-        if i > 0 && !(t == "(" && out[i - 1].chars().all(|c| c.is_alphanumeric() || c == '_')) && t != ")" && t != "," && out[i - 1] != "(" {
+        if i > 0
+            && !(t == "(" && out[i - 1].chars().all(|c| c.is_alphanumeric() || c == '_'))
+            && t != ")"
+            && t != ","
+            && out[i - 1] != "("
+        {
             s.push(' ');
         }
         s.push_str(t);
@@ -1076,12 +1352,20 @@ fn rewrite_expr(e: &str, bools: &[String]) -> String {
 
 /// Translate a SQLite default expression for a column converted by `conv`.
 /// Ok(None): no default (NULL).
-pub fn translate_default(expr: &str, conv: &Conversion) -> std::result::Result<Option<String>, String> {
+pub fn translate_default(
+    expr: &str,
+    conv: &Conversion,
+) -> std::result::Result<Option<String>, String> {
     let mut e = expr.trim().to_string();
     while e.starts_with('(') && e.ends_with(')') {
         e = e[1..e.len() - 1].trim().to_string();
     }
-    let norm: String = e.to_ascii_lowercase().split_whitespace().collect::<Vec<_>>().join("").replace('"', "'");
+    let norm: String = e
+        .to_ascii_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join("")
+        .replace('"', "'");
     let ty = conv.pg_type;
     let text_like = matches!(ty, PgType::Text | PgType::Varchar(_));
     let to_char = |fmt: &str| format!("to_char(now() AT TIME ZONE 'UTC', {})", quote_literal(fmt));
@@ -1096,7 +1380,10 @@ pub fn translate_default(expr: &str, conv: &Conversion) -> std::result::Result<O
             PgType::Timestamp => Ok(Some("(now() AT TIME ZONE 'UTC')".into())),
             PgType::Date => Ok(Some("CURRENT_DATE".into())),
             _ if text_like => Ok(Some(to_char("YYYY-MM-DD HH24:MI:SS"))),
-            _ => Err(format!("a current timestamp cannot default a {} column", ty.sql())),
+            _ => Err(format!(
+                "a current timestamp cannot default a {} column",
+                ty.sql()
+            )),
         };
     }
     if matches!(norm.as_str(), "current_date" | "date('now')") {
@@ -1104,19 +1391,30 @@ pub fn translate_default(expr: &str, conv: &Conversion) -> std::result::Result<O
             PgType::Date => Ok(Some("CURRENT_DATE".into())),
             PgType::Timestamptz | PgType::Timestamp => Ok(Some("CURRENT_DATE".into())),
             _ if text_like => Ok(Some(to_char("YYYY-MM-DD"))),
-            _ => Err(format!("a current date cannot default a {} column", ty.sql())),
+            _ => Err(format!(
+                "a current date cannot default a {} column",
+                ty.sql()
+            )),
         };
     }
     if matches!(norm.as_str(), "current_time" | "time('now')") {
         return match ty {
             PgType::Time => Ok(Some("(now() AT TIME ZONE 'UTC')::time(0)".into())),
             _ if text_like => Ok(Some(to_char("HH24:MI:SS"))),
-            _ => Err(format!("a current time cannot default a {} column", ty.sql())),
+            _ => Err(format!(
+                "a current time cannot default a {} column",
+                ty.sql()
+            )),
         };
     }
-    if matches!(norm.as_str(), "unixepoch()" | "unixepoch('now')" | "strftime('%s','now')") {
+    if matches!(
+        norm.as_str(),
+        "unixepoch()" | "unixepoch('now')" | "strftime('%s','now')"
+    ) {
         return match ty {
-            PgType::Bigint | PgType::Integer => Ok(Some("(extract(epoch from now()))::bigint".into())),
+            PgType::Bigint | PgType::Integer => {
+                Ok(Some("(extract(epoch from now()))::bigint".into()))
+            }
             PgType::Double | PgType::Numeric => Ok(Some("extract(epoch from now())".into())),
             PgType::Timestamptz => Ok(Some("date_trunc('second', now())".into())),
             _ if text_like => Ok(Some("((extract(epoch from now()))::bigint)::text".into())),
@@ -1125,22 +1423,33 @@ pub fn translate_default(expr: &str, conv: &Conversion) -> std::result::Result<O
     }
     if norm == "julianday('now')" {
         return match ty {
-            PgType::Double | PgType::Numeric => Ok(Some("(extract(epoch from now()) / 86400.0 + 2440587.5)".into())),
+            PgType::Double | PgType::Numeric => Ok(Some(
+                "(extract(epoch from now()) / 86400.0 + 2440587.5)".into(),
+            )),
             PgType::Timestamptz => Ok(Some("now()".into())),
-            _ => Err(format!("julianday('now') cannot default a {} column", ty.sql())),
+            _ => Err(format!(
+                "julianday('now') cannot default a {} column",
+                ty.sql()
+            )),
         };
     }
     if let Some(rest) = norm.strip_prefix("strftime('") {
         if let Some(fmt) = rest.strip_suffix("','now')") {
             return match ty {
-                PgType::Timestamptz if fmt.contains("%Y") || fmt.contains("%y") => Ok(Some("now()".into())),
+                PgType::Timestamptz if fmt.contains("%Y") || fmt.contains("%y") => {
+                    Ok(Some("now()".into()))
+                }
                 PgType::Timestamp => Ok(Some("(now() AT TIME ZONE 'UTC')".into())),
                 PgType::Date => Ok(Some("CURRENT_DATE".into())),
                 _ if text_like => {
                     // re-read the format with original case
                     let orig = e
                         .find('\'')
-                        .and_then(|i| e[i + 1..].find('\'').map(|j| e[i + 1..i + 1 + j].to_string()))
+                        .and_then(|i| {
+                            e[i + 1..]
+                                .find('\'')
+                                .map(|j| e[i + 1..i + 1 + j].to_string())
+                        })
                         .unwrap_or_default();
                     Ok(Some(to_char(&strftime_to_pg(&orig)?)))
                 }
@@ -1149,7 +1458,8 @@ pub fn translate_default(expr: &str, conv: &Conversion) -> std::result::Result<O
         }
     }
     // Literals: pass through the column's conversion.
-    let lit = parse_literal(&e).ok_or_else(|| format!("SQLite expression {e:?} has no PostgreSQL translation"))?;
+    let lit = parse_literal(&e)
+        .ok_or_else(|| format!("SQLite expression {e:?} has no PostgreSQL translation"))?;
     let v = match &lit {
         Lit::Null => return Ok(None),
         Lit::Int(i) => ValueRef::Integer(*i),
@@ -1188,7 +1498,12 @@ fn strftime_to_pg(f: &str) -> std::result::Result<String, String> {
             Some('f') => "SS.MS",
             Some('j') => "DDD",
             Some('%') => "%",
-            other => return Err(format!("strftime %{} has no to_char equivalent", other.unwrap_or(' '))),
+            other => {
+                return Err(format!(
+                    "strftime %{} has no to_char equivalent",
+                    other.unwrap_or(' ')
+                ))
+            }
         };
         out.push_str(s);
     }
@@ -1220,10 +1535,13 @@ fn parse_literal(e: &str) -> Option<Lit> {
     }
     if (u.starts_with("X'")) && u.ends_with('\'') {
         let h = &e[2..e.len() - 1];
-        if h.len() % 2 != 0 {
+        if !h.len().is_multiple_of(2) {
             return None;
         }
-        let bytes: Option<Vec<u8>> = (0..h.len()).step_by(2).map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok()).collect();
+        let bytes: Option<Vec<u8>> = (0..h.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&h[i..i + 2], 16).ok())
+            .collect();
         return bytes.map(Lit::Blob);
     }
     let n = e.trim_start_matches('+');
@@ -1238,8 +1556,12 @@ fn parse_literal(e: &str) -> Option<Lit> {
 
 fn pg_literal(ty: PgType, field: &[u8]) -> String {
     match ty {
-        PgType::Boolean | PgType::Integer | PgType::Bigint | PgType::Numeric => display_field(ty, Some(field)),
-        PgType::Text | PgType::Varchar(_) | PgType::Json => quote_literal(&String::from_utf8_lossy(field)),
+        PgType::Boolean | PgType::Integer | PgType::Bigint | PgType::Numeric => {
+            display_field(ty, Some(field))
+        }
+        PgType::Text | PgType::Varchar(_) | PgType::Json => {
+            quote_literal(&String::from_utf8_lossy(field))
+        }
         PgType::Bytea => {
             let mut s = String::from("'\\x");
             for b in field {
@@ -1247,7 +1569,11 @@ fn pg_literal(ty: PgType, field: &[u8]) -> String {
             }
             s + "'::bytea"
         }
-        _ => format!("{}::{}", quote_literal(&display_field(ty, Some(field))), ty.sql()),
+        _ => format!(
+            "{}::{}",
+            quote_literal(&display_field(ty, Some(field))),
+            ty.sql()
+        ),
     }
 }
 
@@ -1261,22 +1587,53 @@ mod tests {
     use super::*;
 
     fn conv(t: PgType) -> Conversion {
-        Conversion { pg_type: t, not_null: false, epoch_unit: None, strip_nul: false, lossy_utf8: false }
+        Conversion {
+            pg_type: t,
+            not_null: false,
+            epoch_unit: None,
+            strip_nul: false,
+            lossy_utf8: false,
+        }
     }
 
     #[test]
     fn defaults_translate() {
         let ts = conv(PgType::Timestamptz);
-        assert_eq!(translate_default("CURRENT_TIMESTAMP", &ts).unwrap().unwrap(), "now()");
-        assert_eq!(translate_default("(datetime('now'))", &ts).unwrap().unwrap(), "now()");
-        assert_eq!(translate_default("strftime('%Y-%m-%d %H:%M:%f', 'now')", &ts).unwrap().unwrap(), "now()");
+        assert_eq!(
+            translate_default("CURRENT_TIMESTAMP", &ts)
+                .unwrap()
+                .unwrap(),
+            "now()"
+        );
+        assert_eq!(
+            translate_default("(datetime('now'))", &ts)
+                .unwrap()
+                .unwrap(),
+            "now()"
+        );
+        assert_eq!(
+            translate_default("strftime('%Y-%m-%d %H:%M:%f', 'now')", &ts)
+                .unwrap()
+                .unwrap(),
+            "now()"
+        );
         let t = conv(PgType::Text);
         assert_eq!(
-            translate_default("strftime('%Y-%m-%d', 'now')", &t).unwrap().unwrap(),
+            translate_default("strftime('%Y-%m-%d', 'now')", &t)
+                .unwrap()
+                .unwrap(),
             "to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
         );
-        assert_eq!(translate_default("'it''s'", &t).unwrap().unwrap(), "'it''s'");
-        assert_eq!(translate_default("0", &conv(PgType::Boolean)).unwrap().unwrap(), "false");
+        assert_eq!(
+            translate_default("'it''s'", &t).unwrap().unwrap(),
+            "'it''s'"
+        );
+        assert_eq!(
+            translate_default("0", &conv(PgType::Boolean))
+                .unwrap()
+                .unwrap(),
+            "false"
+        );
         assert_eq!(translate_default("NULL", &t).unwrap(), None);
         assert!(translate_default("random()", &t).is_err());
         assert_eq!(
@@ -1288,7 +1645,10 @@ mod tests {
     #[test]
     fn expressions_rewrite() {
         let b = vec!["done".to_string()];
-        assert_eq!(rewrite_expr("done == 1 AND [x] <> 'a b'", &b), "done = true AND \"x\" <> 'a b'");
+        assert_eq!(
+            rewrite_expr("done == 1 AND [x] <> 'a b'", &b),
+            "done = true AND \"x\" <> 'a b'"
+        );
         assert_eq!(rewrite_expr("lower(code)", &b), "lower(code)");
     }
 }

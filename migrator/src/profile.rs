@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::convert::{display_sqlite, parse_datetime, Conversion, DateFormat, EpochUnit};
 use crate::error::Result;
 use crate::plan::TablePlan;
-use crate::source::read_rows;
 
 /// Samples of unconvertible values kept per column.
 pub const MAX_SAMPLES: usize = 20;
@@ -110,54 +109,122 @@ pub fn profile_table(
     table: &TablePlan,
     specs: &[ProfileSpec],
 ) -> Result<(u64, Vec<ColumnProfile>)> {
+    profile_range(conn, table, specs, None)
+}
+
+/// Profile the rows of a rowid range `(after, until]` (None: the whole table).
+pub fn profile_range(
+    conn: &Connection,
+    table: &TablePlan,
+    specs: &[ProfileSpec],
+    range: Option<(i64, i64)>,
+) -> Result<(u64, Vec<ColumnProfile>)> {
     let mut profs = vec![ColumnProfile::default(); table.columns.len()];
     let mut scratch = Vec::with_capacity(256);
-    let end = read_rows(conn, table, None, None, |row| {
-        for (i, (p, spec)) in profs.iter_mut().zip(specs).enumerate() {
-            let v = row.value(i);
-            observe(p, spec, &v);
-            if let Some(c) = &spec.candidate {
-                scratch.clear();
-                if let Err(e) = c.encode(v, &mut scratch) {
-                    p.rejects += 1;
-                    if p.samples.len() < MAX_SAMPLES {
-                        p.samples.push(RejectSample {
-                            key: row.key_display(table),
-                            value: display_sqlite(&v),
-                            reason: e.0,
-                        });
+    let after = range.map(|(a, _)| crate::source::SourceKey::Rowid(a));
+    let end = crate::source::read_rows_until(
+        conn,
+        table,
+        after.as_ref(),
+        range.map(|(_, u)| u),
+        None,
+        |row| {
+            for (i, (p, spec)) in profs.iter_mut().zip(specs).enumerate() {
+                let v = row.value(i);
+                observe(p, spec, &v);
+                if let Some(c) = &spec.candidate {
+                    scratch.clear();
+                    if let Err(e) = c.encode(v, &mut scratch) {
+                        p.rejects += 1;
+                        if p.samples.len() < MAX_SAMPLES {
+                            p.samples.push(RejectSample {
+                                key: row.key_display(table),
+                                value: display_sqlite(&v),
+                                reason: e.0,
+                            });
+                        }
                     }
                 }
+                if matches!(v, ValueRef::Text(_) | ValueRef::Blob(_))
+                    && p.text_samples.len() < MAX_SAMPLES
+                    && (p.invalid_utf8 + p.nul_bytes) as usize > p.text_samples.len()
+                {
+                    let (ValueRef::Text(b) | ValueRef::Blob(b)) = v else {
+                        continue;
+                    };
+                    let reason = if std::str::from_utf8(b).is_err() {
+                        "not valid UTF-8"
+                    } else {
+                        "contains a NUL byte"
+                    };
+                    p.text_samples.push(RejectSample {
+                        key: row.key_display(table),
+                        value: display_sqlite(&v),
+                        reason: reason.into(),
+                    });
+                }
             }
-            if matches!(v, ValueRef::Text(_) | ValueRef::Blob(_))
-                && p.text_samples.len() < MAX_SAMPLES
-                && (p.invalid_utf8 + p.nul_bytes) as usize > p.text_samples.len()
-            {
-                let (ValueRef::Text(b) | ValueRef::Blob(b)) = v else { continue };
-                let reason = if std::str::from_utf8(b).is_err() {
-                    "not valid UTF-8"
-                } else {
-                    "contains a NUL byte"
-                };
-                p.text_samples.push(RejectSample {
-                    key: row.key_display(table),
-                    value: display_sqlite(&v),
-                    reason: reason.into(),
-                });
-            }
-        }
-        Ok(true)
-    })?;
+            Ok(true)
+        },
+    )?;
     Ok((end.rows, profs))
 }
 
 fn bump(m: &mut BTreeMap<String, u64>, k: &str) {
+    bump_by(m, k, 1)
+}
+
+fn bump_by(m: &mut BTreeMap<String, u64>, k: &str, n: u64) {
     if let Some(v) = m.get_mut(k) {
-        *v += 1;
+        *v += n;
     } else if m.len() < 16 {
-        m.insert(k.to_string(), 1);
+        m.insert(k.to_string(), n);
     } else {
-        *m.entry("(other)".into()).or_default() += 1;
+        *m.entry("(other)".into()).or_default() += n;
+    }
+}
+
+impl ColumnProfile {
+    /// Fold the profile of a later range of the same column into this one.
+    pub fn merge(&mut self, o: ColumnProfile) {
+        self.nulls += o.nulls;
+        self.integers += o.integers;
+        self.reals += o.reals;
+        self.texts += o.texts;
+        self.blobs += o.blobs;
+        let mm = |a: Option<i64>, b: Option<i64>, f: fn(i64, i64) -> i64| match (a, b) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        self.int_min = mm(self.int_min, o.int_min, i64::min);
+        self.int_max = mm(self.int_max, o.int_max, i64::max);
+        let fm = |a: Option<f64>, b: Option<f64>, f: fn(f64, f64) -> f64| match (a, b) {
+            (Some(x), Some(y)) => Some(f(x, y)),
+            (x, y) => x.or(y),
+        };
+        self.real_min = fm(self.real_min, o.real_min, f64::min);
+        self.real_max = fm(self.real_max, o.real_max, f64::max);
+        self.non_finite += o.non_finite;
+        self.negative_zero += o.negative_zero;
+        self.ints_beyond_f64 += o.ints_beyond_f64;
+        self.max_len = self.max_len.max(o.max_len);
+        self.invalid_utf8 += o.invalid_utf8;
+        self.nul_bytes += o.nul_bytes;
+        self.too_long += o.too_long;
+        for (k, v) in o.epochs {
+            bump_by(&mut self.epochs, &k, v);
+        }
+        for (k, v) in o.date_formats {
+            bump_by(&mut self.date_formats, &k, v);
+        }
+        for (k, v) in o.spellings {
+            bump_by(&mut self.spellings, &k, v);
+        }
+        self.rejects += o.rejects;
+        self.samples.extend(o.samples);
+        self.samples.truncate(MAX_SAMPLES);
+        self.text_samples.extend(o.text_samples);
+        self.text_samples.truncate(MAX_SAMPLES);
     }
 }
 
@@ -196,7 +263,14 @@ fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) {
                 p.negative_zero += 1;
             }
             if spec.datetime {
-                bump(&mut p.epochs, if f.abs() < 1e7 { "julian-day" } else { "real-epoch" });
+                bump(
+                    &mut p.epochs,
+                    if f.abs() < 1e7 {
+                        "julian-day"
+                    } else {
+                        "real-epoch"
+                    },
+                );
             }
             if spec.boolean {
                 bump(&mut p.spellings, &format!("{f:?}"));
@@ -234,7 +308,9 @@ fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) {
                     bump(&mut p.date_formats, k);
                 }
                 if spec.boolean {
-                    let k = s.map(|s| s.to_string()).unwrap_or_else(|_| "(invalid UTF-8)".into());
+                    let k = s
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|_| "(invalid UTF-8)".into());
                     bump(&mut p.spellings, &format!("{k:?}"));
                 }
             }

@@ -43,7 +43,9 @@ impl Observer {
 
     /// An observer that shows nothing (library use, tests).
     pub fn silent() -> Observer {
-        let metrics = Metrics::new().map(Arc::new).unwrap_or_else(|_| unreachable_metrics());
+        let metrics = Metrics::new()
+            .map(Arc::new)
+            .unwrap_or_else(|_| unreachable_metrics());
         Observer::new(metrics, true)
     }
 
@@ -55,13 +57,18 @@ impl Observer {
     }
 
     pub fn table_started(&self, table: &str, total: u64, done: u64) {
-        self.metrics.source_rows.with_label_values(&[table]).set(total as i64);
+        self.metrics
+            .source_rows
+            .with_label_values(&[table])
+            .set(total as i64);
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(total));
             b.set_style(
-                ProgressStyle::with_template("{prefix:>20} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}")
-                    .unwrap_or_else(|_| ProgressStyle::default_bar())
-                    .progress_chars("=> "),
+                ProgressStyle::with_template(
+                    "{prefix:>20} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+                )
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> "),
             );
             b.set_prefix(table.to_string());
             b.set_position(done);
@@ -83,16 +90,27 @@ impl Observer {
     }
 
     pub fn batch(&self, table: &str, read: u64, copied: u64, quarantined: u64) {
-        self.metrics.rows_copied.with_label_values(&[table]).inc_by(copied);
+        self.metrics
+            .rows_copied
+            .with_label_values(&[table])
+            .inc_by(copied);
         if quarantined > 0 {
-            self.metrics.rows_quarantined.with_label_values(&[table]).inc_by(quarantined);
+            self.metrics
+                .rows_quarantined
+                .with_label_values(&[table])
+                .inc_by(quarantined);
         }
-        let Ok(mut g) = self.tables.lock() else { return };
+        let Ok(mut g) = self.tables.lock() else {
+            return;
+        };
         let Some(st) = g.get_mut(table) else { return };
         st.done += read;
         let secs = st.started.elapsed().as_secs_f64().max(1e-3);
         let rate = (st.done - st.start_done) as f64 / secs;
-        self.metrics.rows_per_second.with_label_values(&[table]).set(rate);
+        self.metrics
+            .rows_per_second
+            .with_label_values(&[table])
+            .set(rate);
         if let Some(b) = &st.bar {
             b.set_position(st.done);
         } else if !self.quiet && st.last_log.elapsed() >= Duration::from_secs(2) {
@@ -110,7 +128,9 @@ impl Observer {
     }
 
     pub fn table_done(&self, table: &str) {
-        let Ok(mut g) = self.tables.lock() else { return };
+        let Ok(mut g) = self.tables.lock() else {
+            return;
+        };
         if let Some(st) = g.get_mut(table) {
             if let Some(b) = &st.bar {
                 b.finish();

@@ -35,7 +35,12 @@ impl QuarantineRecord {
 }
 
 /// Insert records (inside the batch's transaction).
-pub async fn insert(tx: &impl GenericClient, schema: &str, table: &str, recs: &[QuarantineRecord]) -> Result<()> {
+pub async fn insert(
+    tx: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    recs: &[QuarantineRecord],
+) -> Result<()> {
     if recs.is_empty() {
         return Ok(());
     }
@@ -56,7 +61,11 @@ pub async fn insert(tx: &impl GenericClient, schema: &str, table: &str, recs: &[
 }
 
 /// Distinct quarantined keys of a table.
-pub async fn keys(client: &impl GenericClient, schema: &str, table: &str) -> Result<std::collections::HashSet<String>> {
+pub async fn keys(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+) -> Result<std::collections::HashSet<String>> {
     if !crate::checkpoint::schema_exists(client).await? {
         return Ok(Default::default());
     }
@@ -71,7 +80,12 @@ pub async fn keys(client: &impl GenericClient, schema: &str, table: &str) -> Res
 }
 
 /// Quarantine records of a table (at most `limit`).
-pub async fn list(client: &impl GenericClient, schema: &str, table: &str, limit: i64) -> Result<Vec<QuarantineRecord>> {
+pub async fn list(
+    client: &impl GenericClient,
+    schema: &str,
+    table: &str,
+    limit: i64,
+) -> Result<Vec<QuarantineRecord>> {
     let rows = client
         .query(
             "SELECT key, column_name, storage_class, raw_value, raw_display, reason FROM ficus.quarantine \

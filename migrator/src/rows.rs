@@ -107,8 +107,14 @@ pub fn canon_source_row(
     out.clear();
     for (i, c) in table.columns.iter().enumerate() {
         scratch.clear();
-        c.conversion.encode(row.value(i), scratch).map_err(|e| (i, e))?;
-        let field = if scratch[..4] == [0xff, 0xff, 0xff, 0xff] { None } else { Some(&scratch[4..]) };
+        c.conversion
+            .encode(row.value(i), scratch)
+            .map_err(|e| (i, e))?;
+        let field = if scratch[..4] == [0xff, 0xff, 0xff, 0xff] {
+            None
+        } else {
+            Some(&scratch[4..])
+        };
         out.push(c.conversion.pg_type, field);
     }
     Ok(())
@@ -148,13 +154,23 @@ pub async fn scan_target(
     filter: Option<&str>,
     mut f: impl FnMut(&CanonRow) -> Result<()>,
 ) -> Result<u64> {
-    let cols: Vec<String> = table.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_sqlite(&c.name))
+        .collect();
     let q = qualified(schema, &table.name);
     let sql = match filter {
         None => format!("COPY {q} ({}) TO STDOUT (FORMAT binary)", cols.join(", ")),
-        Some(w) => format!("COPY (SELECT {} FROM {q} WHERE {w}) TO STDOUT (FORMAT binary)", cols.join(", ")),
+        Some(w) => format!(
+            "COPY (SELECT {} FROM {q} WHERE {w}) TO STDOUT (FORMAT binary)",
+            cols.join(", ")
+        ),
     };
-    let stream = client.copy_out(sql.as_str()).await.ctx(format!("reading {}", table.name))?;
+    let stream = client
+        .copy_out(sql.as_str())
+        .await
+        .ctx(format!("reading {}", table.name))?;
     futures_util::pin_mut!(stream);
     let types: Vec<PgType> = table.columns.iter().map(|c| c.conversion.pg_type).collect();
     let mut buf: Vec<u8> = Vec::with_capacity(1 << 16);

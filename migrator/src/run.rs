@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
 use crate::checkpoint::{self, Checkpoint};
+use crate::config::MigrationConfig;
 use crate::copy::{copy_table, CopyLimits};
 use crate::error::{MigrateError, PgContext, Result};
 use crate::plan::{Plan, Step};
@@ -39,7 +40,7 @@ impl Default for RunOptions {
         RunOptions {
             jobs: 2,
             batch_rows: 50_000,
-            batch_bytes: 8 << 20,
+            batch_bytes: 4 << 20,
             max_rejects: None,
             restart: false,
             pause_after_batch: None,
@@ -93,8 +94,45 @@ pub async fn connect(url: &str) -> Result<Client> {
     Ok(client)
 }
 
+/// The plan to run: the one stored in the target by an earlier (interrupted or finished) run
+/// when the source file and the configuration are unchanged — no second profiling pass —
+/// else a fresh one.
+pub async fn plan_for_run(
+    source: &Path,
+    target: &str,
+    schema: &str,
+    config: &MigrationConfig,
+) -> Result<Plan> {
+    let client = connect(target).await?;
+    if let Some((_, mut stored)) = checkpoint::load_migration(&client, schema).await? {
+        let (s, c, sc, st) = (
+            source.to_path_buf(),
+            config.clone(),
+            schema.to_string(),
+            stored.clone(),
+        );
+        let valid = tokio::task::spawn_blocking(move || st.still_valid_for(&s, &c, &sc))
+            .await
+            .map_err(|e| MigrateError::Internal(format!("plan thread: {e}")))??;
+        if valid {
+            stored.source.path = source.display().to_string();
+            return Ok(stored);
+        }
+    }
+    let (s, c, sc) = (source.to_path_buf(), config.clone(), schema.to_string());
+    tokio::task::spawn_blocking(move || Plan::build(&s, &c, &sc))
+        .await
+        .map_err(|e| MigrateError::Internal(format!("plan thread: {e}")))?
+}
+
 /// Execute `plan` from `source` into `target`.
-pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, obs: &Arc<Observer>) -> Result<RunReport> {
+pub async fn run(
+    plan: &Plan,
+    source: &Path,
+    target: &str,
+    opts: &RunOptions,
+    obs: &Arc<Observer>,
+) -> Result<RunReport> {
     let started = Instant::now();
     let mut main = connect(target).await?;
     checkpoint::ensure_schema(&mut main).await?;
@@ -111,7 +149,10 @@ pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, ob
                     current: plan.fingerprint.clone(),
                 });
             }
-            obs.log(&format!("--restart: dropping the earlier migration {} of schema {schema}", state.fingerprint));
+            obs.log(&format!(
+                "--restart: dropping the earlier migration {} of schema {schema}",
+                state.fingerprint
+            ));
             checkpoint::drop_migration(&mut main, &schema, &stored).await?;
             create(&mut main, plan).await?;
         }
@@ -138,7 +179,10 @@ pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, ob
     let mut tasks = tokio::task::JoinSet::new();
     for t in &plan.tables {
         let Some(cp) = cps.iter().find(|c| c.table == t.name) else {
-            return Err(MigrateError::Internal(format!("no checkpoint for table {}", t.name)));
+            return Err(MigrateError::Internal(format!(
+                "no checkpoint for table {}",
+                t.name
+            )));
         };
         obs.table_started(&t.name, t.rows, cp.rows_read);
         if cp.done {
@@ -153,7 +197,17 @@ pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, ob
         tasks.spawn(async move {
             let _permit = sem.acquire_owned().await;
             let mut client = connect(&target).await?;
-            let stats = copy_table(&mut client, source, &schema, table.clone(), start, &limits, &rejects, &obs).await?;
+            let stats = copy_table(
+                &mut client,
+                source,
+                &schema,
+                table.clone(),
+                start,
+                &limits,
+                &rejects,
+                &obs,
+            )
+            .await?;
             obs.table_done(&table.name);
             Ok::<_, MigrateError>((table.name.clone(), stats.copied))
         });
@@ -183,11 +237,21 @@ pub async fn run(plan: &Plan, source: &Path, target: &str, opts: &RunOptions, ob
     // Post-load.
     obs.phase("postload");
     checkpoint::set_phase(&main, &schema, "postload").await?;
-    let warnings = post_load(plan, target, opts, obs).await.inspect_err(|_| obs.phase("failed"))?;
+    let warnings = post_load(plan, target, opts, obs)
+        .await
+        .inspect_err(|_| obs.phase("failed"))?;
     checkpoint::set_phase(&main, &schema, "done").await?;
     obs.phase("done");
     let cps = checkpoint::load_checkpoints(&main, &schema).await?;
-    Ok(report(plan, &cps, &copied_now, false, resumed, warnings, started))
+    Ok(report(
+        plan,
+        &cps,
+        &copied_now,
+        false,
+        resumed,
+        warnings,
+        started,
+    ))
 }
 
 async fn create(main: &mut Client, plan: &Plan) -> Result<()> {
@@ -209,14 +273,21 @@ async fn create(main: &mut Client, plan: &Plan) -> Result<()> {
         }
     }
     for sql in plan.create_sql() {
-        tx.batch_execute(&sql).await.ctx(format!("creating tables: {sql}"))?;
+        tx.batch_execute(&sql)
+            .await
+            .ctx(format!("creating tables: {sql}"))?;
     }
     checkpoint::insert_migration(&tx, plan).await?;
     tx.commit().await.ctx("commit")?;
     Ok(())
 }
 
-async fn post_load(plan: &Plan, target: &str, opts: &RunOptions, obs: &Observer) -> Result<Vec<String>> {
+async fn post_load(
+    plan: &Plan,
+    target: &str,
+    opts: &RunOptions,
+    obs: &Observer,
+) -> Result<Vec<String>> {
     let schema = &plan.schema;
     let main = connect(target).await?;
     let done = checkpoint::steps_done(&main, schema).await?;
@@ -255,7 +326,9 @@ async fn post_load(plan: &Plan, target: &str, opts: &RunOptions, obs: &Observer)
             set.spawn(async move {
                 let _p = sem.acquire_owned().await;
                 let mut c = connect(&target).await?;
-                c.batch_execute("SET maintenance_work_mem = '256MB'").await.ctx("session setup")?;
+                c.batch_execute("SET maintenance_work_mem = '256MB'")
+                    .await
+                    .ctx("session setup")?;
                 let mut out = Vec::new();
                 for s in g {
                     out.push(run_step(&mut c, &schema, &s).await?);
@@ -356,7 +429,10 @@ fn report(
                 source_rows: t.rows,
                 rows_copied: cp.map_or(0, |c| c.rows_copied),
                 rows_quarantined: cp.map_or(0, |c| c.rows_quarantined),
-                copied_now: copied_now.iter().find(|(n, _)| n == &t.name).map_or(0, |(_, c)| *c),
+                copied_now: copied_now
+                    .iter()
+                    .find(|(n, _)| n == &t.name)
+                    .map_or(0, |(_, c)| *c),
             }
         })
         .collect();

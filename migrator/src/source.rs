@@ -30,11 +30,13 @@ pub fn open_source(path: &Path) -> Result<Connection> {
         source,
     })?;
     // Touch the schema so a non-database file fails here, not mid-run.
-    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get::<_, i64>(0))
-        .map_err(|source| MigrateError::OpenSource {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|source| MigrateError::OpenSource {
+        path: path.to_path_buf(),
+        source,
+    })?;
     let _ = conn.pragma_update(None, "cache_size", -16_000i64);
     Ok(conn)
 }
@@ -82,7 +84,10 @@ impl SourceIdentity {
             size: meta.len(),
             mtime_ns,
             change_counter: u32::from_be_bytes([header[24], header[25], header[26], header[27]]),
-            schema_hash: format!("{:032x}", xxhash_rust::xxh3::xxh3_128(sqls.join(";\n").as_bytes())),
+            schema_hash: format!(
+                "{:032x}",
+                xxhash_rust::xxh3::xxh3_128(sqls.join(";\n").as_bytes())
+            ),
         })
     }
 }
@@ -171,7 +176,11 @@ impl SourceRow<'_, '_> {
     pub fn key(&self, table: &TablePlan) -> SourceKey {
         match &table.read_key {
             ReadKey::Rowid(_) => SourceKey::Rowid(self.rowid.unwrap_or(0)),
-            ReadKey::Pk(cols) => SourceKey::Pk(cols.iter().map(|c| KeyValue::from_ref(self.value(*c))).collect()),
+            ReadKey::Pk(cols) => SourceKey::Pk(
+                cols.iter()
+                    .map(|c| KeyValue::from_ref(self.value(*c)))
+                    .collect(),
+            ),
         }
     }
     /// The row's key as people see it: `{"id": 42}` (primary key columns) or `{"rowid": 7}`.
@@ -206,32 +215,53 @@ pub fn read_rows(
     table: &TablePlan,
     after: Option<&SourceKey>,
     limit: Option<u64>,
+    f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
+) -> Result<ReadEnd> {
+    read_rows_until(conn, table, after, None, limit, f)
+}
+
+/// [`read_rows`] stopping at rowid `until` (inclusive; rowid tables only, ignored otherwise).
+pub fn read_rows_until(
+    conn: &Connection,
+    table: &TablePlan,
+    after: Option<&SourceKey>,
+    until: Option<i64>,
+    limit: Option<u64>,
     mut f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
 ) -> Result<ReadEnd> {
-    let cols: Vec<String> = table.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_sqlite(&c.name))
+        .collect();
     let tname = quote_sqlite(&table.source_name);
-    let (select, offset, order, cond): (String, usize, String, Option<String>) = match &table.read_key {
-        ReadKey::Rowid(r) => (
-            format!("{r}, {}", cols.join(", ")),
-            1,
-            r.clone(),
-            after.map(|_| format!("{r} > ?1")),
-        ),
-        ReadKey::Pk(pk) => {
-            let names: Vec<&str> = pk.iter().map(|i| cols[*i].as_str()).collect();
-            let params: Vec<String> = (1..=pk.len()).map(|i| format!("?{i}")).collect();
-            (
-                cols.join(", "),
-                0,
-                names.join(", "),
-                after.map(|_| format!("({}) > ({})", names.join(", "), params.join(", "))),
-            )
-        }
-    };
+    let (select, offset, order, cond): (String, usize, String, Option<String>) =
+        match &table.read_key {
+            ReadKey::Rowid(r) => (
+                format!("{r}, {}", cols.join(", ")),
+                1,
+                r.clone(),
+                after.map(|_| format!("{r} > ?1")),
+            ),
+            ReadKey::Pk(pk) => {
+                let names: Vec<&str> = pk.iter().map(|i| cols[*i].as_str()).collect();
+                let params: Vec<String> = (1..=pk.len()).map(|i| format!("?{i}")).collect();
+                (
+                    cols.join(", "),
+                    0,
+                    names.join(", "),
+                    after.map(|_| format!("({}) > ({})", names.join(", "), params.join(", "))),
+                )
+            }
+        };
+    let mut conds: Vec<String> = cond.into_iter().collect();
+    if let (Some(u), ReadKey::Rowid(r)) = (until, &table.read_key) {
+        conds.push(format!("{r} <= {u}"));
+    }
     let mut sql = format!("SELECT {select} FROM {tname}");
-    if let Some(c) = cond {
+    if !conds.is_empty() {
         sql.push_str(" WHERE ");
-        sql.push_str(&c);
+        sql.push_str(&conds.join(" AND "));
     }
     sql.push_str(" ORDER BY ");
     sql.push_str(&order);
@@ -266,6 +296,7 @@ pub fn read_rows(
         }
     }
     let exhausted = !stopped && limit.is_none_or(|l| n < l);
+    let _ = until;
     Ok(ReadEnd {
         last_key: last,
         rows: n,

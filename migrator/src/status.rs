@@ -49,7 +49,10 @@ impl StatusReport {
             self.source_path,
             self.phase,
             self.started_at,
-            self.finished_at.as_ref().map(|f| format!(", finished {f}")).unwrap_or_default(),
+            self.finished_at
+                .as_ref()
+                .map(|f| format!(", finished {f}"))
+                .unwrap_or_default(),
             self.fingerprint
         );
         let _ = writeln!(
@@ -60,7 +63,10 @@ impl StatusReport {
         for t in &self.tables {
             let v = match (&t.verified_at, t.verified_clean) {
                 (Some(at), Some(true)) => format!("clean at {at}"),
-                (Some(at), Some(false)) => format!("DIFFERENT at {at} ({})", t.verify_summary.clone().unwrap_or_default()),
+                (Some(at), Some(false)) => format!(
+                    "DIFFERENT at {at} ({})",
+                    t.verify_summary.clone().unwrap_or_default()
+                ),
                 _ => "never".into(),
             };
             let _ = writeln!(
@@ -102,7 +108,10 @@ pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
         .map(|c| {
             let v = ver.iter().find(|r| r.get::<_, String>(0) == c.table);
             TableStatus {
-                last_checkpoint: c.last_key.as_ref().and_then(|k| serde_json::to_string(k).ok()),
+                last_checkpoint: c
+                    .last_key
+                    .as_ref()
+                    .and_then(|k| serde_json::to_string(k).ok()),
                 table: c.table,
                 source_rows: c.source_rows,
                 rows_copied: c.rows_copied,

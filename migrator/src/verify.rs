@@ -21,7 +21,9 @@ use crate::error::{MigrateError, PgContext, Result};
 use crate::plan::{Plan, TablePlan};
 use crate::progress::Observer;
 use crate::quarantine;
-use crate::rows::{canon_key_display, display_canon, scan_source, scan_target, CanonRow, SourceItem};
+use crate::rows::{
+    canon_key_display, display_canon, scan_source, scan_target, CanonRow, SourceItem,
+};
 use crate::run::connect;
 
 /// Options of verify.
@@ -127,12 +129,24 @@ impl VerifyReport {
             for d in &t.differences {
                 match d {
                     Difference::MissingInTarget { key, reason } => {
-                        let _ = writeln!(s, "  missing-in-target {key}{}", reason.as_ref().map(|r| format!(" ({r})")).unwrap_or_default());
+                        let _ = writeln!(
+                            s,
+                            "  missing-in-target {key}{}",
+                            reason
+                                .as_ref()
+                                .map(|r| format!(" ({r})"))
+                                .unwrap_or_default()
+                        );
                     }
                     Difference::ExtraInTarget { key } => {
                         let _ = writeln!(s, "  extra-in-target   {key}");
                     }
-                    Difference::ValueDiffers { key, column, source, target } => {
+                    Difference::ValueDiffers {
+                        key,
+                        column,
+                        source,
+                        target,
+                    } => {
                         let _ = writeln!(s, "  value-differs     {key} column {column}: source {source} target {target}");
                     }
                 }
@@ -146,13 +160,27 @@ impl VerifyReport {
                 let _ = writeln!(s, "  (too many differing rows to narrow down all of them)");
             }
         }
-        let _ = writeln!(s, "{} in {:.2} s", if self.clean { "verify: clean" } else { "verify: DIFFERENCES FOUND" }, self.seconds);
+        let _ = writeln!(
+            s,
+            "{} in {:.2} s",
+            if self.clean {
+                "verify: clean"
+            } else {
+                "verify: DIFFERENCES FOUND"
+            },
+            self.seconds
+        );
         s
     }
 }
 
 /// The plan verify should use: the one stored by `run` for this schema, else a fresh one.
-pub async fn plan_for(source: &Path, target: &str, schema: &str, config: &crate::MigrationConfig) -> Result<Plan> {
+pub async fn plan_for(
+    source: &Path,
+    target: &str,
+    schema: &str,
+    config: &crate::MigrationConfig,
+) -> Result<Plan> {
     let client = connect(target).await?;
     if let Some((_, plan)) = checkpoint::load_migration(&client, schema).await? {
         return Ok(plan);
@@ -164,7 +192,13 @@ pub async fn plan_for(source: &Path, target: &str, schema: &str, config: &crate:
 }
 
 /// Verify every table of `plan`.
-pub async fn verify(plan: &Plan, source: &Path, target: &str, opts: &VerifyOptions, obs: &Arc<Observer>) -> Result<VerifyReport> {
+pub async fn verify(
+    plan: &Plan,
+    source: &Path,
+    target: &str,
+    opts: &VerifyOptions,
+    obs: &Arc<Observer>,
+) -> Result<VerifyReport> {
     let started = Instant::now();
     obs.phase("verify");
     let mut main = connect(target).await?;
@@ -184,7 +218,9 @@ pub async fn verify(plan: &Plan, source: &Path, target: &str, opts: &VerifyOptio
         );
         set.spawn(async move {
             let _p = sem.acquire_owned().await;
-            verify_table(&src, &tgt, &schema, t, &o).await.map(|r| (i, r))
+            verify_table(&src, &tgt, &schema, t, &o)
+                .await
+                .map(|r| (i, r))
         });
     }
     let mut tables = Vec::new();
@@ -194,8 +230,16 @@ pub async fn verify(plan: &Plan, source: &Path, target: &str, opts: &VerifyOptio
     tables.sort_by_key(|(i, _)| *i);
     let tables: Vec<TableVerify> = tables.into_iter().map(|(_, t)| t).collect();
     for t in &tables {
-        for (k, v) in [("quarantined", t.quarantined), ("missing", t.missing), ("extra", t.extra), ("differs", t.differs)] {
-            obs.metrics.verify_rows.with_label_values(&[&t.table, k]).set(v as i64);
+        for (k, v) in [
+            ("quarantined", t.quarantined),
+            ("missing", t.missing),
+            ("extra", t.extra),
+            ("differs", t.differs),
+        ] {
+            obs.metrics
+                .verify_rows
+                .with_label_values(&[&t.table, k])
+                .set(v as i64);
         }
         if opts.record {
             let detail = serde_json::to_string(&t.differences).unwrap_or_default();
@@ -256,7 +300,13 @@ struct SourcePass {
     unaccounted_count: u64,
 }
 
-fn source_pass(source: &Path, table: &TablePlan, qkeys: &HashSet<String>, n: usize, listed: usize) -> Result<SourcePass> {
+fn source_pass(
+    source: &Path,
+    table: &TablePlan,
+    qkeys: &HashSet<String>,
+    n: usize,
+    listed: usize,
+) -> Result<SourcePass> {
     let mut p = SourcePass {
         chunks: vec![Chunk::default(); n],
         rows: 0,
@@ -294,7 +344,13 @@ struct Narrowed {
     overflow: bool,
 }
 
-async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<TablePlan>, opts: &VerifyOptions) -> Result<TableVerify> {
+async fn verify_table(
+    source: &Path,
+    target: &str,
+    schema: &str,
+    table: Arc<TablePlan>,
+    opts: &VerifyOptions,
+) -> Result<TableVerify> {
     let started = Instant::now();
     let n = opts.chunks.max(1);
     let client = connect(target).await?;
@@ -312,8 +368,15 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
         Ok(())
     })
     .await?;
-    let sp = src_task.await.map_err(|e| MigrateError::Internal(format!("source scan: {e}")))??;
-    let bad: Vec<bool> = sp.chunks.iter().zip(&tchunks).map(|(a, b)| a != b).collect();
+    let sp = src_task
+        .await
+        .map_err(|e| MigrateError::Internal(format!("source scan: {e}")))??;
+    let bad: Vec<bool> = sp
+        .chunks
+        .iter()
+        .zip(&tchunks)
+        .map(|(a, b)| a != b)
+        .collect();
     let mismatched = bad.iter().filter(|b| **b).count();
 
     let mut out = TableVerify {
@@ -330,7 +393,10 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
         differences: sp
             .unaccounted
             .into_iter()
-            .map(|(key, reason)| Difference::MissingInTarget { key, reason: Some(reason) })
+            .map(|(key, reason)| Difference::MissingInTarget {
+                key,
+                reason: Some(reason),
+            })
             .collect(),
         truncated: false,
         seconds: 0.0,
@@ -341,7 +407,10 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
         let cap = opts.max_narrowed_rows;
         let (src, t2, bad2) = (source.to_path_buf(), table.clone(), bad.clone());
         let src_task = tokio::task::spawn_blocking(move || -> Result<Narrowed> {
-            let mut nr = Narrowed { rows: Vec::new(), overflow: false };
+            let mut nr = Narrowed {
+                rows: Vec::new(),
+                overflow: false,
+            };
             scan_source(&src, &t2, |row, item| {
                 if let SourceItem::Row(r) = item {
                     if bad2[chunk_of(&t2, r, r.hash(), n)] {
@@ -356,7 +425,10 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
             })?;
             Ok(nr)
         });
-        let mut tn = Narrowed { rows: Vec::new(), overflow: false };
+        let mut tn = Narrowed {
+            rows: Vec::new(),
+            overflow: false,
+        };
         scan_target(&client, schema, &table, None, |r| {
             if bad[chunk_of(&table, r, r.hash(), n)] {
                 if tn.rows.len() < cap {
@@ -368,7 +440,9 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
             Ok(())
         })
         .await?;
-        let sn = src_task.await.map_err(|e| MigrateError::Internal(format!("source scan: {e}")))??;
+        let sn = src_task
+            .await
+            .map_err(|e| MigrateError::Internal(format!("source scan: {e}")))??;
         out.truncated = sn.overflow || tn.overflow;
         narrow(&table, sn.rows, tn.rows, opts.max_listed, &mut out);
     }
@@ -377,7 +451,13 @@ async fn verify_table(source: &Path, target: &str, schema: &str, table: Arc<Tabl
     Ok(out)
 }
 
-fn narrow(table: &TablePlan, src: Vec<(String, CanonRow)>, tgt: Vec<(String, CanonRow)>, listed: usize, out: &mut TableVerify) {
+fn narrow(
+    table: &TablePlan,
+    src: Vec<(String, CanonRow)>,
+    tgt: Vec<(String, CanonRow)>,
+    listed: usize,
+    out: &mut TableVerify,
+) {
     let push = |out: &mut TableVerify, d: Difference| {
         if out.differences.len() < listed {
             out.differences.push(d);
@@ -387,11 +467,15 @@ fn narrow(table: &TablePlan, src: Vec<(String, CanonRow)>, tgt: Vec<(String, Can
         // Multiset of whole rows.
         let mut counts: HashMap<u128, (i64, String, String)> = HashMap::new();
         for (k, r) in &src {
-            let e = counts.entry(r.hash()).or_insert((0, k.clone(), String::new()));
+            let e = counts
+                .entry(r.hash())
+                .or_insert((0, k.clone(), String::new()));
             e.0 += 1;
         }
         for (k, r) in &tgt {
-            let e = counts.entry(r.hash()).or_insert((0, String::new(), k.clone()));
+            let e = counts
+                .entry(r.hash())
+                .or_insert((0, String::new(), k.clone()));
             e.0 -= 1;
             if e.2.is_empty() {
                 e.2 = k.clone();
@@ -402,7 +486,13 @@ fn narrow(table: &TablePlan, src: Vec<(String, CanonRow)>, tgt: Vec<(String, Can
         for (c, sk, tk) in v {
             if c > 0 {
                 out.missing += c as u64;
-                push(out, Difference::MissingInTarget { key: sk, reason: None });
+                push(
+                    out,
+                    Difference::MissingInTarget {
+                        key: sk,
+                        reason: None,
+                    },
+                );
             } else {
                 out.extra += (-c) as u64;
                 push(out, Difference::ExtraInTarget { key: tk });
@@ -411,14 +501,23 @@ fn narrow(table: &TablePlan, src: Vec<(String, CanonRow)>, tgt: Vec<(String, Can
         return;
     }
     let key_cols = &table.key_columns;
-    let mut tmap: HashMap<Vec<u8>, (String, CanonRow)> = tgt.into_iter().map(|(k, r)| (r.key(key_cols), (k, r))).collect();
+    let mut tmap: HashMap<Vec<u8>, (String, CanonRow)> = tgt
+        .into_iter()
+        .map(|(k, r)| (r.key(key_cols), (k, r)))
+        .collect();
     let mut src = src;
     src.sort_by(|a, b| a.0.cmp(&b.0));
     for (k, s) in src {
         match tmap.remove(&s.key(key_cols)) {
             None => {
                 out.missing += 1;
-                push(out, Difference::MissingInTarget { key: k, reason: None });
+                push(
+                    out,
+                    Difference::MissingInTarget {
+                        key: k,
+                        reason: None,
+                    },
+                );
             }
             Some((_, t)) => {
                 if t.bytes == s.bytes {

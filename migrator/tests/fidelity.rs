@@ -28,13 +28,25 @@ async fn mixed_storage_classes_in_one_column() {
     // 3 of 5 values of an INTEGER column are text: over half, so widened to text rather than
     // quarantined.
     assert_eq!(col_type(&c, "m", "mostly_text").await, "text");
-    let rows = c.query("SELECT anyv, num_text FROM m ORDER BY id", &[]).await.unwrap();
+    let rows = c
+        .query("SELECT anyv, num_text FROM m ORDER BY id", &[])
+        .await
+        .unwrap();
     let a: Vec<Option<Vec<u8>>> = rows.iter().map(|r| r.get(0)).collect();
     assert_eq!(a[0].as_deref(), Some(&b"1"[..]));
     assert_eq!(a[1].as_deref(), Some(&b"2.5"[..]));
     assert_eq!(a[3].as_deref(), Some(&[0u8, 0xff][..]));
     let t: Vec<Option<String>> = rows.iter().map(|r| r.get(1)).collect();
-    assert_eq!(t, vec![Some("1".into()), Some("2.5".into()), Some("abc".into()), None, Some("7".into())]);
+    assert_eq!(
+        t,
+        vec![
+            Some("1".into()),
+            Some("2.5".into()),
+            Some("abc".into()),
+            None,
+            Some("7".into())
+        ]
+    );
     assert!(plan.report().contains("widened to text"));
 }
 
@@ -48,13 +60,21 @@ async fn nul_bytes_are_quarantined_or_stripped_when_configured() {
                               (3, 'ok', CAST(x'610062' AS TEXT));",
     );
     let db = pgtemp::fresh_database("mig_nul").unwrap();
-    let (plan, rep) = migrate_clean(&src, &db.url, &cfg("[tables.n.columns.b]\nstrip_nul = true\n")).await;
+    let (plan, rep) = migrate_clean(
+        &src,
+        &db.url,
+        &cfg("[tables.n.columns.b]\nstrip_nul = true\n"),
+    )
+    .await;
     assert!(plan.report().contains("NUL byte"), "{}", plan.report());
     assert_eq!(rep.rows_quarantined, 1);
     assert_eq!(rep.rows_copied, 2);
     let c = pg(&db.url).await;
     let q = c
-        .query_one("SELECT table_name, key, column_name, raw_value, reason FROM ficus.quarantine", &[])
+        .query_one(
+            "SELECT table_name, key, column_name, raw_value, reason FROM ficus.quarantine",
+            &[],
+        )
         .await
         .unwrap();
     assert_eq!(q.get::<_, String>(0), "n");
@@ -62,7 +82,11 @@ async fn nul_bytes_are_quarantined_or_stripped_when_configured() {
     assert_eq!(q.get::<_, String>(2), "a");
     assert_eq!(q.get::<_, Vec<u8>>(3), b"a\0b".to_vec());
     assert!(q.get::<_, String>(4).contains("NUL"));
-    let b: String = c.query_one("SELECT b FROM n WHERE id = 3", &[]).await.unwrap().get(0);
+    let b: String = c
+        .query_one("SELECT b FROM n WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(b, "ab");
 }
 
@@ -76,16 +100,28 @@ async fn invalid_utf8_is_quarantined_not_nulled() {
                               (3, 'ok', CAST(x'c328' AS TEXT));",
     );
     let db = pgtemp::fresh_database("mig_utf8").unwrap();
-    let (_, rep) = migrate_clean(&src, &db.url, &cfg("[tables.u.columns.note]\nlossy_utf8 = true\n")).await;
+    let (_, rep) = migrate_clean(
+        &src,
+        &db.url,
+        &cfg("[tables.u.columns.note]\nlossy_utf8 = true\n"),
+    )
+    .await;
     assert_eq!((rep.rows_copied, rep.rows_quarantined), (2, 1));
     let c = pg(&db.url).await;
     let (key, raw): (String, Vec<u8>) = {
-        let r = c.query_one("SELECT key, raw_value FROM ficus.quarantine", &[]).await.unwrap();
+        let r = c
+            .query_one("SELECT key, raw_value FROM ficus.quarantine", &[])
+            .await
+            .unwrap();
         (r.get(0), r.get(1))
     };
     assert_eq!(key, r#"{"id":2}"#);
     assert_eq!(raw, b"a\xffb".to_vec());
-    let note: String = c.query_one("SELECT note FROM u WHERE id = 3", &[]).await.unwrap().get(0);
+    let note: String = c
+        .query_one("SELECT note FROM u WHERE id = 3", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(note, "\u{fffd}(");
     // NOT NULL survived (pgloader drops it).
     let nn: String = c
@@ -120,16 +156,27 @@ async fn epochs_and_text_dates_in_datetime_columns() {
     let c = pg(&db.url).await;
     assert_eq!(col_type(&c, "e", "at").await, "timestamp with time zone");
     let rows = c
-        .query("SELECT id, extract(epoch from at)::float8 FROM e WHERE id <= 8 ORDER BY id", &[])
+        .query(
+            "SELECT id, extract(epoch from at)::float8 FROM e WHERE id <= 8 ORDER BY id",
+            &[],
+        )
         .await
         .unwrap();
     for r in rows {
         let (id, secs): (i64, f64) = (r.get(0), r.get(1));
         assert!((secs - 1_700_000_000.0).abs() < 0.01, "row {id}: {secs}");
     }
-    let q: String = c.query_one("SELECT key FROM ficus.quarantine", &[]).await.unwrap().get(0);
+    let q: String = c
+        .query_one("SELECT key FROM ficus.quarantine", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(q, r#"{"id":9}"#);
-    let day: String = c.query_one("SELECT day::text FROM e WHERE id = 2", &[]).await.unwrap().get(0);
+    let day: String = c
+        .query_one("SELECT day::text FROM e WHERE id = 2", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(day, "2023-11-14");
     let r = plan.report();
     assert!(r.contains("\"s\": 1") && r.contains("\"ms\": 1"), "{r}");
@@ -148,11 +195,20 @@ async fn boolean_spellings() {
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
     let c = pg(&db.url).await;
     assert_eq!(col_type(&c, "b", "done").await, "boolean");
-    let rows = c.query("SELECT done, flag FROM b ORDER BY id", &[]).await.unwrap();
+    let rows = c
+        .query("SELECT done, flag FROM b ORDER BY id", &[])
+        .await
+        .unwrap();
     let got: Vec<(bool, Option<bool>)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
     assert_eq!(
         got,
-        vec![(false, Some(true)), (true, Some(false)), (true, Some(true)), (false, Some(false)), (true, None)]
+        vec![
+            (false, Some(true)),
+            (true, Some(false)),
+            (true, Some(true)),
+            (false, Some(false)),
+            (true, None)
+        ]
     );
 }
 
@@ -175,10 +231,18 @@ async fn sqlite_function_defaults_are_translated() {
     );
     let db = pgtemp::fresh_database("mig_defaults").unwrap();
     let (plan, _) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
-    assert!(plan.warnings.iter().any(|w| w.contains("weird")), "{:?}", plan.warnings);
+    assert!(
+        plan.warnings.iter().any(|w| w.contains("weird")),
+        "{:?}",
+        plan.warnings
+    );
     let c = pg(&db.url).await;
     // The identity continues after the copied ids; the other columns take their defaults.
-    let id: i64 = c.query_one("INSERT INTO t DEFAULT VALUES RETURNING id", &[]).await.unwrap().get(0);
+    let id: i64 = c
+        .query_one("INSERT INTO t DEFAULT VALUES RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(id, 2);
     let r = c
         .query_one(
@@ -187,7 +251,13 @@ async fn sqlite_function_defaults_are_translated() {
         )
         .await
         .unwrap();
-    assert!(r.get::<_, bool>(0) && r.get::<_, bool>(1) && r.get::<_, bool>(2) && r.get::<_, bool>(3) && r.get::<_, bool>(4));
+    assert!(
+        r.get::<_, bool>(0)
+            && r.get::<_, bool>(1)
+            && r.get::<_, bool>(2)
+            && r.get::<_, bool>(3)
+            && r.get::<_, bool>(4)
+    );
     assert_eq!(r.get::<_, String>(5), "pending");
     assert!(!r.get::<_, bool>(6));
 }
@@ -209,7 +279,8 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
     );
     let db = pgtemp::fresh_database("mig_idents").unwrap();
     let (_, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
-    assert_eq!(rep.rows_copied, 3 + 4 + 3 + 0 + 1);
+    // "Order Items" 3, nokey 4, wr 3, empty 0, group 1.
+    assert_eq!(rep.rows_copied, 11);
     let c = pg(&db.url).await;
     let pk: String = c
         .query_one(
@@ -220,13 +291,37 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
         .unwrap()
         .get(0);
     assert_eq!(pk, r#"PRIMARY KEY ("Order", "Select")"#);
-    let n: i64 = c.query_one(r#"SELECT count(*) FROM nokey WHERE x = 1 AND y = 'dup'"#, &[]).await.unwrap().get(0);
+    let n: i64 = c
+        .query_one(
+            r#"SELECT count(*) FROM nokey WHERE x = 1 AND y = 'dup'"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(n, 2);
-    let q: i32 = c.query_one(r#"SELECT "a""quote"::int FROM "Order Items" WHERE "Order" = 2"#, &[]).await.unwrap().get(0);
+    let q: i32 = c
+        .query_one(
+            r#"SELECT "a""quote"::int FROM "Order Items" WHERE "Order" = 2"#,
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(q, 3);
-    let wr: Vec<String> = c.query("SELECT code FROM wr ORDER BY code", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let wr: Vec<String> = c
+        .query("SELECT code FROM wr ORDER BY code", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
     assert_eq!(wr, vec!["a", "b", "c"]);
-    let e: i64 = c.query_one("SELECT count(*) FROM empty", &[]).await.unwrap().get(0);
+    let e: i64 = c
+        .query_one("SELECT count(*) FROM empty", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(e, 0);
 }
 
@@ -241,29 +336,52 @@ async fn large_texts_blobs_special_reals_and_integer_extremes() {
         let c = rusqlite::Connection::open(&src).unwrap();
         let mb = "ü".repeat(512 * 1024); // 1 MB of UTF-8
         let blob: Vec<u8> = (0..=255u8).cycle().take(70_000).collect();
-        let rows: Vec<(Option<String>, Option<Vec<u8>>, Option<f64>, Option<i64>)> = vec![
-            (Some(mb.clone()), Some(blob.clone()), Some(f64::INFINITY), Some(i64::MAX)),
-            (Some(mb.clone() + "x"), Some(Vec::new()), Some(f64::NEG_INFINITY), Some(i64::MIN)),
+        type Row = (Option<String>, Option<Vec<u8>>, Option<f64>, Option<i64>);
+        let rows: Vec<Row> = vec![
+            (
+                Some(mb.clone()),
+                Some(blob.clone()),
+                Some(f64::INFINITY),
+                Some(i64::MAX),
+            ),
+            (
+                Some(mb.clone() + "x"),
+                Some(Vec::new()),
+                Some(f64::NEG_INFINITY),
+                Some(i64::MIN),
+            ),
             (Some(String::new()), Some(vec![0]), Some(-0.0), Some(0)),
             (None, None, Some(0.0), Some(-1)),
             (Some(mb), Some(blob), Some(f64::MIN_POSITIVE), Some(1)),
             (Some("s".into()), None, Some(1.0e308), None),
         ];
         for (k, (a, b, r, i)) in rows.into_iter().enumerate() {
-            c.execute("INSERT INTO v VALUES (?1, ?2, ?3, ?4, ?5, ?4)", rusqlite::params![k as i64 + 1, a, b, r, i])
-                .unwrap();
+            c.execute(
+                "INSERT INTO v VALUES (?1, ?2, ?3, ?4, ?5, ?4)",
+                rusqlite::params![k as i64 + 1, a, b, r, i],
+            )
+            .unwrap();
         }
     }
     let db = pgtemp::fresh_database("mig_values").unwrap();
     // Small batches by bytes: the 1 MB rows force several batches.
     let plan = build_plan(&src, &MigrationConfig::default());
-    let opts = ficus_migrator::RunOptions { batch_bytes: 1 << 16, ..Default::default() };
+    let opts = ficus_migrator::RunOptions {
+        batch_bytes: 1 << 16,
+        ..Default::default()
+    };
     let rep = run(&plan, &src, &db.url, &opts).await;
     assert_eq!((rep.rows_copied, rep.rows_quarantined), (6, 0));
     let v = verify(&plan, &src, &db.url).await;
     assert!(v.clean, "{}", v.text());
     let c = pg(&db.url).await;
-    let rows = c.query("SELECT length(big), octet_length(bin), r, i, ru FROM v ORDER BY id", &[]).await.unwrap();
+    let rows = c
+        .query(
+            "SELECT length(big), octet_length(bin), r, i, ru FROM v ORDER BY id",
+            &[],
+        )
+        .await
+        .unwrap();
     assert_eq!(rows[0].get::<_, Option<i32>>(0), Some(512 * 1024));
     assert_eq!(rows[0].get::<_, Option<i32>>(1), Some(70_000));
     assert_eq!(rows[1].get::<_, Option<i32>>(1), Some(0));
@@ -300,10 +418,17 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
     let (plan, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert!(plan.warnings.iter().any(|w| w.contains("triggers")));
     // The orphan row (parent ZZ) keeps the foreign key NOT VALID and says so.
-    assert!(rep.warnings.iter().any(|w| w.contains("fk-validate")), "{:?}", rep.warnings);
+    assert!(
+        rep.warnings.iter().any(|w| w.contains("fk-validate")),
+        "{:?}",
+        rep.warnings
+    );
     let c = pg(&db.url).await;
     let idx: Vec<String> = c
-        .query("SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname", &[])
+        .query(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+            &[],
+        )
         .await
         .unwrap()
         .iter()
@@ -313,9 +438,15 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
     assert!(all.contains("(status, at DESC)"), "{all}");
     assert!(all.contains("WHERE (status <> 'done'::text)"), "{all}");
     assert!(all.contains("WHERE (done = true)"), "{all}");
-    assert!(all.contains("parent_code_key") || all.contains("UNIQUE"), "{all}");
+    assert!(
+        all.contains("parent_code_key") || all.contains("UNIQUE"),
+        "{all}"
+    );
     let fk: bool = c
-        .query_one("SELECT convalidated FROM pg_constraint WHERE contype = 'f'", &[])
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE contype = 'f'",
+            &[],
+        )
         .await
         .unwrap()
         .get(0);
@@ -328,10 +459,18 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
         .map(|r| r.get(0))
         .collect();
     assert_eq!(chk, vec!["CHECK ((n >= 0))".to_string()]);
-    let v: i64 = c.query_one("SELECT count(*) FROM open_children", &[]).await.unwrap().get(0);
+    let v: i64 = c
+        .query_one("SELECT count(*) FROM open_children", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(v, 2);
     // AUTOINCREMENT high mark (2, though only id 1 remains) is respected.
-    let id: i64 = c.query_one("INSERT INTO parent (code) VALUES ('C') RETURNING id", &[]).await.unwrap().get(0);
+    let id: i64 = c
+        .query_one("INSERT INTO parent (code) VALUES ('C') RETURNING id", &[])
+        .await
+        .unwrap()
+        .get(0);
     assert_eq!(id, 3);
 }
 
@@ -347,15 +486,57 @@ async fn max_rejects_fails_the_run_and_a_rerun_with_room_finishes() {
     let db = pgtemp::fresh_database("mig_rejects").unwrap();
     let plan = build_plan(&src, &MigrationConfig::default());
     assert_eq!(plan.expected_rejects(), 3);
-    let opts = ficus_migrator::RunOptions { batch_rows: 100, max_rejects: Some(1), ..Default::default() };
-    let err = ficus_migrator::run(&plan, &src, &db.url, &opts, &std::sync::Arc::new(ficus_migrator::Observer::silent()))
-        .await
-        .unwrap_err();
-    assert!(matches!(err, ficus_migrator::MigrateError::TooManyRejects { count: 2, max: 1, .. }), "{err}");
-    let opts = ficus_migrator::RunOptions { max_rejects: Some(3), ..opts };
+    let opts = ficus_migrator::RunOptions {
+        batch_rows: 100,
+        max_rejects: Some(1),
+        ..Default::default()
+    };
+    let err = ficus_migrator::run(
+        &plan,
+        &src,
+        &db.url,
+        &opts,
+        &std::sync::Arc::new(ficus_migrator::Observer::silent()),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ficus_migrator::MigrateError::TooManyRejects {
+                count: 2,
+                max: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let opts = ficus_migrator::RunOptions {
+        max_rejects: Some(3),
+        ..opts
+    };
     let rep = run(&plan, &src, &db.url, &opts).await;
     assert!(rep.resumed);
     assert_eq!((rep.rows_copied, rep.rows_quarantined), (997, 3));
     let v = verify(&plan, &src, &db.url).await;
     assert!(v.clean && v.tables[0].quarantined == 3, "{}", v.text());
+}
+
+#[test]
+fn big_tables_are_profiled_in_ranges_that_add_up() {
+    let d = TempDir::new("ranges");
+    let src = sqlite(
+        &d,
+        "CREATE TABLE big (id INTEGER PRIMARY KEY, n INTEGER, t TEXT);
+         WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 650000)
+         INSERT INTO big SELECT i, i, CASE WHEN i IN (1, 300001, 649999) THEN CAST(x'ff' AS TEXT) ELSE 'ok' END FROM s;",
+    );
+    let plan = build_plan(&src, &MigrationConfig::default());
+    let t = &plan.tables[0];
+    assert_eq!(t.rows, 650_000);
+    assert_eq!(t.columns[1].profile.int_min, Some(1));
+    assert_eq!(t.columns[1].profile.int_max, Some(650_000));
+    assert_eq!(t.columns[2].rejects, 3);
+    let keys: Vec<&str> = t.columns[2].samples.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":300001}"#, r#"{"id":649999}"#]);
 }

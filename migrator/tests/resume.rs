@@ -33,7 +33,13 @@ async fn child_migrator() {
 
 fn spawn_child(src: &std::path::Path, url: &str) -> Child {
     Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_migrator", "--nocapture", "--test-threads", "1"])
+        .args([
+            "--exact",
+            "child_migrator",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
         .env(SRC, src)
         .env(DST, url)
         .stdout(Stdio::null())
@@ -60,7 +66,10 @@ async fn progress(c: &tokio_postgres::Client) -> (i64, String) {
         .flatten()
         .map_or(0, |r| r.get(0));
     let phase = c
-        .query_opt("SELECT phase FROM ficus.migrations WHERE target_schema = 'public'", &[])
+        .query_opt(
+            "SELECT phase FROM ficus.migrations WHERE target_schema = 'public'",
+            &[],
+        )
         .await
         .ok()
         .flatten()
@@ -75,7 +84,10 @@ async fn wait_for(c: &tokio_postgres::Client, what: &str, f: impl Fn(i64, &str) 
         if f(n, &p) {
             return;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "timed out waiting for {what} (copied {n}, phase {p:?})");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "timed out waiting for {what} (copied {n}, phase {p:?})"
+        );
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
 }
@@ -116,12 +128,19 @@ async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates
     for t in &rep.tables {
         assert_eq!(t.rows_copied, t.source_rows, "{}", t.table);
         let dup: i64 = c
-            .query_one(&format!("SELECT count(*) - count(DISTINCT id) FROM {}", t.table), &[])
+            .query_one(
+                &format!("SELECT count(*) - count(DISTINCT id) FROM {}", t.table),
+                &[],
+            )
             .await
             .unwrap()
             .get(0);
         assert_eq!(dup, 0, "duplicates in {}", t.table);
-        let n: i64 = c.query_one(&format!("SELECT count(*) FROM {}", t.table), &[]).await.unwrap().get(0);
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {}", t.table), &[])
+            .await
+            .unwrap()
+            .get(0);
         assert_eq!(n as u64, t.source_rows);
     }
     // Re-running a finished migration is a no-op.
@@ -129,7 +148,10 @@ async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates
     assert!(again.already_complete);
     let st = ficus_migrator::status(&db.url, "public").await.unwrap();
     assert_eq!(st.phase, "done");
-    assert!(st.tables.iter().all(|t| t.copy_done && t.verified_clean == Some(true)));
+    assert!(st
+        .tables
+        .iter()
+        .all(|t| t.copy_done && t.verified_clean == Some(true)));
 }
 
 #[tokio::test]
@@ -150,10 +172,20 @@ async fn one_changed_byte_is_named_by_row_and_column() {
     let v = verify(&plan, &src, &db.url).await;
     assert!(!v.clean);
     let ev = v.tables.iter().find(|t| t.table == "task_events").unwrap();
-    assert_eq!((ev.missing, ev.extra, ev.differs), (0, 0, 1), "{}", v.text());
+    assert_eq!(
+        (ev.missing, ev.extra, ev.differs),
+        (0, 0, 1),
+        "{}",
+        v.text()
+    );
     assert_eq!(ev.mismatched_chunks, 1);
     match &ev.differences[..] {
-        [Difference::ValueDiffers { key, column, source, target }] => {
+        [Difference::ValueDiffers {
+            key,
+            column,
+            source,
+            target,
+        }] => {
             assert_eq!(key, r#"{"id":777}"#);
             assert_eq!(column, "payload");
             assert_ne!(source, target);
@@ -164,7 +196,9 @@ async fn one_changed_byte_is_named_by_row_and_column() {
     assert!(v.tables.iter().find(|t| t.table == "tasks").unwrap().clean);
 
     // A missing row and an extra row are named too.
-    c.execute("DELETE FROM task_events WHERE id = 5", &[]).await.unwrap();
+    c.execute("DELETE FROM task_events WHERE id = 5", &[])
+        .await
+        .unwrap();
     c.execute(
         "INSERT INTO task_events (id, task_id, kind, created_at) VALUES (99999999, 'TASK-101', 'x', now())",
         &[],
@@ -173,9 +207,19 @@ async fn one_changed_byte_is_named_by_row_and_column() {
     .unwrap();
     let v = verify(&plan, &src, &db.url).await;
     let ev = v.tables.iter().find(|t| t.table == "task_events").unwrap();
-    assert_eq!((ev.missing, ev.extra, ev.differs), (1, 1, 1), "{}", v.text());
-    assert!(ev.differences.contains(&Difference::MissingInTarget { key: r#"{"id":5}"#.into(), reason: None }));
-    assert!(ev.differences.contains(&Difference::ExtraInTarget { key: r#"{"id":99999999}"#.into() }));
+    assert_eq!(
+        (ev.missing, ev.extra, ev.differs),
+        (1, 1, 1),
+        "{}",
+        v.text()
+    );
+    assert!(ev.differences.contains(&Difference::MissingInTarget {
+        key: r#"{"id":5}"#.into(),
+        reason: None
+    }));
+    assert!(ev.differences.contains(&Difference::ExtraInTarget {
+        key: r#"{"id":99999999}"#.into()
+    }));
     let st = ficus_migrator::status(&db.url, "public").await.unwrap();
     let t = st.tables.iter().find(|t| t.table == "task_events").unwrap();
     assert_eq!(t.verified_clean, Some(false));
@@ -192,18 +236,32 @@ async fn taskdb_end_to_end_keeps_types_and_constraints() {
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
     let c = pg(&db.url).await;
     assert_eq!(col_type(&c, "tasks", "completed").await, "boolean");
-    assert_eq!(col_type(&c, "tasks", "created_at").await, "timestamp with time zone");
+    assert_eq!(
+        col_type(&c, "tasks", "created_at").await,
+        "timestamp with time zone"
+    );
     let nn: i64 = c
         .query_one("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'public' AND is_nullable = 'NO'", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(nn, 8 + 4, "NOT NULL columns kept");
-    let fk: bool = c.query_one("SELECT convalidated FROM pg_constraint WHERE contype = 'f'", &[]).await.unwrap().get(0);
+    let fk: bool = c
+        .query_one(
+            "SELECT convalidated FROM pg_constraint WHERE contype = 'f'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
     assert!(fk);
     let src_conn = rusqlite::Connection::open(&src).unwrap();
     let (a, b): (String, String) = src_conn
-        .query_row("SELECT created_at, task_id FROM tasks WHERE id = 42", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            "SELECT created_at, task_id FROM tasks WHERE id = 42",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .unwrap();
     let pg_ts: String = c
         .query_one("SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM tasks WHERE task_id = $1", &[&b])

@@ -96,7 +96,9 @@ fn source(c: &Common) -> anyhow::Result<&Path> {
 }
 
 fn target(c: &Common) -> anyhow::Result<&str> {
-    c.target.as_deref().context("--target postgres://... is required")
+    c.target
+        .as_deref()
+        .context("--target postgres://... is required")
 }
 
 fn observer(c: &Common) -> anyhow::Result<Arc<Observer>> {
@@ -104,7 +106,10 @@ fn observer(c: &Common) -> anyhow::Result<Arc<Observer>> {
     Ok(Arc::new(Observer::new(metrics, c.quiet)))
 }
 
-async fn serve_metrics(c: &Common, obs: &Observer) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
+async fn serve_metrics(
+    c: &Common,
+    obs: &Observer,
+) -> anyhow::Result<Option<tokio::task::JoinHandle<()>>> {
     let Some(addr) = c.metrics_addr else {
         return Ok(None);
     };
@@ -141,8 +146,7 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
     let result = rt.block_on(async {
         let server = serve_metrics(c, &obs).await?;
         obs.phase("plan");
-        let (s, cf, sc) = (src.to_path_buf(), cfg.clone(), c.schema.clone());
-        let plan = tokio::task::spawn_blocking(move || Plan::build(&s, &cf, &sc)).await??;
+        let plan = ficus_migrator::plan_for_run(src, tgt, &c.schema, &cfg).await?;
         let expected = plan.expected_rejects();
         if expected > 0 {
             obs.log(&format!("plan: {expected} value(s) will not convert; their rows go to ficus.quarantine (see `ficus migrate plan`)"));
@@ -164,7 +168,10 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
         Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Format::Text => {
             if result.already_complete {
-                println!("migration into schema {} is already complete: nothing to do", result.schema);
+                println!(
+                    "migration into schema {} is already complete: nothing to do",
+                    result.schema
+                );
             }
             for t in &result.tables {
                 println!(

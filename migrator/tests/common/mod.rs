@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ficus_migrator::{MigrationConfig, Observer, Plan, RunOptions, RunReport, VerifyOptions, VerifyReport};
+use ficus_migrator::{
+    MigrationConfig, Observer, Plan, RunOptions, RunReport, VerifyOptions, VerifyReport,
+};
 
 /// A temp directory removed on drop.
 pub struct TempDir(pub PathBuf);
@@ -36,7 +38,9 @@ pub fn sqlite(dir: &TempDir, sql: &str) -> PathBuf {
 }
 
 pub async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     c
 }
@@ -46,13 +50,21 @@ pub fn build_plan(src: &Path, cfg: &MigrationConfig) -> Plan {
 }
 
 pub async fn run(plan: &Plan, src: &Path, url: &str, opts: &RunOptions) -> RunReport {
-    ficus_migrator::run(plan, src, url, opts, &Arc::new(Observer::silent())).await.unwrap()
+    ficus_migrator::run(plan, src, url, opts, &Arc::new(Observer::silent()))
+        .await
+        .unwrap()
 }
 
 pub async fn verify(plan: &Plan, src: &Path, url: &str) -> VerifyReport {
-    ficus_migrator::verify(plan, src, url, &VerifyOptions::default(), &Arc::new(Observer::silent()))
-        .await
-        .unwrap()
+    ficus_migrator::verify(
+        plan,
+        src,
+        url,
+        &VerifyOptions::default(),
+        &Arc::new(Observer::silent()),
+    )
+    .await
+    .unwrap()
 }
 
 /// Plan, run and verify; assert copied + quarantined = source rows per table and a clean

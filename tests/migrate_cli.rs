@@ -1,0 +1,162 @@
+//! End-to-end tests of `ficus migrate` (the real binary) against a real PostgreSQL: exit codes,
+//! text and JSON reports, metrics endpoint, a re-run that is a no-op, and verify finding a
+//! changed row.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn ficus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .args(args)
+        .env("FICUS_LOG", "warn")
+        .output()
+        .expect("run ficus")
+}
+
+fn tmpdir(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("ficus-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&p);
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn make_db(path: &Path) {
+    let c = rusqlite::Connection::open(path).unwrap();
+    c.execute_batch(
+        "CREATE TABLE tasks (id INTEGER PRIMARY KEY, task_id VARCHAR NOT NULL UNIQUE, done BOOLEAN NOT NULL,
+                             created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, notes TEXT);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
+         INSERT INTO tasks SELECT i, 'TASK-' || i, i % 2, '2025-01-01 10:00:00.000000',
+                                  CASE WHEN i = 77 THEN CAST(x'6e6f74ff' AS TEXT) ELSE 'note ' || i END FROM n;",
+    )
+    .unwrap();
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn migrate_plan_run_verify_status_through_the_binary() {
+    let dir = tmpdir("e2e");
+    let src = dir.join("app.db");
+    make_db(&src);
+    let db = pgtemp::fresh_database("mig_cli").unwrap();
+    let s = src.to_str().unwrap();
+
+    // plan: a dry run naming the value that will not convert.
+    let o = ficus(&["migrate", "plan", "--source", s]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert!(text.contains("CREATE TABLE \"public\".\"tasks\""), "{text}");
+    assert!(
+        text.contains(r#"key {"id":77}"#) && text.contains("invalid UTF-8"),
+        "{text}"
+    );
+    let o = ficus(&["migrate", "plan", "--source", s, "--format", "json"]);
+    let plan: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(plan["tables"][0]["expected_rejects"], 1);
+
+    // run with --max-rejects 0 fails (non-zero exit); with room it succeeds.
+    let o = ficus(&[
+        "migrate",
+        "run",
+        "--source",
+        s,
+        "--target",
+        &db.url,
+        "--max-rejects",
+        "0",
+        "--quiet",
+    ]);
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("max-rejects"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = ficus(&[
+        "migrate",
+        "run",
+        "--source",
+        s,
+        "--target",
+        &db.url,
+        "--format",
+        "json",
+        "--quiet",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(rep["rows_copied"], 2999);
+    assert_eq!(rep["rows_quarantined"], 1);
+
+    // A re-run is a no-op.
+    let o = ficus(&[
+        "migrate", "run", "--source", s, "--target", &db.url, "--quiet",
+    ]);
+    assert!(o.status.success());
+    assert!(stdout(&o).contains("already complete"), "{}", stdout(&o));
+
+    // verify: clean → exit 0.
+    let o = ficus(&[
+        "migrate", "verify", "--source", s, "--target", &db.url, "--quiet",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).contains("verify: clean"));
+
+    // Change one value in PostgreSQL → exit 1 and the row and column are named.
+    let url = db.url.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let c = ficus_migrator::run::connect(&url).await.unwrap();
+            c.batch_execute("UPDATE tasks SET notes = 'note 1234!' WHERE id = 1234")
+                .await
+                .unwrap();
+        });
+    })
+    .join()
+    .unwrap();
+    let o = ficus(&[
+        "migrate", "verify", "--source", s, "--target", &db.url, "--format", "json", "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let d = &v["tables"][0]["differences"][0];
+    assert_eq!(d["kind"], "value-differs");
+    assert_eq!(d["key"], r#"{"id":1234}"#);
+    assert_eq!(d["column"], "notes");
+
+    // status names copied, quarantined and the last verification.
+    let o = ficus(&["migrate", "status", "--target", &db.url, "--format", "json"]);
+    assert!(o.status.success());
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["phase"], "done");
+    assert_eq!(st["tables"][0]["rows_copied"], 2999);
+    assert_eq!(st["tables"][0]["rows_quarantined"], 1);
+    assert_eq!(st["tables"][0]["verified_clean"], false);
+    let o = ficus(&["migrate", "status", "--target", &db.url]);
+    assert!(stdout(&o).contains("DIFFERENT"), "{}", stdout(&o));
+
+    // Bad input: a missing source file is a one-line error and a non-zero exit.
+    let o = ficus(&[
+        "migrate",
+        "plan",
+        "--source",
+        dir.join("nope.db").to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot open SQLite source"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
