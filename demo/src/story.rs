@@ -26,7 +26,10 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
         let name = "tasks_new".to_string();
         tokio::task::block_in_place(|| c.create_database(&name))?
     };
-    n.say(format!("PostgreSQL on 127.0.0.1:{}  ({new_url})", cluster.port()));
+    n.say(format!(
+        "PostgreSQL on 127.0.0.1:{}  ({new_url})",
+        cluster.port()
+    ));
 
     n.step("Seed the legacy monolith's SQLite database");
     let legacy_db = dir.join("legacy.db");
@@ -127,7 +130,10 @@ async fn compare_sides(
     legacy: &str,
     new: &str,
 ) -> Result<(), DemoError> {
-    let ready = client.get(&format!("{legacy}/api/tasks/ready")).await?.json();
+    let ready = client
+        .get(&format!("{legacy}/api/tasks/ready"))
+        .await?
+        .json();
     let pending = ready
         .as_array()
         .and_then(|a| a.first())
@@ -135,7 +141,13 @@ async fn compare_sides(
         .ok_or_else(|| DemoError::Step("the seeded data has no ready task".into()))?
         .to_string();
     let calls: Vec<(String, &str, String, Option<Value>, u16)> = vec![
-        ("list all tasks".into(), "GET", "/api/tasks/".into(), None, 200),
+        (
+            "list all tasks".into(),
+            "GET",
+            "/api/tasks/".into(),
+            None,
+            200,
+        ),
         (
             "one task".into(),
             "GET",
@@ -143,7 +155,13 @@ async fn compare_sides(
             None,
             200,
         ),
-        ("ready queue".into(), "GET", "/api/tasks/ready".into(), None, 200),
+        (
+            "ready queue".into(),
+            "GET",
+            "/api/tasks/ready".into(),
+            None,
+            200,
+        ),
         (
             "grouped by status".into(),
             "GET",

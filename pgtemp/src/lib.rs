@@ -31,7 +31,11 @@ pub enum PgTempError {
     #[error("{step} failed: {detail}")]
     Command { step: String, detail: String },
     #[error("PostgreSQL at {url} did not accept connections within {secs} s: {last}")]
-    NotReady { url: String, secs: u64, last: String },
+    NotReady {
+        url: String,
+        secs: u64,
+        last: String,
+    },
     #[error("{DATABASE_URL_ENV} is not a usable postgres URL: {0}")]
     BadUrl(String),
     #[error("postgres: {0}")]
@@ -198,7 +202,11 @@ fn reap_stale(root: &Path) {
         }
         let pm = e.path().join("data/postmaster.pid");
         if let Ok(text) = std::fs::read_to_string(&pm) {
-            if let Some(pg) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) {
+            if let Some(pg) = text
+                .lines()
+                .next()
+                .and_then(|l| l.trim().parse::<i32>().ok())
+            {
                 unsafe {
                     libc::kill(pg, libc::SIGQUIT);
                 }
