@@ -632,8 +632,11 @@ impl Differ<'_> {
                 )
             };
             let in_b: HashSet<usize> = sequence.iter().copied().collect();
-            let legacy_ids = ids(a, &|i| pairs.iter().any(|p| p.0 == i));
-            let new_ids = ids(b, &|j| in_b.contains(&j));
+            // `{key: [ids in order]}`: says what the elements were paired by, and puts the
+            // ids under their key so redaction of that field applies to them too.
+            let by_key = |ids: Value| Value::Object(Map::from_iter([(key.to_string(), ids)]));
+            let legacy_ids = by_key(ids(a, &|i| pairs.iter().any(|p| p.0 == i)));
+            let new_ids = by_key(ids(b, &|j| in_b.contains(&j)));
             self.push(DiffKind::Order, Some(&legacy_ids), Some(&new_ids));
         }
         for (i, j) in pairs {
@@ -995,8 +998,8 @@ mod tests {
             ]
         );
         assert_eq!(c.entries[2].field, "/*/v");
-        assert_eq!(c.entries[0].legacy, Some(json!([1, 2, 3])));
-        assert_eq!(c.entries[0].new, Some(json!([3, 1, 2])));
+        assert_eq!(c.entries[0].legacy, Some(json!({"id": [1, 2, 3]})));
+        assert_eq!(c.entries[0].new, Some(json!({"id": [3, 1, 2]})));
         // One element missing in the middle: only that one is reported.
         let c = cmp_json(
             &r,

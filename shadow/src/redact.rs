@@ -9,7 +9,8 @@
 //!   query and `application/x-www-form-urlencoded` parameters with those names, become
 //!   `[redacted]` — in stored bodies, in the request path and in diff entries.
 //!
-//! Bodies that are neither JSON nor form-encoded are stored as they are.
+//! Bodies that are neither JSON nor form-encoded are stored as they are (and the example
+//! lines of text differences get the same parameter treatment as query strings).
 
 use std::collections::HashSet;
 
@@ -183,7 +184,16 @@ impl Redactor {
                         }
                     }
                 }
-                DiffKind::Status | DiffKind::Text => {}
+                DiffKind::Status => {}
+                // First changed lines of non-JSON bodies: form-style parameters are caught.
+                DiffKind::Text if !self.names.is_empty() => {
+                    for v in [&mut e.legacy, &mut e.new].into_iter().flatten() {
+                        if let Some(text) = v.as_str() {
+                            *v = Value::from(self.params(text));
+                        }
+                    }
+                }
+                DiffKind::Text => {}
                 _ => {
                     let Some(segs) = pointer::split(&e.path) else {
                         continue;
@@ -261,6 +271,14 @@ mod tests {
                 kind: DiffKind::Missing,
                 legacy: Some(json!({"password": "pw4"})),
                 new: None,
+            },
+            // Elements paired by a secret field: the order entry lists them under its name.
+            DiffEntry {
+                path: "/items".into(),
+                field: "/items".into(),
+                kind: DiffKind::Order,
+                legacy: Some(json!({"password": ["pw5", "pw6"]})),
+                new: Some(json!({"password": ["pw6", "pw5"]})),
             },
         ];
         r.entries(&mut entries);
