@@ -71,7 +71,7 @@
 //! - [`config`]: the `[shadow]` and `[routes.shadow]` settings and their validation.
 //! - [`capture`]: [`TeeBody`] and the captured exchange types.
 //! - `mirror`: [`Shadow`], the seam the proxy calls; the worker thread.
-//! - [`compare`]: legacy-versus-new comparison into [`DiffEntry`]s.
+//! - [`compare`](mod@compare): legacy-versus-new comparison into [`DiffEntry`]s.
 //! - `noise`: noise learning.
 //! - `redact`: what never reaches the store in clear.
 //! - [`store`]: the SQLite mismatch store and its writer thread.

@@ -63,7 +63,8 @@ pub struct Group {
     pub field: String,
     /// The kind (`value`, `missing`, ...).
     pub kind: String,
-    /// Stored mismatches showing it.
+    /// Stored mismatches showing it (retention may have removed older ones, while request
+    /// counts are kept for `keep_days`).
     pub count: u64,
     /// `count` as a percentage of compared requests (absent when none were counted).
     pub percent_of_compared: Option<f64>,

@@ -7,11 +7,11 @@
 //! example, for grouping), `counts` (requests per route, minute and result, so reports give
 //! shares of compared requests), `noise` and `noise_probes` (learned noise with counts).
 //!
-//! Rows arrive already redacted and truncated ([`crate::redact`]); nothing here sees a
+//! Rows arrive already redacted and truncated (by the `redact` module); nothing here sees a
 //! secret. Retention: at most `keep` mismatches and nothing older than `keep_days`.
 //!
 //! The proxy never touches SQLite on a request: a writer thread owns the connection and is
-//! fed through a bounded channel ([`Op`]), committing what has queued up in one transaction.
+//! fed through a bounded channel (`Op`), committing what has queued up in one transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
