@@ -530,3 +530,61 @@ async fn sampling_mirrors_the_configured_share() {
     }
     assert!((1800..=2200).contains(&mirrored), "{mirrored} of 4000");
 }
+
+#[tokio::test]
+async fn metrics_exposition_passes_promtool() {
+    let legacy = serve(Duration::ZERO, json(|_, _| r#"{"a":1}"#.into())).await;
+    let new = serve(Duration::ZERO, json(|_, _| r#"{"a":2}"#.into())).await;
+    let h = harness("promtool", |_| {});
+    let route = h.route(
+        "tasks-read",
+        RouteShadowConfig::default(),
+        false,
+        &legacy.url(),
+        &new.url(),
+    );
+    h.shadow.submit(get_job(&route, &legacy.url(), "/").await);
+    flush(&h.shadow).await;
+    let text = prometheus::TextEncoder::new()
+        .encode_to_string(&h.registry.gather())
+        .unwrap();
+    assert!(
+        text.contains(r#"ficus_shadow_requests_total{result="mismatch",route="tasks-read"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#"ficus_shadow_mismatches_total{kind="value",route="tasks-read"} 1"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("ficus_shadow_mirror_duration_seconds_bucket"),
+        "{text}"
+    );
+    let Ok(mut child) = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("promtool not installed; exposition not linted");
+        return;
+    };
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success() && said.trim().is_empty(),
+        "promtool: {said}"
+    );
+}
