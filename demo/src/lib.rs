@@ -44,6 +44,8 @@ pub enum DemoError {
     Postgres(#[from] pgtemp::PgTempError),
     #[error("task app: {0}")]
     TaskApp(#[from] ficus_taskapp::TaskAppError),
+    #[error("migration: {0}")]
+    Migrate(#[from] ficus_migrator::MigrateError),
     #[error("http: {0}")]
     Http(String),
     #[error("{path}: {source}")]

@@ -3,6 +3,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use tokio::net::TcpListener;
@@ -35,14 +36,16 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     let legacy_db = dir.join("legacy.db");
     let tasks = ficus_taskapp::seed_tasks(opts.tasks, 42);
     let seeded = {
-        let (p, t) = (legacy_db.clone(), tasks.clone());
+        let p = legacy_db.clone();
+        let t = tasks;
         tokio::task::spawn_blocking(move || ficus_taskapp::seed_sqlite(&p, &t))
             .await
             .map_err(|e| DemoError::Step(format!("seed task: {e}")))??
     };
     n.say(format!("{seeded} tasks in {}", legacy_db.display()));
-    let copied = ficus_taskapp::seed_postgres(&new_url, &tasks).await?;
-    n.say(format!("the same {copied} tasks loaded into PostgreSQL"));
+
+    n.step("Migrate the legacy data into PostgreSQL (plan, run, verify)");
+    migrate(&mut n, &legacy_db, &new_url).await?;
 
     n.step("Start both task apps");
     let legacy = ficus_taskapp::serve_legacy(&legacy_db, bind().await?, vec![]).await?;
@@ -67,6 +70,51 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .map_err(|e| DemoError::Step(format!("postgres stop task: {e}")))?;
+    Ok(())
+}
+
+/// `ficus migrate plan`, `run` and `verify`, as an operator would run them.
+async fn migrate(n: &mut Narrator<'_>, source: &Path, target: &str) -> Result<(), DemoError> {
+    use ficus_migrator::{MigrationConfig, Observer, Plan, RunOptions, VerifyOptions};
+    let obs = Arc::new(Observer::silent());
+    let plan = {
+        let src = source.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Plan::build(&src, &MigrationConfig::default(), "public")
+        })
+        .await
+        .map_err(|e| DemoError::Step(format!("plan task: {e}")))??
+    };
+    n.say(format!(
+        "plan: {} tables; e.g. {}",
+        plan.tables.len(),
+        plan.report()
+            .lines()
+            .find(|l| l.contains("last_heartbeat"))
+            .unwrap_or("")
+            .trim()
+    ));
+    let run = ficus_migrator::run(&plan, source, target, &RunOptions::default(), &obs).await?;
+    for t in &run.tables {
+        n.say(format!(
+            "copied {:<12} {:>6} of {:>6} rows, {} quarantined",
+            t.table, t.rows_copied, t.source_rows, t.rows_quarantined
+        ));
+    }
+    n.say(format!("run took {:.2} s", run.seconds));
+    let verify =
+        ficus_migrator::verify(&plan, source, target, &VerifyOptions::default(), &obs).await?;
+    n.say(format!(
+        "verify: {} ({:.2} s, chunked checksums of every row on both sides)",
+        if verify.clean { "clean" } else { "DIFFERENCES" },
+        verify.seconds
+    ));
+    if !verify.clean {
+        return Err(DemoError::Step(format!(
+            "verify found differences:\n{}",
+            verify.text()
+        )));
+    }
     Ok(())
 }
 
