@@ -19,7 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::BodyTooLarge;
 use crate::split::Side;
-use crate::upstream::{Pool, Upstream};
+use crate::upstream::{Pool, Sender};
 
 /// Boxed error type of request bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -94,11 +94,10 @@ pub(crate) struct Return {
     pub side: Side,
     pub backend_id: u64,
     pub max_idle: usize,
-    pub upstream: Upstream,
+    pub sender: Sender,
 }
 
-/// A backend's response body. When it carries its connection ([`Return`]), polling the body
-/// also drives that connection's I/O, and the connection goes back to the pool at end of stream.
+/// A backend's response body; returns its connection to the pool at end of stream.
 pub(crate) struct UpstreamBody {
     inner: Incoming,
     ret: Cell<Option<Return>>,
@@ -117,36 +116,15 @@ impl UpstreamBody {
     fn finish(&self) {
         self.done.set(true);
         if let Some(r) = self.ret.take() {
-            r.pool.checkin(r.side, r.backend_id, r.max_idle, r.upstream);
+            r.pool.checkin(r.side, r.backend_id, r.max_idle, r.sender);
         }
-    }
-
-    fn poll_frame(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
-        if let Some(r) = self.ret.get_mut() {
-            // Read what the backend sent into the body channel before looking at the channel.
-            r.upstream.drive(cx);
-        }
-        let r = Pin::new(&mut self.inner).poll_frame(cx);
-        match &r {
-            Poll::Ready(None) => self.finish(),
-            Poll::Ready(Some(Ok(_))) if self.inner.is_end_stream() => self.finish(),
-            Poll::Ready(Some(Err(_))) => {
-                // A broken body: the connection is not reusable.
-                self.ret.take();
-            }
-            _ => {}
-        }
-        r
     }
 }
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
         // Dropped unread (client gone, HEAD, ...): the connection cannot be reused unless the body
-        // was complete; dropping it closes it.
+        // was complete; dropping its sender closes it.
         if self.done.get() || self.inner.is_end_stream() {
             self.finish();
         }
@@ -181,7 +159,15 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
         match self.get_mut() {
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
-            RespBody::Upstream(u) => u.poll_frame(cx),
+            RespBody::Upstream(u) => {
+                let r = Pin::new(&mut u.inner).poll_frame(cx);
+                match &r {
+                    Poll::Ready(None) => u.finish(),
+                    Poll::Ready(Some(Ok(_))) if u.inner.is_end_stream() => u.finish(),
+                    _ => {}
+                }
+                r
+            }
         }
     }
 

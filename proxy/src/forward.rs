@@ -11,12 +11,10 @@
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
 use std::error::Error as _;
-use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -30,7 +28,7 @@ use crate::control::Shared;
 use crate::error::{BodyTooLarge, ErrorKind};
 use crate::split::Side;
 use crate::table::{Backend, Route, Table};
-use crate::upstream::{ConnectError, Pool, Upstream};
+use crate::upstream::{ConnectError, Pool};
 
 /// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
 pub const OVERRIDE_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
@@ -191,12 +189,11 @@ pub(crate) async fn handle(
                 limit: table.max_request_bytes,
             }
         };
-        let (resp, upstream) = exchange(
+        let (resp, sender) = exchange(
             &worker.pool,
             backend,
             Request::from_parts(parts, body),
             metrics,
-            upgrade,
         )
         .await?;
         Ok(respond(
@@ -204,7 +201,7 @@ pub(crate) async fn handle(
             backend,
             route,
             resp,
-            upstream,
+            sender,
             down_upgrade,
             &request_id,
         ))
@@ -403,75 +400,36 @@ fn prepare(
     Ok(())
 }
 
-/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`),
-/// driving the upstream connection in this task. A request that never left (a pooled
-/// connection turned out closed) is retried once on a fresh connection. Upgrade requests get a
-/// fresh connection driven by a task of its own, since it outlives this exchange.
+/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
+/// A request that never left (a pooled connection turned out closed) is retried once on a
+/// fresh connection.
 async fn exchange(
     pool: &Pool,
     backend: &Backend,
     req: Request<ReqBody>,
     metrics: &crate::metrics::Metrics,
-    upgrade: bool,
-) -> Result<(Response<Incoming>, Option<Upstream>), Failure> {
+) -> Result<(Response<Incoming>, crate::upstream::Sender), Failure> {
     let mut req = req;
-    let opened = &metrics.connections_opened[backend.side.index()];
     for attempt in 0..2 {
-        let checkout = if upgrade {
-            pool.connect(backend, || opened.inc()).await
-        } else {
-            pool.checkout(backend, || opened.inc()).await
-        };
-        let mut up = checkout.map_err(|e| match e {
-            ConnectError::Timeout => Failure::new(
-                ErrorKind::UpstreamConnect,
-                format!(
-                    "connect to {} timed out after {:?}",
-                    backend.cfg.authority, backend.cfg.connect_timeout
+        let opened = &metrics.connections_opened[backend.side.index()];
+        let mut conn = pool
+            .checkout(backend, || opened.inc())
+            .await
+            .map_err(|e| match e {
+                ConnectError::Timeout => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!(
+                        "connect to {} timed out after {:?}",
+                        backend.cfg.authority, backend.cfg.connect_timeout
+                    ),
                 ),
-            ),
-            other => Failure::new(
-                ErrorKind::UpstreamConnect,
-                format!("{}: {other}", backend.cfg.authority),
-            ),
-        })?;
-        let reused = up.reused;
-        let mut fut = std::pin::pin!(up.sender.try_send_request(req));
-        let mut up = if upgrade {
-            let (_sender, conn) = up.into_parts();
-            tokio::task::spawn_local(async move {
-                if let Err(e) = conn.with_upgrades().await {
-                    tracing::debug!(error = %e, "upstream connection ended with an error");
-                }
-            });
-            None
-        } else {
-            Some(up)
-        };
-        let step = poll_fn(|cx| {
-            if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                return Poll::Ready(Some(r));
-            }
-            if let Some(u) = up.as_mut() {
-                if !u.drive(cx) {
-                    // The connection ended; the response future resolves with its error.
-                    if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                        return Poll::Ready(Some(r));
-                    }
-                    return Poll::Ready(None);
-                }
-                if let Poll::Ready(r) = fut.as_mut().poll(cx) {
-                    return Poll::Ready(Some(r));
-                }
-            }
-            Poll::Pending
-        });
-        let outcome = if worker_no_timeout() {
-            Ok(step.await)
-        } else {
-            tokio::time::timeout(backend.cfg.timeout, step).await
-        };
-        match outcome {
+                other => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!("{}: {other}", backend.cfg.authority),
+                ),
+            })?;
+        let fut = conn.sender.try_send_request(req);
+        match tokio::time::timeout(backend.cfg.timeout, fut).await {
             Err(_) => {
                 return Err(Failure::new(
                     ErrorKind::UpstreamTimeout,
@@ -481,18 +439,9 @@ async fn exchange(
                     ),
                 ))
             }
-            Ok(None) => {
-                return Err(Failure::new(
-                    ErrorKind::UpstreamIo,
-                    format!(
-                        "{}: connection closed before the response",
-                        backend.cfg.authority
-                    ),
-                ))
-            }
-            Ok(Some(Ok(resp))) => return Ok((resp, up)),
-            Ok(Some(Err(mut e))) => match e.take_message() {
-                Some(back) if reused && attempt == 0 => {
+            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(back) if conn.reused && attempt == 0 => {
                     req = back;
                     continue;
                 }
@@ -526,7 +475,7 @@ fn respond(
     backend: &Backend,
     route: &Route,
     resp: Response<Incoming>,
-    upstream: Option<Upstream>,
+    sender: crate::upstream::Sender,
     down_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_id: &HeaderValue,
 ) -> Response<RespBody> {
@@ -542,7 +491,7 @@ fn respond(
         let up = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
         if let (Some(down), Some(up)) = (down_upgrade, up) {
             // The upstream connection now belongs to the tunnel; it never returns to the pool.
-            drop(upstream);
+            drop(sender);
             drop(body);
             tokio::task::spawn_local(async move {
                 match tokio::try_join!(down, up) {
@@ -559,14 +508,17 @@ fn respond(
             return Response::from_parts(parts, RespBody::empty());
         }
     }
-    let ret = upstream.map(|upstream| Return {
+    let ret = Return {
         pool: worker.pool.clone(),
         side: backend.side,
         backend_id: backend.id,
         max_idle: backend.cfg.max_idle_per_worker,
-        upstream,
-    });
-    Response::from_parts(parts, RespBody::Upstream(UpstreamBody::new(body, ret)))
+        sender,
+    };
+    Response::from_parts(
+        parts,
+        RespBody::Upstream(UpstreamBody::new(body, Some(ret))),
+    )
 }
 
 /// A JSON error body naming what failed, the route and the backend.
@@ -641,12 +593,4 @@ mod tests {
         hex(0xabc, &mut a);
         assert_eq!(&a, b"0000000000000abc");
     }
-}
-
-thread_local! {
-    static NO_TIMEOUT: bool = std::env::var_os("FICUS_EXP_NO_TIMEOUT").is_some();
-}
-
-fn worker_no_timeout() -> bool {
-    NO_TIMEOUT.with(|v| *v)
 }

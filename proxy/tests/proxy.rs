@@ -928,3 +928,11 @@ fn rand_suffix() -> u64 {
 
 #[allow(dead_code)]
 fn unused(_: Bytes) {}
+
+#[test]
+fn shipped_example_config_is_valid() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ficus.toml");
+    let c = Config::from_file(&p).unwrap_or_else(|e| panic!("{e}"));
+    assert!(c.route("tasks-read").is_some());
+    c.validate().unwrap();
+}
