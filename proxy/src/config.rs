@@ -292,7 +292,7 @@ impl Ctx<'_> {
     }
 
     /// Turns a toml/serde error into one naming the key on the offending line.
-    fn from_toml(&self, e: toml::de::Error) -> ConfigError {
+    fn toml_error(&self, e: toml::de::Error) -> ConfigError {
         let span = e.span();
         let field = span
             .clone()
@@ -414,7 +414,7 @@ fn check_name(name: &str) -> Result<(), String> {
 
 fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
     let cx = Ctx { src, file };
-    let raw: RawConfig = toml::from_str(src).map_err(|e| cx.from_toml(e))?;
+    let raw: RawConfig = toml::from_str(src).map_err(|e| cx.toml_error(e))?;
 
     let p = raw.proxy;
     let addr = |v: Option<Spanned<String>>,

@@ -63,6 +63,8 @@ impl ConnInfo {
 /// Per-worker state: the cached table, the upstream pools, the request-id generator.
 pub(crate) struct Worker {
     shared: Arc<Shared>,
+    // `Rc<Arc<_>>` on purpose: requests clone the `Rc` (non-atomic), never the shared `Arc`.
+    #[allow(clippy::redundant_allocation)]
     current: RefCell<Rc<Arc<Table>>>,
     seen: Cell<u64>,
     pub pool: Rc<Pool>,
@@ -87,6 +89,7 @@ impl Worker {
     /// The current table; refreshed from the shared `ArcSwap` only when its generation moved,
     /// so the common case is one atomic load and a non-atomic `Rc` clone.
     #[inline]
+    #[allow(clippy::redundant_allocation)]
     fn table(&self) -> Rc<Arc<Table>> {
         let g = self.shared.generation.load(Ordering::Acquire);
         if g != self.seen.get() {

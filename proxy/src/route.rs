@@ -121,7 +121,7 @@ impl PathTemplate {
     }
 
     /// The value of the segment at `index` in a path this template matched.
-    pub fn segment<'a>(path: &'a str, index: usize) -> Option<&'a str> {
+    pub fn segment(path: &str, index: usize) -> Option<&str> {
         path.strip_prefix('/')?
             .split('/')
             .nth(index)
