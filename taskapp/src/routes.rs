@@ -4,6 +4,12 @@
 //!
 //! `/api/tasks` without the trailing slash is served like `/api/tasks/` (FastAPI would
 //! redirect; a proxy in front should not have to follow redirects).
+//!
+//! A write carrying `X-Ficus-Request-Time: <RFC 3339 timestamp>` (or a naive
+//! `YYYY-MM-DD HH:MM:SS[.f]`, read as UTC) is performed as of that time instead of the clock:
+//! a dual-writing proxy stamps each write once and sends the same value to both sides, so
+//! `created_at`, `updated_at`, `last_heartbeat` and note prefixes come out identical. A
+//! malformed value is a 422 naming the header; reads ignore it.
 
 use bytes::Bytes;
 use http::header::{HeaderValue, ALLOW, CONTENT_TYPE};
@@ -17,6 +23,10 @@ use crate::render::{GroupsJson, Render, TaskJson, TaskListJson};
 use crate::request::{self, FromBody};
 use crate::service::Service;
 use crate::store::Store;
+use crate::timestamp::Timestamp;
+
+/// The header a dual-writing proxy stamps on a write: the time to use as "now".
+pub(crate) const REQUEST_TIME_HEADER: &str = "x-ficus-request-time";
 
 /// Largest request body accepted.
 pub(crate) const MAX_BODY: usize = 1 << 20;
@@ -126,10 +136,19 @@ where
         }
         return resp;
     }
+    let at =
+        if matches!(route, Route::Collection | Route::Action(..)) && req.method() == Method::POST {
+            match request_time(req.headers()) {
+                Ok(at) => at,
+                Err(e) => return failure(e),
+            }
+        } else {
+            None
+        };
     match route {
         Route::Collection if req.method() == Method::GET => list(svc.list().await, render),
         Route::Collection => match body::<request::CreateTask, B>(req).await {
-            Ok(create) => one(StatusCode::CREATED, svc.create(create).await, render),
+            Ok(create) => one(StatusCode::CREATED, svc.create(create, at).await, render),
             Err(resp) => resp,
         },
         Route::Ready => list(svc.ready().await, render),
@@ -138,30 +157,49 @@ where
             Err(e) => failure(e),
         },
         Route::Task(id) => one(StatusCode::OK, svc.get(&id).await, render),
-        Route::Action(id, Action::Unclaim) => one(StatusCode::OK, svc.unclaim(&id).await, render),
+        Route::Action(id, Action::Unclaim) => {
+            one(StatusCode::OK, svc.unclaim(&id, at).await, render)
+        }
         Route::Action(id, action) => {
             let result = match action {
                 Action::Claim => match body(req).await {
-                    Ok(b) => svc.claim(&id, b).await,
+                    Ok(b) => svc.claim(&id, b, at).await,
                     Err(resp) => return resp,
                 },
                 Action::Heartbeat => match body(req).await {
-                    Ok(b) => svc.heartbeat(&id, b).await,
+                    Ok(b) => svc.heartbeat(&id, b, at).await,
                     Err(resp) => return resp,
                 },
                 Action::UpdateNotes => match body(req).await {
-                    Ok(b) => svc.update_notes(&id, b).await,
+                    Ok(b) => svc.update_notes(&id, b, at).await,
                     Err(resp) => return resp,
                 },
                 Action::SetStatus => match body(req).await {
-                    Ok(b) => svc.set_status(&id, b).await,
+                    Ok(b) => svc.set_status(&id, b, at).await,
                     Err(resp) => return resp,
                 },
-                Action::Unclaim => svc.unclaim(&id).await,
+                Action::Unclaim => svc.unclaim(&id, at).await,
             };
             one(StatusCode::OK, result, render)
         }
     }
+}
+
+/// The `X-Ficus-Request-Time` of a write, if it carries one.
+fn request_time(headers: &http::HeaderMap) -> Result<Option<Timestamp>, TaskError> {
+    let Some(v) = headers.get(REQUEST_TIME_HEADER) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(Timestamp::parse_request_time)
+        .map(Some)
+        .ok_or_else(|| {
+            TaskError::Invalid(format!(
+                "X-Ficus-Request-Time: {:?} is not an RFC 3339 timestamp",
+                String::from_utf8_lossy(v.as_bytes())
+            ))
+        })
 }
 
 /// Reads and parses the body; the error is the response to send.

@@ -3,7 +3,9 @@
 //! (claim, heartbeat, notes, status, unclaim). Stores only persist what these rules decide.
 //!
 //! Each write reads the [`Clock`] exactly once, before touching the store, so two sides given
-//! equal clocks and the same calls produce equal timestamps.
+//! equal clocks and the same calls produce equal timestamps. A write given a request time (the
+//! `X-Ficus-Request-Time` header a dual-writing proxy stamps once and sends to both sides)
+//! uses it instead and does not read the clock, so both sides store identical timestamps.
 
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, HashMap};
@@ -15,7 +17,7 @@ use crate::model::{Event, NewTask, Priority, Status, Task};
 use crate::quirk::Quirks;
 use crate::request::{Claim, CreateTask, Heartbeat, SetStatus, UpdateNotes};
 use crate::store::Store;
-use crate::timestamp::Clock;
+use crate::timestamp::{Clock, Timestamp};
 
 /// The Task API over one store.
 pub(crate) struct Service<S> {
@@ -60,9 +62,18 @@ impl<S: Store> Service<S> {
             .ok_or_else(|| TaskError::NotFound(task_id.to_string()))
     }
 
+    /// `at` (the request's time), else the clock.
+    fn now(&self, at: Option<Timestamp>) -> Timestamp {
+        at.unwrap_or_else(|| self.clock.now())
+    }
+
     /// A new pending task.
-    pub(crate) async fn create(&self, req: CreateTask) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+    pub(crate) async fn create(
+        &self,
+        req: CreateTask,
+        at: Option<Timestamp>,
+    ) -> Result<Task, TaskError> {
+        let now = self.now(at);
         let new = NewTask {
             task_id: req.task_id,
             title: req.title,
@@ -90,8 +101,13 @@ impl<S: Store> Service<S> {
     }
 
     /// Claim for an agent: only a pending task, or one this agent already holds (409 otherwise).
-    pub(crate) async fn claim(&self, task_id: &str, req: Claim) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+    pub(crate) async fn claim(
+        &self,
+        task_id: &str,
+        req: Claim,
+        at: Option<Timestamp>,
+    ) -> Result<Task, TaskError> {
+        let now = self.now(at);
         self.store
             .modify(
                 task_id,
@@ -127,8 +143,13 @@ impl<S: Store> Service<S> {
     }
 
     /// Heartbeat from the assigned agent (403 for anyone else).
-    pub(crate) async fn heartbeat(&self, task_id: &str, req: Heartbeat) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+    pub(crate) async fn heartbeat(
+        &self,
+        task_id: &str,
+        req: Heartbeat,
+        at: Option<Timestamp>,
+    ) -> Result<Task, TaskError> {
+        let now = self.now(at);
         self.store
             .modify(
                 task_id,
@@ -156,8 +177,9 @@ impl<S: Store> Service<S> {
         &self,
         task_id: &str,
         req: UpdateNotes,
+        at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+        let now = self.now(at);
         self.store
             .modify(
                 task_id,
@@ -184,8 +206,9 @@ impl<S: Store> Service<S> {
         &self,
         task_id: &str,
         req: SetStatus,
+        at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+        let now = self.now(at);
         self.store
             .modify(
                 task_id,
@@ -215,8 +238,12 @@ impl<S: Store> Service<S> {
     }
 
     /// Releases a task back to pending, clearing its agent and worktree.
-    pub(crate) async fn unclaim(&self, task_id: &str) -> Result<Task, TaskError> {
-        let now = self.clock.now();
+    pub(crate) async fn unclaim(
+        &self,
+        task_id: &str,
+        at: Option<Timestamp>,
+    ) -> Result<Task, TaskError> {
+        let now = self.now(at);
         self.store
             .modify(
                 task_id,

@@ -94,6 +94,17 @@ impl Timestamp {
         Some(Timestamp(PrimitiveDateTime::new(date, time)))
     }
 
+    /// A request time as a proxy stamps it: RFC 3339 with an offset (`2025-01-01T10:00:00.5Z`,
+    /// `...+02:00`), converted to UTC, or a naive [`Timestamp::parse`] form read as UTC.
+    /// Truncated to microseconds.
+    pub fn parse_request_time(s: &str) -> Option<Timestamp> {
+        let s = s.trim();
+        match OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
+            Ok(odt) => Some(Timestamp::from_offset(odt)),
+            Err(_) => Timestamp::parse(s),
+        }
+    }
+
     /// SQLAlchemy's SQLite storage form, always six fraction digits: `2025-01-01 10:00:00.000000`.
     /// Also the prefix of appended status notes.
     pub fn to_sqlite(self) -> String {
@@ -194,6 +205,22 @@ mod tests {
         assert_eq!(t.to_api(false), "2025-03-04T05:06:07.500000");
         let t = Timestamp::parse("2025-03-04 05:06:07.123456789").unwrap();
         assert_eq!(t.to_sqlite(), "2025-03-04 05:06:07.123456");
+    }
+
+    #[test]
+    fn request_times() {
+        let want = Timestamp::parse("2025-03-04 05:06:07.123456").unwrap();
+        for s in [
+            "2025-03-04T05:06:07.123456Z",
+            "2025-03-04T07:06:07.123456789+02:00",
+            "2025-03-04 05:06:07.123456",
+            " 2025-03-04T05:06:07.123456z ",
+        ] {
+            assert_eq!(Timestamp::parse_request_time(s), Some(want), "{s:?}");
+        }
+        for s in ["", "yesterday", "2025-03-04", "2025-03-04T05:06:07+25:00"] {
+            assert_eq!(Timestamp::parse_request_time(s), None, "{s:?}");
+        }
     }
 
     #[test]
