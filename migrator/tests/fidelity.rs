@@ -537,6 +537,13 @@ fn big_tables_are_profiled_in_ranges_that_add_up() {
     assert_eq!(t.columns[1].profile.int_min, Some(1));
     assert_eq!(t.columns[1].profile.int_max, Some(650_000));
     assert_eq!(t.columns[2].rejects, 3);
-    let keys: Vec<&str> = t.columns[2].samples.iter().map(|s| s.key.as_str()).collect();
-    assert_eq!(keys, vec![r#"{"id":1}"#, r#"{"id":300001}"#, r#"{"id":649999}"#]);
+    let keys: Vec<&str> = t.columns[2]
+        .samples
+        .iter()
+        .map(|s| s.key.as_str())
+        .collect();
+    assert_eq!(
+        keys,
+        vec![r#"{"id":1}"#, r#"{"id":300001}"#, r#"{"id":649999}"#]
+    );
 }
