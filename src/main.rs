@@ -37,14 +37,19 @@ enum Command {
 }
 
 fn main() {
+    let cli = Cli::parse();
+    // The demo narrates on stdout; its servers' info logs would only interleave with it.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn",
+        _ => "info,tokio_postgres=warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FICUS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tokio_postgres=warn")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_filter)),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
     let result = match cli.command {
         Command::Taskapp(a) => cmd::taskapp::run(a),
         Command::Proxy(a) => cmd::proxy::run(a),

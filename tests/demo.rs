@@ -22,10 +22,14 @@ fn demo_completes_and_narrates_each_step() {
         "legacy (SQLite)",
         "new    (PostgreSQL)",
         "unknown task",
+        "verify: clean",
+        "100%        0     200",
+        "rollback: tasks-read 100%→0%",
         "Done",
     ] {
         assert!(stdout.contains(want), "missing {want:?} in:\n{stdout}");
     }
     assert!(!stdout.contains(" NO"), "a side disagreed:\n{stdout}");
+    assert!(!stdout.contains("BROKEN"), "stickiness broken:\n{stdout}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -57,14 +57,84 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     let client = Client::new();
     compare_sides(&mut n, &client, &legacy.url(), &new.url()).await?;
 
+    n.step("Put the ficus proxy in front of both (reads split by user, sticky)");
+    let token = demo_token();
+    let proxy = start_proxy(&dir, &legacy.url(), &new.url(), &token)?;
+    let admin = format!("http://{}", proxy.admin_addr());
+    let entry = format!("http://{}", proxy.listen_addr());
+    n.say(format!(
+        "proxy {entry}   admin API {admin}   (token in {})",
+        dir.join("admin-token").display()
+    ));
+    write_file(&dir.join("admin-token"), &token)?;
+    let operator = ficus_proxy::client::AdminClient::new(
+        &admin,
+        Some(token.clone()),
+        Some("demo-operator".into()),
+    )
+    .map_err(|e| DemoError::Step(format!("admin client: {e}")))?;
+
+    n.step("Roll reads out: 0 → 25 → 50 → 100 %, then roll back in one command");
+    n.say(format!(
+        "{:>8}  {:>7} {:>7}   {}",
+        "percent", "legacy", "new", "(200 users, one GET each, sticky on X-User-Id)"
+    ));
+    let mut previous_new: std::collections::BTreeSet<u32> = Default::default();
+    for pct in [0.0, 25.0, 50.0, 100.0] {
+        operator
+            .set_rollout(READ_ROUTE, pct)
+            .await
+            .map_err(|e| DemoError::Step(format!("rollout set {pct}: {e}")))?;
+        let (l, on_new) = drive_reads(&client, &entry, 200).await?;
+        let kept = previous_new.is_subset(&on_new);
+        n.say(format!(
+            "{pct:>7}%  {l:>7} {:>7}   {}",
+            on_new.len(),
+            match (pct > 0.0, kept) {
+                (false, _) => "",
+                (true, true) => "every user already on new stays there",
+                (true, false) => "STICKINESS BROKEN",
+            }
+        ));
+        if !kept {
+            return Err(DemoError::Step(format!(
+                "raising to {pct}% moved users back to legacy"
+            )));
+        }
+        previous_new = on_new;
+    }
+    let rolled = operator
+        .rollback(&[])
+        .await
+        .map_err(|e| DemoError::Step(format!("rollback: {e}")))?;
+    let (l, on_new) = drive_reads(&client, &entry, 200).await?;
+    n.say(format!(
+        "rollback: {} → legacy {l}, new {}   (`ficus rollback` does the same)",
+        rolled
+            .iter()
+            .map(|c| format!("{} {}%→{}%", c.route, c.from, c.to))
+            .collect::<Vec<_>>()
+            .join(", "),
+        on_new.len()
+    ));
+    if !on_new.is_empty() {
+        return Err(DemoError::Step(
+            "after rollback some reads still went to new".into(),
+        ));
+    }
+
     if opts.serve {
         n.step("Serving until Ctrl-C");
         n.say(format!("legacy {}   new {}", legacy.url(), new.url()));
+        n.say(format!(
+            "proxy {entry}   admin {admin}   metrics {admin}/metrics"
+        ));
         let _ = tokio::signal::ctrl_c().await;
     }
 
     n.step("Done");
     n.say(format!("work directory: {}", dir.display()));
+    proxy.shutdown().await;
     legacy.shutdown().await;
     new.shutdown().await;
     tokio::task::spawn_blocking(move || drop(cluster))
@@ -116,6 +186,102 @@ async fn migrate(n: &mut Narrator<'_>, source: &Path, target: &str) -> Result<()
         )));
     }
     Ok(())
+}
+
+/// The route the rollout steps move.
+const READ_ROUTE: &str = "tasks-read";
+
+fn start_proxy(
+    dir: &Path,
+    legacy: &str,
+    new: &str,
+    token: &str,
+) -> Result<ficus_proxy::ProxyHandle, DemoError> {
+    let toml = format!(
+        r#"
+[proxy]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+state = "{state}"
+workers = 1
+watch_config = false
+
+[backends.legacy]
+url = "{legacy}"
+[backends.new]
+url = "{new}"
+
+[[routes]]
+name = "{READ_ROUTE}"
+methods = ["GET"]
+path = "/api/tasks/{{task_id}}"
+target = "split"
+percent = 0.0
+sticky = "header:X-User-Id"
+
+[[routes]]
+name = "tasks-write"
+path = "/api/tasks/*"
+target = "legacy"
+"#,
+        state = dir.join("ficus-state.db").display()
+    );
+    write_file(&dir.join("ficus.toml"), &toml)?;
+    let mut config = ficus_proxy::Config::from_toml_str(&toml)
+        .map_err(|e| DemoError::Step(format!("proxy config: {e}")))?;
+    config.proxy.admin_token = Some(ficus_proxy::config::Secret(token.to_string()));
+    ficus_proxy::Proxy::start(config, None).map_err(|e| DemoError::Step(format!("proxy: {e}")))
+}
+
+/// A per-run admin token (the demo's own; a real deployment reads it from the environment).
+fn demo_token() -> String {
+    use rand::RngExt as _;
+    let mut r = rand::rng();
+    (0..32)
+        .map(|_| format!("{:x}", r.random_range(0..16u8)))
+        .collect()
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), DemoError> {
+    std::fs::write(path, text).map_err(|source| DemoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// One GET per user through the proxy; returns (reads served by legacy, users served by new).
+async fn drive_reads(
+    client: &Client,
+    entry: &str,
+    users: u32,
+) -> Result<(usize, std::collections::BTreeSet<u32>), DemoError> {
+    let mut legacy = 0;
+    let mut on_new = std::collections::BTreeSet::new();
+    for u in 0..users {
+        let user = format!("user-{u}");
+        let task = 101 + (u % 50);
+        let r = client
+            .send(
+                "GET",
+                &format!("{entry}/api/tasks/TASK-{task}"),
+                None,
+                &[("x-user-id", &user)],
+            )
+            .await?;
+        if r.status != 200 {
+            return Err(DemoError::Step(format!(
+                "GET through the proxy answered {}",
+                r.status
+            )));
+        }
+        match r.header("x-ficus-backend") {
+            "new" => {
+                on_new.insert(u);
+            }
+            _ => legacy += 1,
+        }
+    }
+    Ok((legacy, on_new))
 }
 
 /// The demo's directory: the one asked for, or a fresh temporary one removed at the end.
