@@ -51,9 +51,7 @@ impl Observer {
 
     pub fn phase(&self, phase: &str) {
         self.metrics.set_phase(phase);
-        if !self.quiet && self.multi.is_none() {
-            tracing::info!("phase {phase}");
-        }
+        self.log(&format!("phase {phase}"));
     }
 
     pub fn table_started(&self, table: &str, total: u64, done: u64) {
@@ -65,9 +63,15 @@ impl Observer {
             let b = m.add(ProgressBar::new(total));
             b.set_style(
                 ProgressStyle::with_template(
-                    "{prefix:>20} [{bar:30}] {pos}/{len} rows {per_sec} ETA {eta}",
+                    "{prefix:>20} [{bar:30}] {pos}/{len} rows {rate} ETA {eta}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .with_key(
+                    "rate",
+                    |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                        let _ = write!(w, "{:.0} rows/s", s.per_sec());
+                    },
+                )
                 .progress_chars("=> "),
             );
             b.set_prefix(table.to_string());
