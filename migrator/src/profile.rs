@@ -131,8 +131,16 @@ pub fn profile_range(
         |row| {
             for (i, (p, spec)) in profs.iter_mut().zip(specs).enumerate() {
                 let v = row.value(i);
-                observe(p, spec, &v);
-                if let Some(c) = &spec.candidate {
+                let clean_text = observe(p, spec, &v);
+                // Valid UTF-8 text without NUL is what a plain text conversion accepts: no need
+                // to convert it again (profiling is a full extra scan; keep it cheap).
+                let known_ok = clean_text
+                    && matches!(v, ValueRef::Text(_))
+                    && spec
+                        .candidate
+                        .as_ref()
+                        .is_some_and(|c| c.pg_type == crate::convert::PgType::Text);
+                if let (Some(c), false) = (&spec.candidate, known_ok) {
                     scratch.clear();
                     if let Err(e) = c.encode(v, &mut scratch) {
                         p.rejects += 1;
@@ -228,7 +236,8 @@ impl ColumnProfile {
     }
 }
 
-fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) {
+/// Count one value; returns true for text/blob that is valid UTF-8 without NUL.
+fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) -> bool {
     match *v {
         ValueRef::Null => p.nulls += 1,
         ValueRef::Integer(i) => {
@@ -284,10 +293,13 @@ fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) {
             }
             p.max_len = p.max_len.max(b.len() as u64);
             let s = std::str::from_utf8(b);
+            let mut clean = true;
             if s.is_err() {
                 p.invalid_utf8 += 1;
+                clean = false;
             } else if memchr0(b) {
                 p.nul_bytes += 1;
+                clean = false;
             }
             if let (Some(n), Ok(s)) = (spec.varchar, s) {
                 if b.len() > n as usize && s.chars().count() > n as usize {
@@ -314,8 +326,10 @@ fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) {
                     bump(&mut p.spellings, &format!("{k:?}"));
                 }
             }
+            return clean;
         }
     }
+    false
 }
 
 fn memchr0(b: &[u8]) -> bool {
