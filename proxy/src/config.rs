@@ -86,8 +86,12 @@ pub struct ProxySettings {
     pub listen: SocketAddr,
     /// Admin API listen address (loopback by default); port 0 picks a free port.
     pub admin_listen: SocketAddr,
-    /// SQLite file holding rollout state and the audit log; `:memory:` keeps nothing.
+    /// Where rollout state and the audit log live: a SQLite file (`:memory:` keeps nothing) or a
+    /// `postgres://` URL shared by several replicas (see [`crate::state::StateLocation`]).
     pub state: PathBuf,
+    /// Environment variable holding the state location (a `postgres://` URL, so a password need
+    /// not sit in the file); when set it is used instead of `state`.
+    pub state_env: Option<String>,
     /// Environment variable holding the admin bearer token.
     pub admin_token_env: String,
     /// Environment variable holding the token that lets `X-Ficus-Backend` force a side.
@@ -216,6 +220,7 @@ struct RawProxy {
     listen: Option<Spanned<String>>,
     admin_listen: Option<Spanned<String>>,
     state: Option<String>,
+    state_env: Option<Spanned<String>>,
     admin_token_env: Option<String>,
     override_token_env: Option<String>,
     workers: Option<usize>,
@@ -437,7 +442,21 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
     let proxy = ProxySettings {
         listen: addr(p.listen, "proxy.listen", DEFAULT_LISTEN)?,
         admin_listen: addr(p.admin_listen, "proxy.admin_listen", DEFAULT_ADMIN_LISTEN)?,
-        state: PathBuf::from(p.state.unwrap_or_else(|| "ficus-state.db".into())),
+        state: PathBuf::from(p.state.clone().unwrap_or_else(|| "ficus-state.db".into())),
+        state_env: match &p.state_env {
+            None => None,
+            Some(v) if p.state.is_some() => {
+                return Err(cx.err(
+                    "proxy.state_env",
+                    Some(v.span()),
+                    "set either state or state_env, not both",
+                ))
+            }
+            Some(v) if v.get_ref().trim().is_empty() => {
+                return Err(cx.err("proxy.state_env", Some(v.span()), "empty variable name"))
+            }
+            Some(v) => Some(v.get_ref().trim().to_string()),
+        },
         admin_token_env: p
             .admin_token_env
             .unwrap_or_else(|| "FICUS_ADMIN_TOKEN".into()),

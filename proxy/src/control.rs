@@ -10,14 +10,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{watch, Notify};
 
 use crate::config::{bp_to_percent, Config, RouteConfig};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::state::{AuditEntry, Change, Override, StateStore};
+use crate::state::{AuditEntry, Change, Override, StateLocation, StateStore};
+
+/// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
+/// notification: the fallback for notifications lost while the listener reconnects.
+pub(crate) const STATE_POLL: Duration = Duration::from_secs(2);
 use crate::table::Table;
 
 /// What the data plane shares with the control plane.
@@ -89,6 +95,8 @@ pub(crate) struct Control {
     pub shared: Arc<Shared>,
     inner: Mutex<Inner>,
     pub config_path: Option<PathBuf>,
+    /// Signalled when another replica may have changed the shared state (`None`: SQLite).
+    state_changes: Option<Arc<Notify>>,
 }
 
 /// How a bearer token compared.
@@ -106,7 +114,8 @@ fn effective(state: &StateStore, rc: &RouteConfig) -> Result<(u32, Option<Overri
 
 impl Control {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
-        let state = StateStore::open(&config.proxy.state)?;
+        let state = StateStore::connect(&StateLocation::resolve(&config.proxy)?)?;
+        let state_changes = state.changes();
         let metrics = Arc::new(Metrics::new()?);
         let mut failed = None;
         let table = Table::build(&config, &metrics, None, |rc| match effective(&state, rc) {
@@ -144,6 +153,7 @@ impl Control {
                 last_src,
             }),
             config_path,
+            state_changes,
         })
     }
 
@@ -172,6 +182,36 @@ impl Control {
             Some(t) if constant_time_eq(t.as_bytes(), given) => Auth::Ok,
             _ => Auth::Wrong,
         }
+    }
+
+    /// Re-reads the overrides from the state store and applies every route whose value there
+    /// differs from what traffic sees (another replica changed it). Returns what changed.
+    pub fn sync_from_state(&self) -> Result<Vec<RolloutChange>, ProxyError> {
+        let inner = self.lock();
+        let overrides = inner.state.all()?;
+        let table = self.shared.table.load();
+        let mut applied = Vec::new();
+        for rc in &inner.config.routes {
+            let want = overrides
+                .iter()
+                .find(|o| o.route == rc.name)
+                .map_or(rc.percent_bp, |o| o.percent_bp);
+            let Some(r) = table.route(&rc.name) else {
+                continue;
+            };
+            let have = r.percent_bp.load(Ordering::Relaxed);
+            if have != want {
+                self.apply(&inner, &rc.name, want);
+                tracing::info!(route = %rc.name, from = bp_to_percent(have), to = bp_to_percent(want),
+                    "rollout applied from the shared state store");
+                applied.push(RolloutChange {
+                    route: rc.name.clone(),
+                    from: bp_to_percent(have),
+                    to: bp_to_percent(want),
+                });
+            }
+        }
+        Ok(applied)
     }
 
     pub fn admin_token_configured(&self) -> bool {
@@ -364,6 +404,7 @@ impl Control {
             listen,
             admin_listen,
             state,
+            state_env,
             workers,
             shutdown_grace,
             header_read_timeout,
@@ -488,4 +529,35 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Follows a shared state store: applies other replicas' changes on each notification and, as a
+/// fallback, every [`STATE_POLL`]. Returns at once for SQLite.
+pub(crate) async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    let Some(changes) = control.state_changes.clone() else {
+        return;
+    };
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = changes.notified() => {}
+            _ = tokio::time::sleep(STATE_POLL) => {}
+        }
+        match control.sync_from_state() {
+            Ok(_) => {
+                if failing {
+                    tracing::info!("shared rollout state readable again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "cannot read the shared rollout state; traffic keeps the last applied values");
+                }
+                failing = true;
+            }
+        }
+    }
 }

@@ -35,7 +35,8 @@
 //! - `body`: streamed request/response bodies (size limit; pool return at end of stream).
 //! - `upstream`: per-worker pools of HTTP/1 connections, no locks.
 //! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
-//! - [`state`]: SQLite rollout state and audit log.
+//! - [`state`]: rollout state and audit log (SQLite, or [`state_pg`]: PostgreSQL shared by
+//!   replicas, with LISTEN/NOTIFY).
 //! - `admin`: the admin API; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
 //! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
 //!
@@ -56,6 +57,7 @@ pub mod route;
 mod server;
 pub mod split;
 pub mod state;
+pub mod state_pg;
 mod table;
 mod upstream;
 

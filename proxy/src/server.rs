@@ -108,8 +108,9 @@ impl Proxy {
                     local.block_on(&rt, async move {
                         let reload =
                             crate::reload::run(control.clone(), stop_rx.clone(), watch_config);
+                        let follow = crate::control::follow_state(control.clone(), stop_rx.clone());
                         let admin = crate::admin::serve(admin_listener, control, stop_rx);
-                        tokio::join!(reload, admin);
+                        tokio::join!(reload, follow, admin);
                     });
                     drop(local);
                     let _ = tx.send(());

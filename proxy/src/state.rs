@@ -1,4 +1,9 @@
-//! Durable rollout state and audit log in SQLite.
+//! Durable rollout state and audit log: SQLite (one proxy, the default) or PostgreSQL (several
+//! replicas sharing one state, see [`crate::state_pg`]).
+//!
+//! [`StateStore`] is the one type the control plane talks to; [`StateLocation`] says which
+//! backend (`state = "file.db"` / `":memory:"`, or `state = "postgres://..."`, or the URL in the
+//! environment variable named by `state_env`).
 //!
 //! Table `rollout` holds an operator's run-time percentage per route (set through the admin API
 //! or CLI) together with the configuration percentage in force when it was set; table `audit`
@@ -10,18 +15,120 @@
 //! See `ARCHITECTURE.md` in this crate for why run-time values win over a reloaded file.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
+use tokio::sync::Notify;
+
+use crate::config::ProxySettings;
+use crate::state_pg::PgState;
 
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
-#[error("rollout state {path}: {source}")]
-pub struct StateError {
-    /// The database file.
-    pub path: PathBuf,
-    /// The SQLite error.
-    pub source: rusqlite::Error,
+pub enum StateError {
+    /// The SQLite store failed.
+    #[error("rollout state {path}: {source}")]
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The SQLite error.
+        source: rusqlite::Error,
+    },
+    /// The PostgreSQL store failed.
+    #[error("rollout state {target}: {what}: {source}")]
+    Postgres {
+        /// The server and database (password removed).
+        target: String,
+        /// What was being done.
+        what: &'static str,
+        /// The driver error.
+        source: tokio_postgres::Error,
+    },
+    /// The PostgreSQL store did not answer in time or its thread is gone.
+    #[error("rollout state {target}: {message}")]
+    Unavailable {
+        /// The server and database (password removed).
+        target: String,
+        /// What happened.
+        message: String,
+    },
+    /// `state_env` names a variable that is unset or empty.
+    #[error("proxy.state_env: environment variable {var} is not set (it should hold the state database URL)")]
+    MissingEnv {
+        /// The variable.
+        var: String,
+    },
+}
+
+/// Where rollout state lives.
+#[derive(Clone, PartialEq, Eq)]
+pub enum StateLocation {
+    /// A SQLite file (`:memory:` keeps nothing).
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL (`postgres://` or `postgresql://`); tables live in schema `ficus_proxy`.
+    Postgres(String),
+}
+
+impl std::fmt::Debug for StateLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StateLocation::Sqlite(p) => write!(f, "Sqlite({})", p.display()),
+            StateLocation::Postgres(u) => write!(f, "Postgres({})", redact_url(u)),
+        }
+    }
+}
+
+impl StateLocation {
+    /// Reads the location from the settings: the URL in the `state_env` variable when that key
+    /// is set, else `state` (a `postgres://` URL or a SQLite path).
+    pub fn resolve(settings: &ProxySettings) -> Result<StateLocation, StateError> {
+        if let Some(var) = &settings.state_env {
+            let v = std::env::var(var).unwrap_or_default();
+            let v = v.trim();
+            if v.is_empty() {
+                return Err(StateError::MissingEnv { var: var.clone() });
+            }
+            return Ok(StateLocation::parse(v));
+        }
+        Ok(StateLocation::parse(&settings.state.to_string_lossy()))
+    }
+
+    /// `postgres://...` / `postgresql://...` is PostgreSQL; anything else a SQLite path.
+    pub fn parse(s: &str) -> StateLocation {
+        if is_postgres_url(s) {
+            StateLocation::Postgres(s.to_string())
+        } else {
+            StateLocation::Sqlite(PathBuf::from(s))
+        }
+    }
+}
+
+/// Whether `s` is a PostgreSQL connection URL.
+pub fn is_postgres_url(s: &str) -> bool {
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
+/// The URL with any password replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    match rest[..auth_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{}{}", &url[..scheme_end], masked, &rest[at..])
+        }
+        None => url.to_string(),
+    }
 }
 
 /// An operator's run-time rollout value for one route.
@@ -67,8 +174,86 @@ pub(crate) struct Change<'a> {
     pub keep_override: Option<u32>,
 }
 
+/// The state store the control plane uses: one of the two backends.
+pub enum StateStore {
+    /// One proxy (or several processes sharing one file on one host).
+    Sqlite(SqliteState),
+    /// Several replicas on one PostgreSQL database, with change notifications.
+    Postgres(PgState),
+}
+
+impl StateStore {
+    /// Opens (creating if needed) a SQLite store; `:memory:` keeps state in memory only.
+    pub fn open(path: &Path) -> Result<StateStore, StateError> {
+        SqliteState::open(path).map(StateStore::Sqlite)
+    }
+
+    /// Opens the store at `location`, creating tables if absent.
+    pub fn connect(location: &StateLocation) -> Result<StateStore, StateError> {
+        match location {
+            StateLocation::Sqlite(p) => StateStore::open(p),
+            StateLocation::Postgres(url) => PgState::connect(url).map(StateStore::Postgres),
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StateStore::Sqlite(_) => "sqlite",
+            StateStore::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Signalled when another process may have changed the state (a notification arrived, or
+    /// the notification connection was re-established and some may have been missed). `None`
+    /// for SQLite, which only this process writes to.
+    pub fn changes(&self) -> Option<Arc<Notify>> {
+        match self {
+            StateStore::Sqlite(_) => None,
+            StateStore::Postgres(p) => Some(p.changes()),
+        }
+    }
+
+    /// The override of one route, if an operator set one.
+    pub fn get(&self, route: &str) -> Result<Option<Override>, StateError> {
+        match self {
+            StateStore::Sqlite(s) => s.get(route),
+            StateStore::Postgres(p) => p.get(route),
+        }
+    }
+
+    /// Every stored override.
+    pub fn all(&self) -> Result<Vec<Override>, StateError> {
+        match self {
+            StateStore::Sqlite(s) => s.all(),
+            StateStore::Postgres(p) => p.all(),
+        }
+    }
+
+    /// Records changes and their audit rows in one transaction: all or nothing.
+    pub(crate) fn record(
+        &mut self,
+        changes: &[Change<'_>],
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        match self {
+            StateStore::Sqlite(s) => s.record(changes, actor, action),
+            StateStore::Postgres(p) => p.record(changes, actor, action),
+        }
+    }
+
+    /// The most recent audit rows, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
+        match self {
+            StateStore::Sqlite(s) => s.audit(limit),
+            StateStore::Postgres(p) => p.audit(limit),
+        }
+    }
+}
+
 /// The SQLite state store.
-pub struct StateStore {
+pub struct SqliteState {
     conn: Connection,
     path: PathBuf,
 }
@@ -80,10 +265,10 @@ pub(crate) fn now_rfc3339() -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-impl StateStore {
+impl SqliteState {
     /// Opens (creating if needed) the store; `:memory:` keeps state in memory only.
-    pub fn open(path: &Path) -> Result<StateStore, StateError> {
-        let err = |source| StateError {
+    pub fn open(path: &Path) -> Result<SqliteState, StateError> {
+        let err = |source| StateError::Sqlite {
             path: path.to_path_buf(),
             source,
         };
@@ -116,14 +301,14 @@ impl StateStore {
              );",
         )
         .map_err(err)?;
-        Ok(StateStore {
+        Ok(SqliteState {
             conn,
             path: path.to_path_buf(),
         })
     }
 
     fn err(&self, source: rusqlite::Error) -> StateError {
-        StateError {
+        StateError::Sqlite {
             path: self.path.clone(),
             source,
         }
@@ -163,7 +348,7 @@ impl StateStore {
         action: &str,
     ) -> Result<(), StateError> {
         let now = now_rfc3339();
-        let tx = self.conn.transaction().map_err(|e| StateError {
+        let tx = self.conn.transaction().map_err(|e| StateError::Sqlite {
             path: self.path.clone(),
             source: e,
         })?;
@@ -191,7 +376,7 @@ impl StateStore {
             Ok(())
         })();
         let path = &self.path;
-        let err = |source| StateError {
+        let err = |source| StateError::Sqlite {
             path: path.clone(),
             source,
         };
@@ -242,6 +427,27 @@ fn row_override(r: &rusqlite::Row<'_>) -> rusqlite::Result<Override> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn location_and_redaction() {
+        assert_eq!(
+            StateLocation::parse("postgres://u:pw@h:5432/db"),
+            StateLocation::Postgres("postgres://u:pw@h:5432/db".into())
+        );
+        assert_eq!(
+            StateLocation::parse("ficus-state.db"),
+            StateLocation::Sqlite("ficus-state.db".into())
+        );
+        assert_eq!(
+            redact_url("postgres://u:pw@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact_url("postgresql://h/db?x=1"), "postgresql://h/db?x=1");
+        assert!(
+            !format!("{:?}", StateLocation::parse("postgres://u:secret@h/db")).contains("secret")
+        );
+    }
 
     #[test]
     fn record_and_reopen() {
