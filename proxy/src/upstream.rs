@@ -74,7 +74,15 @@ impl Pool {
                     slot.idle.clear();
                     slot.backend_id = backend.id;
                 }
-                slot.idle.pop()
+                // Prefer the most recently used connection that is idle already; the very last
+                // one returned may still be waiting for its task to mark it idle.
+                match slot.idle.iter().rposition(|s| s.is_ready()) {
+                    Some(i) => Some(slot.idle.swap_remove(i)),
+                    None => {
+                        slot.idle.retain(|s| !s.is_closed());
+                        slot.idle.pop()
+                    }
+                }
             };
             let Some(mut sender) = next else { break };
             if sender.is_closed() {
@@ -112,6 +120,9 @@ impl Pool {
             return;
         }
         let mut slot = self.slots[side.index()].borrow_mut();
+        if slot.idle.len() >= max_idle {
+            slot.idle.retain(|s| !s.is_closed());
+        }
         if slot.backend_id == backend_id && slot.idle.len() < max_idle {
             slot.idle.push(sender);
         }
