@@ -135,6 +135,7 @@ async fn run(
                                     body: captured,
                                 },
                                 request_id: format!("bench-{i}"),
+                                on_done: None,
                             });
                         });
                         tee.collect().await.expect("body").to_bytes().len()
@@ -317,6 +318,7 @@ fn main() {
                 body: Default::default(),
             },
             request_id: format!("fill-{i}"),
+            on_done: None,
         });
         std::thread::sleep(Duration::from_millis(50));
     }

@@ -14,6 +14,10 @@
 //! and body, each up to [`Shadow::max_body_bytes`]. Holding the copies costs up to that much
 //! memory per in-flight mirrored exchange (the chunks are shared `Bytes`, not copied).
 //!
+//! A proxy that needs to know what became of a job — the mirror side's status of a dual
+//! write, the comparison outcome for a rollback guard — sets [`MirrorJob::on_done`]; the
+//! [`OnDone`] callback runs exactly once with a [`MirrorReport`].
+//!
 //! ```no_run
 //! # use std::sync::{Arc, OnceLock};
 //! # use bytes::Bytes;
@@ -59,6 +63,7 @@
 //!             primary_side: Side::Legacy,
 //!             primary: CapturedResponse { status: head.status, headers: primary_headers, body: captured },
 //!             request_id: "the X-Request-Id".into(),
+//!             on_done: None,
 //!         });
 //!     });
 //!     // ... stream `response_body` to the client ...
@@ -99,8 +104,8 @@ pub use config::{RouteShadowConfig, ShadowGlobalConfig};
 pub use error::ShadowError;
 pub use metrics::Outcome;
 pub use mirror::{
-    MirrorDecision, MirrorJob, RouteSpec, Shadow, ShadowRoute, SkipReason, Submitted,
-    IDEMPOTENCY_KEY, SHADOW_HEADER,
+    MirrorDecision, MirrorJob, MirrorReport, OnDone, RouteSpec, Shadow, ShadowRoute, SkipReason,
+    Submitted, IDEMPOTENCY_KEY, SHADOW_HEADER,
 };
 pub use redact::REDACTED;
 pub use report::{render_noise, render_show, Report, ReportOptions};

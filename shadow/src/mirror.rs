@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
-use http::{HeaderMap, Method, Request, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -265,6 +265,66 @@ pub struct MirrorJob {
     pub primary: CapturedResponse,
     /// The proxy's request id (the `Idempotency-Key` of mirrored writes).
     pub request_id: String,
+    /// Told what became of the job (the mirror's status, the outcome); `None` for most jobs.
+    pub on_done: Option<OnDone>,
+}
+
+/// What became of a mirror job, as told to its [`OnDone`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorReport {
+    /// The mirror side's status; `None` when the request was not sent or the exchange failed.
+    pub status: Option<StatusCode>,
+    /// How the job was counted (`match`/`mismatch`/`noise` after a comparison).
+    pub outcome: Outcome,
+}
+
+/// A callback told once what became of a job: the proxy learns the mirror side's status of a
+/// dual write and the comparison outcome for its rollback guard without a second mirror.
+///
+/// It runs on the shadow thread (or on the thread calling [`Shadow::submit`] when the job is
+/// refused there), so it must be short and must not block. It always runs exactly once: a
+/// job dropped without an answer (shadow mode shutting down) reports `dropped`.
+pub struct OnDone(Option<Box<dyn FnOnce(MirrorReport) + Send>>);
+
+impl OnDone {
+    /// Wraps `f`.
+    pub fn new(f: impl FnOnce(MirrorReport) + Send + 'static) -> OnDone {
+        OnDone(Some(Box::new(f)))
+    }
+
+    fn fire(&mut self, report: MirrorReport) {
+        if let Some(f) = self.0.take() {
+            f(report);
+        }
+    }
+}
+
+impl Drop for OnDone {
+    fn drop(&mut self) {
+        self.fire(MirrorReport {
+            status: None,
+            outcome: Outcome::Dropped,
+        });
+    }
+}
+
+impl std::fmt::Debug for OnDone {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDone(..)")
+    }
+}
+
+impl MirrorJob {
+    /// Tells the job's [`OnDone`], if any.
+    fn report(&mut self, status: Option<StatusCode>, outcome: Outcome) {
+        report(&mut self.on_done, status, outcome);
+    }
+}
+
+fn report(on_done: &mut Option<OnDone>, status: Option<StatusCode>, outcome: Outcome) {
+    if let Some(mut d) = on_done.take() {
+        d.fire(MirrorReport { status, outcome });
+    }
 }
 
 /// What [`Shadow::submit`] did with a job.
@@ -430,12 +490,14 @@ impl Shadow {
     /// counted `skipped`; one whose mirror side is paused (see the circuit breaker in the
     /// module docs) `error`; when the queue is full the job is dropped and counted `dropped`,
     /// as are jobs after [`Shadow::shutdown`].
-    pub fn submit(&self, job: MirrorJob) -> Submitted {
+    pub fn submit(&self, mut job: MirrorJob) -> Submitted {
         if !is_safe(&job.method) && !job.route.dual_write {
+            job.report(None, Outcome::Skipped);
             return Submitted::NotAllowed;
         }
         if job.request_body.is_truncated() || job.primary.body.is_truncated() {
             job.route.record(Outcome::Skipped);
+            job.report(None, Outcome::Skipped);
             return Submitted::Skipped;
         }
         if job
@@ -444,25 +506,27 @@ impl Shadow {
             .is_open(mono_ms())
         {
             job.route.record(Outcome::Error);
+            job.report(None, Outcome::Error);
             return Submitted::MirrorFailing;
         }
         // Counted before sending so the worker can never finish it first.
         self.shared.pending.fetch_add(1, Ordering::SeqCst);
         let refused = if self.shared.closed.load(Ordering::SeqCst) {
-            Some(job.route)
+            Some(Box::new(job))
         } else {
             match self.jobs.try_send(Box::new(job)) {
                 Ok(()) => None,
                 Err(mpsc::error::TrySendError::Full(j) | mpsc::error::TrySendError::Closed(j)) => {
-                    Some(j.route)
+                    Some(j)
                 }
             }
         };
         match refused {
             None => Submitted::Queued,
-            Some(route) => {
+            Some(mut job) => {
                 self.shared.pending.fetch_sub(1, Ordering::SeqCst);
-                route.record(Outcome::Dropped);
+                job.route.record(Outcome::Dropped);
+                job.report(None, Outcome::Dropped);
                 Submitted::Dropped
             }
         }
@@ -645,7 +709,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
+async fn process(shared: &Shared, client: &HttpClient, mut job: MirrorJob) {
     let route = job.route.clone();
     let mirror_side = job.primary_side.other();
     let mirror_req = match mirror_request(&job, mirror_side) {
@@ -653,6 +717,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         Err(e) => {
             tracing::debug!(route = %route.name, error = %e, "shadow: cannot build mirror request");
             route.record(Outcome::Error);
+            job.report(None, Outcome::Error);
             return;
         }
     };
@@ -690,6 +755,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
                 );
             }
             route.record(Outcome::Error);
+            job.report(None, Outcome::Error);
             return;
         }
     };
@@ -721,6 +787,7 @@ async fn process(shared: &Shared, client: &HttpClient, job: MirrorJob) {
         (false, _) => Outcome::Mismatch,
     };
     route.record(outcome);
+    report(&mut job.on_done, Some(mirror.status), outcome);
     if outcome != Outcome::Mismatch {
         return;
     }

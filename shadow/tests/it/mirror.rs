@@ -325,6 +325,7 @@ async fn a_mirror_side_that_keeps_failing_is_paused() {
         primary_side: Side::Legacy,
         primary: j.primary.clone(),
         request_id: format!("req-{i}"),
+        on_done: None,
     };
     for i in 0..5 {
         assert_eq!(h.shadow.submit(again(i)), Submitted::Queued);
@@ -374,6 +375,7 @@ async fn a_full_queue_drops_and_counts_and_never_blocks() {
             primary_side: Side::Legacy,
             primary: template.primary.clone(),
             request_id: format!("req-{i}"),
+            on_done: None,
         };
         let t = Instant::now();
         match h.shadow.submit(j) {
@@ -586,5 +588,73 @@ async fn metrics_exposition_passes_promtool() {
     assert!(
         out.status.success() && said.trim().is_empty(),
         "promtool: {said}"
+    );
+}
+
+#[tokio::test]
+async fn on_done_reports_the_mirror_status_and_outcome_once() {
+    use ficus_shadow::{MirrorReport, OnDone, Outcome};
+    use std::sync::Mutex;
+    let legacy = serve(Duration::ZERO, json(|_, _| tasks(false, false, false))).await;
+    let new = serve(Duration::ZERO, json(|_, _| tasks(false, true, false))).await;
+    let down = down_url().await;
+    let h = harness("on-done", |_| {});
+    let got: Arc<Mutex<Vec<(&'static str, MirrorReport)>>> = Arc::default();
+    let tell = |name: &'static str| {
+        let got = got.clone();
+        Some(OnDone::new(move |r| got.lock().unwrap().push((name, r))))
+    };
+    let up = h.route(
+        "up",
+        RouteShadowConfig::default(),
+        true,
+        &legacy.url(),
+        &new.url(),
+    );
+    let gone = h.route(
+        "gone",
+        RouteShadowConfig::default(),
+        true,
+        &legacy.url(),
+        &down,
+    );
+    let mut j = get_job(&up, &legacy.url(), "/api/tasks/").await;
+    j.on_done = tell("mismatch");
+    assert_eq!(h.shadow.submit(j), Submitted::Queued);
+    let mut j = get_job(&gone, &legacy.url(), "/api/tasks/").await;
+    j.on_done = tell("down");
+    assert_eq!(h.shadow.submit(j), Submitted::Queued);
+    let mut j = get_job(&up, &legacy.url(), "/api/tasks/").await;
+    j.primary.body = CapturedBody::too_large();
+    j.on_done = tell("skipped");
+    assert_eq!(h.shadow.submit(j), Submitted::Skipped);
+    flush(&h.shadow).await;
+    let mut got = got.lock().unwrap().clone();
+    got.sort_by_key(|(n, _)| *n);
+    assert_eq!(
+        got,
+        vec![
+            (
+                "down",
+                MirrorReport {
+                    status: None,
+                    outcome: Outcome::Error
+                }
+            ),
+            (
+                "mismatch",
+                MirrorReport {
+                    status: Some(http::StatusCode::OK),
+                    outcome: Outcome::Mismatch
+                }
+            ),
+            (
+                "skipped",
+                MirrorReport {
+                    status: None,
+                    outcome: Outcome::Skipped
+                }
+            ),
+        ]
     );
 }

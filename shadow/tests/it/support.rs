@@ -333,6 +333,7 @@ pub async fn job(
         primary_side,
         primary,
         request_id: request_id.to_string(),
+        on_done: None,
     }
 }
 
