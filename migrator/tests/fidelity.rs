@@ -547,3 +547,66 @@ fn big_tables_are_profiled_in_ranges_that_add_up() {
         vec![r#"{"id":1}"#, r#"{"id":300001}"#, r#"{"id":649999}"#]
     );
 }
+
+#[tokio::test]
+async fn another_schema_a_changed_source_is_refused_and_restart_starts_over() {
+    let d = TempDir::new("restart");
+    let src = sqlite(
+        &d,
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);
+         INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
+         CREATE VIEW vt AS SELECT v FROM t;",
+    );
+    let db = pgtemp::fresh_database("mig_restart").unwrap();
+    let cfg = MigrationConfig::default();
+    let obs = std::sync::Arc::new(ficus_migrator::Observer::silent());
+    let plan = ficus_migrator::Plan::build(&src, &cfg, "legacy").unwrap();
+    let rep = ficus_migrator::run(&plan, &src, &db.url, &Default::default(), &obs)
+        .await
+        .unwrap();
+    assert_eq!(rep.rows_copied, 3);
+    let c = pg(&db.url).await;
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM legacy.vt", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 3);
+    // The source changes: the stored checkpoints no longer describe it.
+    rusqlite::Connection::open(&src)
+        .unwrap()
+        .execute("INSERT INTO t VALUES (4, 'd')", [])
+        .unwrap();
+    let plan2 = ficus_migrator::plan_for_run(&src, &db.url, "legacy", &cfg)
+        .await
+        .unwrap();
+    assert_ne!(plan2.fingerprint, plan.fingerprint);
+    let err = ficus_migrator::run(&plan2, &src, &db.url, &Default::default(), &obs)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            ficus_migrator::MigrateError::FingerprintMismatch { .. }
+        ),
+        "{err}"
+    );
+    let opts = ficus_migrator::RunOptions {
+        restart: true,
+        ..Default::default()
+    };
+    let rep = ficus_migrator::run(&plan2, &src, &db.url, &opts, &obs)
+        .await
+        .unwrap();
+    assert_eq!(rep.rows_copied, 4);
+    let v = ficus_migrator::verify(&plan2, &src, &db.url, &Default::default(), &obs)
+        .await
+        .unwrap();
+    assert!(v.clean, "{}", v.text());
+    let st = ficus_migrator::status(&db.url, "legacy").await.unwrap();
+    assert_eq!(st.tables[0].rows_copied, 4);
+    assert!(matches!(
+        ficus_migrator::status(&db.url, "public").await,
+        Err(ficus_migrator::MigrateError::NoMigration(_))
+    ));
+}
