@@ -2,6 +2,9 @@
 //!
 //! | request | auth | answer |
 //! | --- | --- | --- |
+//! | `GET /` | — | the admin web page (`/assets/app.js`, `/assets/style.css`; see `page`) |
+//! | `GET /admin/summary` | — | routes, recent audit rows, every `ficus_*` sample, migration/drift availability |
+//! | `GET /admin/mismatches?limit=N&route=R` | bearer | newest shadow mismatches with their diff |
 //! | `GET /healthz` | — | 200 `ok` |
 //! | `GET /readyz` | — | 200, or 503 while draining |
 //! | `GET /metrics` | — | Prometheus text exposition |
@@ -106,6 +109,25 @@ fn text(status: StatusCode, ctype: &'static str, body: impl Into<Bytes>) -> Resp
     r
 }
 
+fn asset(ctype: &'static str, body: &'static str) -> Response<RespBody> {
+    let mut r = text(StatusCode::OK, ctype, body);
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(crate::page::CSP),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
 fn from_proxy_error(e: ProxyError) -> Response<RespBody> {
     match e {
         ProxyError::UnknownRoute(r) => {
@@ -169,6 +191,40 @@ async fn route(
     let method = req.method().clone();
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (&method, segs.as_slice()) {
+        (&Method::GET, [""]) => Ok(asset("text/html; charset=utf-8", crate::page::INDEX_HTML)),
+        (&Method::GET, ["assets", "app.js"]) => {
+            Ok(asset("text/javascript; charset=utf-8", crate::page::APP_JS))
+        }
+        (&Method::GET, ["assets", "style.css"]) => {
+            Ok(asset("text/css; charset=utf-8", crate::page::STYLE_CSS))
+        }
+        (&Method::GET, ["favicon.ico"]) => {
+            let mut r = text(StatusCode::NO_CONTENT, "image/x-icon", Bytes::new());
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=86400"),
+            );
+            Ok(r)
+        }
+        (&Method::GET, ["admin", "summary"]) => {
+            let s = crate::page::summary(&control).map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, s))
+        }
+        (&Method::GET, ["admin", "mismatches"]) => {
+            authorize(&control, &req)?;
+            let q = req.uri().query();
+            let limit = crate::split::query_value(q, "limit")
+                .and_then(|v| std::str::from_utf8(v).ok()?.parse().ok())
+                .unwrap_or(20usize)
+                .min(200);
+            let route = crate::split::query_value(q, "route")
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .map(str::to_string);
+            Ok(json_response(
+                StatusCode::OK,
+                crate::page::mismatches(&control, limit, route.as_deref()),
+            ))
+        }
         (&Method::GET, ["healthz"]) => Ok(text(StatusCode::OK, "text/plain", "ok\n")),
         (&Method::GET, ["readyz"]) => Ok(if control.shared.draining.load(Ordering::SeqCst) {
             text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "draining\n")
@@ -239,7 +295,10 @@ async fn route(
         }
         (
             _,
-            ["healthz"]
+            [""]
+            | ["assets", "app.js" | "style.css"]
+            | ["admin", "summary" | "mismatches"]
+            | ["healthz"]
             | ["readyz"]
             | ["metrics"]
             | ["admin", "routes"]

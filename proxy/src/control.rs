@@ -97,6 +97,10 @@ pub(crate) struct Control {
     pub config_path: Option<PathBuf>,
     /// Signalled when another replica may have changed the shared state (`None`: SQLite).
     state_changes: Option<Arc<Notify>>,
+    /// `sqlite` or `postgres`.
+    state_kind: &'static str,
+    /// The shadow mismatch store the admin page reads, when there is one.
+    shadow_store: Mutex<Option<PathBuf>>,
 }
 
 /// How a bearer token compared.
@@ -116,6 +120,7 @@ impl Control {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
         let state = StateStore::connect(&StateLocation::resolve(&config.proxy)?)?;
         let state_changes = state.changes();
+        let state_kind = state.kind();
         let metrics = Arc::new(Metrics::new()?);
         let mut failed = None;
         let table = Table::build(&config, &metrics, None, |rc| match effective(&state, rc) {
@@ -154,6 +159,8 @@ impl Control {
             }),
             config_path,
             state_changes,
+            state_kind,
+            shadow_store: Mutex::new(None),
         })
     }
 
@@ -212,6 +219,23 @@ impl Control {
             }
         }
         Ok(applied)
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn state_kind(&self) -> &'static str {
+        self.state_kind
+    }
+
+    /// The shadow mismatch store the admin page reads.
+    pub fn shadow_store(&self) -> Option<PathBuf> {
+        self.shadow_store
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_shadow_store(&self, path: Option<PathBuf>) {
+        *self.shadow_store.lock().unwrap_or_else(|p| p.into_inner()) = path;
     }
 
     pub fn admin_token_configured(&self) -> bool {

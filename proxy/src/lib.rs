@@ -37,7 +37,7 @@
 //! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
 //! - [`state`]: rollout state and audit log (SQLite, or [`state_pg`]: PostgreSQL shared by
 //!   replicas, with LISTEN/NOTIFY).
-//! - `admin`: the admin API; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
+//! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
 //! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
@@ -52,6 +52,7 @@ mod control;
 mod error;
 mod forward;
 pub mod metrics;
+mod page;
 mod reload;
 pub mod route;
 mod server;

@@ -208,6 +208,12 @@ impl ProxyHandle {
         self.control.audit(limit)
     }
 
+    /// Points the admin page's mismatch list at a shadow mismatch store (`None`: no store).
+    /// The page reads it (newest first) when an operator with the admin token opens it.
+    pub fn set_shadow_store(&self, path: Option<PathBuf>) {
+        self.control.set_shadow_store(path);
+    }
+
     /// The proxy's metrics registry (other components may register their collectors in it).
     pub fn registry(&self) -> &prometheus::Registry {
         self.control.shared.metrics.registry()

@@ -488,6 +488,35 @@ impl Store {
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
     }
 
+    /// The newest `limit` mismatches (optionally of one route), newest first.
+    pub fn latest_mismatches(
+        &self,
+        limit: usize,
+        route: Option<&str>,
+    ) -> Result<Vec<MismatchRecord>, ShadowError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let ids: Vec<i64> = {
+            let mut st = self
+                .conn
+                .prepare(
+                    "SELECT id FROM mismatches WHERE ?1 IS NULL OR route = ?1 ORDER BY id DESC LIMIT ?2",
+                )
+                .map_err(|e| self.err(e))?;
+            let rows = st
+                .query_map(params![route, limit], |r| r.get(0))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let mut out = Vec::with_capacity(ids.len());
+        for id in ids {
+            // Retention may remove a row between the two reads; skip it.
+            if let Some(m) = self.mismatch(id)? {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Number of stored mismatches.
     pub fn mismatch_count(&self) -> Result<u64, ShadowError> {
         self.conn
@@ -864,6 +893,20 @@ mod tests {
             Store::open_existing(&path.with_file_name("nope.db")),
             Err(ShadowError::NoStore(_))
         ));
+    }
+
+    #[test]
+    fn latest_mismatches_newest_first() {
+        let tmp = temp_path("latest");
+        let mut s = Store::open(&tmp.0).unwrap();
+        for (i, r) in ["a", "b", "a", "a"].iter().enumerate() {
+            s.insert_mismatch(&record(r, 1000 + i as i64)).unwrap();
+        }
+        let all = s.latest_mismatches(3, None).unwrap();
+        assert_eq!(all.iter().map(|m| m.id).collect::<Vec<_>>(), [4, 3, 2]);
+        let a = s.latest_mismatches(10, Some("a")).unwrap();
+        assert_eq!(a.iter().map(|m| m.id).collect::<Vec<_>>(), [4, 3, 1]);
+        assert!(s.latest_mismatches(10, Some("zz")).unwrap().is_empty());
     }
 
     #[test]
