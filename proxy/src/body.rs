@@ -5,9 +5,9 @@
 //! - [`RespBody`]: what the client receives — the backend's body ([`UpstreamBody`], which hands
 //!   its connection back to the worker's pool once read to the end) or a small proxy-made body.
 //!
-//! Shadow mode hooks in here: a tee that copies frames up to N bytes into a side buffer as they
-//! pass (request and response alike) and hands both copies to a callback at end of stream fits
-//! as one more field of these wrappers, without touching the forwarding logic.
+//! Shadow mode hooks in here: on a mirrored request both wrappers carry a tee
+//! ([`crate::tee`]) that keeps the data frames (up to `max_body_bytes`) as they pass; the
+//! response's submits the exchange to shadow mode at end of stream.
 
 use std::cell::Cell;
 use std::pin::Pin;
@@ -19,6 +19,7 @@ use hyper::body::{Body, Frame, Incoming, SizeHint};
 
 use crate::error::BodyTooLarge;
 use crate::split::Side;
+use crate::tee::{ReqTee, RespTee};
 use crate::upstream::{Pool, Sender};
 
 /// Boxed error type of request bodies.
@@ -39,6 +40,8 @@ pub(crate) enum ReqBody {
         inner: Incoming,
         seen: u64,
         limit: u64,
+        /// The copy for the mirror, on a mirrored request.
+        tee: Option<Box<ReqTee>>,
     },
 }
 
@@ -52,7 +55,12 @@ impl Body for ReqBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             ReqBody::Empty => Poll::Ready(None),
-            ReqBody::Stream { inner, seen, limit } => match Pin::new(inner).poll_frame(cx) {
+            ReqBody::Stream {
+                inner,
+                seen,
+                limit,
+                tee,
+            } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     if let Some(d) = frame.data_ref() {
                         *seen += d.len() as u64;
@@ -61,13 +69,27 @@ impl Body for ReqBody {
                                 limit: *limit,
                             }))));
                         }
+                        if let Some(t) = tee {
+                            t.push(d);
+                        }
+                    }
+                    if inner.is_end_stream() {
+                        if let Some(mut t) = tee.take() {
+                            t.end();
+                        }
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
                 Poll::Ready(Some(Err(e))) => {
+                    *tee = None;
                     Poll::Ready(Some(Err(Box::new(DownstreamBodyError(e)))))
                 }
-                Poll::Ready(None) => Poll::Ready(None),
+                Poll::Ready(None) => {
+                    if let Some(mut t) = tee.take() {
+                        t.end();
+                    }
+                    Poll::Ready(None)
+                }
                 Poll::Pending => Poll::Pending,
             },
         }
@@ -102,14 +124,17 @@ pub(crate) struct UpstreamBody {
     inner: Incoming,
     ret: Cell<Option<Return>>,
     done: Cell<bool>,
+    /// The copy for the mirror, on a mirrored request; submitted at end of stream.
+    tee: Cell<Option<Box<RespTee>>>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, ret: Option<Return>) -> UpstreamBody {
+    pub fn new(inner: Incoming, ret: Option<Return>, tee: Option<Box<RespTee>>) -> UpstreamBody {
         UpstreamBody {
             inner,
             ret: Cell::new(ret),
             done: Cell::new(false),
+            tee: Cell::new(tee),
         }
     }
 
@@ -117,6 +142,9 @@ impl UpstreamBody {
         self.done.set(true);
         if let Some(r) = self.ret.take() {
             r.pool.checkin(r.side, r.backend_id, r.max_idle, r.sender);
+        }
+        if let Some(t) = self.tee.take() {
+            t.submit();
         }
     }
 }
@@ -163,8 +191,17 @@ impl Body for RespBody {
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
                 match &r {
                     Poll::Ready(None) => u.finish(),
-                    Poll::Ready(Some(Ok(_))) if u.inner.is_end_stream() => u.finish(),
-                    _ => {}
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let (Some(t), Some(d)) = (u.tee.get_mut(), frame.data_ref()) {
+                            t.push(d);
+                        }
+                        if u.inner.is_end_stream() {
+                            u.finish();
+                        }
+                    }
+                    // A failed body is not mirrored.
+                    Poll::Ready(Some(Err(_))) => drop(u.tee.take()),
+                    Poll::Pending => {}
                 }
                 r
             }

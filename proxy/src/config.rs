@@ -22,10 +22,12 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use ficus_shadow::{RouteShadowConfig, ShadowError, ShadowGlobalConfig};
 use http::{HeaderName, Method, Uri};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::guard::GuardConfig;
 use crate::route::PathTemplate;
 use crate::split::{MissingKey, Sticky, BUCKETS};
 
@@ -189,6 +191,15 @@ pub struct RouteConfig {
     pub sticky: Sticky,
     /// What a request without the sticky key gets.
     pub missing_key: MissingKey,
+    /// `[routes.shadow]`: mirror this route's requests to the other side and compare.
+    pub shadow: Option<RouteShadowConfig>,
+    /// `dual_write = true`: writes are mirrored too (needs `shadow` and `key`), stamped with
+    /// `X-Ficus-Request-Time`, and recorded in the state store's `dual_writes` table.
+    pub dual_write: bool,
+    /// `key`: which request part names the row a write touches (sticky-source syntax).
+    pub key: Option<Sticky>,
+    /// `[routes.guard]`: automatic rollback when the new side misbehaves.
+    pub guard: Option<GuardConfig>,
 }
 
 /// A validated configuration.
@@ -200,6 +211,9 @@ pub struct Config {
     pub backends: Backends,
     /// `[[routes]]` in file order; the first match wins.
     pub routes: Vec<RouteConfig>,
+    /// The `[shadow]` section as written (`None`: absent). Shadow mode runs when a route has a
+    /// `[routes.shadow]` table, with these settings or their defaults.
+    pub shadow: Option<ShadowGlobalConfig>,
 }
 
 // ----- the file as written -----
@@ -212,6 +226,7 @@ struct RawConfig {
     backends: Spanned<RawBackends>,
     #[serde(default)]
     routes: Vec<Spanned<RawRoute>>,
+    shadow: Option<Spanned<ShadowGlobalConfig>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -258,6 +273,20 @@ struct RawRoute {
     percent: Option<Spanned<f64>>,
     sticky: Option<Spanned<String>>,
     missing_key: Option<Spanned<String>>,
+    shadow: Option<Spanned<RouteShadowConfig>>,
+    dual_write: Option<Spanned<bool>>,
+    key: Option<Spanned<String>>,
+    guard: Option<Spanned<RawGuard>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGuard {
+    max_error_rate: Option<f64>,
+    max_p99_ms: Option<u64>,
+    max_mismatch_rate: Option<f64>,
+    window_s: Option<u64>,
+    min_requests: Option<u64>,
 }
 
 /// Default data-plane listen address.
@@ -368,6 +397,13 @@ impl Config {
                     ));
                 }
             }
+            check_route_extras(r).map_err(|(f, m)| e(format!("routes[{i}].{f}"), m))?;
+        }
+        if let Some(g) = &self.shadow {
+            g.validate().map_err(|err| {
+                let (f, m) = shadow_field(err);
+                e(f, m)
+            })?;
         }
         if self.proxy.max_request_bytes == 0 {
             return Err(e(
@@ -493,6 +529,19 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
         new: backend(&cx, "backends.new", new)?,
     };
 
+    let shadow = match raw.shadow {
+        None => None,
+        Some(sg) => {
+            let span = sg.span();
+            let g = sg.into_inner();
+            g.validate().map_err(|err| {
+                let (f, m) = shadow_field(err);
+                cx.err(f, Some(span), m)
+            })?;
+            Some(g)
+        }
+    };
+
     let mut routes: Vec<RouteConfig> = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
         let rspan = r.span();
@@ -588,7 +637,43 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
                 }
             },
         };
-        routes.push(RouteConfig {
+        let route_shadow = match r.shadow {
+            None => None,
+            Some(s) => {
+                let span = s.span();
+                let c = s.into_inner();
+                c.validate().map_err(|err| {
+                    let (field, m) = shadow_field(err);
+                    cx.err(f(&field), Some(span), m)
+                })?;
+                Some(c)
+            }
+        };
+        let key = match &r.key {
+            None => None,
+            Some(k) => {
+                Some(Sticky::parse(k.get_ref()).map_err(|m| cx.err(f("key"), Some(k.span()), m))?)
+            }
+        };
+        let guard = match r.guard {
+            None => None,
+            Some(g) => {
+                let span = g.span();
+                let g = g.into_inner();
+                let built = GuardConfig::new(
+                    g.max_error_rate,
+                    g.max_p99_ms,
+                    g.max_mismatch_rate,
+                    g.window_s,
+                    g.min_requests,
+                );
+                Some(
+                    built
+                        .map_err(|(field, m): (String, String)| cx.err(f(&field), Some(span), m))?,
+                )
+            }
+        };
+        let rc = RouteConfig {
             name,
             methods,
             path,
@@ -596,13 +681,94 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
             percent_bp,
             sticky,
             missing_key,
-        });
+            shadow: route_shadow,
+            dual_write: r.dual_write.as_ref().is_some_and(|d| *d.get_ref()),
+            key,
+            guard,
+        };
+        check_route_extras(&rc).map_err(|(field, m)| {
+            let span = match field.as_str() {
+                "key" => r.key.as_ref().map(|k| k.span()),
+                "dual_write" => r.dual_write.as_ref().map(|d| d.span()),
+                _ => None,
+            };
+            cx.err(f(&field), Some(span.unwrap_or(rspan.clone())), m)
+        })?;
+        routes.push(rc);
     }
     Ok(Config {
         proxy,
         backends,
         routes,
+        shadow,
     })
+}
+
+/// The field (`shadow.queue`, `shadow.ignore[1]`) and message of a shadow settings error.
+fn shadow_field(e: ShadowError) -> (String, String) {
+    match e {
+        ShadowError::Config { field, reason } => (field, reason),
+        other => ("shadow".to_string(), other.to_string()),
+    }
+}
+
+/// Cross-field rules of `shadow`, `dual_write`, `key` and `guard`; the error names the field
+/// relative to the route (`key`, `shadow.sample`, ...).
+fn check_route_extras(r: &RouteConfig) -> Result<(), (String, String)> {
+    let err = |f: &str, m: String| Err((f.to_string(), m));
+    match &r.key {
+        Some(Sticky::Random) => {
+            return err(
+                "key",
+                "\"random\" names no row: use header:NAME, cookie:NAME, path:PARAM or query:NAME"
+                    .into(),
+            )
+        }
+        Some(Sticky::Path(p)) if r.path.param_index(p).is_none() => {
+            return err("key", format!("path {} has no parameter {{{p}}}", r.path))
+        }
+        Some(_) if !r.dual_write => {
+            return err(
+                "key",
+                "only meaningful with dual_write = true (it names the row a write touches)".into(),
+            )
+        }
+        _ => {}
+    }
+    if r.dual_write {
+        let Some(shadow) = &r.shadow else {
+            return err(
+                "dual_write",
+                "needs a [routes.shadow] table: shadow mode sends the writes to the other side"
+                    .into(),
+            );
+        };
+        if shadow.sample < 1.0 {
+            return err(
+                "shadow.sample",
+                format!(
+                    "{} on a dual-write route: every write must reach both sides (use 1.0)",
+                    shadow.sample
+                ),
+            );
+        }
+        if r.key.is_none() {
+            return err(
+                "key",
+                "dual_write = true needs key = \"path:PARAM\" (or header:/cookie:/query:) naming the row"
+                    .into(),
+            );
+        }
+    }
+    if let Some(g) = &r.guard {
+        if g.max_mismatch_rate.is_some() && r.shadow.is_none() {
+            return err(
+                "guard.max_mismatch_rate",
+                "needs a [routes.shadow] table: mismatches come from shadow comparisons".into(),
+            );
+        }
+    }
+    Ok(())
 }
 
 fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, ConfigError> {

@@ -19,6 +19,7 @@ use tokio::sync::{watch, Notify};
 use crate::config::{bp_to_percent, Config, RouteConfig};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::sidecars::Sidecars;
 use crate::state::{AuditEntry, Change, Override, StateLocation, StateStore};
 
 /// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
@@ -86,6 +87,9 @@ pub struct ReloadReport {
 struct Inner {
     config: Config,
     state: StateStore,
+    location: StateLocation,
+    /// Shadow mode and the dual-write log, once a configuration needed them.
+    sidecars: Sidecars,
     admin_token: Option<String>,
     last_src: Option<String>,
 }
@@ -118,18 +122,27 @@ fn effective(state: &StateStore, rc: &RouteConfig) -> Result<(u32, Option<Overri
 
 impl Control {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
-        let state = StateStore::connect(&StateLocation::resolve(&config.proxy)?)?;
+        let location = StateLocation::resolve(&config.proxy)?;
+        let state = StateStore::connect(&location)?;
         let state_changes = state.changes();
         let state_kind = state.kind();
         let metrics = Arc::new(Metrics::new()?);
+        let mut sidecars = Sidecars::default();
+        sidecars.ensure(&config, &location, &metrics)?;
         let mut failed = None;
-        let table = Table::build(&config, &metrics, None, |rc| match effective(&state, rc) {
-            Ok((bp, _)) => bp,
-            Err(e) => {
-                failed = Some(e);
-                rc.percent_bp
-            }
-        })
+        let table = Table::build(
+            &config,
+            &metrics,
+            None,
+            &sidecars.extras,
+            |rc| match effective(&state, rc) {
+                Ok((bp, _)) => bp,
+                Err(e) => {
+                    failed = Some(e);
+                    rc.percent_bp
+                }
+            },
+        )
         .map_err(|m| internal_config(&config_path, m))?;
         if let Some(e) = failed {
             return Err(e);
@@ -155,6 +168,8 @@ impl Control {
                 admin_token: config.proxy.resolved_admin_token(),
                 config,
                 state,
+                location,
+                sidecars,
                 last_src,
             }),
             config_path,
@@ -332,6 +347,36 @@ impl Control {
         routes: &[String],
         actor: &str,
     ) -> Result<Vec<RolloutChange>, ProxyError> {
+        self.rollback_as(routes, actor, "rollback")
+    }
+
+    /// The rollback guard's rollback of one route: the operator's rollback path, audited as
+    /// actor `guard` with action `rollback:<reason>` (`rollback:error_rate`, ...).
+    pub fn guard_rollback(
+        &self,
+        route: &str,
+        reason: crate::guard::Reason,
+    ) -> Result<Vec<RolloutChange>, ProxyError> {
+        let action = format!("rollback:{}", reason.as_str());
+        self.rollback_as(&[route.to_string()], "guard", &action)
+    }
+
+    /// Shadow mode and the dual-write log, for shutdown.
+    pub fn sidecar_handles(
+        &self,
+    ) -> (
+        Option<Arc<ficus_shadow::Shadow>>,
+        Option<Arc<crate::dualwrite::DualWriteLog>>,
+    ) {
+        self.lock().sidecars.handles()
+    }
+
+    fn rollback_as(
+        &self,
+        routes: &[String],
+        actor: &str,
+        action: &str,
+    ) -> Result<Vec<RolloutChange>, ProxyError> {
         let mut inner = self.lock();
         let targets: Vec<RouteConfig> = if routes.is_empty() {
             inner.config.routes.clone()
@@ -363,14 +408,14 @@ impl Control {
                 keep_override: Some(rc.percent_bp),
             })
             .collect();
-        inner.state.record(&changes, actor, "rollback")?;
+        inner.state.record(&changes, actor, action)?;
         drop(changes);
         for rc in &targets {
             self.apply(&inner, &rc.name, 0);
             self.shared.metrics.rollout_changed(&rc.name, "rollback");
         }
         self.shared.metrics.rollbacks.inc();
-        tracing::warn!(routes = ?targets.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), actor, "rollback");
+        tracing::warn!(routes = ?targets.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), actor, action, "rollback");
         Ok(targets
             .iter()
             .zip(froms)
@@ -456,17 +501,30 @@ impl Control {
             }
         }
         let metrics = self.shared.metrics.clone();
+        {
+            let inner = &mut *inner;
+            let restart = inner.sidecars.ensure(&new, &inner.location, &metrics)?;
+            if !restart.is_empty() {
+                // Like the proxy settings above: the running values stay in force.
+                new.shadow = inner.config.shadow.clone();
+                report.needs_restart.extend(restart);
+            }
+        }
         let previous = self.shared.table.load_full();
         let mut failed = None;
-        let table = Table::build(&new, &metrics, Some(&previous), |rc| {
-            match effective(&inner.state, rc) {
+        let table = Table::build(
+            &new,
+            &metrics,
+            Some(&previous),
+            &inner.sidecars.extras,
+            |rc| match effective(&inner.state, rc) {
                 Ok((bp, _)) => bp,
                 Err(e) => {
                     failed = Some(e);
                     rc.percent_bp
                 }
-            }
-        })
+            },
+        )
         .map_err(|m| internal_config(&self.config_path, m))?;
         if let Some(e) = failed {
             return Err(e);

@@ -49,6 +49,12 @@ pub enum ProxyError {
     /// A metric could not be registered (duplicate name: a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),
+    /// Shadow mode could not start (its store, its threads).
+    #[error("shadow mode: {0}")]
+    Shadow(#[from] ficus_shadow::ShadowError),
+    /// The dual-write log could not start.
+    #[error(transparent)]
+    DualWrite(#[from] crate::dualwrite::DualWriteError),
 }
 
 /// Which side of a forwarded request failed.

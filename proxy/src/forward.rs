@@ -5,8 +5,9 @@
 //! timeout → 504. `Upgrade` requests (WebSocket) are passed through to the routed side.
 //!
 //! The exchange is split in steps — `prepare` (decide and rewrite), `exchange` (send, await
-//! head), `respond` (rewrite head, wrap body) — so a shadow step that tees the bodies and hands
-//! copies to a mirror can sit between them without reshaping this code.
+//! head), `respond` (rewrite head, wrap body). Shadow mode sits between them ([`crate::tee`]):
+//! decided before forwarding, the bodies teed as they stream, the exchange handed over when the
+//! primary response has ended. Guarded routes count the new side's answers on the way out.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -28,6 +29,7 @@ use crate::control::Shared;
 use crate::error::{BodyTooLarge, ErrorKind};
 use crate::split::Side;
 use crate::table::{Backend, Route, Table};
+use crate::tee::{self, RespTee};
 use crate::upstream::{ConnectError, Pool};
 
 /// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
@@ -168,10 +170,15 @@ pub(crate) async fn handle(
     let side = forced.unwrap_or_else(|| route.decide(&parts));
     let backend: &Backend = &table.backends[side.index()];
     let bm = &route.metrics.backend[side.index()];
+    let tee::Begun {
+        mut plan,
+        mut write,
+    } = tee::begin(&table, route, side, &mut parts, &request_id);
 
     let result = async {
         // Refuse early what is declared too large; chunked bodies are counted as they stream.
-        if let Some(len) = content_length(&parts.headers) {
+        let declared = content_length(&parts.headers);
+        if let Some(len) = declared {
             if len > table.max_request_bytes {
                 return Err(Failure::new(
                     ErrorKind::RequestTooLarge,
@@ -183,13 +190,19 @@ pub(crate) async fn handle(
             }
         }
         prepare(&table, backend, &conn, &mut parts, upgrade)?;
-        let body = if body.is_end_stream() {
+        if let Some(p) = plan.as_mut() {
+            p.forwarded(&parts.headers);
+        }
+        let empty = body.is_end_stream();
+        let req_tee = plan.as_ref().and_then(|p| p.request_tee(declared, empty));
+        let body = if empty {
             ReqBody::Empty
         } else {
             ReqBody::Stream {
                 inner: body,
                 seen: 0,
                 limit: table.max_request_bytes,
+                tee: req_tee,
             }
         };
         let (resp, sender) = exchange(
@@ -199,6 +212,12 @@ pub(crate) async fn handle(
             metrics,
         )
         .await?;
+        if let Some(w) = write.as_mut() {
+            w.set_status(side, Some(resp.status().as_u16()));
+        }
+        let resp_tee = plan
+            .take()
+            .map(|p| p.response_tee(resp.status(), resp.headers(), write.take()));
         Ok(respond(
             &worker,
             backend,
@@ -207,23 +226,34 @@ pub(crate) async fn handle(
             sender,
             down_upgrade,
             &request_id,
+            resp_tee,
         ))
     }
     .await;
 
     let resp = match result {
-        Ok(r) => r,
+        Ok(r) => {
+            if let (Side::New, Some(g)) = (side, &route.guard) {
+                g.request(r.status().as_u16(), start.elapsed());
+            }
+            r
+        }
         Err(f) => {
             bm.error(f.kind);
             if matches!(
                 f.kind,
                 ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
             ) {
+                if let (Side::New, Some(g)) = (side, &route.guard) {
+                    g.request(f.kind.status().as_u16(), start.elapsed());
+                }
                 tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
             }
             error_response(f, route, side, &request_id)
         }
     };
+    // Not handed to shadow mode (not mirrored, or the primary failed): recorded now.
+    drop(write);
     bm.count(resp.status().as_u16());
     bm.duration.observe(start.elapsed().as_secs_f64());
     Ok(resp)
@@ -472,7 +502,9 @@ fn classify(e: hyper::Error, backend: &Backend) -> Failure {
     )
 }
 
-/// Rewrites the response head and wraps its body so the connection returns to the pool.
+/// Rewrites the response head and wraps its body so the connection returns to the pool (and,
+/// on a mirrored request, so the body is teed).
+#[allow(clippy::too_many_arguments)] // the seams of one exchange, each used once
 fn respond(
     worker: &Worker,
     backend: &Backend,
@@ -481,6 +513,7 @@ fn respond(
     sender: crate::upstream::Sender,
     down_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_id: &HeaderValue,
+    tee: Option<Box<RespTee>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && down_upgrade.is_some();
@@ -520,7 +553,7 @@ fn respond(
     };
     Response::from_parts(
         parts,
-        RespBody::Upstream(UpstreamBody::new(body, Some(ret))),
+        RespBody::Upstream(UpstreamBody::new(body, Some(ret), tee)),
     )
 }
 

@@ -39,6 +39,11 @@
 //!   replicas, with LISTEN/NOTIFY).
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
 //! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
+//! - `tee`: shadow mode per request — the mirror decision, `X-Ficus-Request-Time`, the body
+//!   copies, the hand-over to `ficus-shadow`; `sidecars`: shadow mode and the dual-write log
+//!   started when the configuration needs them.
+//! - `dualwrite`: the `dual_writes` table of the state store and its writer thread.
+//! - `guard`: per-route rollback guard (sliding window, automatic rollback to 0 %).
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
 #![forbid(unsafe_code)]
@@ -49,26 +54,33 @@ mod body;
 pub mod client;
 pub mod config;
 mod control;
+mod dualwrite;
 mod error;
 mod forward;
+mod guard;
 pub mod metrics;
 mod page;
 mod reload;
 pub mod route;
 mod server;
+mod sidecars;
 pub mod split;
 pub mod state;
 pub mod state_pg;
 mod table;
+mod tee;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
 pub use self::control::{ReloadReport, RolloutChange, RouteStatus};
+pub use self::dualwrite::{DualWriteError, DUAL_WRITES_DDL};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
 };
+pub use self::guard::{GuardConfig, Reason as GuardReason};
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
 pub use self::state::AuditEntry;
 pub use self::table::UNMATCHED;
+pub use self::tee::REQUEST_TIME;

@@ -14,6 +14,12 @@
 //! | `ficus_sticky_key_missing_total` | route |
 //! | `ficus_config_reloads_total` | result (success, failure) |
 //! | `ficus_inflight_requests` | — |
+//! | `ficus_dual_write_records_total` | result (written, dropped, error): rows of the dual-write log |
+//! | `ficus_dual_write_divergent_total` | route (writes that succeeded on one side only) |
+//! | `ficus_guard_rollbacks_total` | route, reason (error_rate, p99, mismatch_rate) |
+//!
+//! With shadow mode on, the `ficus_shadow_*` families of `ficus-shadow` are in the same
+//! registry.
 //!
 //! The hot path never looks a label up: [`RouteMetrics`] holds the resolved handles and lives in
 //! the routing table, built once per configuration.
@@ -75,6 +81,9 @@ pub struct Metrics {
     missing_key: IntCounterVec,
     reloads: IntCounterVec,
     pub(crate) inflight: IntGauge,
+    dual_write_records: IntCounterVec,
+    dual_write_divergent: IntCounterVec,
+    guard_rollbacks: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -154,6 +163,30 @@ impl Metrics {
             "ficus_inflight_requests",
             "Requests being proxied right now.",
         )?;
+        let dual_write_records = IntCounterVec::new(
+            Opts::new(
+                "ficus_dual_write_records_total",
+                "Writes on dual-write routes handed to the dual-write log, by result (written, dropped when its queue was full, error).",
+            ),
+            &["result"],
+        )?;
+        let dual_write_divergent = IntCounterVec::new(
+            Opts::new(
+                "ficus_dual_write_divergent_total",
+                "Writes on dual-write routes that returned 2xx on exactly one side, by route.",
+            ),
+            &["route"],
+        )?;
+        let guard_rollbacks = IntCounterVec::new(
+            Opts::new(
+                "ficus_guard_rollbacks_total",
+                "Routes set to 0% by their rollback guard, by route and broken threshold.",
+            ),
+            &["route", "reason"],
+        )?;
+        registry.register(Box::new(dual_write_records.clone()))?;
+        registry.register(Box::new(dual_write_divergent.clone()))?;
+        registry.register(Box::new(guard_rollbacks.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
         registry.register(Box::new(upstream_errors.clone()))?;
@@ -186,7 +219,44 @@ impl Metrics {
             missing_key,
             reloads,
             inflight,
+            dual_write_records,
+            dual_write_divergent,
+            guard_rollbacks,
         })
+    }
+
+    /// The dual-write log's outcome counters (series created at 0).
+    pub(crate) fn dual_write_counters(
+        &self,
+    ) -> Result<crate::dualwrite::LogCounters, prometheus::Error> {
+        let c = |r: &str| self.dual_write_records.get_metric_with_label_values(&[r]);
+        Ok(crate::dualwrite::LogCounters {
+            written: c("written")?,
+            dropped: c("dropped")?,
+            failed: c("error")?,
+        })
+    }
+
+    /// `ficus_dual_write_divergent_total{route}` (created at 0).
+    pub(crate) fn dual_write_divergent(
+        &self,
+        route: &str,
+    ) -> Result<IntCounter, prometheus::Error> {
+        self.dual_write_divergent
+            .get_metric_with_label_values(&[route])
+    }
+
+    /// `ficus_guard_rollbacks_total{route,reason}` for every reason (created at 0).
+    pub(crate) fn guard_rollbacks(
+        &self,
+        route: &str,
+    ) -> Result<[IntCounter; 3], prometheus::Error> {
+        let c = |r: crate::guard::Reason| {
+            self.guard_rollbacks
+                .get_metric_with_label_values(&[route, r.as_str()])
+        };
+        let [a, b, d] = crate::guard::Reason::ALL;
+        Ok([c(a)?, c(b)?, c(d)?])
     }
 
     /// The registry, to gather or to register more collectors (e.g. shadow metrics) into.

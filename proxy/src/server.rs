@@ -109,8 +109,9 @@ impl Proxy {
                         let reload =
                             crate::reload::run(control.clone(), stop_rx.clone(), watch_config);
                         let follow = crate::control::follow_state(control.clone(), stop_rx.clone());
+                        let guard = crate::guard::run(control.clone(), stop_rx.clone());
                         let admin = crate::admin::serve(admin_listener, control, stop_rx);
-                        tokio::join!(reload, follow, admin);
+                        tokio::join!(reload, follow, guard, admin);
                     });
                     drop(local);
                     let _ = tx.send(());
@@ -224,12 +225,30 @@ impl ProxyHandle {
         self.control.shared.metrics.encode()
     }
 
-    /// Stops accepting, waits for in-flight requests (up to `shutdown_grace_ms`), stops.
+    /// Waits until every request mirrored so far has been compared, its mismatches are in
+    /// the shadow store and its dual-write row is committed (tests, demos).
+    pub async fn flush_shadow(&self) {
+        let (shadow, log) = self.control.sidecar_handles();
+        if let Some(s) = shadow {
+            s.flush().await;
+        }
+        if let Some(log) = log {
+            let _ = tokio::task::spawn_blocking(move || {
+                log.flush_blocking(std::time::Duration::from_secs(10))
+            })
+            .await;
+        }
+    }
+
+    /// Stops accepting, waits for in-flight requests (up to `shutdown_grace_ms`), then lets
+    /// shadow mode finish its jobs in hand and commits the shadow store and dual-write log.
     pub async fn shutdown(mut self) {
         self.begin_shutdown();
         for d in std::mem::take(&mut self.done) {
             let _ = d.await;
         }
+        let (shadow, log) = self.control.sidecar_handles();
+        crate::sidecars::shutdown(shadow, log).await;
     }
 
     fn begin_shutdown(&self) {

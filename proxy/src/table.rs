@@ -3,14 +3,18 @@
 //! header values prepared once. Published through an `ArcSwap`; a reload builds a new table.
 //!
 //! Architecture invariant: a request reads the table and the rollout atomics, nothing else
-//! shared and mutable; it never takes a lock and never looks a metric label up.
+//! shared and mutable; it never takes a lock and never looks a metric label up. (Shadowed
+//! routes add shadow mode's own lock-free queue; guarded routes a few atomic adds.)
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ficus_shadow::{RouteSpec, Shadow, ShadowRoute};
 use http::{HeaderName, HeaderValue, Method};
 
 use crate::config::{BackendConfig, Config, RouteConfig};
+use crate::dualwrite::{DualRoute, DualWriteLog};
+use crate::guard::Guard;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::route::PathTemplate;
 use crate::split::{self, cookie_value, query_value, MissingKey, Side, Sticky};
@@ -50,6 +54,43 @@ pub(crate) enum KeySource {
     Random,
 }
 
+impl KeySource {
+    /// Resolves a sticky-source setting against the route's path template.
+    fn new(sticky: &Sticky, rc: &RouteConfig) -> Result<KeySource, String> {
+        Ok(match sticky {
+            Sticky::Header(h) => KeySource::Header(h.clone()),
+            Sticky::Cookie(c) => KeySource::Cookie(c.as_str().into()),
+            Sticky::Path(p) => KeySource::PathSeg(
+                rc.path
+                    .param_index(p)
+                    .ok_or_else(|| format!("route {}: path has no parameter {{{p}}}", rc.name))?,
+            ),
+            Sticky::Query(q) => KeySource::Query(q.as_str().into()),
+            Sticky::Random => KeySource::Random,
+        })
+    }
+
+    /// The key's bytes in this request (`None` for `Random` or when the request lacks it).
+    #[inline]
+    pub fn get<'a>(&self, parts: &'a http::request::Parts) -> Option<&'a [u8]> {
+        match self {
+            KeySource::Random => None,
+            KeySource::Header(h) => parts.headers.get(h).map(HeaderValue::as_bytes),
+            KeySource::Cookie(c) => cookie_value(&parts.headers, c),
+            KeySource::PathSeg(i) => PathTemplate::segment(parts.uri.path(), *i).map(str::as_bytes),
+            KeySource::Query(q) => query_value(parts.uri.query(), q),
+        }
+    }
+}
+
+/// What a table needs beyond the configuration: shadow mode and the dual-write log, when the
+/// configuration uses them (see `sidecars`).
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    pub shadow: Option<Arc<Shadow>>,
+    pub dual_log: Option<Arc<DualWriteLog>>,
+}
+
 /// One compiled route.
 pub(crate) struct Route {
     pub name: Box<str>,
@@ -61,24 +102,81 @@ pub(crate) struct Route {
     /// Effective rollout in basis points; written by the control plane, read per request.
     pub percent_bp: AtomicU32,
     pub metrics: RouteMetrics,
+    /// The route's name shared with what outlives a table (dual-write rows).
+    pub name_arc: Arc<str>,
+    /// Shadow settings, when the route has `[routes.shadow]`.
+    pub shadow: Option<Arc<ShadowRoute>>,
+    /// `dual_write = true` with a log to record into (`None` also when the state store is not
+    /// SQLite).
+    pub dual: Option<DualRoute>,
+    /// Where a write's row key comes from (`key`).
+    pub write_key: Option<KeySource>,
+    /// The rollback guard, when the route has `[routes.guard]`.
+    pub guard: Option<Arc<Guard>>,
 }
 
 impl Route {
-    fn new(rc: &RouteConfig, percent_bp: u32, metrics: &Metrics) -> Result<Route, String> {
-        let key = match &rc.sticky {
-            Sticky::Header(h) => KeySource::Header(h.clone()),
-            Sticky::Cookie(c) => KeySource::Cookie(c.as_str().into()),
-            Sticky::Path(p) => KeySource::PathSeg(
-                rc.path
-                    .param_index(p)
-                    .ok_or_else(|| format!("route {}: path has no parameter {{{p}}}", rc.name))?,
-            ),
-            Sticky::Query(q) => KeySource::Query(q.as_str().into()),
-            Sticky::Random => KeySource::Random,
-        };
+    fn new(
+        rc: &RouteConfig,
+        percent_bp: u32,
+        metrics: &Metrics,
+        extras: &Extras,
+        config: &Config,
+        previous: Option<&Route>,
+    ) -> Result<Route, String> {
+        let key = KeySource::new(&rc.sticky, rc)?;
         let m = metrics.route(&rc.name).map_err(|e| e.to_string())?;
         m.percent.set(crate::config::bp_to_percent(percent_bp));
+        let shadow = match (&rc.shadow, &extras.shadow) {
+            (None, _) => None,
+            (Some(cfg), Some(shadow)) => Some(
+                shadow
+                    .route(RouteSpec {
+                        name: &rc.name,
+                        config: cfg,
+                        dual_write: rc.dual_write,
+                        legacy_url: &config.backends.legacy.url.to_string(),
+                        new_url: &config.backends.new.url.to_string(),
+                    })
+                    .map_err(|e| format!("route {}: {e}", rc.name))?,
+            ),
+            (Some(_), None) => {
+                return Err(format!("route {}: shadow mode is not running", rc.name))
+            }
+        };
+        let dual = match (rc.dual_write, &extras.dual_log) {
+            (true, Some(log)) => Some(DualRoute {
+                log: log.clone(),
+                divergent: metrics
+                    .dual_write_divergent(&rc.name)
+                    .map_err(|e| e.to_string())?,
+            }),
+            _ => None,
+        };
+        let write_key = match &rc.key {
+            Some(k) => Some(KeySource::new(k, rc)?),
+            None => None,
+        };
+        // A guard whose settings did not change keeps its window (and its disarmed state)
+        // across reloads.
+        let guard = match &rc.guard {
+            None => None,
+            Some(g) => match previous.and_then(|p| p.guard.as_ref()) {
+                Some(prev) if prev.cfg == *g => Some(prev.clone()),
+                _ => Some(Arc::new(Guard::new(
+                    g.clone(),
+                    metrics
+                        .guard_rollbacks(&rc.name)
+                        .map_err(|e| e.to_string())?,
+                ))),
+            },
+        };
         Ok(Route {
+            name_arc: Arc::from(rc.name.as_str()),
+            shadow,
+            dual,
+            write_key,
+            guard,
             name: rc.name.as_str().into(),
             name_hv: HeaderValue::from_str(&rc.name).map_err(|e| e.to_string())?,
             methods: rc.methods.clone(),
@@ -100,6 +198,11 @@ impl Route {
             missing: MissingKey::Legacy,
             percent_bp: AtomicU32::new(0),
             metrics: metrics.route(UNMATCHED).map_err(|e| e.to_string())?,
+            name_arc: Arc::from(UNMATCHED),
+            shadow: None,
+            dual: None,
+            write_key: None,
+            guard: None,
         })
     }
 
@@ -119,14 +222,10 @@ impl Route {
         if bp >= split::BUCKETS {
             return Side::New;
         }
-        let key: Option<&[u8]> = match &self.key {
-            KeySource::Random => return split::decide(bp, false, None, self.missing),
-            KeySource::Header(h) => parts.headers.get(h).map(HeaderValue::as_bytes),
-            KeySource::Cookie(c) => cookie_value(&parts.headers, c),
-            KeySource::PathSeg(i) => PathTemplate::segment(parts.uri.path(), *i).map(str::as_bytes),
-            KeySource::Query(q) => query_value(parts.uri.query(), q),
-        };
-        let key = key.filter(|k| !k.is_empty());
+        if matches!(self.key, KeySource::Random) {
+            return split::decide(bp, false, None, self.missing);
+        }
+        let key = self.key.get(parts).filter(|k| !k.is_empty());
         if key.is_none() {
             self.metrics.missing_key.inc();
         }
@@ -142,6 +241,8 @@ pub(crate) struct Table {
     pub max_request_bytes: u64,
     pub preserve_host: bool,
     pub override_token: Option<Box<[u8]>>,
+    /// Shadow mode, when any route is shadowed.
+    pub shadow: Option<Arc<Shadow>>,
 }
 
 impl Table {
@@ -151,6 +252,7 @@ impl Table {
         config: &Config,
         metrics: &Metrics,
         previous: Option<&Table>,
+        extras: &Extras,
         mut percent_of: impl FnMut(&RouteConfig) -> u32,
     ) -> Result<Table, String> {
         let backend = |side: Side, cfg: &BackendConfig| -> Result<Arc<Backend>, String> {
@@ -164,7 +266,15 @@ impl Table {
         };
         let mut routes = Vec::with_capacity(config.routes.len());
         for rc in &config.routes {
-            routes.push(Route::new(rc, percent_of(rc), metrics)?);
+            let prev = previous.and_then(|p| p.route(&rc.name));
+            routes.push(Route::new(
+                rc,
+                percent_of(rc),
+                metrics,
+                extras,
+                config,
+                prev,
+            )?);
         }
         Ok(Table {
             routes,
@@ -179,6 +289,7 @@ impl Table {
                 .proxy
                 .resolved_override_token()
                 .map(|t| t.into_bytes().into_boxed_slice()),
+            shadow: extras.shadow.clone(),
         })
     }
 

@@ -284,11 +284,11 @@ pub struct MirrorReport {
 /// It runs on the shadow thread (or on the thread calling [`Shadow::submit`] when the job is
 /// refused there), so it must be short and must not block. It always runs exactly once: a
 /// job dropped without an answer (shadow mode shutting down) reports `dropped`.
-pub struct OnDone(Option<Box<dyn FnOnce(MirrorReport) + Send>>);
+pub struct OnDone(Option<Box<dyn FnOnce(MirrorReport) + Send + Sync>>);
 
 impl OnDone {
     /// Wraps `f`.
-    pub fn new(f: impl FnOnce(MirrorReport) + Send + 'static) -> OnDone {
+    pub fn new(f: impl FnOnce(MirrorReport) + Send + Sync + 'static) -> OnDone {
         OnDone(Some(Box::new(f)))
     }
 

@@ -1,0 +1,93 @@
+//! What runs beside the data plane when the configuration asks for it: shadow mode (one
+//! [`Shadow`] per proxy, its metrics in the proxy's registry) and the dual-write log (a writer
+//! thread on the SQLite state store). Each is started the first time a configuration needs it
+//! — at start or by a reload — and kept until shutdown; changing the `[shadow]` section of a
+//! running proxy needs a restart (the reload report says so).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ficus_shadow::{Shadow, ShadowGlobalConfig};
+
+use crate::config::Config;
+use crate::dualwrite::DualWriteLog;
+use crate::error::ProxyError;
+use crate::metrics::Metrics;
+use crate::state::StateLocation;
+use crate::table::Extras;
+
+/// How long shutdown waits for the dual-write log to commit what it holds.
+const FLUSH_LIMIT: Duration = Duration::from_secs(10);
+
+/// The running side components and the settings they were started with.
+#[derive(Default)]
+pub(crate) struct Sidecars {
+    pub extras: Extras,
+    shadow_settings: Option<ShadowGlobalConfig>,
+    warned_no_sqlite: bool,
+}
+
+impl Sidecars {
+    /// Starts what `config` needs and is not running yet. Returns the settings that changed
+    /// but only take effect after a restart (`shadow`).
+    pub fn ensure(
+        &mut self,
+        config: &Config,
+        state: &StateLocation,
+        metrics: &Metrics,
+    ) -> Result<Vec<String>, ProxyError> {
+        let mut needs_restart = Vec::new();
+        let wanted = config.shadow.clone().unwrap_or_default();
+        if config.routes.iter().any(|r| r.shadow.is_some()) {
+            match &self.shadow_settings {
+                None => {
+                    let shadow = Shadow::new(&wanted, metrics.registry())?;
+                    tracing::info!(store = %wanted.store.display(), "shadow mode on");
+                    self.extras.shadow = Some(Arc::new(shadow));
+                    self.shadow_settings = Some(wanted);
+                }
+                Some(running) if *running != wanted => needs_restart.push("shadow".to_string()),
+                Some(_) => {}
+            }
+        } else if matches!(&self.shadow_settings, Some(running) if *running != wanted) {
+            needs_restart.push("shadow".to_string());
+        }
+        if config.routes.iter().any(|r| r.dual_write) && self.extras.dual_log.is_none() {
+            match state {
+                StateLocation::Sqlite(path) => {
+                    let log = DualWriteLog::open(path, metrics.dual_write_counters()?)?;
+                    self.extras.dual_log = Some(Arc::new(log));
+                }
+                StateLocation::Postgres(_) if !self.warned_no_sqlite => {
+                    self.warned_no_sqlite = true;
+                    tracing::warn!(
+                        "dual_write routes: writes are recorded in table dual_writes of a SQLite \
+                         state store only; with a PostgreSQL state store they are mirrored and \
+                         compared but not recorded"
+                    );
+                }
+                StateLocation::Postgres(_) => {}
+            }
+        }
+        Ok(needs_restart)
+    }
+
+    /// Handles for shutdown (taken out so the caller can await without holding a lock).
+    pub fn handles(&self) -> (Option<Arc<Shadow>>, Option<Arc<DualWriteLog>>) {
+        (self.extras.shadow.clone(), self.extras.dual_log.clone())
+    }
+}
+
+/// Finishes the mirror jobs in hand (each bounded by the shadow `timeout_ms`) and commits the
+/// shadow store, then commits the dual-write rows those jobs completed.
+pub(crate) async fn shutdown(shadow: Option<Arc<Shadow>>, dual_log: Option<Arc<DualWriteLog>>) {
+    if let Some(s) = shadow {
+        s.shutdown().await;
+    }
+    if let Some(log) = dual_log {
+        let flushed = tokio::task::spawn_blocking(move || log.flush_blocking(FLUSH_LIMIT)).await;
+        if !matches!(flushed, Ok(true)) {
+            tracing::warn!("dual-write log: not every row was committed before shutdown");
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The proxy's side of shadow mode and dual writes, per request: the decision before forwarding
+//! ([`begin`]), the request-time stamp, the copies of the request body ([`ReqTee`]) and of the
+//! primary response ([`RespTee`]) taken while they stream, and the hand-over to
+//! `ficus-shadow` when the primary response body has ended.
+//!
+//! # Architecture invariant: the mirror never delays the primary
+//! Teeing keeps reference-counted `Bytes` of frames as they pass (up to `max_body_bytes`,
+//! past which the exchange is served but not mirrored); the client's frames are forwarded
+//! unchanged and at once. [`Shadow::submit`] never blocks. A request that is not mirrored
+//! costs one branch per seam.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use ficus_shadow::{
+    CapturedBody, CapturedResponse, MirrorJob, MirrorReport, OnDone, Outcome, Shadow, ShadowRoute,
+};
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode, Uri};
+
+use crate::dualwrite::{PendingWrite, Row};
+use crate::guard::Guard;
+use crate::split::Side;
+use crate::table::{Route, Table};
+
+/// The time a dual-write request is stamped with, sent to both sides (the task apps use it as
+/// their "now", so a mirrored write stores the same timestamps on both).
+pub const REQUEST_TIME: HeaderName = HeaderName::from_static("x-ficus-request-time");
+
+/// Where the request body's copy lands when the request body has ended.
+pub(crate) type ReqSlot = Rc<Cell<Option<CapturedBody>>>;
+
+/// A mirrored request, between the decision and the end of the primary response.
+pub(crate) struct Plan {
+    shadow: Arc<Shadow>,
+    route: Arc<ShadowRoute>,
+    method: Method,
+    uri: Uri,
+    /// The request headers as forwarded (set after the rewrite).
+    headers: HeaderMap,
+    request_body: ReqSlot,
+    primary_side: Side,
+    request_id: String,
+    guard: Option<Arc<Guard>>,
+}
+
+/// What [`begin`] decided for one request.
+pub(crate) struct Begun {
+    pub plan: Option<Plan>,
+    pub write: Option<PendingWrite>,
+}
+
+fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
+/// Now, UTC, as `2026-01-01T10:00:00.123456Z`.
+pub(crate) fn request_time() -> String {
+    let f = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    time::OffsetDateTime::now_utc()
+        .format(&f)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".into())
+}
+
+/// Decides, before forwarding, whether the request is mirrored and whether it is a dual
+/// write to record; stamps `X-Ficus-Request-Time` on dual-write routes and drops
+/// `Accept-Encoding` from mirrored requests.
+pub(crate) fn begin(
+    table: &Table,
+    route: &Route,
+    side: Side,
+    parts: &mut http::request::Parts,
+    request_id: &HeaderValue,
+) -> Begun {
+    // `dual_write = true` needs `[routes.shadow]`, so the shadow route knows.
+    let dual_write_route = route.shadow.as_ref().is_some_and(|s| s.dual_write());
+    let stamp = dual_write_route.then(|| {
+        // One stamp per request, overwriting any the client sent: the proxy is the clock
+        // both sides agree on.
+        let t = request_time();
+        if let Ok(v) = HeaderValue::from_str(&t) {
+            parts.headers.insert(REQUEST_TIME, v);
+        }
+        t
+    });
+    let write = match (&route.dual, stamp) {
+        (Some(dual), Some(at)) if !is_safe(&parts.method) => {
+            let key = route
+                .write_key
+                .as_ref()
+                .and_then(|k| k.get(parts))
+                .map(|k| String::from_utf8_lossy(k).into_owned())
+                .unwrap_or_default();
+            Some(PendingWrite::new(
+                dual,
+                Row {
+                    at,
+                    route: route.name_arc.clone(),
+                    key,
+                    method: parts.method.clone(),
+                    primary: side,
+                    legacy_status: None,
+                    new_status: None,
+                },
+            ))
+        }
+        _ => None,
+    };
+    let plan = match (&route.shadow, &table.shadow) {
+        (Some(sr), Some(shadow)) if shadow.decide(sr, &parts.method).is_mirror() => {
+            // Compression would make the comparison see bytes instead of JSON (and the two
+            // sides may compress differently); the client copes with an uncompressed answer.
+            parts.headers.remove(header::ACCEPT_ENCODING);
+            Some(Plan {
+                shadow: shadow.clone(),
+                route: sr.clone(),
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                headers: HeaderMap::new(),
+                request_body: Rc::new(Cell::new(None)),
+                primary_side: side,
+                request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
+                guard: route.guard.clone(),
+            })
+        }
+        _ => None,
+    };
+    Begun { plan, write }
+}
+
+impl Plan {
+    /// Records the request headers as forwarded to the primary side.
+    pub fn forwarded(&mut self, headers: &HeaderMap) {
+        self.headers = headers.clone();
+    }
+
+    /// The body copy for a request: `None` when there is nothing to tee (no body, or one
+    /// declared larger than `max_body_bytes`: the slot is filled at once).
+    pub fn request_tee(&self, declared_len: Option<u64>, empty: bool) -> Option<Box<ReqTee>> {
+        let limit = self.shadow.max_body_bytes();
+        if empty {
+            self.request_body.set(Some(CapturedBody::default()));
+            return None;
+        }
+        if declared_len.is_some_and(|n| n > limit as u64) {
+            self.request_body.set(Some(CapturedBody::too_large()));
+            return None;
+        }
+        Some(Box::new(ReqTee {
+            captured: CapturedBody::default(),
+            limit,
+            slot: self.request_body.clone(),
+        }))
+    }
+
+    /// The response copy, from the head as the backend sent it; `write` is completed with the
+    /// mirror's status when shadow mode reports.
+    pub fn response_tee(
+        self,
+        status: StatusCode,
+        headers: &HeaderMap,
+        write: Option<PendingWrite>,
+    ) -> Box<RespTee> {
+        let limit = self.shadow.max_body_bytes();
+        Box::new(RespTee {
+            status,
+            headers: headers.clone(),
+            captured: CapturedBody::default(),
+            limit,
+            plan: self,
+            write,
+        })
+    }
+}
+
+/// Copies request body frames as they go upstream; fills the slot at end of stream.
+pub(crate) struct ReqTee {
+    captured: CapturedBody,
+    limit: usize,
+    slot: ReqSlot,
+}
+
+impl ReqTee {
+    pub fn push(&mut self, data: &Bytes) {
+        self.captured.push(data, self.limit);
+    }
+
+    pub fn end(&mut self) {
+        self.slot.set(Some(std::mem::take(&mut self.captured)));
+    }
+}
+
+/// Copies primary response body frames as they go to the client; submits the mirror job at
+/// end of stream. Dropped before that (client gone, body failed), nothing is mirrored and a
+/// pending dual write is recorded without the mirror.
+pub(crate) struct RespTee {
+    status: StatusCode,
+    headers: HeaderMap,
+    captured: CapturedBody,
+    limit: usize,
+    plan: Plan,
+    write: Option<PendingWrite>,
+}
+
+impl RespTee {
+    pub fn push(&mut self, data: &Bytes) {
+        self.captured.push(data, self.limit);
+    }
+
+    /// The primary response has ended: hand the exchange to shadow mode.
+    pub fn submit(self: Box<Self>) {
+        let RespTee {
+            status,
+            headers,
+            captured,
+            plan,
+            write,
+            ..
+        } = *self;
+        // The request body has not ended (the backend answered before reading it all): there
+        // is no complete request to mirror.
+        let Some(request_body) = plan.request_body.take() else {
+            return;
+        };
+        let guard = plan.guard;
+        let on_done = (write.is_some() || guard.is_some()).then(|| {
+            OnDone::new(move |r: MirrorReport| {
+                if let Some(g) = &guard {
+                    match r.outcome {
+                        Outcome::Match | Outcome::Noise => g.compared(false),
+                        Outcome::Mismatch => g.compared(true),
+                        _ => {}
+                    }
+                }
+                if let Some(w) = write {
+                    w.finish(r.status.map(|s| s.as_u16()));
+                }
+            })
+        });
+        plan.shadow.submit(MirrorJob {
+            route: plan.route,
+            method: plan.method,
+            uri: plan.uri,
+            request_headers: plan.headers,
+            request_body,
+            primary_side: match plan.primary_side {
+                Side::Legacy => ficus_shadow::Side::Legacy,
+                Side::New => ficus_shadow::Side::New,
+            },
+            primary: CapturedResponse {
+                status,
+                headers,
+                body: captured,
+            },
+            request_id: plan.request_id,
+            on_done,
+        });
+    }
+}

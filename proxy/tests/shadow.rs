@@ -1,0 +1,623 @@
+//! Shadow mode and dual writes through a real proxy, end to end over loopback: the reference
+//! task apps on both sides (legacy on SQLite; new on a copy of it, or on PostgreSQL for the
+//! dual-write story), recording servers where a test must see what a backend received.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::*;
+use ficus_proxy::{Config, Proxy, ProxyHandle};
+use ficus_shadow::{DiffKind, Store};
+use ficus_taskapp::{seed_sqlite, seed_tasks, serve_legacy, Quirk, Server};
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+
+const READS: &[&str] = &[
+    "/api/tasks/",
+    "/api/tasks/ready",
+    "/api/tasks/coordinator-data",
+    "/api/tasks/TASK-101",
+];
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!(
+            "ficus-proxy-shadow-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Two task apps on copies of one seeded SQLite database; the new side with `quirks`.
+async fn task_sides(tmp: &Tmp, quirks: &[&str]) -> (Server, Server) {
+    let (l, n) = (tmp.path("legacy.db"), tmp.path("new.db"));
+    seed_sqlite(&l, &seed_tasks(40, 7)).unwrap();
+    std::fs::copy(&l, &n).unwrap();
+    let quirks: Vec<Quirk> = quirks.iter().map(|q| q.parse().unwrap()).collect();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let legacy = serve_legacy(&l, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let new = serve_legacy(&n, bind().await.unwrap(), quirks)
+        .await
+        .unwrap();
+    (legacy, new)
+}
+
+/// A proxy with the state and shadow store in `tmp` and the given routes.
+fn proxy(
+    tmp: &Tmp,
+    legacy: SocketAddr,
+    new: SocketAddr,
+    shadow: &str,
+    routes: &str,
+) -> ProxyHandle {
+    let toml = config_toml(legacy, new, "", routes).replace(
+        "state = \":memory:\"",
+        &format!("state = {:?}", tmp.path("state.db")),
+    ) + &format!(
+        "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
+        tmp.path("shadow.db")
+    );
+    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+}
+
+const READ_ROUTE: &str = r#"
+[[routes]]
+name = "tasks-read"
+methods = ["GET"]
+path = "/api/tasks/*"
+[routes.shadow]
+"#;
+
+/// (field, kind) of every stored mismatch.
+fn diffs(store: &Path) -> BTreeSet<(String, DiffKind)> {
+    let store = Store::open_existing(store).unwrap();
+    let mut out = BTreeSet::new();
+    for id in 1..=200 {
+        if let Some(rec) = store.mismatch(id).unwrap() {
+            out.extend(rec.diff.into_iter().map(|e| (e.field, e.kind)));
+        }
+    }
+    out
+}
+
+/// Reads through the proxy; every answer is legacy's.
+async fn read_all(p: &ProxyHandle) {
+    let mut c = Client::connect(p.listen_addr()).await;
+    for path in READS {
+        let r = c.get(path, &[("accept-encoding", "gzip")]).await;
+        assert_eq!(r.status, 200, "{path}");
+        assert_eq!(r.header("x-ficus-backend"), "legacy");
+    }
+    tokio::time::timeout(Duration::from_secs(20), p.flush_shadow())
+        .await
+        .expect("flush");
+}
+
+fn results(p: &ProxyHandle, route: &str, result: &str) -> f64 {
+    metric(
+        &p.metrics_text(),
+        &format!("ficus_shadow_requests_total{{result=\"{result}\",route=\"{route}\"}}"),
+    )
+}
+
+async fn quirk_diffs(quirk: &str, route: &str) -> (BTreeSet<(String, DiffKind)>, f64, f64) {
+    let tmp = Tmp::new(quirk);
+    let (legacy, new) = task_sides(&tmp, &[quirk]).await;
+    let p = proxy(&tmp, legacy.addr, new.addr, "", route);
+    read_all(&p).await;
+    let out = (
+        diffs(&tmp.path("shadow.db")),
+        results(&p, "tasks-read", "match"),
+        results(&p, "tasks-read", "mismatch"),
+    );
+    p.shutdown().await;
+    out
+}
+
+fn is_timestamp(field: &str) -> bool {
+    ["created_at", "updated_at", "last_heartbeat"]
+        .iter()
+        .any(|t| field.ends_with(&format!("/{t}")))
+}
+
+#[tokio::test]
+async fn timestamp_precision_is_a_value_difference_on_timestamps() {
+    let (d, _, mismatched) = quirk_diffs("timestamp-precision", READ_ROUTE).await;
+    assert!(mismatched >= 2.0, "{mismatched}");
+    assert!(d.iter().any(|(f, _)| f.starts_with("/*/")), "{d:?}");
+    for (field, kind) in &d {
+        assert_eq!(*kind, DiffKind::Value, "{field}");
+        assert!(is_timestamp(field), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn extra_field_is_an_extra_on_every_task() {
+    let (d, matched, mismatched) = quirk_diffs("extra-field", READ_ROUTE).await;
+    assert_eq!((matched, mismatched), (0.0, READS.len() as f64));
+    assert!(
+        d.contains(&("/*/service_version".into(), DiffKind::Extra)),
+        "{d:?}"
+    );
+    assert!(
+        d.contains(&("/service_version".into(), DiffKind::Extra)),
+        "{d:?}"
+    );
+    for (field, kind) in &d {
+        assert_eq!(*kind, DiffKind::Extra, "{field}");
+        assert!(field.ends_with("/service_version"), "{field}");
+    }
+}
+
+#[tokio::test]
+async fn ready_order_is_one_order_difference_on_ready() {
+    let (d, matched, mismatched) = quirk_diffs("ready-order", READ_ROUTE).await;
+    assert_eq!(d, BTreeSet::from([(String::new(), DiffKind::Order)]));
+    assert_eq!((matched, mismatched), (READS.len() as f64 - 1.0, 1.0));
+}
+
+#[tokio::test]
+async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules() {
+    let tmp = Tmp::new("ignore");
+    let (legacy, new) =
+        task_sides(&tmp, &["timestamp-precision", "ready-order", "extra-field"]).await;
+    let ignoring = format!(
+        "{READ_ROUTE}ignore = [\"/**/created_at\", \"/**/updated_at\", \"/**/last_heartbeat\", \"/**/service_version\"]\n"
+    );
+    let p = proxy(&tmp, legacy.addr, new.addr, "", &ignoring);
+    read_all(&p).await;
+    assert_eq!(
+        diffs(&tmp.path("shadow.db")),
+        BTreeSet::from([(String::new(), DiffKind::Order)]),
+        "only the order is left"
+    );
+    assert_eq!(results(&p, "tasks-read", "mismatch"), 1.0);
+    // A reload that also declares the lists unordered rebuilds the route's rules.
+    let mut cfg = p.config();
+    let shadow = cfg.routes[0].shadow.as_mut().unwrap();
+    shadow.unordered_arrays = vec!["".into()];
+    p.apply_config(cfg).unwrap();
+    read_all(&p).await;
+    assert_eq!(
+        results(&p, "tasks-read", "mismatch"),
+        1.0,
+        "no new mismatch"
+    );
+    assert_eq!(results(&p, "tasks-read", "match"), READS.len() as f64 + 3.0);
+    p.shutdown().await;
+}
+
+/// A JSON server whose `generated` field changes on every answer (legacy and new alike) and
+/// whose new side also adds a field: noise learned from re-asking legacy hides the first,
+/// never the second.
+async fn noisy(extra: bool) -> SocketAddr {
+    let n = Arc::new(AtomicU64::new(0));
+    serve_fn(move |_req| {
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        let mut v = serde_json::json!({"id": 1, "name": "a", "generated": i});
+        if extra {
+            v["extra"] = 1.into();
+        }
+        (
+            200,
+            vec![("content-type", "application/json".into())],
+            v.to_string(),
+        )
+    })
+    .await
+}
+
+#[tokio::test]
+async fn learned_noise_hides_what_changes_between_two_legacy_answers() {
+    let tmp = Tmp::new("noise");
+    let (legacy, new) = (noisy(false).await, noisy(true).await);
+    let route =
+        "[[routes]]\nname = \"items\"\npath = \"/items/*\"\n[routes.shadow]\nlearn_noise = 1.0\n";
+    let p = proxy(&tmp, legacy, new, "", route);
+    let mut c = Client::connect(p.listen_addr()).await;
+    for i in 0..5 {
+        assert_eq!(c.get(&format!("/items/{i}"), &[]).await.status, 200);
+        p.flush_shadow().await;
+    }
+    let d = diffs(&tmp.path("shadow.db"));
+    // The first exchange may be judged before its probe taught anything; later ones not.
+    assert!(d.contains(&("/extra".into(), DiffKind::Extra)), "{d:?}");
+    let store = Store::open_existing(&tmp.path("shadow.db")).unwrap();
+    let last = store.latest_mismatches(1, None).unwrap().remove(0);
+    let fields: Vec<_> = last.diff.iter().map(|e| e.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        vec!["/extra"],
+        "learned noise removed /generated only"
+    );
+    let noise = store.noise(Some("items")).unwrap();
+    assert_eq!(noise.len(), 1, "{noise:?}");
+    assert_eq!(noise[0].field, "/generated");
+    p.shutdown().await;
+}
+
+/// What a recording server received.
+type Log = Arc<Mutex<Vec<(String, String, HeaderMap)>>>;
+
+/// A server answering `f(request)`; returns its address.
+async fn serve_fn(
+    f: impl Fn(&Request<Incoming>) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync + 'static,
+) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let f = Arc::new(f);
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { break };
+            let f = f.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let f = f.clone();
+                    async move {
+                        let (status, headers, body) = f(&req);
+                        let _ = req.into_body().collect().await;
+                        let mut r = Response::new(Full::new(Bytes::from(body)));
+                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+                        for (k, v) in headers {
+                            r.headers_mut().insert(k, v.parse().unwrap());
+                        }
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+async fn recording() -> (SocketAddr, Log) {
+    let log: Log = Arc::default();
+    let l2 = log.clone();
+    let addr = serve_fn(move |req| {
+        l2.lock().unwrap().push((
+            req.method().to_string(),
+            req.uri().path().to_string(),
+            req.headers().clone(),
+        ));
+        (
+            200,
+            vec![("content-type", "application/json".into())],
+            "{\"ok\":true}".into(),
+        )
+    })
+    .await;
+    (addr, log)
+}
+
+#[tokio::test]
+async fn writes_are_mirrored_only_on_dual_write_routes_with_marker_and_idempotency_key() {
+    let tmp = Tmp::new("writes");
+    let (legacy, legacy_log) = recording().await;
+    let (new, new_log) = recording().await;
+    let routes = r#"
+[[routes]]
+name = "plain"
+path = "/plain/{id}"
+[routes.shadow]
+
+[[routes]]
+name = "dual"
+path = "/dual/{id}"
+dual_write = true
+key = "path:id"
+[routes.shadow]
+"#;
+    let p = proxy(&tmp, legacy, new, "", routes);
+    let mut c = Client::connect(p.listen_addr()).await;
+    let hdrs = [
+        ("accept-encoding", "gzip, br"),
+        ("content-type", "application/json"),
+    ];
+    assert_eq!(
+        c.request("POST", "/plain/A-1", &hdrs, Bytes::from("{}"))
+            .await
+            .status,
+        200
+    );
+    assert_eq!(c.get("/plain/A-2", &hdrs).await.status, 200);
+    assert_eq!(
+        c.request("POST", "/dual/B-1", &hdrs, Bytes::from("{\"x\":1}"))
+            .await
+            .status,
+        200
+    );
+    p.flush_shadow().await;
+
+    let new_got = new_log.lock().unwrap().clone();
+    let paths: Vec<_> = new_got.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    assert_eq!(
+        paths,
+        vec!["GET /plain/A-2", "POST /dual/B-1"],
+        "the plain write is not mirrored"
+    );
+    let legacy_got = legacy_log.lock().unwrap().clone();
+    let (_, _, primary) = legacy_got
+        .iter()
+        .find(|(_, p, _)| p == "/dual/B-1")
+        .unwrap();
+    let (_, _, mirror) = &new_got[1];
+    assert_eq!(mirror["x-ficus-shadow"], "1");
+    assert_eq!(mirror["idempotency-key"], primary["x-request-id"]);
+    // One stamp per request, the same on both sides; none on the plain route.
+    let stamp = primary["x-ficus-request-time"].to_str().unwrap();
+    assert_eq!(mirror["x-ficus-request-time"], stamp);
+    assert_eq!(stamp.len(), "2026-01-01T10:00:00.000000Z".len(), "{stamp}");
+    assert!(
+        stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
+        "{stamp}"
+    );
+    let (_, _, plain) = legacy_got
+        .iter()
+        .find(|(_, p, _)| p == "/plain/A-1")
+        .unwrap();
+    assert!(!plain.contains_key("x-ficus-request-time"));
+    // Accept-Encoding is dropped from mirrored requests (both sides), kept otherwise.
+    assert!(!primary.contains_key("accept-encoding"));
+    assert!(!mirror.contains_key("accept-encoding"));
+    assert_eq!(plain["accept-encoding"], "gzip, br");
+
+    // The dual write is in the state store.
+    let rows = dual_writes(&tmp.path("state.db"));
+    assert_eq!(
+        rows,
+        vec![(
+            stamp.to_string(),
+            "dual".into(),
+            "B-1".into(),
+            "POST".into(),
+            "legacy".into(),
+            Some(200),
+            Some(200),
+            0
+        )]
+    );
+    p.shutdown().await;
+}
+
+type DwRow = (
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    i64,
+);
+
+fn dual_writes(state: &Path) -> Vec<DwRow> {
+    let conn = rusqlite::Connection::open(state).unwrap();
+    let mut st = conn
+        .prepare("SELECT at, route, key, method, primary_side, legacy_status, new_status, divergent FROM dual_writes ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| {
+        Ok((
+            r.get(0)?,
+            r.get(1)?,
+            r.get(2)?,
+            r.get(3)?,
+            r.get(4)?,
+            r.get(5)?,
+            r.get(6)?,
+            r.get(7)?,
+        ))
+    })
+    .unwrap()
+    .collect::<Result<_, _>>()
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dual_writes_to_postgres_match_and_a_one_sided_write_is_flagged() {
+    let tmp = Tmp::new("pg");
+    let pg = pgtemp::fresh_database("proxy_dual_write").unwrap();
+    let l = tmp.path("legacy.db");
+    let tasks = seed_tasks(20, 3);
+    seed_sqlite(&l, &tasks).unwrap();
+    ficus_taskapp::seed_postgres(&pg.url, &tasks).await.unwrap();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    // The new side on its own system clock: only the proxy's stamp makes the times agree.
+    let legacy = serve_legacy(&l, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let new = ficus_taskapp::serve_new(&pg.url, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let routes = r#"
+[[routes]]
+name = "tasks-create"
+methods = ["POST"]
+path = "/api/tasks/"
+dual_write = true
+key = "header:X-Task-Id"
+[routes.shadow]
+
+[[routes]]
+name = "tasks-write"
+methods = ["POST"]
+path = "/api/tasks/{task_id}/*"
+dual_write = true
+key = "path:task_id"
+[routes.shadow]
+ignore_headers = ["date"]
+"#;
+    let p = proxy(&tmp, legacy.addr, new.addr, "", routes);
+    let mut c = Client::connect(p.listen_addr()).await;
+    let json = [
+        ("content-type", "application/json"),
+        ("x-task-id", "TASK-900"),
+    ];
+    let r = c
+        .request(
+            "POST",
+            "/api/tasks/",
+            &json,
+            Bytes::from(r#"{"task_id":"TASK-900","title":"dual","priority":"HIGH"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    p.flush_shadow().await;
+    let r = c
+        .request(
+            "POST",
+            "/api/tasks/TASK-900/claim",
+            &json,
+            Bytes::from(r#"{"agent_name":"agent-7"}"#),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    p.flush_shadow().await;
+    // Same stored timestamps on both sides although their clocks differ.
+    let on = |url: String| async move {
+        let addr: SocketAddr = url.trim_start_matches("http://").parse().unwrap();
+        get(addr, "/api/tasks/TASK-900", &[]).await.json()
+    };
+    let (lt, nt) = (on(legacy.url()).await, on(new.url()).await);
+    assert_eq!(nt["assigned_agent"], "agent-7");
+    for f in ["created_at", "updated_at", "last_heartbeat"] {
+        assert_eq!(lt[f], nt[f], "{f}");
+    }
+    assert_eq!(
+        results(&p, "tasks-write", "match"),
+        1.0,
+        "{}",
+        p.metrics_text()
+    );
+    assert_eq!(results(&p, "tasks-create", "match"), 1.0);
+
+    // A task only legacy has: the claim succeeds there and 404s on new → flagged at once.
+    {
+        let conn = rusqlite::Connection::open(&l).unwrap();
+        conn.execute(
+            "INSERT INTO tasks (task_id, title, priority, status, dependencies, completed, created_at, updated_at)
+             SELECT 'TASK-901', title, priority, 'pending', '', 0, created_at, updated_at FROM tasks WHERE task_id = 'TASK-900'",
+            [],
+        )
+        .unwrap();
+    }
+    let r = c
+        .request(
+            "POST",
+            "/api/tasks/TASK-901/claim",
+            &json,
+            Bytes::from(r#"{"agent_name":"agent-7"}"#),
+        )
+        .await;
+    assert_eq!(
+        r.status, 200,
+        "the client gets legacy's answer: {:?}",
+        r.body
+    );
+    p.flush_shadow().await;
+    let rows = dual_writes(&tmp.path("state.db"));
+    let summary: Vec<_> = rows
+        .iter()
+        .map(|r| (r.1.as_str(), r.2.as_str(), r.5, r.6, r.7))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("tasks-create", "TASK-900", Some(201), Some(201), 0),
+            ("tasks-write", "TASK-900", Some(200), Some(200), 0),
+            ("tasks-write", "TASK-901", Some(200), Some(404), 1),
+        ]
+    );
+    let text = p.metrics_text();
+    assert_eq!(
+        metric(
+            &text,
+            "ficus_dual_write_divergent_total{route=\"tasks-write\"}"
+        ),
+        1.0
+    );
+    assert!(
+        text.contains("ficus_dual_write_divergent_total{route=\"tasks-create\"} 0"),
+        "pre-created"
+    );
+    assert_eq!(
+        metric(&text, "ficus_dual_write_records_total{result=\"written\"}"),
+        3.0
+    );
+    p.shutdown().await;
+    legacy.shutdown().await;
+    new.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
+    let tmp = Tmp::new("down");
+    let (legacy, _new) = task_sides(&tmp, &[]).await;
+    let dead = dead_addr().await;
+    let p = proxy(&tmp, legacy.addr, dead, "", READ_ROUTE);
+    let mut c = Client::connect(p.listen_addr()).await;
+    for _ in 0..20 {
+        let r = c.get("/api/tasks/TASK-101", &[]).await;
+        assert_eq!(
+            (r.status.as_u16(), r.header("x-ficus-backend")),
+            (200, "legacy")
+        );
+    }
+    p.flush_shadow().await;
+    assert_eq!(
+        results(&p, "tasks-read", "error"),
+        20.0,
+        "every mirror counted as an error"
+    );
+    p.shutdown().await;
+
+    // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
+    let tmp = Tmp::new("slow");
+    let (legacy, slow_new) = task_sides(&tmp, &["slow:3000"]).await;
+    let p = proxy(&tmp, legacy.addr, slow_new.addr, "", READ_ROUTE);
+    let mut c = Client::connect(p.listen_addr()).await;
+    let started = Instant::now();
+    for _ in 0..20 {
+        assert_eq!(c.get("/api/tasks/TASK-101", &[]).await.status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(2500),
+        "20 primary answers took {:?} with a 3 s mirror",
+        started.elapsed()
+    );
+    p.flush_shadow().await;
+    assert_eq!(
+        results(&p, "tasks-read", "error"),
+        20.0,
+        "mirrors time out after 1 s"
+    );
+    p.shutdown().await;
+}
