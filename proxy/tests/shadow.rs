@@ -621,3 +621,85 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     );
     p.shutdown().await;
 }
+
+#[test]
+fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
+    let base = config_toml(
+        "127.0.0.1:1".parse().unwrap(),
+        "127.0.0.1:2".parse().unwrap(),
+        "",
+        "",
+    );
+    let err = |extra: &str| {
+        let e = Config::from_toml_str(&format!("{base}{extra}")).unwrap_err();
+        (e.field, e.line.is_some(), e.message)
+    };
+    let route = "[[routes]]\nname = \"w\"\npath = \"/t/{id}\"\n";
+    let cases: &[(&str, &str)] = &[
+        ("[shadow]\nqueue = 0\n", "shadow.queue"),
+        ("[shadow]\nqeue = 1\n", "qeue"),
+        (
+            &format!("{route}[routes.shadow]\nsample = 2.0\n"),
+            "routes[0].shadow.sample",
+        ),
+        (
+            &format!("{route}[routes.shadow]\nignore = [\"nope\"]\n"),
+            "routes[0].shadow.ignore[0]",
+        ),
+        (
+            &format!("{route}dual_write = true\nkey = \"path:id\"\n"),
+            "routes[0].dual_write",
+        ),
+        (
+            &format!("{route}dual_write = true\n[routes.shadow]\n"),
+            "routes[0].key",
+        ),
+        (
+            &format!("{route}dual_write = true\nkey = \"path:nope\"\n[routes.shadow]\n"),
+            "routes[0].key",
+        ),
+        (
+            &format!("{route}dual_write = true\nkey = \"random\"\n[routes.shadow]\n"),
+            "routes[0].key",
+        ),
+        (&format!("{route}key = \"path:id\"\n"), "routes[0].key"),
+        (
+            &format!(
+                "{route}dual_write = true\nkey = \"path:id\"\n[routes.shadow]\nsample = 0.5\n"
+            ),
+            "routes[0].shadow.sample",
+        ),
+        (
+            &format!("{route}[routes.guard]\nmax_error_rate = 1.5\n"),
+            "routes[0].guard.max_error_rate",
+        ),
+        (
+            &format!("{route}[routes.guard]\nmax_p99_ms = 100\nwindow_s = 0\n"),
+            "routes[0].guard.window_s",
+        ),
+        (
+            &format!("{route}[routes.guard]\nmax_p99_ms = 100\nmin_requests = 0\n"),
+            "routes[0].guard.min_requests",
+        ),
+        (
+            &format!("{route}[routes.guard]\nmax_mismatch_rate = 0.1\n"),
+            "routes[0].guard.max_mismatch_rate",
+        ),
+        (
+            &format!("{route}[routes.guard]\nmax_eror_rate = 0.1\n"),
+            "max_eror_rate",
+        ),
+    ];
+    for (extra, field) in cases {
+        let (f, has_line, msg) = err(extra);
+        assert_eq!(&f, field, "{extra}: {msg}");
+        assert!(has_line, "{extra}: no line");
+    }
+    // And a valid one.
+    let ok = format!(
+        "{base}{route}dual_write = true\nkey = \"path:id\"\n[routes.shadow]\n[routes.guard]\nmax_error_rate = 0.02\nmax_p99_ms = 500\nmax_mismatch_rate = 0.01\n"
+    );
+    let c = Config::from_toml_str(&ok).unwrap();
+    assert!(c.routes[0].dual_write && c.routes[0].guard.is_some());
+    c.validate().unwrap();
+}
