@@ -703,3 +703,68 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
     assert!(c.routes[0].dual_write && c.routes[0].guard.is_some());
     c.validate().unwrap();
 }
+
+/// The commented shadow, dual-write and guard examples of `config/ficus.toml` are valid once
+/// uncommented.
+#[test]
+fn shipped_example_shadow_settings_are_valid_when_uncommented() {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ficus.toml");
+    let src = std::fs::read_to_string(p).unwrap();
+    const KEYS: &[&str] = &[
+        "store",
+        "max_body_bytes",
+        "queue",
+        "concurrency",
+        "timeout_ms",
+        "keep",
+        "keep_days",
+        "redact_headers",
+        "redact_fields",
+        "sample",
+        "ignore",
+        "ignore_headers",
+        "compare_headers",
+        "unordered_arrays",
+        "float_tolerance",
+        "learn_noise",
+        "dual_write",
+        "key",
+        "max_error_rate",
+        "max_p99_ms",
+        "max_mismatch_rate",
+        "window_s",
+        "min_requests",
+    ];
+    let mut uncommented = 0;
+    let text: String = src
+        .lines()
+        .map(|l| {
+            let Some(rest) = l.strip_prefix("# ") else {
+                return l.to_string();
+            };
+            let example = ["[shadow]", "[routes.shadow]", "[routes.guard]"].contains(&rest.trim())
+                || KEYS.iter().any(|k| rest.starts_with(&format!("{k} = ")));
+            if example {
+                uncommented += 1;
+                rest.to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(uncommented >= 29, "{uncommented}");
+    let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let read = c.route("tasks-read").unwrap();
+    assert!(read.shadow.is_some() && read.guard.is_some());
+    let claim = c.route("tasks-claim").unwrap();
+    assert!(claim.dual_write && claim.key.is_some());
+    assert_eq!(
+        c.shadow.unwrap(),
+        ficus_shadow::ShadowGlobalConfig {
+            redact_headers: vec!["x-api-key".into()],
+            redact_fields: vec!["password".into()],
+            ..Default::default()
+        }
+    );
+}
