@@ -296,6 +296,14 @@ fn runtime() -> Result<tokio::runtime::Runtime, ProxyError> {
 /// the others join it.
 fn bind_reuseport(addr: SocketAddr, n: usize) -> Result<Vec<std::net::TcpListener>, ProxyError> {
     use socket2::{Domain, Protocol, Socket, Type};
+    // SO_REUSEPORT would let us join a port another process (same user) already serves and
+    // silently split its traffic; a plain bind first turns that into "address in use".
+    if addr.port() != 0 {
+        drop(
+            std::net::TcpListener::bind(addr)
+                .map_err(|source| ProxyError::Bind { addr, source })?,
+        );
+    }
     let mut out: Vec<std::net::TcpListener> = Vec::with_capacity(n);
     let mut at = addr;
     for _ in 0..n {

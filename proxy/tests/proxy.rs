@@ -936,3 +936,21 @@ fn shipped_example_config_is_valid() {
     assert!(c.route("tasks-read").is_some());
     c.validate().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn second_proxy_on_a_taken_port_fails_to_start() {
+    let (l, n) = backends().await;
+    let p1 = start(&config_toml(l, n, "", ""));
+    let taken = p1.listen_addr();
+    let toml = config_toml(l, n, "", "").replacen(
+        "listen = \"127.0.0.1:0\"",
+        &format!("listen = \"{taken}\""),
+        1,
+    );
+    match Proxy::start(Config::from_toml_str(&toml).unwrap(), None) {
+        Err(ficus_proxy::ProxyError::Bind { addr, .. }) => assert_eq!(addr, taken),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("joined a port another proxy serves (SO_REUSEPORT) instead of failing"),
+    }
+    p1.shutdown().await;
+}

@@ -65,7 +65,11 @@ pub fn check(a: CheckArgs) -> anyhow::Result<i32> {
                 let methods = if r.methods.is_empty() {
                     "*".to_string()
                 } else {
-                    r.methods.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(",")
+                    r.methods
+                        .iter()
+                        .map(|m| m.as_str())
+                        .collect::<Vec<_>>()
+                        .join(",")
                 };
                 println!(
                     "  {:<20} {:<8} {:<32} {:<6} {:>6.2}%  sticky={}",

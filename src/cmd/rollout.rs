@@ -6,7 +6,12 @@ use ficus_proxy::client::AdminClient;
 #[derive(clap::Args)]
 pub struct AdminOpts {
     /// Admin API of the running proxy.
-    #[arg(long, env = "FICUS_ADMIN_URL", default_value = "http://127.0.0.1:9900", global = true)]
+    #[arg(
+        long,
+        env = "FICUS_ADMIN_URL",
+        default_value = "http://127.0.0.1:9900",
+        global = true
+    )]
     pub admin: String,
     /// Environment variable holding the admin bearer token.
     #[arg(long, default_value = "FICUS_ADMIN_TOKEN", global = true)]
@@ -115,7 +120,10 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
             if a.opts.json {
                 println!("{}", serde_json::to_string(&ch)?);
             } else {
-                println!("{}: {}% -> {}% (configuration value)", ch.route, ch.from, ch.to);
+                println!(
+                    "{}: {}% -> {}% (configuration value)",
+                    ch.route, ch.from, ch.to
+                );
             }
             Ok(0)
         }
