@@ -20,6 +20,10 @@ pub struct MigrationConfig {
     pub widen_over: Option<f64>,
     /// Per table settings, by SQLite table name.
     pub tables: BTreeMap<String, TableConfig>,
+    /// `[watch]`: settings of `migrate watch` and `migrate rollback` (not part of the plan, so
+    /// not serialized into its configuration hash).
+    #[serde(skip_serializing)]
+    pub watch: crate::watch::WatchConfig,
 }
 
 /// Settings of one table.

@@ -303,3 +303,48 @@ pub fn read_rows_until(
         exhausted,
     })
 }
+
+/// Rows of `table` matching the SQL condition `cond` (`?N` placeholders bound to `params`), in
+/// read order, calling `f` for each; `f` returns false to stop. Returns the rows read. The
+/// dual-write watch and rollback read rows by key or by `updated_at` through here.
+pub fn read_rows_where(
+    conn: &Connection,
+    table: &TablePlan,
+    cond: &str,
+    params: &[KeyValue],
+    mut f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
+) -> Result<u64> {
+    let cols: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| quote_sqlite(&c.name))
+        .collect();
+    let (select, offset, order) = match &table.read_key {
+        ReadKey::Rowid(r) => (format!("{r}, {}", cols.join(", ")), 1, r.clone()),
+        ReadKey::Pk(pk) => {
+            let names: Vec<&str> = pk.iter().map(|i| cols[*i].as_str()).collect();
+            (cols.join(", "), 0, names.join(", "))
+        }
+    };
+    let sql = format!(
+        "SELECT {select} FROM {} WHERE {cond} ORDER BY {order}",
+        quote_sqlite(&table.source_name)
+    );
+    let mut st = conn.prepare(&sql).table(&table.source_name)?;
+    let mut rows = st
+        .query(rusqlite::params_from_iter(params.iter()))
+        .table(&table.source_name)?;
+    let mut n = 0u64;
+    while let Some(row) = rows.next().table(&table.source_name)? {
+        let rowid = if offset == 1 {
+            Some(row.get::<_, i64>(0).table(&table.source_name)?)
+        } else {
+            None
+        };
+        n += 1;
+        if !f(&SourceRow { row, offset, rowid })? {
+            break;
+        }
+    }
+    Ok(n)
+}

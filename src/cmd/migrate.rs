@@ -1,4 +1,5 @@
-//! `ficus migrate plan|run|verify|status`: flags and printing; the work is in `ficus-migrator`.
+//! `ficus migrate plan|run|verify|status|watch|rollback`: flags and printing; the work is in
+//! `ficus-migrator`.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -24,6 +25,13 @@ enum Sub {
     Verify(Common),
     /// Per table: copied, quarantined, last checkpoint, last verification.
     Status(Common),
+    /// While both sides take dual writes: re-verify the keys the proxy recorded (after a
+    /// settle window), sweep for other drift, report and export metrics. With --once, one
+    /// pass; exit 1 if drift (or a divergent write) was found.
+    Watch(WatchArgs),
+    /// Write rows created or changed on PostgreSQL since T back into SQLite, verify, then set
+    /// every route to legacy (admin API, else the proxy state store). Exit 1 unless complete.
+    Rollback(RollbackArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -75,12 +83,75 @@ struct RunArgs {
     batch_rows: u64,
 }
 
+#[derive(clap::Args)]
+struct WatchArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The proxy's state store (SQLite), where it records the keys of dual writes.
+    #[arg(long, value_name = "FILE")]
+    proxy_state: Option<PathBuf>,
+    /// How long after a write its key is re-verified (and a difference re-checked).
+    #[arg(long, default_value_t = 2000)]
+    settle_ms: u64,
+    /// Seconds between sweeps.
+    #[arg(long, default_value_t = 60)]
+    sweep_interval_s: u64,
+    /// Every Nth sweep is a full checksum sweep (the others follow updated_at).
+    #[arg(long, default_value_t = 10)]
+    full_sweep_every: u32,
+    /// One pass (settle, re-verify written keys, one full sweep), then exit.
+    #[arg(long)]
+    once: bool,
+    /// Append every event to FILE as a JSON line.
+    #[arg(long, value_name = "FILE")]
+    report: Option<PathBuf>,
+    /// Also re-verify keys written this many seconds before the start.
+    #[arg(long, default_value_t = 3600)]
+    lookback_s: u64,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Conflict {
+    NewestWins,
+    Abort,
+}
+
+#[derive(clap::Args)]
+struct RollbackArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Rows created or changed on the new side since T (RFC 3339, or YYYY-MM-DD HH:MM:SS UTC);
+    /// default: when the migration started.
+    #[arg(long, value_name = "T")]
+    since: Option<String>,
+    /// List what would change; write nothing, switch nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// When both sides changed a row since T.
+    #[arg(long, value_enum, default_value = "newest-wins")]
+    conflict: Conflict,
+    /// Proxy admin API, e.g. http://127.0.0.1:9900 (POST /admin/rollback).
+    #[arg(long, value_name = "URL")]
+    admin: Option<String>,
+    /// Bearer token for the admin API.
+    #[arg(long, env = "FICUS_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
+    /// The proxy's state store, written directly when --admin is absent or unreachable.
+    #[arg(long, value_name = "FILE")]
+    proxy_state: Option<PathBuf>,
+    /// The proxy's configuration, to know every route (state store path only).
+    #[arg(long, value_name = "FILE")]
+    proxy_config: Option<PathBuf>,
+}
+
 pub fn run(a: Args) -> anyhow::Result<i32> {
     match a.command {
         Sub::Plan(c) => plan(c),
         Sub::Run(r) => run_cmd(r),
         Sub::Verify(c) => verify(c),
         Sub::Status(c) => status(c),
+        Sub::Watch(w) => watch(w),
+        Sub::Rollback(r) => rollback(r),
     }
 }
 
@@ -239,4 +310,87 @@ fn status(c: Common) -> anyhow::Result<i32> {
         Format::Text => print!("{}", rep.text()),
     }
     Ok(0)
+}
+
+fn watch(w: WatchArgs) -> anyhow::Result<i32> {
+    let c = &w.common;
+    let (src, tgt) = (source(c)?, target(c)?);
+    let cfg = config(c)?;
+    let mut opts = ficus_migrator::WatchOptions::new(src, tgt);
+    opts.schema = c.schema.clone();
+    opts.proxy_state = w.proxy_state.clone();
+    opts.settle = std::time::Duration::from_millis(w.settle_ms);
+    opts.sweep_interval = std::time::Duration::from_secs(w.sweep_interval_s.max(1));
+    opts.full_sweep_every = w.full_sweep_every.max(1);
+    opts.once = w.once;
+    opts.report = w.report.clone();
+    opts.lookback = std::time::Duration::from_secs(w.lookback_s);
+    let metrics = Arc::new(ficus_migrator::Metrics::new()?);
+    let format = c.format;
+    let quiet = c.quiet;
+    let rt = super::runtime()?;
+    let summary = rt.block_on(async {
+        let server = match c.metrics_addr {
+            Some(addr) => {
+                let (local, h) = metrics
+                    .clone()
+                    .serve(addr)
+                    .await
+                    .with_context(|| format!("serving metrics on {addr}"))?;
+                eprintln!("metrics on http://{local}/metrics");
+                Some(h)
+            }
+            None => None,
+        };
+        let stop = async {
+            let _ = tokio::signal::ctrl_c().await;
+        };
+        let print = |e: &ficus_migrator::WatchEvent| match format {
+            Format::Json => {
+                if let Ok(line) = serde_json::to_string(e) {
+                    println!("{line}");
+                }
+            }
+            Format::Text => {
+                if !quiet || !matches!(e, ficus_migrator::WatchEvent::Sweep { .. }) {
+                    println!("{}", e.text());
+                }
+            }
+        };
+        let s = ficus_migrator::watch(&opts, &cfg, &metrics, stop, print).await;
+        if let Some(h) = server {
+            h.abort();
+        }
+        Ok::<_, anyhow::Error>(s?)
+    })?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string(&summary)?),
+        Format::Text => print!("{}", summary.text()),
+    }
+    Ok(if summary.clean { 0 } else { 1 })
+}
+
+fn rollback(r: RollbackArgs) -> anyhow::Result<i32> {
+    let c = &r.common;
+    let (src, tgt) = (source(c)?, target(c)?);
+    let cfg = config(c)?;
+    let mut opts = ficus_migrator::RollbackOptions::new(src, tgt);
+    opts.schema = c.schema.clone();
+    opts.since = r.since.clone();
+    opts.dry_run = r.dry_run;
+    opts.conflict = match r.conflict {
+        Conflict::NewestWins => ficus_migrator::ConflictPolicy::NewestWins,
+        Conflict::Abort => ficus_migrator::ConflictPolicy::Abort,
+    };
+    opts.admin = r.admin.clone();
+    opts.admin_token = r.admin_token.clone();
+    opts.proxy_state = r.proxy_state.clone();
+    opts.proxy_config = r.proxy_config.clone();
+    let rt = super::runtime()?;
+    let rep = rt.block_on(ficus_migrator::rollback(&opts, &cfg))?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
+        Format::Text => print!("{}", rep.text()),
+    }
+    Ok(if rep.ok || rep.dry_run { 0 } else { 1 })
 }

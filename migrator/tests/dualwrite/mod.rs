@@ -1,0 +1,273 @@
+//! Helpers of the dual-write tests (watch, rollback): a legacy task database migrated into a
+//! real PostgreSQL, the reference task apps on both stores over real HTTP, a tiny HTTP client
+//! that stamps `X-Ficus-Request-Time`, and a stand-in for the proxy's `dual_writes` records.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ficus_migrator::{MigrationConfig, Observer, RunOptions};
+use ficus_taskapp::{seed_sqlite, seed_tasks, serve_legacy, serve_new, Server};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+/// A temp directory removed on drop.
+pub struct TempDir(pub PathBuf);
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let p = std::env::temp_dir().join(format!(
+            "ficus-dw-{name}-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Settings every test uses: the event log's ids are per side (each store numbers its own
+/// events, and concurrent writers interleave differently on the two sides), so
+/// `task_events` is compared as a multiset without them.
+pub const BASE_CONFIG: &str = r#"
+[watch.tables.task_events]
+ignore_columns = ["id"]
+"#;
+
+/// The legacy database (`tasks` seeded tasks), migrated into a fresh PostgreSQL database.
+pub struct Env {
+    pub sqlite: PathBuf,
+    pub state: PathBuf,
+    pub config: MigrationConfig,
+    pub pg: pgtemp::TestDatabase,
+    pub dir: TempDir,
+}
+
+impl Env {
+    pub async fn new(name: &str, tasks: usize, config: &str) -> Env {
+        let dir = TempDir::new(name);
+        let sqlite = dir.path("legacy.db");
+        seed_sqlite(&sqlite, &seed_tasks(tasks, 42)).unwrap();
+        let pg = pgtemp::fresh_database(name).unwrap();
+        let config = MigrationConfig::parse(config, "test").unwrap();
+        let plan = ficus_migrator::plan_for_run(&sqlite, &pg.url, "public", &config)
+            .await
+            .unwrap();
+        let rep = ficus_migrator::run(
+            &plan,
+            &sqlite,
+            &pg.url,
+            &RunOptions::default(),
+            &Arc::new(Observer::silent()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(rep.rows_quarantined, 0);
+        Env {
+            sqlite,
+            state: dir.path("ficus-state.db"),
+            config,
+            pg,
+            dir,
+        }
+    }
+
+    pub async fn legacy(&self) -> Server {
+        serve_legacy(&self.sqlite, listener().await, vec![])
+            .await
+            .unwrap()
+    }
+
+    pub async fn new_side(&self) -> Server {
+        serve_new(&self.pg.url, listener().await, vec![])
+            .await
+            .unwrap()
+    }
+
+    pub async fn pg(&self) -> tokio_postgres::Client {
+        let (c, conn) = tokio_postgres::connect(&self.pg.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(conn);
+        c
+    }
+
+    pub fn sqlite(&self) -> rusqlite::Connection {
+        let c = rusqlite::Connection::open(&self.sqlite).unwrap();
+        c.busy_timeout(Duration::from_secs(5)).unwrap();
+        c
+    }
+}
+
+pub async fn listener() -> tokio::net::TcpListener {
+    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
+}
+
+#[derive(Clone)]
+pub struct Http(Client<HttpConnector, Full<Bytes>>);
+
+impl Http {
+    pub fn new() -> Http {
+        Http(Client::builder(TokioExecutor::new()).build_http())
+    }
+
+    /// One request; `at` is sent as `X-Ficus-Request-Time`.
+    pub async fn call(
+        &self,
+        base: &str,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        at: Option<&str>,
+    ) -> (u16, Value) {
+        let mut req = hyper::Request::builder()
+            .method(method)
+            .uri(format!("{base}{path}"))
+            .header("content-type", "application/json");
+        if let Some(at) = at {
+            req = req.header("X-Ficus-Request-Time", at);
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
+            .unwrap();
+        let resp = tokio::time::timeout(Duration::from_secs(30), self.0.request(req))
+            .await
+            .expect("response within 30 s")
+            .expect("request sent");
+        let status = resp.status().as_u16();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+}
+
+/// Now as the proxy stamps it: `%Y-%m-%dT%H:%M:%S.%6fZ`.
+pub fn stamp() -> String {
+    let t = time::OffsetDateTime::now_utc();
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.microsecond()
+    )
+}
+
+/// What the proxy appends for one write on a dual-write route.
+pub struct DualWrite<'a> {
+    pub at: &'a str,
+    pub route: &'a str,
+    pub key: &'a str,
+    pub method: &'a str,
+    pub primary: &'a str,
+    pub legacy_status: Option<u16>,
+    pub new_status: Option<u16>,
+}
+
+pub fn record(state: &Path, w: &DualWrite<'_>) {
+    let c = rusqlite::Connection::open(state).unwrap();
+    c.busy_timeout(Duration::from_secs(5)).unwrap();
+    c.execute_batch(ficus_migrator::DUAL_WRITES_DDL).unwrap();
+    let ok = |s: Option<u16>| s.is_some_and(|s| (200..300).contains(&s));
+    let divergent = ok(w.legacy_status) != ok(w.new_status);
+    c.execute(
+        "INSERT INTO dual_writes (at, route, key, method, primary_side, legacy_status, new_status, divergent) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        rusqlite::params![
+            w.at,
+            w.route,
+            w.key,
+            w.method,
+            w.primary,
+            w.legacy_status,
+            w.new_status,
+            divergent as i64
+        ],
+    )
+    .unwrap();
+}
+
+/// The same write to both sides, as the proxy does it: stamped once, primary (legacy) first,
+/// then recorded.
+#[allow(clippy::too_many_arguments)]
+pub async fn dual_write(
+    http: &Http,
+    legacy: &str,
+    new: &str,
+    state: &Path,
+    route: &str,
+    key: &str,
+    path: &str,
+    body: &str,
+) -> (u16, u16) {
+    let at = stamp();
+    let (ls, lj) = http.call(legacy, "POST", path, Some(body), Some(&at)).await;
+    let (ns, nj) = http.call(new, "POST", path, Some(body), Some(&at)).await;
+    assert_eq!(ls, ns, "{path}: legacy {lj} new {nj}");
+    record(
+        state,
+        &DualWrite {
+            at: &at,
+            route,
+            key,
+            method: "POST",
+            primary: "legacy",
+            legacy_status: Some(ls),
+            new_status: Some(ns),
+        },
+    );
+    (ls, ns)
+}
+
+/// Options of a one-pass watch over `env`.
+pub fn once(env: &Env, settle_ms: u64) -> ficus_migrator::WatchOptions {
+    let mut o = ficus_migrator::WatchOptions::new(&env.sqlite, &env.pg.url);
+    o.proxy_state = Some(env.state.clone());
+    o.settle = Duration::from_millis(settle_ms);
+    o.once = true;
+    o.tick = Duration::from_millis(50);
+    o
+}
+
+/// One watch pass; returns the summary, the events and the metrics text.
+pub async fn watch_once(
+    env: &Env,
+    opts: &ficus_migrator::WatchOptions,
+) -> (
+    ficus_migrator::WatchSummary,
+    Vec<ficus_migrator::WatchEvent>,
+    String,
+) {
+    let metrics = ficus_migrator::Metrics::new().unwrap();
+    let mut events = Vec::new();
+    let s = ficus_migrator::watch(
+        opts,
+        &env.config,
+        &metrics,
+        std::future::pending(),
+        |e: &ficus_migrator::WatchEvent| events.push(e.clone()),
+    )
+    .await
+    .unwrap();
+    (s, events, metrics.render())
+}

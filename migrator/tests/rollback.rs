@@ -1,0 +1,428 @@
+//! `migrate rollback` end to end: writes made on the new side (PostgreSQL, through the
+//! reference task app over HTTP) are written back into the legacy SQLite file in its own
+//! storage format, verified, and every route is set back to legacy — through the admin API or
+//! the proxy's state store.
+
+mod dualwrite;
+
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use dualwrite::{record, stamp, DualWrite, Env, Http, BASE_CONFIG};
+use ficus_migrator::rollback::{RouteSwitch, RowAction};
+use ficus_migrator::{ConflictPolicy, RollbackOptions};
+use http_body_util::{BodyExt, Full};
+
+/// Every row of every table, in a stable order: to show a file did not change.
+fn dump(path: &Path) -> String {
+    let c = rusqlite::Connection::open(path).unwrap();
+    let mut out = String::new();
+    for t in ["tasks", "task_events"] {
+        let mut st = c
+            .prepare(&format!("SELECT * FROM {t} ORDER BY rowid"))
+            .unwrap();
+        let n = st.column_count();
+        let mut rows = st.query([]).unwrap();
+        while let Some(r) = rows.next().unwrap() {
+            for i in 0..n {
+                out.push_str(&format!("{:?}|", r.get_ref(i).unwrap()));
+            }
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn state_rows(state: &Path) -> Vec<(String, i64, i64, String)> {
+    let c = rusqlite::Connection::open(state).unwrap();
+    let mut st = c
+        .prepare("SELECT route, percent_bp, config_bp, actor FROM rollout ORDER BY route")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// The proxy's state store as a proxy left it: an operator put tasks-write on new (100 %).
+fn proxy_state(state: &Path) {
+    let c = rusqlite::Connection::open(state).unwrap();
+    c.execute_batch(
+        "CREATE TABLE rollout (route TEXT PRIMARY KEY, percent_bp INTEGER NOT NULL, config_bp INTEGER NOT NULL, actor TEXT NOT NULL, updated_at TEXT NOT NULL);
+         CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, route TEXT NOT NULL, from_bp INTEGER NOT NULL, to_bp INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL);
+         INSERT INTO rollout VALUES ('tasks-write', 10000, 5000, 'ops', '2026-01-01T00:00:00Z');
+         INSERT INTO audit (at, route, from_bp, to_bp, actor, action) VALUES ('2026-01-01T00:00:00Z', 'tasks-write', 5000, 10000, 'ops', 'set');",
+    )
+    .unwrap();
+}
+
+async fn count(pg: &tokio_postgres::Client, table: &str) -> i64 {
+    pg.query_one(&format!("SELECT count(*) FROM {table}"), &[])
+        .await
+        .unwrap()
+        .get(0)
+}
+
+/// New is primary and takes writes alone; rollback brings every one of them into SQLite in
+/// the legacy's format, the legacy app then serves exactly what the new one does, and the
+/// routes go back to legacy in the state store (the admin API being down).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_side_writes_survive_rollback() {
+    let env = Env::new("rollback_keeps", 20, BASE_CONFIG).await;
+    proxy_state(&env.state);
+    record(
+        &env.state,
+        &DualWrite {
+            at: &stamp(),
+            route: "tasks-claim",
+            key: "TASK-101",
+            method: "POST",
+            primary: "new",
+            legacy_status: Some(200),
+            new_status: Some(200),
+        },
+    );
+    let proxy_config = env.dir.path("ficus.toml");
+    std::fs::write(
+        &proxy_config,
+        "[[routes]]\nname = \"tasks-read\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npercent = 50\n",
+    )
+    .unwrap();
+    let new = env.new_side().await;
+    let http = Http::new();
+    let writes: Vec<(String, String)> = vec![
+        (
+            "/api/tasks/".into(),
+            r#"{"task_id":"TASK-500","title":"born on new","priority":"HIGH","instructions":"ünïcode ✓"}"#.into(),
+        ),
+        (
+            "/api/tasks/".into(),
+            r#"{"task_id":"TASK-501","title":"also new","priority":"LOW","dependencies":"TASK-500"}"#.into(),
+        ),
+        ("/api/tasks/TASK-500/claim".into(), r#"{"agent_name":"ann","worktree":"wt-500"}"#.into()),
+        ("/api/tasks/TASK-103/update-notes".into(), r#"{"notes":"noted on new"}"#.into()),
+        ("/api/tasks/TASK-104/set-status".into(), r#"{"status":"done"}"#.into()),
+        (
+            "/api/tasks/TASK-106/set-status".into(),
+            r#"{"status":"blocked","blocked_reason":"needs ops","blocked_by":"TASK-101"}"#.into(),
+        ),
+        ("/api/tasks/TASK-500/heartbeat".into(), r#"{"agent_name":"ann"}"#.into()),
+    ];
+    for (path, body) in &writes {
+        let (s, j) = http
+            .call(&new.url(), "POST", path, Some(body), Some(&stamp()))
+            .await;
+        assert!(s < 300, "{path}: {s} {j}");
+    }
+    let pg = env.pg().await;
+    let (pg_tasks, pg_events) = (count(&pg, "tasks").await, count(&pg, "task_events").await);
+    let before = dump(&env.sqlite);
+    let state_before = state_rows(&env.state);
+
+    // Dry run: the list, and nothing written anywhere.
+    let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
+    opts.dry_run = true;
+    opts.proxy_state = Some(env.state.clone());
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    let tasks = rep.pass.tables.iter().find(|t| t.table == "tasks").unwrap();
+    assert_eq!((tasks.inserted, tasks.updated), (2, 3), "{}", rep.text());
+    assert!(tasks.changes.iter().any(|c| c.action == RowAction::Update
+        && c.key == "{\"id\":4}"
+        && c.columns.iter().any(|d| d.column == "status")));
+    let events = rep
+        .pass
+        .tables
+        .iter()
+        .find(|t| t.table == "task_events")
+        .unwrap();
+    assert_eq!(events.inserted, 5, "{}", rep.text());
+    assert!(!rep.pass.written && !rep.ok);
+    assert!(matches!(rep.routes, RouteSwitch::Skipped { .. }));
+    assert_eq!(dump(&env.sqlite), before, "a dry run wrote to SQLite");
+    assert_eq!(state_rows(&env.state), state_before);
+    assert!(rep.text().contains("dry run: would insert"));
+
+    // The rollback: the admin API is down, so the state store is written.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let admin = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
+    opts.proxy_state = Some(env.state.clone());
+    opts.proxy_config = Some(proxy_config);
+    opts.admin = Some(admin);
+    opts.admin_token = Some("secret".into());
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    assert!(rep.ok, "{}", rep.text());
+    assert!(rep.pass.written && rep.pass.verified_clean);
+    let tasks = rep.pass.tables.iter().find(|t| t.table == "tasks").unwrap();
+    assert_eq!((tasks.inserted, tasks.updated, tasks.verified), (2, 3, 5));
+    assert!(tasks.differences.is_empty());
+    let RouteSwitch::StateStore { routes, note, .. } = &rep.routes else {
+        panic!("{:?}", rep.routes)
+    };
+    assert_eq!(routes, &["tasks-claim", "tasks-read", "tasks-write"]);
+    assert!(note.contains("unreachable"), "{note}");
+    let catch_up = rep.catch_up.as_ref().unwrap();
+    assert!(catch_up.verified_clean);
+    assert!(
+        catch_up.tables.iter().all(|t| t.inserted + t.updated == 0),
+        "{}",
+        rep.text()
+    );
+
+    // Every route at 0 %, audited; the operator's config_bp kept.
+    assert_eq!(
+        state_rows(&env.state),
+        vec![
+            ("tasks-claim".into(), 0, 0, "migrate-rollback".into()),
+            ("tasks-read".into(), 0, 2500, "migrate-rollback".into()),
+            ("tasks-write".into(), 0, 5000, "migrate-rollback".into()),
+        ]
+    );
+    let c = rusqlite::Connection::open(&env.state).unwrap();
+    let audit: Vec<(String, i64, i64, String)> = c
+        .prepare("SELECT route, from_bp, to_bp, action FROM audit WHERE actor = 'migrate-rollback' ORDER BY route")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        audit,
+        vec![
+            ("tasks-claim".into(), 0, 0, "rollback".into()),
+            ("tasks-read".into(), 2500, 0, "rollback".into()),
+            ("tasks-write".into(), 10000, 0, "rollback".into()),
+        ]
+    );
+
+    // The legacy's storage format: SQLAlchemy text timestamps, booleans 0/1.
+    let s = env.sqlite();
+    let (completed_type, completed, updated_at, heartbeat): (String, i64, String, String) = s
+        .query_row(
+            "SELECT typeof(completed), completed, updated_at, (SELECT last_heartbeat FROM tasks WHERE task_id = 'TASK-500') FROM tasks WHERE task_id = 'TASK-104'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!((completed_type.as_str(), completed), ("integer", 1));
+    for t in [&updated_at, &heartbeat] {
+        let b = t.as_bytes();
+        assert!(
+            t.len() == 26 && b[10] == b' ' && b[19] == b'.',
+            "not the legacy's text form: {t}"
+        );
+    }
+    // The events new appended are in legacy, numbered by SQLite.
+    let legacy_events: i64 = s
+        .query_row("SELECT count(*) FROM task_events", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(legacy_events, pg_events);
+
+    // Nothing deleted from PostgreSQL.
+    assert_eq!(count(&pg, "tasks").await, pg_tasks);
+    assert_eq!(count(&pg, "task_events").await, pg_events);
+
+    // The legacy app now serves exactly what the new one does.
+    let legacy = env.legacy().await;
+    for path in [
+        "/api/tasks/",
+        "/api/tasks/ready",
+        "/api/tasks/coordinator-data",
+        "/api/tasks/TASK-500",
+    ] {
+        let (ls, lj) = http.call(&legacy.url(), "GET", path, None, None).await;
+        let (ns, nj) = http.call(&new.url(), "GET", path, None, None).await;
+        assert_eq!((ls, &lj), (ns, &nj), "{path}");
+    }
+    // A second rollback finds nothing left to do.
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    assert!(rep.ok, "{}", rep.text());
+    assert!(
+        rep.pass.tables.iter().all(|t| t.inserted + t.updated == 0),
+        "{}",
+        rep.text()
+    );
+    legacy.shutdown().await;
+    new.shutdown().await;
+}
+
+/// What a mock admin API saw.
+#[derive(Default, Clone)]
+struct Seen {
+    auth: Option<String>,
+    actor: Option<String>,
+    path: String,
+    body: String,
+}
+
+/// A stand-in for the proxy's admin API: `POST /admin/rollback` with the right token.
+async fn mock_admin(seen: Arc<Mutex<Vec<Seen>>>) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let h = |n: &str| {
+                                req.headers()
+                                    .get(n)
+                                    .map(|v| v.to_str().unwrap().to_string())
+                            };
+                            let mut s = Seen {
+                                auth: h("authorization"),
+                                actor: h("x-ficus-actor"),
+                                path: req.uri().path().to_string(),
+                                body: String::new(),
+                            };
+                            let ok = s.auth.as_deref() == Some("Bearer secret");
+                            let body = req.into_body().collect().await.unwrap().to_bytes();
+                            s.body = String::from_utf8_lossy(&body).into_owned();
+                            seen.lock().unwrap().push(s);
+                            let (status, text) = if ok {
+                                (
+                                    200,
+                                    r#"{"rolled_back":[{"route":"tasks-write","from":100.0,"to":0.0}]}"#,
+                                )
+                            } else {
+                                (403, r#"{"error":"wrong bearer token"}"#)
+                            };
+                            Ok::<_, Infallible>(
+                                hyper::Response::builder()
+                                    .status(status)
+                                    .body(Full::new(Bytes::from(text)))
+                                    .unwrap(),
+                            )
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// Both sides changed the same row since T: `--conflict abort` refuses and writes nothing;
+/// `newest-wins` keeps legacy's newer version and writes the rest; the routes go back
+/// through the admin API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conflicts_abort_or_newest_wins() {
+    let env = Env::new("rollback_conflict", 20, BASE_CONFIG).await;
+    let (legacy, new) = (env.legacy().await, env.new_side().await);
+    let http = Http::new();
+    let since = stamp();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let notes = |n: &str| format!(r#"{{"notes":"{n}"}}"#);
+    // New changes TASK-103 and TASK-104; legacy changes TASK-103 later.
+    for (id, n) in [("TASK-103", "new says"), ("TASK-104", "only new")] {
+        let (s, _) = http
+            .call(
+                &new.url(),
+                "POST",
+                &format!("/api/tasks/{id}/update-notes"),
+                Some(&notes(n)),
+                Some(&stamp()),
+            )
+            .await;
+        assert_eq!(s, 200);
+    }
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (s, _) = http
+        .call(
+            &legacy.url(),
+            "POST",
+            "/api/tasks/TASK-103/update-notes",
+            Some(&notes("legacy says, later")),
+            Some(&stamp()),
+        )
+        .await;
+    assert_eq!(s, 200);
+    legacy.shutdown().await;
+    let before = dump(&env.sqlite);
+
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let admin = mock_admin(seen.clone()).await;
+    let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
+    opts.since = Some(since.clone());
+    opts.conflict = ConflictPolicy::Abort;
+    opts.admin = Some(admin.clone());
+    opts.admin_token = Some("secret".into());
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    assert!(
+        rep.pass.aborted && !rep.pass.written && !rep.ok,
+        "{}",
+        rep.text()
+    );
+    let tasks = rep.pass.tables.iter().find(|t| t.table == "tasks").unwrap();
+    assert_eq!((tasks.conflicts, tasks.updated), (1, 1), "{}", rep.text());
+    let c = tasks
+        .changes
+        .iter()
+        .find(|c| c.action == RowAction::Conflict)
+        .unwrap();
+    assert_eq!(c.key, "{\"id\":3}");
+    assert!(c.columns.iter().any(|d| d.column == "status_notes"));
+    assert!(rep.text().contains("ABORTED"), "{}", rep.text());
+    assert!(matches!(rep.routes, RouteSwitch::Skipped { .. }));
+    assert_eq!(dump(&env.sqlite), before, "abort wrote to SQLite");
+    assert!(
+        seen.lock().unwrap().is_empty(),
+        "routes switched despite the abort"
+    );
+
+    // newest-wins: legacy's later TASK-103 stays, new's TASK-104 comes back.
+    opts.conflict = ConflictPolicy::NewestWins;
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    assert!(rep.ok, "{}", rep.text());
+    let tasks = rep.pass.tables.iter().find(|t| t.table == "tasks").unwrap();
+    assert_eq!(
+        (tasks.kept_legacy, tasks.updated, tasks.conflicts),
+        (1, 1, 0)
+    );
+    let s = env.sqlite();
+    let get = |id: &str| -> String {
+        s.query_row(
+            "SELECT status_notes FROM tasks WHERE task_id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .unwrap()
+    };
+    assert!(get("TASK-103").ends_with("legacy says, later"));
+    assert!(!get("TASK-103").contains("new says"));
+    assert!(get("TASK-104").ends_with("only new"));
+    let RouteSwitch::AdminApi { response, .. } = &rep.routes else {
+        panic!("{:?}", rep.routes)
+    };
+    assert_eq!(response["rolled_back"][0]["route"], "tasks-write");
+    let calls = seen.lock().unwrap().clone();
+    assert_eq!(calls.len(), 1);
+    assert_eq!(calls[0].path, "/admin/rollback");
+    assert_eq!(calls[0].body, "{}");
+    assert_eq!(calls[0].auth.as_deref(), Some("Bearer secret"));
+    assert_eq!(calls[0].actor.as_deref(), Some("migrate-rollback"));
+
+    // A wrong token is a failure, not a silent fallback.
+    opts.admin_token = Some("wrong".into());
+    let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
+    assert!(!rep.ok);
+    assert!(
+        matches!(&rep.routes, RouteSwitch::Failed { detail } if detail.contains("403")),
+        "{:?}",
+        rep.routes
+    );
+    new.shutdown().await;
+}
