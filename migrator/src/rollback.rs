@@ -444,7 +444,10 @@ pub async fn rollback(
         && report.pass.written
         && report.pass.verified_clean
         && switched
-        && report.catch_up.as_ref().is_some_and(|c| c.verified_clean);
+        && report
+            .catch_up
+            .as_ref()
+            .is_some_and(|c| c.verified_clean && c.count(|t| t.conflicts) == 0);
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
@@ -499,10 +502,14 @@ async fn scope_of(
     let mut keys = Vec::new();
     let mut seen = BTreeSet::new();
     for t in &rep {
-        if t.truncated {
+        if t.truncated || (t.differences.len() as u64) < t.missing + t.extra + t.differs {
             return Err(DualWriteError::Table {
                 table: v.name().into(),
-                detail: "too many differing rows to narrow down".into(),
+                detail: format!(
+                    "{} differing rows, more than one pass narrows down; give it an updated_at column ([watch.tables.{}] updated_at)",
+                    t.missing + t.extra + t.differs,
+                    v.plan.source_name
+                ),
             });
         }
         for d in &t.differences {
@@ -595,6 +602,8 @@ struct TableWork {
     /// Snapshot of the new side's rows, by key (keyed tables), for the reverse verify.
     snapshot: Vec<CanonRow>,
     keep_legacy: Vec<Vec<u8>>,
+    /// Hashes of the multiset rows inserted.
+    inserted_hashes: std::collections::HashSet<u128>,
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -721,6 +730,7 @@ fn write_back(
             rows: Vec::new(),
             snapshot: Vec::new(),
             keep_legacy: Vec::new(),
+            inserted_hashes: Default::default(),
         };
         let values_of = |row: &CanonRow, key: &str| -> DwResult<Vec<Value>> {
             let mut out = Vec::new();
@@ -746,6 +756,7 @@ fn write_back(
                     work.report.in_scope += n;
                     work.report.inserted += n;
                     let values = values_of(&row, &key)?;
+                    work.inserted_hashes.insert(row.hash());
                     work.rows.push(Decided {
                         change: RowChange {
                             key,
@@ -919,6 +930,11 @@ async fn reverse_verify(
         let extra = multiset_extra(opts, v, client).await?;
         w.report.verified = w.report.in_scope;
         for (row, n) in extra {
+            if !w.inserted_hashes.contains(&row.hash()) {
+                // Appended on the new side after the snapshot: left to the catch-up.
+                w.report.changed_since += n;
+                continue;
+            }
             w.report.differences.push(Drift {
                 table: v.name().into(),
                 key: v.row_display(&row),
@@ -1013,6 +1029,14 @@ async fn switch_routes(opts: &RollbackOptions) -> RouteSwitch {
             RouteSwitch::NotRequested
         };
     };
+    if crate::watch::is_postgres_url(path) {
+        return RouteSwitch::Failed {
+            detail: format!(
+                "{note}; --proxy-state {}: a PostgreSQL state store is not written by this command — use --admin (any replica)",
+                path.display()
+            ),
+        };
+    }
     match set_state_store(path, opts.proxy_config.as_deref()) {
         Ok(routes) => RouteSwitch::StateStore {
             path: path.display().to_string(),

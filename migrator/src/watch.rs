@@ -520,8 +520,20 @@ struct ProxyState {
     until: Option<i64>,
 }
 
+/// Whether a `--proxy-state` names a PostgreSQL state store rather than a SQLite file.
+pub fn is_postgres_url(path: &Path) -> bool {
+    let s = path.to_string_lossy();
+    s.starts_with("postgres://") || s.starts_with("postgresql://")
+}
+
 /// Open the proxy's state store and create `dual_writes` if it is absent.
 pub fn open_proxy_state(path: &Path) -> DwResult<Connection> {
+    if is_postgres_url(path) {
+        return Err(DualWriteError::Config(format!(
+            "--proxy-state {}: the proxy records dual writes only in a SQLite state store",
+            path.display()
+        )));
+    }
     let err = |source: rusqlite::Error| DualWriteError::ProxyState {
         path: path.to_path_buf(),
         source: Box::new(source),
@@ -543,6 +555,8 @@ struct Watcher<'a, F: FnMut(&WatchEvent)> {
     unique: Vec<(usize, usize)>,
     routes: HashMap<String, RouteTarget>,
     warned_routes: HashSet<String>,
+    /// Routes whose keys were not found: not probed again before this time.
+    unmapped_until: HashMap<String, i64>,
     proxy: Option<ProxyState>,
     pending: HashMap<PendKey, Pending>,
     /// Keyless tables whose sweep differed: due time.
@@ -686,6 +700,7 @@ pub async fn watch<F: FnMut(&WatchEvent) + Send>(
         unique,
         routes: HashMap::new(),
         warned_routes: HashSet::new(),
+        unmapped_until: HashMap::new(),
         proxy,
         pending: HashMap::new(),
         table_rechecks: HashMap::new(),
@@ -813,6 +828,7 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
 
     /// Queue a key for a check at `due` (keeping the earliest write time, the latest due).
     fn enqueue(&mut self, k: PendKey, p: Pending) {
+        let settle = self.settle_us();
         match self.pending.get_mut(&k) {
             Some(old) => {
                 old.written_at = match (old.written_at, p.written_at) {
@@ -820,7 +836,10 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
                     (a, b) => a.or(b),
                 };
                 if p.due > old.due {
-                    old.due = p.due;
+                    // A key written again restarts its settle window, but a key written
+                    // without pause is still checked within 5 windows of its first write.
+                    let cap = old.written_at.map_or(i64::MAX, |w| w + 5 * settle);
+                    old.due = p.due.min(cap).max(old.due);
                 }
                 if p.found_by == FoundBy::WrittenKey {
                     // A new write restarts the settle window and the re-check.
@@ -951,6 +970,13 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
         if let Some(t) = self.routes.get(route) {
             return Ok(Some(t.clone()));
         }
+        if self
+            .unmapped_until
+            .get(route)
+            .is_some_and(|t| *t > now_us())
+        {
+            return Ok(None);
+        }
         let rc = self.cfg.routes.get(route).cloned().unwrap_or_default();
         let find_view = |name: &str| {
             self.views
@@ -970,7 +996,11 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
                         "routes.{route}: table {t} has no compared column {c:?}"
                     ))
                 })?;
-                how = "configured".into();
+                how = if self.unique.contains(&(vi, ci)) {
+                    "configured".into()
+                } else {
+                    format!("configured; WARNING: {t}.{c} is not a UNIQUE column, a key may match several rows")
+                };
                 Some(RouteTarget { view: vi, col: ci })
             }
             (t, c) => {
@@ -1049,6 +1079,8 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
                 Ok(Some(t))
             }
             None => {
+                self.unmapped_until
+                    .insert(route.to_string(), now_us() + 10_000_000);
                 if self.warned_routes.insert(route.to_string()) {
                     self.warn(format!(
                         "route {route}: no UNIQUE column of a watched table holds key {sample:?}; its keys are not re-verified until one does — set [watch.routes.{route}] table and column"
@@ -1207,8 +1239,8 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
         else {
             return false;
         };
-        !v.display.key_columns.is_empty()
-            && v.display.key_columns.iter().all(|c| {
+        !v.plan.key_columns.is_empty()
+            && v.plan.key_columns.iter().all(|c| {
                 matches!(
                     v.plan.columns[*c].conversion.pg_type,
                     PgType::Integer | PgType::Bigint | PgType::Text | PgType::Varchar(_)
@@ -1421,7 +1453,8 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
         else {
             return Ok(());
         };
-        let cols = view.display.key_columns.clone();
+        // Looked up by primary key (unique whatever the display key is).
+        let cols = view.plan.key_columns.clone();
         // New side: rows changed since the watermark.
         let mut new: HashMap<Vec<u8>, CanonRow> = HashMap::new();
         let filter = format!(
