@@ -241,12 +241,16 @@ impl Control {
         self.state_kind
     }
 
-    /// The shadow mismatch store the admin page reads.
+    /// The shadow mismatch store the admin page reads: the one given with
+    /// [`Control::set_shadow_store`], else the store of the running shadow mode (`[shadow]
+    /// store`), else none.
     pub fn shadow_store(&self) -> Option<PathBuf> {
-        self.shadow_store
+        let given = self
+            .shadow_store
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .clone();
+        given.or_else(|| self.lock().sidecars.shadow_store())
     }
 
     pub fn set_shadow_store(&self, path: Option<PathBuf>) {

@@ -209,8 +209,9 @@ impl ProxyHandle {
         self.control.audit(limit)
     }
 
-    /// Points the admin page's mismatch list at a shadow mismatch store (`None`: no store).
-    /// The page reads it (newest first) when an operator with the admin token opens it.
+    /// Points the admin page's mismatch list at a shadow mismatch store; `None` goes back to
+    /// the store of the running shadow mode (`[shadow] store`), if any. The page reads it
+    /// (newest first) when an operator with the admin token opens it.
     pub fn set_shadow_store(&self, path: Option<PathBuf>) {
         self.control.set_shadow_store(path);
     }

@@ -72,6 +72,11 @@ impl Sidecars {
         Ok(needs_restart)
     }
 
+    /// The mismatch store of the running shadow mode, if it runs (the admin page reads it).
+    pub fn shadow_store(&self) -> Option<std::path::PathBuf> {
+        self.shadow_settings.as_ref().map(|s| s.store.clone())
+    }
+
     /// Handles for shutdown (taken out so the caller can await without holding a lock).
     pub fn handles(&self) -> (Option<Arc<Shadow>>, Option<Arc<DualWriteLog>>) {
         (self.extras.shadow.clone(), self.extras.dual_log.clone())

@@ -274,3 +274,56 @@ async fn admin_page_in_headless_chromium() {
     p.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Without `set_shadow_store`, the page reads the store of the running shadow mode: real
+/// mirrored requests whose two answers differ show up with their diff.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mismatches_come_from_the_configured_shadow_store() {
+    let dir = tempdir("configured");
+    let (l, n) = (backend("legacy").await, backend("new").await);
+    let store = dir.join("shadow.db");
+    let toml = config_toml(
+        l,
+        n,
+        &format!(
+            "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n",
+            store.display().to_string()
+        ),
+        r#"
+[[routes]]
+name = "tasks-read"
+methods = ["GET"]
+path = "/api/tasks/*"
+percent = 0.0
+[routes.shadow]
+sample = 1.0
+"#,
+    );
+    let mut c = Config::from_toml_str(&toml).unwrap();
+    c.proxy.admin_token = Some(Secret(TOKEN.into()));
+    let p = Proxy::start(c, None).unwrap();
+    for _ in 0..3 {
+        get(p.listen_addr(), "/api/tasks/5", &[]).await;
+    }
+    tokio::time::timeout(Duration::from_secs(20), p.flush_shadow())
+        .await
+        .unwrap();
+    let s = get(p.admin_addr(), "/admin/summary", &[]).await.json();
+    assert_eq!(s["shadow"]["store"], true);
+    assert!(s["metrics"]["ficus_shadow_requests_total"].is_array());
+    let auth = format!("Bearer {TOKEN}");
+    let m = get(
+        p.admin_addr(),
+        "/admin/mismatches",
+        &[("authorization", auth.as_str())],
+    )
+    .await
+    .json();
+    assert_eq!(m["available"], true, "{m}");
+    let list = m["mismatches"].as_array().unwrap();
+    assert!(!list.is_empty(), "{m}");
+    assert_eq!(list[0]["route"], ROUTE);
+    assert!(!list[0]["diff"].as_array().unwrap().is_empty());
+    p.shutdown().await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
