@@ -23,6 +23,8 @@ fn demo_completes_and_narrates_each_step() {
         "new    (PostgreSQL)",
         "unknown task",
         "verify: clean",
+        "extra         /service_version",
+        "value         /created_at",
         "100%        0     200",
         "rollback: tasks-read 100%→0%",
         "Done",

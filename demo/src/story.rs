@@ -59,7 +59,16 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
 
     n.step("Put the ficus proxy in front of both (reads split by user, sticky)");
     let token = demo_token();
-    let proxy = start_proxy(&dir, &legacy.url(), &new.url(), &token)?;
+    let quirks: Vec<ficus_taskapp::Quirk> = ["timestamp-precision", "extra-field"]
+        .iter()
+        .filter_map(|q| q.parse().ok())
+        .collect();
+    let next = ficus_taskapp::serve_new(&new_url, bind().await?, quirks).await?;
+    n.say(format!(
+        "the new service's next build runs at {} (same PostgreSQL) — it has two deliberate differences; shadow mode should find them",
+        next.url()
+    ));
+    let proxy = start_proxy(&dir, &legacy.url(), &next.url(), &token)?;
     let admin = format!("http://{}", proxy.admin_addr());
     let entry = format!("http://{}", proxy.listen_addr());
     n.say(format!(
@@ -73,6 +82,45 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
         Some("demo-operator".into()),
     )
     .map_err(|e| DemoError::Step(format!("admin client: {e}")))?;
+
+    n.step("Shadow the reads: legacy answers, new is asked too, and the answers are compared");
+    for u in 0..60u32 {
+        let r = client
+            .send(
+                "GET",
+                &format!("{entry}/api/tasks/TASK-{}", 101 + u),
+                None,
+                &[("x-user-id", &format!("user-{u}"))],
+            )
+            .await?;
+        if r.status != 200 || r.header("x-ficus-backend") != "legacy" {
+            return Err(DemoError::Step(format!(
+                "shadowed read answered {} by {:?}",
+                r.status,
+                r.header("x-ficus-backend")
+            )));
+        }
+    }
+    proxy.flush_shadow().await;
+    let store_path = dir.join("ficus-shadow.db");
+    let report = {
+        let p = store_path.clone();
+        tokio::task::spawn_blocking(move || {
+            let store = ficus_shadow::Store::open_existing(&p)?;
+            ficus_shadow::Report::build(&store, &ficus_shadow::ReportOptions::default())
+        })
+        .await
+        .map_err(|e| DemoError::Step(format!("report task: {e}")))?
+        .map_err(|e| DemoError::Step(format!("shadow report: {e}")))?
+    };
+    n.say("60 reads served by legacy; `ficus shadow report` says:");
+    for line in report.to_text().lines().take(24) {
+        n.say(format!("  {line}"));
+    }
+    n.say(format!(
+        "(store {}; `ficus shadow report --store ... --format html --out report.html` for the page)",
+        store_path.display()
+    ));
 
     n.step("Roll reads out: 0 → 25 → 50 → 100 %, then roll back in one command");
     n.say(format!(
@@ -137,6 +185,7 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     proxy.shutdown().await;
     legacy.shutdown().await;
     new.shutdown().await;
+    next.shutdown().await;
     tokio::task::spawn_blocking(move || drop(cluster))
         .await
         .map_err(|e| DemoError::Step(format!("postgres stop task: {e}")))?;
@@ -211,6 +260,9 @@ url = "{legacy}"
 [backends.new]
 url = "{new}"
 
+[shadow]
+store = "{shadow}"
+
 [[routes]]
 name = "{READ_ROUTE}"
 methods = ["GET"]
@@ -218,13 +270,17 @@ path = "/api/tasks/{{task_id}}"
 target = "split"
 percent = 0.0
 sticky = "header:X-User-Id"
+[routes.shadow]
+sample = 1.0
+ignore_headers = ["date", "x-request-id", "content-length"]
 
 [[routes]]
 name = "tasks-write"
 path = "/api/tasks/*"
 target = "legacy"
 "#,
-        state = dir.join("ficus-state.db").display()
+        state = dir.join("ficus-state.db").display(),
+        shadow = dir.join("ficus-shadow.db").display()
     );
     write_file(&dir.join("ficus.toml"), &toml)?;
     let mut config = ficus_proxy::Config::from_toml_str(&toml)
