@@ -108,7 +108,8 @@ pub fn gen_taskdb_script() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     for p in [
         manifest.join("../../shared/bench/gen_taskdb.py"),
-        manifest.join("tests/data/gen_taskdb.py"),
+        // one vendored copy for clones without shared/ beside them
+        manifest.join("../taskapp/tests/fixtures/gen_taskdb.py"),
     ] {
         if p.is_file() {
             return p;
