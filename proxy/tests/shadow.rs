@@ -768,3 +768,19 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
         }
     );
 }
+
+#[tokio::test]
+async fn graceful_shutdown_commits_what_was_mirrored() {
+    let tmp = Tmp::new("shutdown");
+    let (legacy, new) = task_sides(&tmp, &["extra-field"]).await;
+    let p = proxy(&tmp, legacy.addr, new.addr, "", READ_ROUTE);
+    let mut c = Client::connect(p.listen_addr()).await;
+    for path in READS {
+        assert_eq!(c.get(path, &[]).await.status, 200);
+    }
+    drop(c);
+    // No flush: shutdown alone finishes the jobs in hand and commits the store.
+    p.shutdown().await;
+    let store = Store::open_existing(&tmp.path("shadow.db")).unwrap();
+    assert_eq!(store.mismatch_count().unwrap(), READS.len() as u64);
+}
