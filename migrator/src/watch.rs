@@ -1167,6 +1167,17 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
                     .push(k.2.clone());
             }
         }
+        // Keys a write put here go first: when a sweep found the same row (by its primary key,
+        // a different column set) in the same tick, the drift is the write's, reported with
+        // its route.
+        let mut groups: Vec<_> = groups.into_iter().collect();
+        groups.sort_by_key(|((vi, cols), cks)| {
+            !cks.iter().any(|ck| {
+                self.pending
+                    .get(&(*vi, cols.clone(), ck.clone()))
+                    .is_some_and(|p| p.found_by == FoundBy::WrittenKey)
+            })
+        });
         let settle = self.settle_us();
         for ((vi, cols), canon_keys) in groups {
             let keys: Vec<Vec<KeyValue>> = canon_keys
