@@ -67,6 +67,27 @@ impl<S: Store> Service<S> {
         at.unwrap_or_else(|| self.clock.now())
     }
 
+    /// Edit one task at the request's time (`at`, else the clock): `f` changes the task and
+    /// says which event to append; `updated_at` is set to that time when `f` succeeds.
+    async fn edit(
+        &self,
+        task_id: &str,
+        at: Option<Timestamp>,
+        f: impl FnOnce(&mut Task, Timestamp) -> Result<Event, TaskError> + Send + 'static,
+    ) -> Result<Task, TaskError> {
+        let now = self.now(at);
+        self.store
+            .modify(
+                task_id,
+                Box::new(move |t: &mut Task| {
+                    let event = f(t, now)?;
+                    t.updated_at = now;
+                    Ok(event)
+                }),
+            )
+            .await
+    }
+
     /// A new pending task.
     pub(crate) async fn create(
         &self,
@@ -107,39 +128,33 @@ impl<S: Store> Service<S> {
         req: Claim,
         at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.now(at);
-        self.store
-            .modify(
-                task_id,
-                Box::new(move |t: &mut Task| {
-                    let mine = t.assigned_agent.as_deref() == Some(req.agent_name.as_str());
-                    if t.status != Status::Pending.as_str() && !mine {
-                        return Err(TaskError::Conflict(match &t.assigned_agent {
-                            Some(other) => {
-                                format!("Task {} is already claimed by {other}", t.task_id)
-                            }
-                            None => format!(
-                                "Task {} cannot be claimed: status is {}",
-                                t.task_id, t.status
-                            ),
-                        }));
+        self.edit(task_id, at, move |t: &mut Task, now| {
+            let mine = t.assigned_agent.as_deref() == Some(req.agent_name.as_str());
+            if t.status != Status::Pending.as_str() && !mine {
+                return Err(TaskError::Conflict(match &t.assigned_agent {
+                    Some(other) => {
+                        format!("Task {} is already claimed by {other}", t.task_id)
                     }
-                    t.status = Status::InProgress.as_str().to_string();
-                    t.completed = false;
-                    t.assigned_agent = Some(req.agent_name.clone());
-                    if let Some(w) = req.worktree {
-                        t.worktree = Some(w);
-                    }
-                    t.last_heartbeat = Some(now);
-                    t.updated_at = now;
-                    Ok(Event {
-                        kind: "claimed",
-                        agent: Some(req.agent_name),
-                        payload: json!({ "worktree": t.worktree }),
-                    })
-                }),
-            )
-            .await
+                    None => format!(
+                        "Task {} cannot be claimed: status is {}",
+                        t.task_id, t.status
+                    ),
+                }));
+            }
+            t.status = Status::InProgress.as_str().to_string();
+            t.completed = false;
+            t.assigned_agent = Some(req.agent_name.clone());
+            if let Some(w) = req.worktree {
+                t.worktree = Some(w);
+            }
+            t.last_heartbeat = Some(now);
+            Ok(Event {
+                kind: "claimed",
+                agent: Some(req.agent_name),
+                payload: json!({ "worktree": t.worktree }),
+            })
+        })
+        .await
     }
 
     /// Heartbeat from the assigned agent (403 for anyone else).
@@ -149,27 +164,21 @@ impl<S: Store> Service<S> {
         req: Heartbeat,
         at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.now(at);
-        self.store
-            .modify(
-                task_id,
-                Box::new(move |t: &mut Task| {
-                    if t.assigned_agent.as_deref() != Some(req.agent_name.as_str()) {
-                        return Err(TaskError::Forbidden(format!(
-                            "Task {} is not assigned to {}",
-                            t.task_id, req.agent_name
-                        )));
-                    }
-                    t.last_heartbeat = Some(now);
-                    t.updated_at = now;
-                    Ok(Event {
-                        kind: "heartbeat",
-                        agent: Some(req.agent_name),
-                        payload: json!({}),
-                    })
-                }),
-            )
-            .await
+        self.edit(task_id, at, move |t: &mut Task, now| {
+            if t.assigned_agent.as_deref() != Some(req.agent_name.as_str()) {
+                return Err(TaskError::Forbidden(format!(
+                    "Task {} is not assigned to {}",
+                    t.task_id, req.agent_name
+                )));
+            }
+            t.last_heartbeat = Some(now);
+            Ok(Event {
+                kind: "heartbeat",
+                agent: Some(req.agent_name),
+                payload: json!({}),
+            })
+        })
+        .await
     }
 
     /// Appends `[YYYY-MM-DD HH:MM:SS.ffffff] notes` as a new line of `status_notes`.
@@ -179,25 +188,19 @@ impl<S: Store> Service<S> {
         req: UpdateNotes,
         at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.now(at);
-        self.store
-            .modify(
-                task_id,
-                Box::new(move |t: &mut Task| {
-                    let line = format!("[{}] {}", now.to_sqlite(), req.notes);
-                    t.status_notes = Some(match t.status_notes.take() {
-                        Some(old) if !old.is_empty() => format!("{old}\n{line}"),
-                        _ => line,
-                    });
-                    t.updated_at = now;
-                    Ok(Event {
-                        kind: "notes",
-                        agent: req.agent_name.or_else(|| t.assigned_agent.clone()),
-                        payload: json!({ "notes": req.notes }),
-                    })
-                }),
-            )
-            .await
+        self.edit(task_id, at, move |t: &mut Task, now| {
+            let line = format!("[{}] {}", now.to_sqlite(), req.notes);
+            t.status_notes = Some(match t.status_notes.take() {
+                Some(old) if !old.is_empty() => format!("{old}\n{line}"),
+                _ => line,
+            });
+            Ok(Event {
+                kind: "notes",
+                agent: req.agent_name.or_else(|| t.assigned_agent.clone()),
+                payload: json!({ "notes": req.notes }),
+            })
+        })
+        .await
     }
 
     /// Moves a task to a status. `blocked` records the reason (and blocker); leaving `blocked`
@@ -208,33 +211,27 @@ impl<S: Store> Service<S> {
         req: SetStatus,
         at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.now(at);
-        self.store
-            .modify(
-                task_id,
-                Box::new(move |t: &mut Task| {
-                    let from = std::mem::replace(&mut t.status, req.status.as_str().to_string());
-                    t.completed = req.status == Status::Done;
-                    if req.status == Status::Blocked {
-                        t.blocked_reason = req.blocked_reason.clone();
-                        t.blocked_by = req.blocked_by.clone();
-                    } else {
-                        t.blocked_reason = None;
-                        t.blocked_by = None;
-                    }
-                    t.updated_at = now;
-                    Ok(Event {
-                        kind: "status",
-                        agent: t.assigned_agent.clone(),
-                        payload: json!({
-                            "from": from,
-                            "to": req.status.as_str(),
-                            "blocked_reason": req.blocked_reason,
-                        }),
-                    })
+        self.edit(task_id, at, move |t: &mut Task, _now| {
+            let from = std::mem::replace(&mut t.status, req.status.as_str().to_string());
+            t.completed = req.status == Status::Done;
+            if req.status == Status::Blocked {
+                t.blocked_reason = req.blocked_reason.clone();
+                t.blocked_by = req.blocked_by.clone();
+            } else {
+                t.blocked_reason = None;
+                t.blocked_by = None;
+            }
+            Ok(Event {
+                kind: "status",
+                agent: t.assigned_agent.clone(),
+                payload: json!({
+                    "from": from,
+                    "to": req.status.as_str(),
+                    "blocked_reason": req.blocked_reason,
                 }),
-            )
-            .await
+            })
+        })
+        .await
     }
 
     /// Releases a task back to pending, clearing its agent and worktree.
@@ -243,24 +240,18 @@ impl<S: Store> Service<S> {
         task_id: &str,
         at: Option<Timestamp>,
     ) -> Result<Task, TaskError> {
-        let now = self.now(at);
-        self.store
-            .modify(
-                task_id,
-                Box::new(move |t: &mut Task| {
-                    let from = std::mem::replace(&mut t.status, Status::Pending.as_str().into());
-                    let agent = t.assigned_agent.take();
-                    t.worktree = None;
-                    t.completed = false;
-                    t.updated_at = now;
-                    Ok(Event {
-                        kind: "unclaimed",
-                        agent,
-                        payload: json!({ "from": from }),
-                    })
-                }),
-            )
-            .await
+        self.edit(task_id, at, move |t: &mut Task, _now| {
+            let from = std::mem::replace(&mut t.status, Status::Pending.as_str().into());
+            let agent = t.assigned_agent.take();
+            t.worktree = None;
+            t.completed = false;
+            Ok(Event {
+                kind: "unclaimed",
+                agent,
+                payload: json!({ "from": from }),
+            })
+        })
+        .await
     }
 }
 
