@@ -160,3 +160,79 @@ fn migrate_plan_run_verify_status_through_the_binary() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot open SQLite source"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The body of `GET /metrics` on `addr`, or `None` while nothing answers there.
+fn scrape(addr: &str) -> Option<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .ok()?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    Some(out)
+}
+
+/// `--metrics-linger`: a run that failed keeps its metrics up after it ended, so Prometheus
+/// scrapes `ficus_migrate_phase{phase="failed"} 1` instead of a vanished target.
+#[test]
+fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
+    let dir = tmpdir("linger");
+    let src = dir.join("app.db");
+    make_db(&src);
+    let db = pgtemp::fresh_database("mig_linger").unwrap();
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ficus"))
+        .args([
+            "migrate",
+            "run",
+            "--source",
+            src.to_str().unwrap(),
+            "--target",
+            &db.url,
+            "--max-rejects",
+            "0",
+            "--quiet",
+            "--metrics-addr",
+            &addr,
+            "--metrics-linger",
+            "120",
+        ])
+        .env("FICUS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let failed = loop {
+        if let Some(m) = scrape(&addr) {
+            if m.contains("ficus_migrate_phase{phase=\"failed\"} 1") {
+                break m;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "ficus exited before its failed phase could be scraped"
+        );
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no failed phase on {addr} within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert!(failed.contains("ficus_migrate_phase{phase=\"done\"} 0"), "{failed}");
+    // The run is over, the metrics are still served.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(child.try_wait().unwrap().is_none(), "lingering");
+    assert!(scrape(&addr).is_some_and(|m| m.contains("phase=\"failed\"} 1")));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}

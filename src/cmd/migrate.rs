@@ -60,6 +60,15 @@ struct Common {
     /// Serve Prometheus metrics on this address while the command runs.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// Keep serving the metrics this many seconds after the command ends (or until Ctrl-C),
+    /// so Prometheus scrapes the final phase (`done` or `failed`) of a short run.
+    #[arg(
+        long,
+        value_name = "SECS",
+        default_value_t = 0,
+        requires = "metrics_addr"
+    )]
+    metrics_linger: u64,
     /// No progress bars or log lines.
     #[arg(long)]
     quiet: bool,
@@ -194,6 +203,22 @@ async fn serve_metrics(
     Ok(Some(h))
 }
 
+/// Stop the metrics server started by [`serve_metrics`], after `--metrics-linger` seconds.
+async fn stop_metrics(server: Option<tokio::task::JoinHandle<()>>, c: &Common, obs: &Observer) {
+    let Some(h) = server else { return };
+    if c.metrics_linger > 0 {
+        obs.log(&format!(
+            "finished; metrics stay up {} s more for the last scrape (Ctrl-C to exit now)",
+            c.metrics_linger
+        ));
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_secs(c.metrics_linger)) => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    h.abort();
+}
+
 fn plan(c: Common) -> anyhow::Result<i32> {
     let cfg = config(&c)?;
     let p = Plan::build(source(&c)?, &cfg, &c.schema)?;
@@ -217,22 +242,26 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
     let result = rt.block_on(async {
         let server = serve_metrics(c, &obs).await?;
         obs.phase("plan");
-        let plan = ficus_migrator::plan_for_run(src, tgt, &c.schema, &cfg).await?;
-        let expected = plan.expected_rejects();
-        if expected > 0 {
-            obs.log(&format!("plan: {expected} value(s) will not convert; their rows go to ficus.quarantine (see `ficus migrate plan`)"));
+        let rep = async {
+            let plan = ficus_migrator::plan_for_run(src, tgt, &c.schema, &cfg).await?;
+            let expected = plan.expected_rejects();
+            if expected > 0 {
+                obs.log(&format!("plan: {expected} value(s) will not convert; their rows go to ficus.quarantine (see `ficus migrate plan`)"));
+            }
+            let opts = RunOptions {
+                jobs: c.jobs,
+                batch_rows: r.batch_rows,
+                max_rejects: r.max_rejects,
+                restart: r.restart,
+                ..RunOptions::default()
+            };
+            ficus_migrator::run(&plan, src, tgt, &opts, &obs).await
         }
-        let opts = RunOptions {
-            jobs: c.jobs,
-            batch_rows: r.batch_rows,
-            max_rejects: r.max_rejects,
-            restart: r.restart,
-            ..RunOptions::default()
-        };
-        let rep = ficus_migrator::run(&plan, src, tgt, &opts, &obs).await;
-        if let Some(h) = server {
-            h.abort();
+        .await;
+        if rep.is_err() {
+            obs.phase("failed");
         }
+        stop_metrics(server, c, &obs).await;
         Ok::<_, anyhow::Error>(rep?)
     })?;
     match c.format {
@@ -289,9 +318,7 @@ fn verify(c: Common) -> anyhow::Result<i32> {
             ..VerifyOptions::default()
         };
         let rep = ficus_migrator::verify(&plan, src, tgt, &opts, &obs).await;
-        if let Some(h) = server {
-            h.abort();
-        }
+        stop_metrics(server, &c, &obs).await;
         Ok::<_, anyhow::Error>(rep?)
     })?;
     match c.format {
