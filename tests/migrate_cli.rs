@@ -227,7 +227,10 @@ fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
         );
         std::thread::sleep(std::time::Duration::from_millis(100));
     };
-    assert!(failed.contains("ficus_migrate_phase{phase=\"done\"} 0"), "{failed}");
+    assert!(
+        failed.contains("ficus_migrate_phase{phase=\"done\"} 0"),
+        "{failed}"
+    );
     // The run is over, the metrics are still served.
     std::thread::sleep(std::time::Duration::from_millis(500));
     assert!(child.try_wait().unwrap().is_none(), "lingering");
