@@ -54,11 +54,22 @@ impl Observer {
         self.log(&format!("phase {phase}"));
     }
 
-    pub fn table_started(&self, table: &str, total: u64, done: u64) {
+    /// A table's copy begins (or resumes): `done` rows read, `copied` and `quarantined` rows
+    /// committed by earlier runs. The copied and quarantined counters start from the
+    /// checkpoint, so a resumed run's progress panel continues where the killed run stopped
+    /// and `rate()` sees no reset.
+    pub fn table_started(&self, table: &str, total: u64, done: u64, copied: u64, quarantined: u64) {
         self.metrics
             .source_rows
             .with_label_values(&[table])
             .set(total as i64);
+        for (counter, from_checkpoint) in [
+            (&self.metrics.rows_copied, copied),
+            (&self.metrics.rows_quarantined, quarantined),
+        ] {
+            let c = counter.with_label_values(&[table]);
+            c.inc_by(from_checkpoint.saturating_sub(c.get()));
+        }
         let bar = self.multi.as_ref().map(|m| {
             let b = m.add(ProgressBar::new(total));
             b.set_style(

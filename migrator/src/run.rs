@@ -184,7 +184,13 @@ pub async fn run(
                 t.name
             )));
         };
-        obs.table_started(&t.name, t.rows, cp.rows_read);
+        obs.table_started(
+            &t.name,
+            t.rows,
+            cp.rows_read,
+            cp.rows_copied,
+            cp.rows_quarantined,
+        );
         if cp.done {
             obs.table_done(&t.name);
             continue;

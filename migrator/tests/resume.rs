@@ -7,6 +7,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -121,8 +122,30 @@ async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates
 
     // Final run in-process finishes.
     let plan = build_plan(&src, &MigrationConfig::default());
-    let rep = run(&plan, &src, &db.url, &RunOptions::default()).await;
+    let metrics = Arc::new(ficus_migrator::Metrics::new().unwrap());
+    let obs = Arc::new(ficus_migrator::Observer::new(metrics.clone(), true));
+    let rep = ficus_migrator::run(&plan, &src, &db.url, &RunOptions::default(), &obs)
+        .await
+        .unwrap();
     assert!(rep.resumed && !rep.already_complete);
+    // The resumed run's counters start from the checkpoint: copied = all rows, not just
+    // this run's share.
+    for t in &rep.tables {
+        assert!(
+            t.copied_now < t.rows_copied,
+            "{}: resumed, not recopied",
+            t.table
+        );
+        assert_eq!(
+            metrics
+                .rows_copied
+                .with_label_values(&[t.table.as_str()])
+                .get(),
+            t.rows_copied,
+            "{}",
+            t.table
+        );
+    }
     let v = verify(&plan, &src, &db.url).await;
     assert!(v.clean, "{}", v.text());
     for t in &rep.tables {
