@@ -20,13 +20,8 @@ while [ $# -gt 0 ]; do
 done
 GEN=${GEN:-$ROOT/../shared/bench/gen_taskdb.py}
 [ -f "$GEN" ] || GEN=/work/shared/bench/gen_taskdb.py
-need=()
-command -v pgloader >/dev/null || need+=(pgloader)
-command -v sqlite3 >/dev/null || need+=(sqlite3)
-[ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+. "$ROOT/bench/lib.sh"
+need_tools pgloader:pgloader sqlite3:sqlite3 /usr/bin/time:time
 
 WORK=$(mktemp -d /tmp/ficus-bench-XXXXXX)
 chmod 755 "$WORK"
@@ -46,9 +41,7 @@ PG="postgresql://postgres@127.0.0.1:$PORT"
 
 DB=$WORK/taskdb.sqlite
 python3 "$GEN" "$DB" --tasks "$TASKS"
-echo "building ficus (release)"
-CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$ROOT/target} cargo build --release --bin ficus -q
-FICUS=${CARGO_TARGET_DIR:-$ROOT/target}/release/ficus
+ficus_binary "$ROOT"
 
 psql "$PG/postgres" -qc "create database peer_pgloader" -c "create database peer_ficus"
 # Warm the page cache for both.

@@ -15,20 +15,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 W=$(mktemp -d /tmp/ficus-bench.XXXXXX)
 trap 'cleanup' EXIT
 
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v haproxy >/dev/null || need+=(haproxy)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "bench: installing ${need[*]}" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-
-if [ -z "${FICUS:-}" ]; then
-  echo "bench: building ficus (release)" >&2
-  (cd "$ROOT" && cargo build --release --bin ficus -q)
-  FICUS="${CARGO_TARGET_DIR:-$ROOT/target}/release/ficus"
-fi
+. "$ROOT/bench/lib.sh"
+need_tools nginx:nginx-light haproxy:haproxy wrk:wrk
+ficus_binary "$ROOT"
 
 pin_proxy=""; pin_load=""
 if [ "${PIN:-0}" = 1 ] && command -v taskset >/dev/null; then pin_proxy="taskset -c 1"; pin_load="taskset -c 0"; fi

@@ -30,18 +30,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
-need=()
-command -v nginx >/dev/null || need+=(nginx-light)
-command -v wrk >/dev/null || need+=(wrk)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "bench: installing ${need[*]}" >&2
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
-fi
-if [ -z "${FICUS:-}" ]; then
-  echo "bench: building ficus (release)" >&2
-  (cd "$ROOT" && cargo build --release --bin ficus -q)
-  FICUS="${CARGO_TARGET_DIR:-$ROOT/target}/release/ficus"
-fi
+. "$ROOT/bench/lib.sh"
+need_tools nginx:nginx-light wrk:wrk
+ficus_binary "$ROOT"
 
 BODY='{"id":101,"task_id":"TASK-101","title":"Import comic metadata","status":"in_progress","priority":"HIGH","dependencies":"TASK-100","assigned_agent":"agent-7","updated_at":"2026-01-02T10:00:00","notes":"0123456789012345678901234567890123456789012345678901234567890123456789"}'
 cat > "$W/backends.conf" <<EOF
