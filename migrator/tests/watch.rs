@@ -77,7 +77,7 @@ async fn concurrent_dual_writes_show_no_drift() {
                 // Each writer owns every 4th seeded task.
                 let id = format!("TASK-{}", 101 + w + 4 * (i % 10));
                 let agent = format!("agent-{w}");
-                let (path, body, key) = match i % 5 {
+                let (path, body, key) = match i % 6 {
                     0 => {
                         let key = format!("TASK-{}", 1000 + w * 1000 + i);
                         let body = format!(
@@ -97,9 +97,17 @@ async fn concurrent_dual_writes_show_no_drift() {
                         format!(r#"{{"notes":"step {i} by {agent}"}}"#),
                         id.clone(),
                     ),
-                    // No set-status: its event payload has several keys, and the new side
-                    // stores it through a jsonb cast, which reorders them — real drift in
-                    // task_events.payload that this watch reports (see the issue notes).
+                    // Multi-key event payloads (and non-ASCII text): the new side stores
+                    // the legacy's text verbatim in the migrated `text` column.
+                    4 => (
+                        "set-status",
+                        if i.is_multiple_of(4) {
+                            format!(r#"{{"status":"blocked","blocked_reason":"wartet auf {agent} — ß","blocked_by":"TASK-101"}}"#)
+                        } else {
+                            r#"{"status":"in_review"}"#.to_string()
+                        },
+                        id.clone(),
+                    ),
                     _ => ("unclaim", String::new(), id.clone()),
                 };
                 let path = format!("/api/tasks/{key}/{path}");
@@ -159,6 +167,74 @@ async fn concurrent_dual_writes_show_no_drift() {
     assert_eq!(metric(&metrics, "ficus_drift_verify_lag_seconds"), 0.0);
     assert!(metric(&metrics, "ficus_drift_last_sweep_timestamp_seconds") > 1.7e9);
 
+    new.shutdown().await;
+    legacy.shutdown().await;
+}
+
+/// A `set-status` stores a multi-key event payload (`from`, `to`, `blocked_reason`): written
+/// to both apps one after the other, the rows are identical — to `verify` (every column,
+/// event ids included) and to the watch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_status_payloads_are_identical_on_both_sides() {
+    let env = Env::new("watch_set_status", 12, BASE_CONFIG).await;
+    let (legacy, new) = (env.legacy().await, env.new_side().await);
+    let http = Http::new();
+    let writes = [
+        ("TASK-102", "set-status", r#"{"status":"in_progress"}"#),
+        (
+            "TASK-102",
+            "set-status",
+            r#"{"status":"blocked","blocked_reason":"wartet auf Zoë","blocked_by":"TASK-101"}"#,
+        ),
+        ("TASK-102", "set-status", r#"{"status":"in_review"}"#),
+        ("TASK-103", "set-status", r#"{"status":"done"}"#),
+        ("TASK-104", "update-notes", r#"{"notes":"«bientôt»"}"#),
+    ];
+    for (key, action, body) in writes {
+        let path = format!("/api/tasks/{key}/{action}");
+        let (st, _) = dual_write(
+            &http,
+            &legacy.url(),
+            &new.url(),
+            &env.state,
+            "tasks-write",
+            key,
+            &path,
+            body,
+        )
+        .await;
+        assert_eq!(st, 200, "{path}");
+    }
+    let payload: String = env
+        .sqlite()
+        .query_row(
+            "SELECT payload FROM task_events WHERE kind = 'status' ORDER BY id LIMIT 1 OFFSET 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(
+        payload,
+        r#"{"blocked_reason": "wartet auf Zo\u00eb", "from": "in_progress", "to": "blocked"}"#
+    );
+    let plan = ficus_migrator::verify::plan_for(&env.sqlite, &env.pg.url, "public", &env.config)
+        .await
+        .unwrap();
+    let v = ficus_migrator::verify(
+        &plan,
+        &env.sqlite,
+        &env.pg.url,
+        &Default::default(),
+        &Arc::new(ficus_migrator::Observer::silent()),
+    )
+    .await
+    .unwrap();
+    assert!(v.clean, "{}", v.text());
+    let events = v.tables.iter().find(|t| t.table == "task_events").unwrap();
+    assert_eq!(events.source_rows, writes.len() as u64);
+    let (s, _, _) = watch_once(&env, &once(&env, 200)).await;
+    assert!(s.clean, "{}", s.text());
+    assert_eq!(s.written_keys, writes.len() as u64);
     new.shutdown().await;
     legacy.shutdown().await;
 }

@@ -6,6 +6,26 @@
 //! for the same inserts, and keeps working on tables a migrator filled with explicit ids
 //! (where a sequence would be behind). Timestamps are read and written as `timestamptz`, or
 //! as `timestamp` (taken as UTC) if a migrator chose that type.
+//!
+//! # Event payloads: the legacy's text where the column can hold it
+//! Both sides build a `task_events.payload` as the monolith's Python `json.dumps` text
+//! ([`crate::payload`]). How it is written here depends on the column's type, looked up once
+//! at [`PgStore::connect`] ([`PayloadColumn`]):
+//! - `text`/`varchar` — what `ficus migrate run` makes of the legacy `TEXT` column — and
+//!   `json` (a migration config's `pg_type = "json"`; PostgreSQL keeps `json` input verbatim):
+//!   the text is stored byte for byte as the legacy side stores it, so a write mirrored to both
+//!   sides leaves identical rows and `ficus migrate verify`/`watch` see no drift.
+//! - `jsonb` — the schema this store creates itself on an empty database: PostgreSQL stores a
+//!   parsed value, not text, and prints it its own way (object keys ordered by length, then
+//!   bytes; `\uXXXX` escapes decoded). The *value* is the legacy's, the text cannot be, and
+//!   nothing here pretends otherwise. ficus's row comparisons run on migrated schemas (the
+//!   migrator never creates `jsonb` and refuses to migrate into existing tables), so this case
+//!   only arises in a database the app made itself; `ficus migrate verify`/`watch` pointed at
+//!   one would compare the payloads as text and report them.
+//!
+//! Casting the text to `jsonb` unconditionally (what this store used to do) turned a `text`
+//! column's multi-key payloads (`set-status`: `from`, `to`, `blocked_reason`) into jsonb's key
+//! order: real drift against the legacy row.
 
 use std::error::Error as StdError;
 use std::time::Duration;
@@ -74,10 +94,53 @@ const INSERT_TASK: &str = "INSERT INTO tasks (id, task_id, title, priority, stat
 const POOL_SIZE: usize = 8;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The type of `task_events.payload`, which decides how the payload text is written (see the
+/// module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PayloadColumn {
+    /// `text`, `varchar` or another type text is assigned to: the legacy's text, verbatim.
+    Text,
+    /// `json`: the legacy's text, verbatim (`json` keeps its input as written).
+    Json,
+    /// `jsonb`: the legacy's value; the text is PostgreSQL's.
+    Jsonb,
+}
+
+impl PayloadColumn {
+    /// From `information_schema.columns.data_type`.
+    fn from_data_type(data_type: &str) -> PayloadColumn {
+        match data_type {
+            "jsonb" => PayloadColumn::Jsonb,
+            "json" => PayloadColumn::Json,
+            _ => PayloadColumn::Text,
+        }
+    }
+
+    /// The event insert for this column type.
+    fn append_sql(self) -> &'static str {
+        match self {
+            PayloadColumn::Text => APPEND_EVENT_TEXT,
+            PayloadColumn::Json => APPEND_EVENT_JSON,
+            PayloadColumn::Jsonb => APPEND_EVENT_JSONB,
+        }
+    }
+}
+
+const APPEND_EVENT_TEXT: &str = "INSERT INTO task_events (id, task_id, kind, agent, payload, \
+     created_at) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM task_events), $1, $2, $3, \
+     $4::text, $5)";
+const APPEND_EVENT_JSON: &str = "INSERT INTO task_events (id, task_id, kind, agent, payload, \
+     created_at) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM task_events), $1, $2, $3, \
+     $4::text::json, $5)";
+const APPEND_EVENT_JSONB: &str = "INSERT INTO task_events (id, task_id, kind, agent, payload, \
+     created_at) VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM task_events), $1, $2, $3, \
+     $4::text::jsonb, $5)";
+
 /// Tasks in a PostgreSQL database.
 pub(crate) struct PgStore {
     pool: Pool,
     target: String,
+    payload: PayloadColumn,
 }
 
 impl PgStore {
@@ -151,8 +214,27 @@ impl PgStore {
         tx.batch_execute(POSTGRES_SCHEMA)
             .await
             .map_err(schema_err)?;
+        // Looked up once: a column's type does not change under a running service (an
+        // `ALTER TABLE` needs a restart of the service to be taken into account).
+        let data_type: String = tx
+            .query_one(
+                "SELECT data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'task_events' \
+                 AND column_name = 'payload'",
+                &[],
+            )
+            .await
+            .map_err(schema_err)?
+            .try_get(0)
+            .map_err(schema_err)?;
+        let payload = PayloadColumn::from_data_type(&data_type);
+        tracing::debug!(%target, column = %data_type, mode = ?payload, "task_events.payload");
         tx.commit().await.map_err(schema_err)?;
-        Ok(PgStore { pool, target })
+        Ok(PgStore {
+            pool,
+            target,
+            payload,
+        })
     }
 
     /// `user@host:port/db`.
@@ -273,14 +355,7 @@ impl Store for PgStore {
             ],
         )
         .await?;
-        // `$4::text::jsonb` fits a jsonb column and, by assignment cast, a text one.
-        let append = tx
-            .prepare_cached(
-                "INSERT INTO task_events (id, task_id, kind, agent, payload, created_at) \
-                 VALUES ((SELECT COALESCE(MAX(id), 0) + 1 FROM task_events), \
-                 $1, $2, $3, $4::text::jsonb, $5)",
-            )
-            .await?;
+        let append = tx.prepare_cached(self.payload.append_sql()).await?;
         let payload = crate::payload::to_python_json(&event.payload);
         tx.execute(
             &append,
