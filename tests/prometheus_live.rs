@@ -10,12 +10,20 @@
 //! error fails, and so does a panel that returns no series — except the panels listed in
 //! [`NOT_PRODUCED`], whose metrics this test does not produce, each with the reason.
 //!
-//! Skipped, loudly, only when Prometheus is not installed.
+//! Then the same Prometheus serves `dashboards/` under `/user/` (`--web.user-assets`), and the
+//! dashboard preview (`dashboards/preview/`, no Grafana) is opened in headless Chromium by
+//! `tests/browser/dashboard_preview.mjs` (playwright-core): every panel must be drawn from the
+//! live data, none empty or errored; the full-page screenshot goes to
+//! `<target>/browser-test/dashboard-preview.png` (the README's `docs/dashboard-preview.png`).
+//!
+//! Skipped, loudly, only when Prometheus is not installed; the browser part, loudly, only when
+//! `node` or Chromium is not installed.
 
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -453,6 +461,11 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
             dir.0.join("tsdb").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        // The dashboard preview: /user/preview/ and /user/grafana/ficus.json.
+        .arg(format!(
+            "--web.user-assets={}",
+            repo().join("dashboards").display()
+        ))
         .arg("--log.level=warn")
         .stdout(log.try_clone().unwrap())
         .stderr(log)
@@ -491,6 +504,8 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
         assert!(Instant::now() < deadline, "proxy never scraped");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Where the dashboard preview's time range starts: about the first scrape.
+    let started = unix_now() - 2;
 
     // Traffic with rollout changes in between, over several scrapes.
     let admin = proxy.admin_addr();
@@ -643,8 +658,124 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 
+    dashboard_preview(&prom, started, panels(&dash).len()).await;
+
     mig.server.abort();
     proxy.shutdown().await;
     drop(prom);
     drop(db);
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// `<target>/browser-test`, beside the build output (`CARGO_TARGET_TMPDIR` is `<target>/tmp`),
+/// as in `proxy/tests/admin_page.rs`.
+fn browser_out_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .expect("target dir")
+        .join("browser-test")
+}
+
+fn found(cmd: &str, arg: &str) -> bool {
+    std::process::Command::new(cmd)
+        .arg(arg)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// The dashboard preview, served by Prometheus itself (same origin as `/api/v1/`), drawn in
+/// headless Chromium from the data the test produced since `started` (unix seconds).
+async fn dashboard_preview(prom: &Prom, started: u64, panels: usize) {
+    // Served: the page, its script and the dashboard it loads (`../grafana/ficus.json`).
+    for (path, needle) in [
+        ("/user/preview/", "ficus dashboard preview"),
+        ("/user/preview/preview.js", "query_range"),
+        ("/user/grafana/ficus.json", "\"panels\""),
+    ] {
+        let (s, body) = http(prom.addr, "GET", path, &[], "").await;
+        assert_eq!(s, 200, "prometheus --web.user-assets serves {path}");
+        assert!(
+            String::from_utf8_lossy(&body).contains(needle),
+            "{path} is the preview's file"
+        );
+    }
+
+    let chromium = std::env::var("FICUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    let missing: Vec<&str> = [
+        (!found("node", "--version")).then_some("node (apt-get install nodejs npm)"),
+        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !missing.is_empty() {
+        eprintln!(
+            "\n\n*** SKIPPED the dashboard preview in headless Chromium: {} not installed; \
+             .ci/run installs them ***\n\n",
+            missing.join(" and ")
+        );
+        return;
+    }
+    let tools = repo().join("tests/browser");
+    if !tools.join("node_modules/playwright-core").exists() {
+        let ok = std::process::Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund"])
+            .current_dir(&tools)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "`npm ci` in {} failed", tools.display());
+    }
+
+    // Several points on every line: the last metrics to appear (the drift gauges of the
+    // `migrate watch` pass) scraped a few more times.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while prom
+        .query("min(count_over_time(ficus_drift_rows[1m])) >= 6")
+        .await
+        .unwrap()
+        == 0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "drift metrics not scraped 6 times"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    let out = browser_out_dir();
+    let base = format!("http://{}", prom.addr);
+    let child = tokio::process::Command::new("node")
+        .arg("dashboard_preview.mjs")
+        .current_dir(&tools)
+        .env(
+            "FICUS_PREVIEW_URL",
+            format!("{base}/user/preview/?from={started}"),
+        )
+        .env("FICUS_PROMETHEUS_URL", &base)
+        .env("FICUS_PANELS", panels.to_string())
+        .env("FICUS_MIN_POINTS", "3")
+        .env("FICUS_OUT_DIR", &out)
+        .env("FICUS_CHROMIUM", &chromium)
+        .kill_on_drop(true)
+        .output();
+    let output = tokio::time::timeout(Duration::from_secs(180), child)
+        .await
+        .expect("browser test finished within 3 minutes")
+        .expect("node runs");
+    print!("{}", String::from_utf8_lossy(&output.stdout));
+    eprint!("{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "dashboard preview test failed");
+    assert!(out.join("dashboard-preview.png").exists());
+    println!(
+        "dashboard preview screenshot: {}",
+        out.join("dashboard-preview.png").display()
+    );
 }
