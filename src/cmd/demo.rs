@@ -1,16 +1,20 @@
-//! `ficus demo`: the whole migration story on this machine, narrated on stdout.
+//! `ficus demo`: the whole migration story on this machine, narrated on stdout in numbered
+//! steps; exit code 1 (and the reason on stderr) when a step's outcome is not what the story
+//! expects.
 
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Keep the servers running at the end and print their URLs (until Ctrl-C).
+    /// At the end, keep the proxy (and its admin page), the apps and PostgreSQL running and print
+    /// their URLs and the commands to try, until Ctrl-C.
     #[arg(long)]
     serve: bool,
-    /// Work directory for databases and logs (kept); a temporary one (removed) by default.
+    /// Work directory for the databases, ficus.toml, migration.toml, the admin token and env.sh
+    /// (kept); a temporary one (removed) by default.
     #[arg(long, value_name = "DIR")]
     dir: Option<PathBuf>,
-    /// Number of tasks in the legacy database.
+    /// Number of tasks in the legacy database (at least 100).
     #[arg(long, default_value_t = 500)]
     tasks: usize,
 }

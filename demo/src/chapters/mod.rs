@@ -1,0 +1,21 @@
+//! The chapters of the story, one module each; [`crate::story`] runs them in order. A chapter
+//! prints its step heading, does its part, says what happened (and the shell command that does
+//! the same), and checks the outcome the story expects.
+//!
+//! - `migrate` — PostgreSQL, the legacy seed, plan/run/verify (chapters 1–3).
+//! - `start` — the apps, the side-by-side check, the proxy and its URLs (4).
+//! - `shadow` — shadow reads against the next build and the mismatch report (5).
+//! - `dualwrite` — concurrent writers on the dual-write routes (6).
+//! - `drift` — the watch finding no drift, then injected drift classified (7, 8).
+//! - `rollout` — reads 10 → 50 → 100 %, writes to new as primary (9, 10).
+//! - `guard` — the proxy rolling a slow build back by itself (11).
+//! - `rollback` — cut-over and the migration rollback keeping new-side writes (12).
+
+pub mod drift;
+pub mod dualwrite;
+pub mod guard;
+pub mod migrate;
+pub mod rollback;
+pub mod rollout;
+pub mod shadow;
+pub mod start;
