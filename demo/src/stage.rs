@@ -20,7 +20,7 @@ pub struct Workspace {
     pub dir: PathBuf,
     /// Seeded tasks: `TASK-101` up to `TASK-{100 + tasks}`.
     pub tasks: usize,
-    _tmp: Option<TempDir>,
+    tmp: Option<TempDir>,
 }
 
 impl Workspace {
@@ -37,11 +37,7 @@ impl Workspace {
             }
         };
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
-        Ok(Workspace {
-            dir,
-            tasks,
-            _tmp: tmp,
-        })
+        Ok(Workspace { dir, tasks, tmp })
     }
 
     /// A file in the work directory.
@@ -51,7 +47,7 @@ impl Workspace {
 
     /// Whether the directory is removed at the end.
     pub fn is_temporary(&self) -> bool {
-        self._tmp.is_some()
+        self.tmp.is_some()
     }
 
     pub fn legacy_db(&self) -> PathBuf {
@@ -252,6 +248,24 @@ pub fn write_env(ws: &Workspace, pg_url: &str, admin: Option<&str>) -> Result<()
     }
     ws.write("env.sh", &text)?;
     Ok(())
+}
+
+/// Starts a build of the new service on PostgreSQL `pg_url` with the named quirks
+/// (`extra-field`, `slow:400`, ...), on a free loopback port.
+pub async fn serve_new_build(pg_url: &str, quirks: &[&str]) -> Result<Server, DemoError> {
+    let quirks = quirks
+        .iter()
+        .map(|q| q.parse())
+        .collect::<Result<Vec<ficus_taskapp::Quirk>, _>>()
+        .map_err(|e| DemoError::Step(format!("quirk: {e}")))?;
+    Ok(ficus_taskapp::serve_new(pg_url, loopback().await?, quirks).await?)
+}
+
+/// A listener on a free loopback port.
+pub async fn loopback() -> Result<tokio::net::TcpListener, DemoError> {
+    tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .map_err(io_error(Path::new("127.0.0.1:0")))
 }
 
 /// A per-run admin token (the demo's own; a real deployment reads it from the environment).

@@ -2,7 +2,7 @@
 //! dual-write log, statements run behind the apps' backs in SQLite and PostgreSQL, and the
 //! proxy's metrics text.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags};
@@ -73,7 +73,7 @@ where
     .await?
 }
 
-fn read_only(path: &PathBuf) -> Result<Connection, DemoError> {
+fn read_only(path: &Path) -> Result<Connection, DemoError> {
     let c = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(sqlite_error(&format!("opening {}", path.display())))?;
     c.busy_timeout(Duration::from_secs(5))

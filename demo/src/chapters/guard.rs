@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::narrator::Narrator;
 use crate::proxy_config::{Guard, Phase, READ_ROUTE};
-use crate::stage::Stage;
+use crate::stage::{serve_new_build, Stage};
 use crate::stores::metric;
 use crate::traffic::{drive_reads, read_as, task};
 use crate::DemoError;
@@ -28,13 +28,7 @@ const USERS: u32 = 40;
 
 pub async fn guard_rollback(n: &mut Narrator<'_>, stage: &mut Stage) -> Result<(), DemoError> {
     n.step("Guard: the proxy rolls a slow build back by itself");
-    let slow = format!("slow:{SLOW_MS}")
-        .parse()
-        .map_err(|e| DemoError::Step(format!("quirk: {e}")))?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(crate::stage::io_error(std::path::Path::new("127.0.0.1:0")))?;
-    let v3 = ficus_taskapp::serve_new(&stage.pg_url, listener, vec![slow]).await?;
+    let v3 = serve_new_build(&stage.pg_url, &[&format!("slow:{SLOW_MS}")]).await?;
     n.say(format!(
         "new v3      (PostgreSQL)  {}   a slow query: every answer takes {SLOW_MS} ms",
         v3.url()

@@ -4,12 +4,11 @@
 //! operator needs.
 
 use serde_json::{json, Value};
-use tokio::net::TcpListener;
 
 use crate::client::{Client, Reply};
 use crate::narrator::Narrator;
 use crate::proxy_config::{Phase, Writes};
-use crate::stage::{Apps, Ground, Stage};
+use crate::stage::{loopback, serve_new_build, Apps, Ground, Stage};
 use crate::traffic::stamp;
 use crate::DemoError;
 
@@ -18,14 +17,10 @@ const V2_QUIRKS: [&str; 2] = ["timestamp-precision", "extra-field"];
 
 pub async fn start_everything(n: &mut Narrator<'_>, ground: Ground) -> Result<Stage, DemoError> {
     n.step("Start everything: the legacy app, two builds of the new service, the proxy");
-    let legacy = ficus_taskapp::serve_legacy(&ground.ws.legacy_db(), bind().await?, vec![]).await?;
-    let v1 = ficus_taskapp::serve_new(&ground.pg_url, bind().await?, vec![]).await?;
-    let quirks = V2_QUIRKS
-        .iter()
-        .map(|q| q.parse())
-        .collect::<Result<Vec<ficus_taskapp::Quirk>, _>>()
-        .map_err(|e| DemoError::Step(format!("quirk: {e}")))?;
-    let v2 = ficus_taskapp::serve_new(&ground.pg_url, bind().await?, quirks).await?;
+    let legacy =
+        ficus_taskapp::serve_legacy(&ground.ws.legacy_db(), loopback().await?, vec![]).await?;
+    let v1 = serve_new_build(&ground.pg_url, &[]).await?;
+    let v2 = serve_new_build(&ground.pg_url, &V2_QUIRKS).await?;
     n.say(format!("legacy      (SQLite)      {}", legacy.url()));
     n.say(format!("new v1      (PostgreSQL)  {}", v1.url()));
     n.say(format!(
@@ -60,12 +55,6 @@ pub async fn start_everything(n: &mut Narrator<'_>, ground: Ground) -> Result<St
     n.say("new → v2 for now, every route at 0 %: legacy answers everything");
     n.cli(format!("ficus rollout status --admin {admin}"));
     Ok(stage)
-}
-
-async fn bind() -> Result<TcpListener, DemoError> {
-    TcpListener::bind("127.0.0.1:0")
-        .await
-        .map_err(crate::stage::io_error(std::path::Path::new("127.0.0.1:0")))
 }
 
 /// One request of the side-by-side check.
