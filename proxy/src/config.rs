@@ -59,6 +59,28 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// Which writes of a dual-write route take turns (`write_order`; see `order.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum WriteOrderScope {
+    /// `"key"`: one write at a time per value of the route's `key`; writes without it take
+    /// turns per route.
+    #[default]
+    Key,
+    /// `"route"`: one write at a time on the whole route — for writes that make each side
+    /// allocate ids (creates numbered `max(id) + 1`), whatever key they carry.
+    Route,
+}
+
+impl WriteOrderScope {
+    /// `key` or `route`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WriteOrderScope::Key => "key",
+            WriteOrderScope::Route => "route",
+        }
+    }
+}
+
 /// Where a route's traffic goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Target {
@@ -198,6 +220,8 @@ pub struct RouteConfig {
     pub dual_write: bool,
     /// `key`: which request part names the row a write touches (sticky-source syntax).
     pub key: Option<Sticky>,
+    /// `write_order`: which writes of a dual-write route wait for each other.
+    pub write_order: WriteOrderScope,
     /// `[routes.guard]`: automatic rollback when the new side misbehaves.
     pub guard: Option<GuardConfig>,
 }
@@ -276,6 +300,7 @@ struct RawRoute {
     shadow: Option<Spanned<RouteShadowConfig>>,
     dual_write: Option<Spanned<bool>>,
     key: Option<Spanned<String>>,
+    write_order: Option<Spanned<String>>,
     guard: Option<Spanned<RawGuard>>,
 }
 
@@ -397,7 +422,8 @@ impl Config {
                     ));
                 }
             }
-            check_route_extras(r).map_err(|(f, m)| e(format!("routes[{i}].{f}"), m))?;
+            check_route_extras(r, r.write_order != WriteOrderScope::Key)
+                .map_err(|(f, m)| e(format!("routes[{i}].{f}"), m))?;
         }
         if let Some(g) = &self.shadow {
             g.validate().map_err(|err| {
@@ -655,6 +681,20 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
                 Some(Sticky::parse(k.get_ref()).map_err(|m| cx.err(f("key"), Some(k.span()), m))?)
             }
         };
+        let write_order = match &r.write_order {
+            None => WriteOrderScope::Key,
+            Some(w) => match w.get_ref().as_str() {
+                "key" => WriteOrderScope::Key,
+                "route" => WriteOrderScope::Route,
+                other => {
+                    return Err(cx.err(
+                        f("write_order"),
+                        Some(w.span()),
+                        format!("{other:?}: expected key or route"),
+                    ))
+                }
+            },
+        };
         let guard = match r.guard {
             None => None,
             Some(g) => {
@@ -684,11 +724,13 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
             shadow: route_shadow,
             dual_write: r.dual_write.as_ref().is_some_and(|d| *d.get_ref()),
             key,
+            write_order,
             guard,
         };
-        check_route_extras(&rc).map_err(|(field, m)| {
+        check_route_extras(&rc, r.write_order.is_some()).map_err(|(field, m)| {
             let span = match field.as_str() {
                 "key" => r.key.as_ref().map(|k| k.span()),
+                "write_order" => r.write_order.as_ref().map(|w| w.span()),
                 "dual_write" => r.dual_write.as_ref().map(|d| d.span()),
                 _ => None,
             };
@@ -712,10 +754,18 @@ fn shadow_field(e: ShadowError) -> (String, String) {
     }
 }
 
-/// Cross-field rules of `shadow`, `dual_write`, `key` and `guard`; the error names the field
-/// relative to the route (`key`, `shadow.sample`, ...).
-fn check_route_extras(r: &RouteConfig) -> Result<(), (String, String)> {
+/// Cross-field rules of `shadow`, `dual_write`, `key`, `write_order` (`write_order_set`: written
+/// in the file) and `guard`; the error names the field relative to the route (`key`,
+/// `shadow.sample`, ...).
+fn check_route_extras(r: &RouteConfig, write_order_set: bool) -> Result<(), (String, String)> {
     let err = |f: &str, m: String| Err((f.to_string(), m));
+    if write_order_set && !r.dual_write {
+        return err(
+            "write_order",
+            "only meaningful with dual_write = true (it orders the writes sent to both sides)"
+                .into(),
+        );
+    }
     match &r.key {
         Some(Sticky::Random) => {
             return err(

@@ -1,6 +1,7 @@
 //! Error types. [`ProxyError`] is what the library's entry points return; [`ForwardError`] is
 //! one failed request and says *who* failed, which is what decides the status code the client
-//! sees (upstream connect → 502, upstream timeout → 504, downstream → 400/413, internal → 500).
+//! sees (upstream connect → 502, upstream timeout → 504, downstream → 400/413, internal → 500,
+//! a dual write that did not get its turn → 503).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +73,9 @@ pub enum ErrorKind {
     RequestTooLarge,
     /// A bug or resource failure inside the proxy.
     Internal,
+    /// A write on a dual-write route did not get its row's turn within the backend's
+    /// `timeout_ms` (the previous write to the row had not reached both sides); sent nowhere.
+    WriteTurn,
 }
 
 impl ErrorKind {
@@ -83,6 +87,7 @@ impl ErrorKind {
             ErrorKind::Downstream => StatusCode::BAD_REQUEST,
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::WriteTurn => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -95,6 +100,7 @@ impl ErrorKind {
             ErrorKind::Downstream => "bad_request",
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::Internal => "internal",
+            ErrorKind::WriteTurn => "write_turn_timeout",
         }
     }
 

@@ -2,7 +2,8 @@
 //! (hop-by-hop headers removed per RFC 9110 §7.6.1, `X-Forwarded-*` and `X-Request-Id` added),
 //! the upstream exchange with its timeout, and the response rewrite (`x-ficus-route`,
 //! `x-ficus-backend`). Failures become JSON bodies naming route and backend: connect → 502,
-//! timeout → 504. `Upgrade` requests (WebSocket) are passed through to the routed side.
+//! timeout → 504, a dual write that did not get its row's turn (see [`crate::order`]) → 503.
+//! `Upgrade` requests (WebSocket) are passed through to the routed side.
 //!
 //! The exchange is split in steps — `prepare` (decide and rewrite), `exchange` (send, await
 //! head), `respond` (rewrite head, wrap body). Shadow mode sits between them ([`crate::tee`]):
@@ -170,12 +171,39 @@ pub(crate) async fn handle(
     let side = forced.unwrap_or_else(|| route.decide(&parts));
     let backend: &Backend = &table.backends[side.index()];
     let bm = &route.metrics.backend[side.index()];
+    // A write on a dual-write route first waits for its row's turn (`order`); it is stamped
+    // and recorded only once it has it.
+    let (mut turn, refused) = match &route.write_order {
+        Some((order, timeouts)) if !tee::is_safe(&parts.method) => {
+            let key = route.write_key.as_ref().and_then(|k| k.get(&parts));
+            match order.acquire(key, backend.cfg.timeout).await {
+                Ok(t) => (Some(t), None),
+                Err(e) => {
+                    timeouts.inc();
+                    (
+                        None,
+                        Some(Failure::new(ErrorKind::WriteTurn, e.to_string())),
+                    )
+                }
+            }
+        }
+        _ => (None, None),
+    };
     let tee::Begun {
         mut plan,
         mut write,
-    } = tee::begin(&table, route, side, &mut parts, &request_id);
+    } = match refused {
+        None => tee::begin(&table, route, side, &mut parts, &request_id),
+        Some(_) => tee::Begun {
+            plan: None,
+            write: None,
+        },
+    };
 
     let result = async {
+        if let Some(f) = refused {
+            return Err(f);
+        }
         // Refuse early what is declared too large; chunked bodies are counted as they stream.
         let declared = content_length(&parts.headers);
         if let Some(len) = declared {
@@ -217,7 +245,7 @@ pub(crate) async fn handle(
         }
         let resp_tee = plan
             .take()
-            .map(|p| p.response_tee(resp.status(), resp.headers(), write.take()));
+            .map(|p| p.response_tee(resp.status(), resp.headers(), write.take(), turn.take()));
         Ok(respond(
             &worker,
             backend,
@@ -249,11 +277,16 @@ pub(crate) async fn handle(
                 }
                 tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
             }
+            if f.kind == ErrorKind::WriteTurn {
+                tracing::warn!(route = %route.name, detail = %f.detail, "dual write refused");
+            }
             error_response(f, route, side, &request_id)
         }
     };
-    // Not handed to shadow mode (not mirrored, or the primary failed): recorded now.
+    // Not handed to shadow mode (not mirrored, or the primary failed): recorded now, then the
+    // row's next write may go.
     drop(write);
+    drop(turn);
     bm.count(resp.status().as_u16());
     bm.duration.observe(start.elapsed().as_secs_f64());
     Ok(resp)
@@ -565,7 +598,7 @@ fn error_response(
     request_id: &HeaderValue,
 ) -> Response<RespBody> {
     let backend = match f.kind {
-        ErrorKind::RequestTooLarge | ErrorKind::Downstream => "none",
+        ErrorKind::RequestTooLarge | ErrorKind::Downstream | ErrorKind::WriteTurn => "none",
         _ => side.as_str(),
     };
     let body = serde_json::json!({

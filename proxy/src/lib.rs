@@ -43,6 +43,8 @@
 //!   copies, the hand-over to `ficus-shadow`; `sidecars`: shadow mode and the dual-write log
 //!   started when the configuration needs them.
 //! - `dualwrite`: the `dual_writes` table of the state store and its writer thread.
+//! - `order`: write order on dual-write routes — a write waits for its row's turn until the
+//!   previous write to the row has reached both sides.
 //! - `guard`: per-route rollback guard (sliding window, automatic rollback to 0 %).
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
@@ -59,6 +61,7 @@ mod error;
 mod forward;
 mod guard;
 pub mod metrics;
+mod order;
 mod page;
 mod reload;
 pub mod route;

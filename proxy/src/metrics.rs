@@ -16,6 +16,7 @@
 //! | `ficus_inflight_requests` | — |
 //! | `ficus_dual_write_records_total` | result (written, dropped, error): rows of the dual-write log |
 //! | `ficus_dual_write_divergent_total` | route (writes that succeeded on one side only) |
+//! | `ficus_dual_write_turn_timeouts_total` | route (writes answered 503: the previous write to their row had not reached both sides in time) |
 //! | `ficus_guard_rollbacks_total` | route, reason (error_rate, p99, mismatch_rate) |
 //!
 //! With shadow mode on, the `ficus_shadow_*` families of `ficus-shadow` are in the same
@@ -39,7 +40,7 @@ pub(crate) struct BackendMetrics {
     pub requests: [IntCounter; 5],
     pub duration: Histogram,
     /// Indexed by [`ErrorKind::index`]; only the upstream kinds are exported.
-    pub errors: [Option<IntCounter>; 6],
+    pub errors: [Option<IntCounter>; 7],
 }
 
 impl BackendMetrics {
@@ -83,6 +84,7 @@ pub struct Metrics {
     pub(crate) inflight: IntGauge,
     dual_write_records: IntCounterVec,
     dual_write_divergent: IntCounterVec,
+    dual_write_turn_timeouts: IntCounterVec,
     guard_rollbacks: IntCounterVec,
 }
 
@@ -177,6 +179,13 @@ impl Metrics {
             ),
             &["route"],
         )?;
+        let dual_write_turn_timeouts = IntCounterVec::new(
+            Opts::new(
+                "ficus_dual_write_turn_timeouts_total",
+                "Writes on dual-write routes answered 503 because the previous write to their row had not reached both sides within the backend timeout, by route.",
+            ),
+            &["route"],
+        )?;
         let guard_rollbacks = IntCounterVec::new(
             Opts::new(
                 "ficus_guard_rollbacks_total",
@@ -186,6 +195,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(dual_write_records.clone()))?;
         registry.register(Box::new(dual_write_divergent.clone()))?;
+        registry.register(Box::new(dual_write_turn_timeouts.clone()))?;
         registry.register(Box::new(guard_rollbacks.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(duration.clone()))?;
@@ -221,6 +231,7 @@ impl Metrics {
             inflight,
             dual_write_records,
             dual_write_divergent,
+            dual_write_turn_timeouts,
             guard_rollbacks,
         })
     }
@@ -243,6 +254,15 @@ impl Metrics {
         route: &str,
     ) -> Result<IntCounter, prometheus::Error> {
         self.dual_write_divergent
+            .get_metric_with_label_values(&[route])
+    }
+
+    /// `ficus_dual_write_turn_timeouts_total{route}` (created at 0).
+    pub(crate) fn dual_write_turn_timeouts(
+        &self,
+        route: &str,
+    ) -> Result<IntCounter, prometheus::Error> {
+        self.dual_write_turn_timeouts
             .get_metric_with_label_values(&[route])
     }
 
@@ -278,7 +298,7 @@ impl Metrics {
                 self.requests
                     .get_metric_with_label_values(&[route, b, class])
             };
-            let mut errors: [Option<IntCounter>; 6] = Default::default();
+            let mut errors: [Option<IntCounter>; 7] = Default::default();
             for k in [
                 ErrorKind::UpstreamConnect,
                 ErrorKind::UpstreamTimeout,

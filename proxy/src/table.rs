@@ -4,18 +4,21 @@
 //!
 //! Architecture invariant: a request reads the table and the rollout atomics, nothing else
 //! shared and mutable; it never takes a lock and never looks a metric label up. (Shadowed
-//! routes add shadow mode's own lock-free queue; guarded routes a few atomic adds.)
+//! routes add shadow mode's own lock-free queue; guarded routes a few atomic adds; writes on
+//! dual-write routes take their row's turn, see `order`.)
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use ficus_shadow::{RouteSpec, Shadow, ShadowRoute};
 use http::{HeaderName, HeaderValue, Method};
+use prometheus::IntCounter;
 
-use crate::config::{BackendConfig, Config, RouteConfig};
+use crate::config::{BackendConfig, Config, RouteConfig, WriteOrderScope};
 use crate::dualwrite::{DualRoute, DualWriteLog};
 use crate::guard::Guard;
 use crate::metrics::{Metrics, RouteMetrics};
+use crate::order::WriteOrder;
 use crate::route::PathTemplate;
 use crate::split::{self, cookie_value, query_value, MissingKey, Side, Sticky};
 
@@ -111,6 +114,8 @@ pub(crate) struct Route {
     pub dual: Option<DualRoute>,
     /// Where a write's row key comes from (`key`).
     pub write_key: Option<KeySource>,
+    /// On dual-write routes: the rows' turns, and the counter of writes that did not get theirs.
+    pub write_order: Option<(WriteOrder, IntCounter)>,
     /// The rollback guard, when the route has `[routes.guard]`.
     pub guard: Option<Arc<Guard>>,
 }
@@ -157,6 +162,20 @@ impl Route {
             Some(k) => Some(KeySource::new(k, rc)?),
             None => None,
         };
+        // Writes in flight across a reload keep their turns: the successor shares them.
+        let write_order = if rc.dual_write {
+            let whole_route = rc.write_order == WriteOrderScope::Route;
+            let order = match previous.and_then(|p| p.write_order.as_ref()) {
+                Some((prev, _)) => prev.with_scope(whole_route),
+                None => WriteOrder::new(whole_route),
+            };
+            let timeouts = metrics
+                .dual_write_turn_timeouts(&rc.name)
+                .map_err(|e| e.to_string())?;
+            Some((order, timeouts))
+        } else {
+            None
+        };
         // A guard whose settings did not change keeps its window (and its disarmed state)
         // across reloads.
         let guard = match &rc.guard {
@@ -176,6 +195,7 @@ impl Route {
             shadow,
             dual,
             write_key,
+            write_order,
             guard,
             name: rc.name.as_str().into(),
             name_hv: HeaderValue::from_str(&rc.name).map_err(|e| e.to_string())?,
@@ -202,6 +222,7 @@ impl Route {
             shadow: None,
             dual: None,
             write_key: None,
+            write_order: None,
             guard: None,
         })
     }

@@ -8,6 +8,11 @@
 //! past which the exchange is served but not mirrored); the client's frames are forwarded
 //! unchanged and at once. [`Shadow::submit`] never blocks. A request that is not mirrored
 //! costs one branch per seam.
+//!
+//! The one exception is by design: on a dual-write route a *write* waits, before it is
+//! forwarded, until the previous write to the same row has reached both sides (its turn, see
+//! `order`; the turn rides here in the mirror job's `on_done`). A mirror still never delays
+//! the response of the write it copies, nor any read.
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -22,6 +27,7 @@ use http::{Method, StatusCode, Uri};
 
 use crate::dualwrite::{PendingWrite, Row};
 use crate::guard::Guard;
+use crate::order::Turn;
 use crate::split::Side;
 use crate::table::{Route, Table};
 
@@ -52,7 +58,8 @@ pub(crate) struct Begun {
     pub write: Option<PendingWrite>,
 }
 
-fn is_safe(m: &Method) -> bool {
+/// Methods that are not writes: never recorded, never given a turn.
+pub(crate) fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
@@ -158,12 +165,13 @@ impl Plan {
     }
 
     /// The response copy, from the head as the backend sent it; `write` is completed with the
-    /// mirror's status when shadow mode reports.
+    /// mirror's status when shadow mode reports, and `turn` released after that.
     pub fn response_tee(
         self,
         status: StatusCode,
         headers: &HeaderMap,
         write: Option<PendingWrite>,
+        turn: Option<Turn>,
     ) -> Box<RespTee> {
         let limit = self.shadow.max_body_bytes();
         Box::new(RespTee {
@@ -173,6 +181,7 @@ impl Plan {
             limit,
             plan: self,
             write,
+            turn,
         })
     }
 }
@@ -195,8 +204,8 @@ impl ReqTee {
 }
 
 /// Copies primary response body frames as they go to the client; submits the mirror job at
-/// end of stream. Dropped before that (client gone, body failed), nothing is mirrored and a
-/// pending dual write is recorded without the mirror.
+/// end of stream. Dropped before that (client gone, body failed), nothing is mirrored, a
+/// pending dual write is recorded without the mirror and its turn released.
 pub(crate) struct RespTee {
     status: StatusCode,
     headers: HeaderMap,
@@ -204,6 +213,7 @@ pub(crate) struct RespTee {
     limit: usize,
     plan: Plan,
     write: Option<PendingWrite>,
+    turn: Option<Turn>,
 }
 
 impl RespTee {
@@ -219,15 +229,21 @@ impl RespTee {
             captured,
             plan,
             write,
+            turn,
             ..
         } = *self;
         // The request body has not ended (the backend answered before reading it all): there
         // is no complete request to mirror.
         let Some(request_body) = plan.request_body.take() else {
+            // Recorded without the mirror, then the row's next write may go.
+            drop(write);
+            drop(turn);
             return;
         };
         let guard = plan.guard;
-        let on_done = (write.is_some() || guard.is_some()).then(|| {
+        // Every way the job ends fires `on_done` exactly once (shadow's contract), so the
+        // turn is released whether the mirror answered, failed or was dropped.
+        let on_done = (write.is_some() || guard.is_some() || turn.is_some()).then(|| {
             OnDone::new(move |r: MirrorReport| {
                 if let Some(g) = &guard {
                     match r.outcome {
@@ -239,6 +255,8 @@ impl RespTee {
                 if let Some(w) = write {
                     w.finish(r.status.map(|s| s.as_u16()));
                 }
+                // After the row is recorded: the next write to the row may go.
+                drop(turn);
             })
         });
         plan.shadow.submit(MirrorJob {

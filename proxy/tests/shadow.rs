@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use common::*;
+use ficus_proxy::config::WriteOrderScope;
 use ficus_proxy::{Config, Proxy, ProxyHandle};
 use ficus_shadow::{DiffKind, Store};
 use ficus_taskapp::{seed_sqlite, seed_tasks, serve_legacy, Quirk, Server};
@@ -664,6 +665,16 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
         ),
         (&format!("{route}key = \"path:id\"\n"), "routes[0].key"),
         (
+            &format!("{route}write_order = \"route\"\n"),
+            "routes[0].write_order",
+        ),
+        (
+            &format!(
+                "{route}dual_write = true\nkey = \"path:id\"\nwrite_order = \"row\"\n[routes.shadow]\n"
+            ),
+            "routes[0].write_order",
+        ),
+        (
             &format!(
                 "{route}dual_write = true\nkey = \"path:id\"\n[routes.shadow]\nsample = 0.5\n"
             ),
@@ -701,6 +712,13 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
     );
     let c = Config::from_toml_str(&ok).unwrap();
     assert!(c.routes[0].dual_write && c.routes[0].guard.is_some());
+    assert_eq!(c.routes[0].write_order, WriteOrderScope::Key, "the default");
+    c.validate().unwrap();
+    let ok = format!(
+        "{base}{route}dual_write = true\nkey = \"header:X-Task-Id\"\nwrite_order = \"route\"\n[routes.shadow]\n"
+    );
+    let c = Config::from_toml_str(&ok).unwrap();
+    assert_eq!(c.routes[0].write_order, WriteOrderScope::Route);
     c.validate().unwrap();
 }
 

@@ -283,7 +283,9 @@ pub struct MirrorReport {
 ///
 /// It runs on the shadow thread (or on the thread calling [`Shadow::submit`] when the job is
 /// refused there), so it must be short and must not block. It always runs exactly once: a
-/// job dropped without an answer (shadow mode shutting down) reports `dropped`.
+/// job dropped without an answer (shadow mode shutting down) reports `dropped`. The proxy
+/// relies on that: a dual write's row turn is released from it, so the next write to the row
+/// can go.
 pub struct OnDone(Option<Box<dyn FnOnce(MirrorReport) + Send + Sync>>);
 
 impl OnDone {

@@ -1,0 +1,457 @@
+//! Write order on dual-write routes, through a real proxy over loopback: a write to a row is
+//! forwarded only once the previous write to that row has reached both sides, so both sides
+//! apply them in the same order; creates take turns per route, so each side numbers them
+//! alike. Recording backends show what each side saw and when; the mirror side can be held
+//! at a gate the test opens.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use common::{get, metric, send, Resp};
+use ficus_proxy::{Config, Proxy, ProxyHandle};
+use ficus_taskapp::{seed_postgres, seed_sqlite, seed_tasks, serve_legacy, serve_new};
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::sync::watch;
+
+/// Limit on any one step, so a broken turn fails the test instead of hanging it.
+const STEP: Duration = Duration::from_secs(30);
+
+struct Tmp(PathBuf);
+
+impl Tmp {
+    fn new(tag: &str) -> Tmp {
+        let p = std::env::temp_dir().join(format!(
+            "ficus-proxy-order-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&p).unwrap();
+        Tmp(p)
+    }
+    fn path(&self, f: &str) -> PathBuf {
+        self.0.join(f)
+    }
+}
+
+impl Drop for Tmp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Every write either side applied, in the order they were applied: `legacy <path> <body>`
+/// when the primary received it, `new <path> <body>` when the mirror side finished it.
+type Timeline = Arc<Mutex<Vec<String>>>;
+
+/// A recording backend. The `new` one holds a request whose body contains `hold` until the
+/// gate is open and sleeps `delay:N` milliseconds when the body says so; `arrived` lists what
+/// it has received (finished or not).
+async fn recorder(
+    name: &'static str,
+    timeline: Timeline,
+    arrived: Timeline,
+    gate: watch::Receiver<bool>,
+) -> SocketAddr {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((s, _)) = l.accept().await {
+            let (timeline, arrived, gate) = (timeline.clone(), arrived.clone(), gate.clone());
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let (timeline, arrived, mut gate) =
+                        (timeline.clone(), arrived.clone(), gate.clone());
+                    async move {
+                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let body = String::from_utf8_lossy(&body).into_owned();
+                        let entry = format!("{name} {method} {path} {body}");
+                        arrived.lock().unwrap().push(entry.clone());
+                        if name == "new" {
+                            if body.contains("hold") {
+                                let _ = gate.wait_for(|open| *open).await;
+                            }
+                            if let Some(ms) = body
+                                .split_once("delay:")
+                                .and_then(|(_, v)| v.split(' ').next())
+                                .and_then(|v| v.parse().ok())
+                            {
+                                tokio::time::sleep(Duration::from_millis(ms)).await;
+                            }
+                        }
+                        if method != http::Method::GET {
+                            timeline.lock().unwrap().push(entry);
+                        }
+                        let mut r = Response::new(Full::new(Bytes::from("{\"ok\":true}")));
+                        r.headers_mut()
+                            .insert("content-type", "application/json".parse().unwrap());
+                        Ok::<_, Infallible>(r)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(s), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Both recording sides, sharing one timeline; the gate starts as given.
+struct Recorders {
+    legacy: SocketAddr,
+    new: SocketAddr,
+    timeline: Timeline,
+    arrived: Timeline,
+    gate: watch::Sender<bool>,
+}
+
+async fn recorders(open: bool) -> Recorders {
+    let (timeline, arrived) = (Timeline::default(), Timeline::default());
+    let (gate, rx) = watch::channel(open);
+    Recorders {
+        legacy: recorder("legacy", timeline.clone(), arrived.clone(), rx.clone()).await,
+        new: recorder("new", timeline.clone(), arrived.clone(), rx).await,
+        timeline: timeline.clone(),
+        arrived,
+        gate,
+    }
+}
+
+impl Recorders {
+    fn timeline(&self) -> Vec<String> {
+        self.timeline.lock().unwrap().clone()
+    }
+}
+
+/// A proxy (2 workers, so concurrent requests meet across threads) with its state and shadow
+/// store in `tmp`; turns are waited for up to the legacy backend's `legacy_timeout_ms`.
+fn proxy(
+    tmp: &Tmp,
+    legacy: SocketAddr,
+    new: SocketAddr,
+    legacy_timeout_ms: u64,
+    shadow: &str,
+    routes: &str,
+) -> ProxyHandle {
+    let toml = format!(
+        r#"
+[proxy]
+listen = "127.0.0.1:0"
+admin_listen = "127.0.0.1:0"
+state = {state:?}
+workers = 2
+watch_config = false
+
+[backends.legacy]
+url = "http://{legacy}"
+timeout_ms = {legacy_timeout_ms}
+[backends.new]
+url = "http://{new}"
+timeout_ms = 30000
+
+[shadow]
+store = {store:?}
+timeout_ms = 30000
+{shadow}
+
+{routes}
+"#,
+        state = tmp.path("state.db"),
+        store = tmp.path("shadow.db"),
+    );
+    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+}
+
+const DUAL_ROUTE: &str = r#"
+[[routes]]
+name = "dual"
+path = "/dual/{id}"
+dual_write = true
+key = "path:id"
+[routes.shadow]
+"#;
+
+async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
+    tokio::time::timeout(
+        STEP,
+        send(
+            addr,
+            "POST",
+            path,
+            &[("content-type", "application/json")],
+            body,
+        ),
+    )
+    .await
+    .unwrap_or_else(|_| panic!("POST {path} {body}: no answer within {STEP:?}"))
+}
+
+async fn flush(p: &ProxyHandle) {
+    tokio::time::timeout(STEP, p.flush_shadow())
+        .await
+        .expect("shadow flushed");
+}
+
+/// (key, legacy_status, new_status, divergent) of every recorded dual write, in order.
+type DwRow = (String, Option<i64>, Option<i64>, i64);
+
+fn dual_writes(tmp: &Tmp) -> Vec<DwRow> {
+    let conn = rusqlite::Connection::open(tmp.path("state.db")).unwrap();
+    let mut st = conn
+        .prepare("SELECT key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id")
+        .unwrap();
+    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+/// Four clients write one row at once, each write's mirror taking its own time: every write
+/// reaches the mirror side before the next one reaches the primary, so the two sides apply
+/// them in the same order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
+    let tmp = Tmp::new("one-key");
+    let r = recorders(true).await;
+    let p = proxy(&tmp, r.legacy, r.new, 30_000, "", DUAL_ROUTE);
+    let addr = p.listen_addr();
+    let mut clients = Vec::new();
+    for c in 0..4u64 {
+        clients.push(tokio::spawn(async move {
+            for i in 0..5u64 {
+                let body = format!("c{c}-{i} delay:{}", (c * 3 + i * 7) % 4 * 40);
+                let resp = post(addr, "/dual/K", &body).await;
+                assert_eq!(resp.status, 200, "{body}: {:?}", resp.body);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    flush(&p).await;
+    let tl = r.timeline();
+    assert_eq!(tl.len(), 40, "{tl:#?}");
+    // legacy A, new A, legacy B, new B, ...: never a second primary write before the mirror.
+    for pair in tl.chunks(2) {
+        let body = |e: &str, side: &str| {
+            e.strip_prefix(side)
+                .unwrap_or_else(|| panic!("{side} expected, got {e}\n{tl:#?}"))
+                .to_string()
+        };
+        assert_eq!(body(&pair[0], "legacy "), body(&pair[1], "new "), "{tl:#?}");
+    }
+    let rows = dual_writes(&tmp);
+    assert_eq!(rows.len(), 20);
+    assert!(rows
+        .iter()
+        .all(|r| r == &("K".to_string(), Some(200), Some(200), 0)));
+    p.shutdown().await;
+}
+
+/// Four clients create tasks at once through a create route without a key in the request:
+/// creates take turns per route, and each side numbers them alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_creates_get_the_same_ids_on_both_sides() {
+    let tmp = Tmp::new("creates");
+    let pg = pgtemp::fresh_database("proxy_write_order_creates").unwrap();
+    let sqlite = tmp.path("legacy.db");
+    let tasks = seed_tasks(10, 5);
+    seed_sqlite(&sqlite, &tasks).unwrap();
+    seed_postgres(&pg.url, &tasks).await.unwrap();
+    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
+    let legacy = serve_legacy(&sqlite, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let new = serve_new(&pg.url, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let routes = r#"
+[[routes]]
+name = "tasks-create"
+methods = ["POST"]
+path = "/api/tasks/"
+dual_write = true
+key = "header:X-Task-Id"
+[routes.shadow]
+ignore_headers = ["date"]
+"#;
+    let p = proxy(&tmp, legacy.addr, new.addr, 30_000, "", routes);
+    let addr = p.listen_addr();
+    let mut clients = Vec::new();
+    for c in 0..4u32 {
+        clients.push(tokio::spawn(async move {
+            for i in 0..6u32 {
+                let body = format!(
+                    r#"{{"task_id":"TASK-{}","title":"client {c}","priority":"HIGH"}}"#,
+                    1000 + c * 100 + i
+                );
+                let resp = post(addr, "/api/tasks/", &body).await;
+                assert_eq!(resp.status, 201, "{body}: {:?}", resp.body);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    flush(&p).await;
+    let ids = |addr: SocketAddr| async move {
+        let list = get(addr, "/api/tasks/", &[]).await.json();
+        list.as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["task_id"].as_str().unwrap().to_string(),
+                    (t["id"].as_i64().unwrap(), t["created_at"].to_string()),
+                )
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let (l, n) = (ids(legacy.addr).await, ids(new.addr).await);
+    assert_eq!(l.len(), 10 + 24);
+    assert_eq!(
+        l, n,
+        "ids (and stamped creation times) differ between the sides"
+    );
+    let rows = dual_writes(&tmp);
+    assert_eq!(rows.len(), 24);
+    assert!(
+        rows.iter()
+            .all(|r| r.0.is_empty() && r.1 == Some(201) && r.2 == Some(201) && r.3 == 0),
+        "{rows:?}"
+    );
+    p.shutdown().await;
+    legacy.shutdown().await;
+    new.shutdown().await;
+}
+
+/// While a write's mirror is held: the write itself was answered at once, reads and other
+/// rows go on, and the next write to the row waits — up to the backend timeout, then 503
+/// naming route and row, sent to neither side. Once the mirror is through, the row is free.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout() {
+    let tmp = Tmp::new("wait");
+    let r = recorders(false).await;
+    let p = proxy(&tmp, r.legacy, r.new, 1_000, "", DUAL_ROUTE);
+    let addr = p.listen_addr();
+    assert_eq!(post(addr, "/dual/K", "first hold").await.status, 200);
+    let read = tokio::time::timeout(STEP, get(addr, "/dual/K", &[]))
+        .await
+        .expect("reads never wait");
+    assert_eq!(read.status, 200);
+    assert_eq!(post(addr, "/dual/L", "other row").await.status, 200);
+    let refused = post(addr, "/dual/K", "second").await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    let j = refused.json();
+    assert_eq!(j["error"], "write_turn_timeout");
+    assert_eq!(j["route"], "dual");
+    assert_eq!(j["backend"], "none");
+    let msg = j["message"].as_str().unwrap();
+    assert!(msg.contains("key \"K\"") && msg.contains("1s"), "{msg}");
+    assert_eq!(
+        metric(
+            &p.metrics_text(),
+            "ficus_dual_write_turn_timeouts_total{route=\"dual\"}"
+        ),
+        1.0
+    );
+    assert!(
+        !r.arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e.ends_with("second")),
+        "the refused write reached a side"
+    );
+    // Open the gate: the held mirror completes and the row is free again.
+    r.gate.send(true).unwrap();
+    assert_eq!(post(addr, "/dual/K", "third").await.status, 200);
+    flush(&p).await;
+    let tl = r.timeline();
+    let at = |e: &str| {
+        tl.iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e}: {tl:#?}"))
+    };
+    assert!(at("new POST /dual/K first hold") < at("legacy POST /dual/K third"));
+    // (Rows are recorded once both sides answered, so not in the order sent.)
+    let mut keys: Vec<String> = dual_writes(&tmp).into_iter().map(|r| r.0).collect();
+    keys.sort();
+    assert_eq!(keys, ["K", "K", "L"], "the refused write is not recorded");
+    p.shutdown().await;
+}
+
+/// A mirror dropped because shadow mode's queue is full releases its row at once (and is
+/// recorded as divergent); a mirror still queued keeps its row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
+    let tmp = Tmp::new("dropped");
+    let r = recorders(false).await;
+    // One mirror at a time, one queued: A is held at the mirror side, B waits for the worker,
+    // so at least one of C and D finds the queue full.
+    let p = proxy(
+        &tmp,
+        r.legacy,
+        r.new,
+        1_000,
+        "queue = 1\nconcurrency = 1",
+        DUAL_ROUTE,
+    );
+    let addr = p.listen_addr();
+    assert_eq!(post(addr, "/dual/A", "a hold").await.status, 200);
+    // A's mirror is in flight (the worker took it off the queue).
+    tokio::time::timeout(STEP, async {
+        while !r
+            .arrived
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|e| e == "new POST /dual/A a hold")
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("A's mirror reaches the new side");
+    for k in ["B", "C", "D"] {
+        assert_eq!(post(addr, &format!("/dual/{k}"), k).await.status, 200);
+    }
+    // Again, with A still held: rows whose mirror is pending wait and give up; rows whose
+    // mirror was dropped are free.
+    let mut freed = Vec::new();
+    for k in ["B", "C", "D"] {
+        let resp = post(addr, &format!("/dual/{k}"), &format!("{k} again")).await;
+        match resp.status.as_u16() {
+            200 => freed.push(k),
+            503 => assert_eq!(resp.json()["error"], "write_turn_timeout"),
+            other => panic!("{k}: {other} {:?}", resp.body),
+        }
+    }
+    assert!(!freed.contains(&"B"), "B's mirror was queued, not dropped");
+    assert!(!freed.is_empty(), "C or D found the queue full");
+    r.gate.send(true).unwrap();
+    flush(&p).await;
+    let rows = dual_writes(&tmp);
+    for k in &freed {
+        let first = rows.iter().find(|r| r.0 == *k).unwrap();
+        assert_eq!(
+            first,
+            &(k.to_string(), Some(200), None, 1),
+            "dropped mirror: {rows:?}"
+        );
+    }
+    let b = rows.iter().find(|r| r.0 == "B").unwrap();
+    assert_eq!(b, &("B".to_string(), Some(200), Some(200), 0));
+    p.shutdown().await;
+}
