@@ -105,8 +105,8 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
             "rows written back",
             &[
                 "tasks",
-                "5 inserted, 2 updated",
-                "reverse verify 7 rows: clean",
+                "6 inserted, 2 updated",
+                "reverse verify 8 rows: clean",
             ],
         ),
         (

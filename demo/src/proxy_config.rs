@@ -60,9 +60,6 @@ url = "{new_url}"
 
 [shadow]
 store = "{store}"
-# One mirror at a time keeps each task's writes in order on the mirrored side. Remove once
-# the proxy orders dual writes per key itself (then concurrent creates are safe too).
-concurrency = 1
 
 [[routes]]
 name = "{READ_ROUTE}"
@@ -85,11 +82,18 @@ sample = 1.0
             g.max_p99_ms, g.window_s, g.min_requests
         ));
     }
-    for (name, path, key) in [
-        (CREATE_ROUTE, "/api/tasks/", "header:X-Task-Id"),
-        (WRITE_ROUTE, "/api/tasks/{task_id}/*", "path:task_id"),
+    // Creates take turns per route: each side numbers new tasks itself (max(id) + 1), so two
+    // creates must reach both sides in the same order.
+    for (name, path, key, order) in [
+        (
+            CREATE_ROUTE,
+            "/api/tasks/",
+            "header:X-Task-Id",
+            Some("route"),
+        ),
+        (WRITE_ROUTE, "/api/tasks/{task_id}/*", "path:task_id", None),
     ] {
-        s.push_str(&write_route(name, path, key, phase.writes));
+        s.push_str(&write_route(name, path, key, order, phase.writes));
     }
     s.push_str(
         r#"
@@ -102,8 +106,9 @@ target = "legacy"
     s
 }
 
-/// A write route: split by the row it touches, mirrored to both sides while dual writing.
-fn write_route(name: &str, path: &str, key: &str, writes: Writes) -> String {
+/// A write route: split by the row it touches, mirrored to both sides while dual writing
+/// (its writes taking turns per row, or per route with `order = Some("route")`).
+fn write_route(name: &str, path: &str, key: &str, order: Option<&str>, writes: Writes) -> String {
     let mut s = format!(
         r#"
 [[routes]]
@@ -116,8 +121,12 @@ sticky = "{key}"
 "#
     );
     if writes == Writes::Dual {
+        s.push_str(&format!("dual_write = true\nkey = \"{key}\"\n"));
+        if let Some(order) = order {
+            s.push_str(&format!("write_order = \"{order}\"\n"));
+        }
         s.push_str(&format!(
-            "dual_write = true\nkey = \"{key}\"\n[routes.shadow]\nsample = 1.0\n{IGNORE_HEADERS}\n"
+            "[routes.shadow]\nsample = 1.0\n{IGNORE_HEADERS}\n"
         ));
     }
     s
@@ -156,7 +165,14 @@ mod tests {
                 ficus_proxy::Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
             let write = c.route(WRITE_ROUTE).unwrap();
             assert_eq!(write.dual_write, writes == Writes::Dual);
-            assert_eq!(c.route(CREATE_ROUTE).unwrap().dual_write, write.dual_write);
+            let create = c.route(CREATE_ROUTE).unwrap();
+            assert_eq!(create.dual_write, write.dual_write);
+            if create.dual_write {
+                assert_eq!(
+                    create.write_order,
+                    ficus_proxy::config::WriteOrderScope::Route
+                );
+            }
             assert_eq!(
                 c.route(READ_ROUTE).unwrap().guard.is_some(),
                 guard.is_some()

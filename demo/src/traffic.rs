@@ -69,24 +69,62 @@ pub async fn drive_reads(client: &Client, entry: &str, users: u32) -> Result<Rea
     Ok(tally)
 }
 
-/// Who writes what. Creates come from one writer, one after another: re-enable concurrent
-/// creates once the proxy orders dual writes per key (each side numbers new tasks itself).
+/// How many writers, and what each does.
+#[derive(Debug, Clone, Copy)]
+pub struct Shape {
+    pub writers: u32,
+    /// Tasks each writer creates (all writers at once: the creates race each other).
+    pub creates: u32,
+    /// Seeded tasks each writer owns and works every round ([`round_of`]).
+    pub tasks: u32,
+    pub rounds: usize,
+}
+
+/// Who writes what, and from which side every answer must come (`x-ficus-backend`).
 #[derive(Debug, Clone)]
 pub struct WritePlan {
-    /// Task ids the creating writer creates, in order.
-    pub creates: Vec<String>,
-    /// Per updating writer, the tasks it owns; each round it unclaims, claims, heartbeats,
-    /// annotates and sends for review each of them ([`round_of`]).
-    pub updaters: Vec<Vec<String>>,
-    pub rounds: usize,
-    /// The side every answer must come from (`x-ficus-backend`).
+    pub shape: Shape,
+    /// Per writer: the tasks it creates, then the tasks it works.
+    pub writers: Vec<(Vec<String>, Vec<String>)>,
     pub primary: &'static str,
 }
 
 impl WritePlan {
-    /// Writers in total (the creating one included, when it has work).
-    pub fn writers(&self) -> usize {
-        self.updaters.len() + usize::from(!self.creates.is_empty())
+    /// Writer `w` creates `TASK-{new_from + w * creates ...}` and works
+    /// `TASK-{seeded_from + w * tasks ...}`.
+    pub fn new(shape: Shape, new_from: u32, seeded_from: u32, primary: &'static str) -> WritePlan {
+        let ids =
+            |from: u32, each: u32, w: u32| (0..each).map(|k| task(from + w * each + k)).collect();
+        WritePlan {
+            shape,
+            writers: (0..shape.writers)
+                .map(|w| {
+                    (
+                        ids(new_from, shape.creates, w),
+                        ids(seeded_from, shape.tasks, w),
+                    )
+                })
+                .collect(),
+            primary,
+        }
+    }
+
+    /// Every task created, in writer order.
+    pub fn created(&self) -> impl Iterator<Item = &String> {
+        self.writers.iter().flat_map(|(c, _)| c)
+    }
+
+    /// How the plan reads in the narration.
+    pub fn describe(&self) -> String {
+        let s = self.shape;
+        let who = match s.writers {
+            1 => "1 writer".to_string(),
+            n => format!("{n} writers at once"),
+        };
+        format!(
+            "{who}, each creating {} tasks, then working {} of its own for {} round(s)",
+            s.creates, s.tasks, s.rounds
+        )
     }
 }
 
@@ -106,24 +144,14 @@ pub async fn run_writers(
 ) -> Result<WriteTally, DemoError> {
     let started = Instant::now();
     let mut writers = tokio::task::JoinSet::new();
-    if !plan.creates.is_empty() {
-        let (c, e, ids, p) = (
-            client.clone(),
-            entry.to_string(),
-            plan.creates.clone(),
-            plan.primary,
-        );
-        writers.spawn(async move { create_tasks(&c, &e, &ids, p).await });
-    }
-    for (w, tasks) in plan.updaters.iter().enumerate() {
-        let (c, e, t, p) = (
-            client.clone(),
-            entry.to_string(),
-            tasks.clone(),
-            plan.primary,
-        );
-        let rounds = plan.rounds;
-        writers.spawn(async move { work_tasks(&c, &e, w + 1, &t, rounds, p).await });
+    for (w, (creates, tasks)) in plan.writers.iter().enumerate() {
+        let (c, e) = (client.clone(), entry.to_string());
+        let (creates, tasks) = (creates.clone(), tasks.clone());
+        let (rounds, primary) = (plan.shape.rounds, plan.primary);
+        writers.spawn(async move {
+            let made = create_tasks(&c, &e, &creates, primary).await?;
+            Ok::<_, DemoError>(made + work_tasks(&c, &e, w + 1, &tasks, rounds, primary).await?)
+        });
     }
     let mut tally = WriteTally::default();
     while let Some(done) = writers.join_next().await {

@@ -7,7 +7,7 @@ use crate::narrator::Narrator;
 use crate::proxy_config::{Phase, CREATE_ROUTE, WRITE_ROUTE};
 use crate::stage::Stage;
 use crate::stores::{dual_write_log, metric, DualWriteLog};
-use crate::traffic::{run_writers, task, WritePlan};
+use crate::traffic::{run_writers, Shape, WritePlan};
 use crate::DemoError;
 
 pub async fn dual_writes(n: &mut Narrator<'_>, stage: &mut Stage) -> Result<(), DemoError> {
@@ -17,16 +17,15 @@ pub async fn dual_writes(n: &mut Narrator<'_>, stage: &mut Stage) -> Result<(), 
         ..stage.phase().clone()
     })?;
     n.say("v2 is not ready, so [backends.new] goes back to v1; ficus.toml reloaded");
-    n.say("until the proxy orders dual writes per key itself, it mirrors one write at a time");
-    n.say("here ([shadow] concurrency = 1) and one writer makes every new task");
-    let plan = WritePlan {
-        creates: (9001..=9012).map(task).collect(),
-        updaters: (0..3u32)
-            .map(|w| (0..2).map(|k| task(111 + 2 * w + k)).collect())
-            .collect(),
+    n.say("each row's writes take turns in the proxy (key = task id; creates, whose ids each side");
+    n.say("allocates, take turns per route: write_order = \"route\"), so both sides apply them in order");
+    let shape = Shape {
+        writers: 4,
+        creates: 3,
+        tasks: 2,
         rounds: 3,
-        primary: "legacy",
     };
+    let plan = WritePlan::new(shape, 9001, 111, "legacy");
     write_through(n, stage, &plan).await?;
     n.cli("sqlite3 ficus-state.db 'SELECT at, route, key, primary_side, legacy_status, new_status FROM dual_writes'");
     Ok(())
@@ -47,12 +46,9 @@ pub async fn write_through(
     stage.proxy.flush_shadow().await;
     let log = dual_write_log(&state, before.last_id).await?;
     let matched = write_matches(stage) - matched_before;
-    let creates = plan.creates.len();
     n.say(format!(
-        "{} writers at once (one creates {creates} tasks, {} each work {} tasks): {} writes in {:.1} s",
-        plan.writers(),
-        plan.updaters.len(),
-        plan.updaters.first().map_or(0, Vec::len),
+        "{}: {} writes in {:.1} s",
+        plan.describe(),
         tally.writes,
         tally.seconds
     ));

@@ -10,7 +10,7 @@ use crate::narrator::Narrator;
 use crate::proxy_config::{Phase, Writes};
 use crate::stage::Stage;
 use crate::stores::{postgres, task_counts};
-use crate::traffic::{read_as, run_writers, stamp, task, WritePlan};
+use crate::traffic::{read_as, run_writers, stamp, Shape, WritePlan};
 use crate::DemoError;
 
 pub async fn cut_over_and_roll_back(
@@ -27,17 +27,21 @@ pub async fn cut_over_and_roll_back(
         "cut-over at {since}: dual_write removed from the write routes, ficus.toml reloaded;"
     ));
     n.say("writes now reach PostgreSQL only");
-    let plan = WritePlan {
-        creates: (9201..=9205).map(task).collect(),
-        updaters: vec![vec![task(131), task(132)]],
+    let shape = Shape {
+        writers: 2,
+        creates: 3,
+        tasks: 1,
         rounds: 1,
-        primary: "new",
     };
+    let plan = WritePlan::new(shape, 9201, 131, "new");
     let tally = run_writers(&stage.client, &stage.entry(), &plan).await?;
-    let created = plan.creates.len() as i64;
+    let created = i64::from(shape.writers * shape.creates);
     let pg = postgres(&stage.pg_url).await?;
     let (legacy_tasks, new_tasks) = task_counts(&stage.ws.legacy_db(), &pg).await?;
-    let first = &plan.creates[0];
+    let first = plan
+        .created()
+        .next()
+        .ok_or_else(|| DemoError::Step("the cut-over plan creates no task".into()))?;
     let on_legacy = stage
         .client
         .get(&format!("{}/api/tasks/{first}", stage.legacy.url()))
@@ -69,11 +73,7 @@ pub async fn cut_over_and_roll_back(
     opts.proxy_config = Some(stage.ws.path("ficus.toml"));
     let report = ficus_migrator::rollback(&opts, &stage.migration).await?;
     tell(n, &report);
-    check(
-        &report,
-        created,
-        plan.updaters.iter().map(Vec::len).sum::<usize>() as u64,
-    )?;
+    check(&report, created, u64::from(shape.writers * shape.tasks))?;
 
     let routes = stage.operator.routes().await?;
     n.say(format!(

@@ -9,7 +9,7 @@ use crate::chapters::dualwrite::write_through;
 use crate::narrator::Narrator;
 use crate::proxy_config::{CREATE_ROUTE, READ_ROUTE, WRITE_ROUTE};
 use crate::stage::Stage;
-use crate::traffic::{drive_reads, task, WritePlan};
+use crate::traffic::{drive_reads, Shape, WritePlan};
 use crate::DemoError;
 
 /// Users reading at each step.
@@ -62,14 +62,13 @@ pub async fn roll_writes(n: &mut Narrator<'_>, stage: &Stage) -> Result<(), Demo
     n.cli(format!(
         "ficus rollout set {CREATE_ROUTE} 100 && ficus rollout set {WRITE_ROUTE} 100"
     ));
-    let plan = WritePlan {
-        creates: (9101..=9108).map(task).collect(),
-        updaters: (0..2u32)
-            .map(|w| (0..2).map(|k| task(121 + 2 * w + k)).collect())
-            .collect(),
+    let shape = Shape {
+        writers: 3,
+        creates: 2,
+        tasks: 2,
         rounds: 2,
-        primary: "new",
     };
+    let plan = WritePlan::new(shape, 9101, 121, "new");
     write_through(n, stage, &plan).await?;
     watch_clean(n, stage).await
 }
