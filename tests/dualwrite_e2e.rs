@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
@@ -17,6 +17,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
+use tempfile::TempDir;
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 /// Writers through the proxy, and for how long.
@@ -66,26 +67,6 @@ key = "path:task_id"
 [routes.shadow]
 ignore_headers = ["date"]
 "#;
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ficus-e2e-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn ficus(args: &[&str]) -> Output {
     Command::new(FICUS)
@@ -245,10 +226,10 @@ fn recorded_writes(state: &Path) -> Vec<Recorded> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_through_the_proxy_leave_no_drift() {
-    let dir = TempDir::new("dualwrite");
-    let sqlite = dir.path("legacy.db");
+    let dir = TempDir::with_prefix("ficus-e2e-dualwrite-").unwrap();
+    let sqlite = dir.path().join("legacy.db");
     ficus_taskapp::seed_sqlite(&sqlite, &ficus_taskapp::seed_tasks(40, 17)).unwrap();
-    let config = dir.path("migration.toml");
+    let config = dir.path().join("migration.toml");
     std::fs::write(&config, MIGRATION_TOML).unwrap();
     let pg = pgtemp::fresh_database("dualwrite_e2e").unwrap();
     let (src, cfg) = (sqlite.to_str().unwrap(), config.to_str().unwrap());
@@ -264,7 +245,7 @@ async fn concurrent_writes_through_the_proxy_leave_no_drift() {
     let new = ficus_taskapp::serve_new(&pg.url, bind().await.unwrap(), vec![])
         .await
         .unwrap();
-    let state = dir.path("ficus-state.db");
+    let state = dir.path().join("ficus-state.db");
     let toml = format!(
         r#"
 [proxy]
@@ -285,7 +266,7 @@ timeout_ms = 20000
 {ROUTES}"#,
         legacy = legacy.url(),
         new = new.url(),
-        store = dir.path("shadow.db"),
+        store = dir.path().join("shadow.db"),
     );
     let proxy = ficus_proxy::Proxy::start(ficus_proxy::Config::from_toml_str(&toml).unwrap(), None)
         .unwrap();

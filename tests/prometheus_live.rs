@@ -34,6 +34,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
+use tempfile::TempDir;
 
 const TOKEN: &str = "prom-live-admin";
 const ROUTE: &str = "tasks";
@@ -65,27 +66,6 @@ fn prometheus_bin() -> Option<PathBuf> {
 fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!(
-            "ficus-prom-{tag}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// A backend: `.../boom` answers 500, `/api/tasks/slow` waits 1.5 s, a claim of task 9 fails
@@ -431,15 +411,15 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
         );
         return;
     };
-    let dir = TempDir::new("live");
+    let dir = TempDir::with_prefix("ficus-prom-live-").unwrap();
     let db = pgtemp::fresh_database("prom_live").unwrap();
-    let proxy = run_proxy(&dir.0).await;
-    let mig = run_migrator(&dir.0, &db.url).await;
+    let proxy = run_proxy(dir.path()).await;
+    let mig = run_migrator(dir.path(), &db.url).await;
     let mig_addr = mig.addr;
 
     let port = free_port();
     let rules = repo().join("dashboards/prometheus/rules.yml");
-    let cfg = dir.0.join("prometheus.yml");
+    let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
         &cfg,
         format!(
@@ -453,12 +433,12 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
         ),
     )
     .unwrap();
-    let log = std::fs::File::create(dir.0.join("prometheus.log")).unwrap();
+    let log = std::fs::File::create(dir.path().join("prometheus.log")).unwrap();
     let child = std::process::Command::new(&prometheus)
         .arg(format!("--config.file={}", cfg.display()))
         .arg(format!(
             "--storage.tsdb.path={}",
-            dir.0.join("tsdb").display()
+            dir.path().join("tsdb").display()
         ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         // The dashboard preview: /user/preview/ and /user/grafana/ficus.json.
@@ -488,7 +468,7 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
         assert!(
             Instant::now() < deadline,
             "prometheus not ready: {}",
-            std::fs::read_to_string(dir.0.join("prometheus.log")).unwrap_or_default()
+            std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -551,7 +531,7 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
             .any(|a| a.route == "guarded" && a.actor == "guard"),
         "the guard rolled \"guarded\" back: {audit:?}"
     );
-    watch_once(&mig, &db.url, &dir.0.join("state.db")).await;
+    watch_once(&mig, &db.url, &dir.path().join("state.db")).await;
 
     // Both targets up and scraped a few times since the last change.
     let deadline = Instant::now() + Duration::from_secs(30);

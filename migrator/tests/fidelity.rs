@@ -12,7 +12,7 @@ fn cfg(toml: &str) -> MigrationConfig {
 
 #[tokio::test]
 async fn mixed_storage_classes_in_one_column() {
-    let d = TempDir::new("mixed");
+    let d = temp_dir("mixed");
     let src = sqlite(
         &d,
         "CREATE TABLE m (id INTEGER PRIMARY KEY, anyv, num_text, mostly_text INTEGER);
@@ -52,7 +52,7 @@ async fn mixed_storage_classes_in_one_column() {
 
 #[tokio::test]
 async fn nul_bytes_are_quarantined_or_stripped_when_configured() {
-    let d = TempDir::new("nul");
+    let d = temp_dir("nul");
     let src = sqlite(
         &d,
         "CREATE TABLE n (id INTEGER PRIMARY KEY, a TEXT, b TEXT);
@@ -92,7 +92,7 @@ async fn nul_bytes_are_quarantined_or_stripped_when_configured() {
 
 #[tokio::test]
 async fn invalid_utf8_is_quarantined_not_nulled() {
-    let d = TempDir::new("utf8");
+    let d = temp_dir("utf8");
     let src = sqlite(
         &d,
         "CREATE TABLE u (id INTEGER PRIMARY KEY, name TEXT NOT NULL, note TEXT);
@@ -134,7 +134,7 @@ async fn invalid_utf8_is_quarantined_not_nulled() {
 
 #[tokio::test]
 async fn epochs_and_text_dates_in_datetime_columns() {
-    let d = TempDir::new("dates");
+    let d = temp_dir("dates");
     let src = sqlite(
         &d,
         "CREATE TABLE e (id INTEGER PRIMARY KEY, at DATETIME, day DATE);
@@ -184,7 +184,7 @@ async fn epochs_and_text_dates_in_datetime_columns() {
 
 #[tokio::test]
 async fn boolean_spellings() {
-    let d = TempDir::new("bool");
+    let d = temp_dir("bool");
     let src = sqlite(
         &d,
         "CREATE TABLE b (id INTEGER PRIMARY KEY, done BOOLEAN NOT NULL, flag BOOLEAN);
@@ -214,7 +214,7 @@ async fn boolean_spellings() {
 
 #[tokio::test]
 async fn sqlite_function_defaults_are_translated() {
-    let d = TempDir::new("defaults");
+    let d = temp_dir("defaults");
     let src = sqlite(
         &d,
         "CREATE TABLE t (
@@ -264,7 +264,7 @@ async fn sqlite_function_defaults_are_translated() {
 
 #[tokio::test]
 async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables() {
-    let d = TempDir::new("idents");
+    let d = temp_dir("idents");
     let src = sqlite(
         &d,
         r#"CREATE TABLE "Order Items" ("Order" INTEGER, "Select" TEXT, "CamelCase" TEXT, "a""quote" INT, PRIMARY KEY ("Order", "Select"));
@@ -327,7 +327,7 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
 
 #[tokio::test]
 async fn large_texts_blobs_special_reals_and_integer_extremes() {
-    let d = TempDir::new("values");
+    let d = temp_dir("values");
     let src = sqlite(
         &d,
         "CREATE TABLE v (id INTEGER PRIMARY KEY, big TEXT, bin BLOB, r REAL, i INTEGER, ru);",
@@ -399,7 +399,7 @@ async fn large_texts_blobs_special_reals_and_integer_extremes() {
 
 #[tokio::test]
 async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
-    let d = TempDir::new("schema");
+    let d = temp_dir("schema");
     let src = sqlite(
         &d,
         "PRAGMA foreign_keys = OFF;
@@ -476,7 +476,7 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
 
 #[tokio::test]
 async fn max_rejects_fails_the_run_and_a_rerun_with_room_finishes() {
-    let d = TempDir::new("rejects");
+    let d = temp_dir("rejects");
     let src = sqlite(
         &d,
         "CREATE TABLE r (id INTEGER PRIMARY KEY, t TEXT);
@@ -524,7 +524,7 @@ async fn max_rejects_fails_the_run_and_a_rerun_with_room_finishes() {
 
 #[test]
 fn big_tables_are_profiled_in_ranges_that_add_up() {
-    let d = TempDir::new("ranges");
+    let d = temp_dir("ranges");
     let src = sqlite(
         &d,
         "CREATE TABLE big (id INTEGER PRIMARY KEY, n INTEGER, t TEXT);
@@ -550,7 +550,7 @@ fn big_tables_are_profiled_in_ranges_that_add_up() {
 
 #[tokio::test]
 async fn another_schema_a_changed_source_is_refused_and_restart_starts_over() {
-    let d = TempDir::new("restart");
+    let d = temp_dir("restart");
     let src = sqlite(
         &d,
         "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);

@@ -20,7 +20,7 @@ async fn scrape(addr: std::net::SocketAddr) -> String {
 
 #[tokio::test]
 async fn metrics_endpoint_serves_rows_rejects_and_phase() {
-    let d = TempDir::new("metrics");
+    let d = temp_dir("metrics");
     let src = sqlite(
         &d,
         "CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT);

@@ -95,8 +95,8 @@ async fn wait_for(c: &tokio_postgres::Client, what: &str, f: impl Fn(i64, &str) 
 
 #[tokio::test]
 async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates() {
-    let d = TempDir::new("kill");
-    let src = d.path("taskdb.sqlite");
+    let d = temp_dir("kill");
+    let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 2500);
     let db = pgtemp::fresh_database("mig_kill").unwrap();
     let c = pg(&db.url).await;
@@ -179,8 +179,8 @@ async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates
 
 #[tokio::test]
 async fn one_changed_byte_is_named_by_row_and_column() {
-    let d = TempDir::new("byte");
-    let src = d.path("taskdb.sqlite");
+    let d = temp_dir("byte");
+    let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 1500);
     let db = pgtemp::fresh_database("mig_byte").unwrap();
     let (plan, _) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
@@ -250,8 +250,8 @@ async fn one_changed_byte_is_named_by_row_and_column() {
 
 #[tokio::test]
 async fn taskdb_end_to_end_keeps_types_and_constraints() {
-    let d = TempDir::new("taskdb");
-    let src = d.path("taskdb.sqlite");
+    let d = temp_dir("taskdb");
+    let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 800);
     let db = pgtemp::fresh_database("mig_taskdb").unwrap();
     let (_, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;

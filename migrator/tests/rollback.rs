@@ -85,7 +85,7 @@ async fn new_side_writes_survive_rollback() {
             new_status: Some(200),
         },
     );
-    let proxy_config = env.dir.path("ficus.toml");
+    let proxy_config = env.dir.path().join("ficus.toml");
     std::fs::write(
         &proxy_config,
         "[[routes]]\nname = \"tasks-read\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npercent = 50\n",

@@ -252,7 +252,7 @@ column = \"task_id\"
     );
     let env = Env::new("watch_injected", 20, &cfg).await;
     let pg = env.pg().await;
-    let report = env.dir.path("drift.jsonl");
+    let report = env.dir.path().join("drift.jsonl");
 
     // A clean start.
     let mut opts = once(&env, 200);

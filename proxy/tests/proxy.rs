@@ -8,6 +8,7 @@ use bytes::Bytes;
 use common::*;
 use ficus_proxy::config::Secret;
 use ficus_proxy::{Config, Proxy, ProxyHandle};
+use tempfile::TempDir;
 
 const TOKEN: &str = "s3cret-admin";
 const OVERRIDE: &str = "let-me-choose";
@@ -457,9 +458,9 @@ percent = 20.0
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_survives_restart_and_beats_reload() {
     let (l, n) = backends().await;
-    let dir = tempdir("persist");
-    let state = dir.join("state.db");
-    let cfg_path = dir.join("ficus.toml");
+    let dir = TempDir::with_prefix("ficus-proxy-persist-").unwrap();
+    let state = dir.path().join("state.db");
+    let cfg_path = dir.path().join("ficus.toml");
     let routes = |pct: f64| {
         format!("[[routes]]\nname = \"r\"\npath = \"/*\"\npercent = {pct:.1}\nsticky = \"header:x-user\"\n")
     };
@@ -536,14 +537,13 @@ async fn rollout_survives_restart_and_beats_reload() {
     assert_eq!(audit[1].action, "reset");
     assert_eq!(audit.last().unwrap().action, "set");
     p.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reload_is_rejected_and_old_config_stays() {
     let (l, n) = backends().await;
-    let dir = tempdir("reload");
-    let cfg_path = dir.join("ficus.toml");
+    let dir = TempDir::with_prefix("ficus-proxy-reload-").unwrap();
+    let cfg_path = dir.path().join("ficus.toml");
     let good = config_toml(
         l,
         n,
@@ -609,7 +609,6 @@ async fn bad_reload_is_rejected_and_old_config_stays() {
         ) >= 1.0
     );
     p.shutdown().await;
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -906,24 +905,6 @@ fn config_errors_name_field_and_line() {
     );
     let e = Config::from_toml_str("[backends.legacy]\nurl = \"http://x:1\"\n").unwrap_err();
     assert_eq!(e.field, "backends.new", "{e}");
-}
-
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ficus-proxy-{tag}-{}-{}",
-        std::process::id(),
-        rand_suffix()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-fn rand_suffix() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as u64
-        % 1_000_000_007
 }
 
 #[allow(dead_code)]

@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +22,7 @@ use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tempfile::TempDir;
 
 const READS: &[&str] = &[
     "/api/tasks/",
@@ -30,32 +31,9 @@ const READS: &[&str] = &[
     "/api/tasks/TASK-101",
 ];
 
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!(
-            "ficus-proxy-shadow-{tag}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Two task apps on copies of one seeded SQLite database; the new side with `quirks`.
-async fn task_sides(tmp: &Tmp, quirks: &[&str]) -> (Server, Server) {
-    let (l, n) = (tmp.path("legacy.db"), tmp.path("new.db"));
+async fn task_sides(tmp: &TempDir, quirks: &[&str]) -> (Server, Server) {
+    let (l, n) = (tmp.path().join("legacy.db"), tmp.path().join("new.db"));
     seed_sqlite(&l, &seed_tasks(40, 7)).unwrap();
     std::fs::copy(&l, &n).unwrap();
     let quirks: Vec<Quirk> = quirks.iter().map(|q| q.parse().unwrap()).collect();
@@ -71,7 +49,7 @@ async fn task_sides(tmp: &Tmp, quirks: &[&str]) -> (Server, Server) {
 
 /// A proxy with the state and shadow store in `tmp` and the given routes.
 fn proxy(
-    tmp: &Tmp,
+    tmp: &TempDir,
     legacy: SocketAddr,
     new: SocketAddr,
     shadow: &str,
@@ -79,10 +57,10 @@ fn proxy(
 ) -> ProxyHandle {
     let toml = config_toml(legacy, new, "", routes).replace(
         "state = \":memory:\"",
-        &format!("state = {:?}", tmp.path("state.db")),
+        &format!("state = {:?}", tmp.path().join("state.db")),
     ) + &format!(
         "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
-        tmp.path("shadow.db")
+        tmp.path().join("shadow.db")
     );
     Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
 }
@@ -128,12 +106,12 @@ fn results(p: &ProxyHandle, route: &str, result: &str) -> f64 {
 }
 
 async fn quirk_diffs(quirk: &str, route: &str) -> (BTreeSet<(String, DiffKind)>, f64, f64) {
-    let tmp = Tmp::new(quirk);
+    let tmp = TempDir::with_prefix(format!("ficus-proxy-shadow-{quirk}-")).unwrap();
     let (legacy, new) = task_sides(&tmp, &[quirk]).await;
     let p = proxy(&tmp, legacy.addr, new.addr, "", route);
     read_all(&p).await;
     let out = (
-        diffs(&tmp.path("shadow.db")),
+        diffs(&tmp.path().join("shadow.db")),
         results(&p, "tasks-read", "match"),
         results(&p, "tasks-read", "mismatch"),
     );
@@ -185,7 +163,7 @@ async fn ready_order_is_one_order_difference_on_ready() {
 
 #[tokio::test]
 async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules() {
-    let tmp = Tmp::new("ignore");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-ignore-").unwrap();
     let (legacy, new) =
         task_sides(&tmp, &["timestamp-precision", "ready-order", "extra-field"]).await;
     let ignoring = format!(
@@ -194,7 +172,7 @@ async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules(
     let p = proxy(&tmp, legacy.addr, new.addr, "", &ignoring);
     read_all(&p).await;
     assert_eq!(
-        diffs(&tmp.path("shadow.db")),
+        diffs(&tmp.path().join("shadow.db")),
         BTreeSet::from([(String::new(), DiffKind::Order)]),
         "only the order is left"
     );
@@ -236,7 +214,7 @@ async fn noisy(extra: bool) -> SocketAddr {
 
 #[tokio::test]
 async fn learned_noise_hides_what_changes_between_two_legacy_answers() {
-    let tmp = Tmp::new("noise");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-noise-").unwrap();
     let (legacy, new) = (noisy(false).await, noisy(true).await);
     let route =
         "[[routes]]\nname = \"items\"\npath = \"/items/*\"\n[routes.shadow]\nlearn_noise = 1.0\n";
@@ -246,10 +224,10 @@ async fn learned_noise_hides_what_changes_between_two_legacy_answers() {
         assert_eq!(c.get(&format!("/items/{i}"), &[]).await.status, 200);
         p.flush_shadow().await;
     }
-    let d = diffs(&tmp.path("shadow.db"));
+    let d = diffs(&tmp.path().join("shadow.db"));
     // The first exchange may be judged before its probe taught anything; later ones not.
     assert!(d.contains(&("/extra".into(), DiffKind::Extra)), "{d:?}");
-    let store = Store::open_existing(&tmp.path("shadow.db")).unwrap();
+    let store = Store::open_existing(&tmp.path().join("shadow.db")).unwrap();
     let last = store.latest_mismatches(1, None).unwrap().remove(0);
     let fields: Vec<_> = last.diff.iter().map(|e| e.field.as_str()).collect();
     assert_eq!(
@@ -321,7 +299,7 @@ async fn recording() -> (SocketAddr, Log) {
 
 #[tokio::test]
 async fn writes_are_mirrored_only_on_dual_write_routes_with_marker_and_idempotency_key() {
-    let tmp = Tmp::new("writes");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-writes-").unwrap();
     let (legacy, legacy_log) = recording().await;
     let (new, new_log) = recording().await;
     let routes = r#"
@@ -392,7 +370,7 @@ key = "path:id"
     assert_eq!(plain["accept-encoding"], "gzip, br");
 
     // The dual write is in the state store.
-    let rows = dual_writes(&tmp.path("state.db"));
+    let rows = dual_writes(&tmp.path().join("state.db"));
     assert_eq!(
         rows,
         vec![(
@@ -444,9 +422,9 @@ fn dual_writes(state: &Path) -> Vec<DwRow> {
 
 #[tokio::test]
 async fn dual_writes_to_postgres_match_and_a_one_sided_write_is_flagged() {
-    let tmp = Tmp::new("pg");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-pg-").unwrap();
     let pg = pgtemp::fresh_database("proxy_dual_write").unwrap();
-    let l = tmp.path("legacy.db");
+    let l = tmp.path().join("legacy.db");
     let tasks = seed_tasks(20, 3);
     seed_sqlite(&l, &tasks).unwrap();
     ficus_taskapp::seed_postgres(&pg.url, &tasks).await.unwrap();
@@ -544,7 +522,7 @@ ignore_headers = ["date"]
         r.body
     );
     p.flush_shadow().await;
-    let rows = dual_writes(&tmp.path("state.db"));
+    let rows = dual_writes(&tmp.path().join("state.db"));
     let summary: Vec<_> = rows
         .iter()
         .map(|r| (r.1.as_str(), r.2.as_str(), r.5, r.6, r.7))
@@ -580,7 +558,7 @@ ignore_headers = ["date"]
 
 #[tokio::test]
 async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
-    let tmp = Tmp::new("down");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-down-").unwrap();
     let (legacy, _new) = task_sides(&tmp, &[]).await;
     let dead = dead_addr().await;
     let p = proxy(&tmp, legacy.addr, dead, "", READ_ROUTE);
@@ -601,7 +579,7 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     p.shutdown().await;
 
     // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
-    let tmp = Tmp::new("slow");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-slow-").unwrap();
     let (legacy, slow_new) = task_sides(&tmp, &["slow:3000"]).await;
     let p = proxy(&tmp, legacy.addr, slow_new.addr, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
@@ -789,7 +767,7 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
 
 #[tokio::test]
 async fn graceful_shutdown_commits_what_was_mirrored() {
-    let tmp = Tmp::new("shutdown");
+    let tmp = TempDir::with_prefix("ficus-proxy-shadow-shutdown-").unwrap();
     let (legacy, new) = task_sides(&tmp, &["extra-field"]).await;
     let p = proxy(&tmp, legacy.addr, new.addr, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
@@ -799,6 +777,6 @@ async fn graceful_shutdown_commits_what_was_mirrored() {
     drop(c);
     // No flush: shutdown alone finishes the jobs in hand and commits the store.
     p.shutdown().await;
-    let store = Store::open_existing(&tmp.path("shadow.db")).unwrap();
+    let store = Store::open_existing(&tmp.path().join("shadow.db")).unwrap();
     assert_eq!(store.mismatch_count().unwrap(), READS.len() as u64);
 }

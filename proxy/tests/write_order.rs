@@ -9,7 +9,6 @@ mod common;
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,33 +20,11 @@ use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
+use tempfile::TempDir;
 use tokio::sync::watch;
 
 /// Limit on any one step, so a broken turn fails the test instead of hanging it.
 const STEP: Duration = Duration::from_secs(30);
-
-struct Tmp(PathBuf);
-
-impl Tmp {
-    fn new(tag: &str) -> Tmp {
-        let p = std::env::temp_dir().join(format!(
-            "ficus-proxy-order-{tag}-{}-{}",
-            std::process::id(),
-            rand::random::<u32>()
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        Tmp(p)
-    }
-    fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-
-impl Drop for Tmp {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Every write either side applied, in the order they were applied: `legacy <path> <body>`
 /// when the primary received it, `new <path> <body>` when the mirror side finished it.
@@ -137,7 +114,7 @@ impl Recorders {
 /// A proxy (2 workers, so concurrent requests meet across threads) with its state and shadow
 /// store in `tmp`; turns are waited for up to the legacy backend's `legacy_timeout_ms`.
 fn proxy(
-    tmp: &Tmp,
+    tmp: &TempDir,
     legacy: SocketAddr,
     new: SocketAddr,
     legacy_timeout_ms: u64,
@@ -167,8 +144,8 @@ timeout_ms = 30000
 
 {routes}
 "#,
-        state = tmp.path("state.db"),
-        store = tmp.path("shadow.db"),
+        state = tmp.path().join("state.db"),
+        store = tmp.path().join("shadow.db"),
     );
     Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
 }
@@ -206,8 +183,8 @@ async fn flush(p: &ProxyHandle) {
 /// (key, legacy_status, new_status, divergent) of every recorded dual write, in order.
 type DwRow = (String, Option<i64>, Option<i64>, i64);
 
-fn dual_writes(tmp: &Tmp) -> Vec<DwRow> {
-    let conn = rusqlite::Connection::open(tmp.path("state.db")).unwrap();
+fn dual_writes(tmp: &TempDir) -> Vec<DwRow> {
+    let conn = rusqlite::Connection::open(tmp.path().join("state.db")).unwrap();
     let mut st = conn
         .prepare("SELECT key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id")
         .unwrap();
@@ -222,7 +199,7 @@ fn dual_writes(tmp: &Tmp) -> Vec<DwRow> {
 /// them in the same order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
-    let tmp = Tmp::new("one-key");
+    let tmp = TempDir::with_prefix("ficus-proxy-order-one-key-").unwrap();
     let r = recorders(true).await;
     let p = proxy(&tmp, r.legacy, r.new, 30_000, "", DUAL_ROUTE);
     let addr = p.listen_addr();
@@ -263,9 +240,9 @@ async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
 /// creates take turns per route, and each side numbers them alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_get_the_same_ids_on_both_sides() {
-    let tmp = Tmp::new("creates");
+    let tmp = TempDir::with_prefix("ficus-proxy-order-creates-").unwrap();
     let pg = pgtemp::fresh_database("proxy_write_order_creates").unwrap();
-    let sqlite = tmp.path("legacy.db");
+    let sqlite = tmp.path().join("legacy.db");
     let tasks = seed_tasks(10, 5);
     seed_sqlite(&sqlite, &tasks).unwrap();
     seed_postgres(&pg.url, &tasks).await.unwrap();
@@ -341,7 +318,7 @@ ignore_headers = ["date"]
 /// naming route and row, sent to neither side. Once the mirror is through, the row is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout() {
-    let tmp = Tmp::new("wait");
+    let tmp = TempDir::with_prefix("ficus-proxy-order-wait-").unwrap();
     let r = recorders(false).await;
     let p = proxy(&tmp, r.legacy, r.new, 1_000, "", DUAL_ROUTE);
     let addr = p.listen_addr();
@@ -396,7 +373,7 @@ async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout()
 /// recorded as divergent); a mirror still queued keeps its row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
-    let tmp = Tmp::new("dropped");
+    let tmp = TempDir::with_prefix("ficus-proxy-order-dropped-").unwrap();
     let r = recorders(false).await;
     // One mirror at a time, one queued: A is held at the mirror side, B waits for the worker,
     // so at least one of C and D finds the queue full.

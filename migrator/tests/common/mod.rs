@@ -9,28 +9,16 @@ use ficus_migrator::{
     MigrationConfig, Observer, Plan, RunOptions, RunReport, VerifyOptions, VerifyReport,
 };
 
-/// A temp directory removed on drop.
-pub struct TempDir(pub PathBuf);
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        let p = std::env::temp_dir().join(format!("ficus-mig-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+pub use tempfile::TempDir;
+
+/// A fresh temp directory (removed on drop) named after the test.
+pub fn temp_dir(name: &str) -> TempDir {
+    TempDir::with_prefix(format!("ficus-mig-{name}-")).unwrap()
 }
 
 /// A SQLite file made by `sql`.
 pub fn sqlite(dir: &TempDir, sql: &str) -> PathBuf {
-    let p = dir.path("app.db");
+    let p = dir.path().join("app.db");
     let _ = std::fs::remove_file(&p);
     let c = rusqlite::Connection::open(&p).unwrap();
     c.execute_batch(sql).unwrap();

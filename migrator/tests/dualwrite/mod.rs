@@ -4,7 +4,6 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,30 +15,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
-
-/// A temp directory removed on drop.
-pub struct TempDir(pub PathBuf);
-impl TempDir {
-    pub fn new(name: &str) -> TempDir {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "ficus-dw-{name}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-    pub fn path(&self, f: &str) -> PathBuf {
-        self.0.join(f)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use tempfile::TempDir;
 
 /// Settings every test uses: the event log's ids are per side (each store numbers its own
 /// events, and concurrent writers interleave differently on the two sides), so
@@ -60,8 +36,8 @@ pub struct Env {
 
 impl Env {
     pub async fn new(name: &str, tasks: usize, config: &str) -> Env {
-        let dir = TempDir::new(name);
-        let sqlite = dir.path("legacy.db");
+        let dir = TempDir::with_prefix(format!("ficus-dw-{name}-")).unwrap();
+        let sqlite = dir.path().join("legacy.db");
         seed_sqlite(&sqlite, &seed_tasks(tasks, 42)).unwrap();
         let pg = pgtemp::fresh_database(name).unwrap();
         let config = MigrationConfig::parse(config, "test").unwrap();
@@ -80,7 +56,7 @@ impl Env {
         assert_eq!(rep.rows_quarantined, 0);
         Env {
             sqlite,
-            state: dir.path("ficus-state.db"),
+            state: dir.path().join("ficus-state.db"),
             config,
             pg,
             dir,

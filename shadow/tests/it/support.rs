@@ -164,29 +164,11 @@ pub fn tasks(micros: bool, extra_field: bool, reversed: bool) -> String {
     serde_json::to_string(&list).unwrap()
 }
 
+pub use tempfile::TempDir;
+
 /// A temporary directory, removed when dropped.
-pub struct TempDir(PathBuf);
-
-impl TempDir {
-    pub fn path(&self) -> &std::path::Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 pub fn temp_dir(name: &str) -> TempDir {
-    let dir = std::env::temp_dir().join(format!(
-        "ficus-shadow-it-{name}-{}-{}",
-        std::process::id(),
-        rand::random::<u32>()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    TempDir(dir)
+    TempDir::with_prefix(format!("ficus-shadow-it-{name}-")).unwrap()
 }
 
 pub fn global(dir: &std::path::Path) -> ShadowGlobalConfig {
