@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use common::*;
 use ficus_proxy::config::WriteOrderScope;
-use ficus_proxy::{Config, Proxy, ProxyHandle};
+use ficus_proxy::{Config, ProxyHandle};
 use ficus_shadow::{DiffKind, Store};
-use ficus_taskapp::{seed_sqlite, seed_tasks, serve_legacy, Quirk, Server};
+use ficus_taskapp::seed_tasks;
 use http::{HeaderMap, Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -30,22 +30,6 @@ const READS: &[&str] = &[
     "/api/tasks/coordinator-data",
     "/api/tasks/TASK-101",
 ];
-
-/// Two task apps on copies of one seeded SQLite database; the new side with `quirks`.
-async fn task_sides(tmp: &TempDir, quirks: &[&str]) -> (Server, Server) {
-    let (l, n) = (tmp.path().join("legacy.db"), tmp.path().join("new.db"));
-    seed_sqlite(&l, &seed_tasks(40, 7)).unwrap();
-    std::fs::copy(&l, &n).unwrap();
-    let quirks: Vec<Quirk> = quirks.iter().map(|q| q.parse().unwrap()).collect();
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-    let legacy = serve_legacy(&l, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
-    let new = serve_legacy(&n, bind().await.unwrap(), quirks)
-        .await
-        .unwrap();
-    (legacy, new)
-}
 
 /// A proxy with the state and shadow store in `tmp` and the given routes.
 fn proxy(
@@ -62,7 +46,7 @@ fn proxy(
         "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
         tmp.path().join("shadow.db")
     );
-    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+    start_toml(&toml)
 }
 
 const READ_ROUTE: &str = r#"
@@ -107,7 +91,7 @@ fn results(p: &ProxyHandle, route: &str, result: &str) -> f64 {
 
 async fn quirk_diffs(quirk: &str, route: &str) -> (BTreeSet<(String, DiffKind)>, f64, f64) {
     let tmp = TempDir::with_prefix(format!("ficus-proxy-shadow-{quirk}-")).unwrap();
-    let (legacy, new) = task_sides(&tmp, &[quirk]).await;
+    let (legacy, new) = sqlite_sides(tmp.path(), &[quirk]).await;
     let p = proxy(&tmp, legacy.addr, new.addr, "", route);
     read_all(&p).await;
     let out = (
@@ -164,8 +148,11 @@ async fn ready_order_is_one_order_difference_on_ready() {
 #[tokio::test]
 async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules() {
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-ignore-").unwrap();
-    let (legacy, new) =
-        task_sides(&tmp, &["timestamp-precision", "ready-order", "extra-field"]).await;
+    let (legacy, new) = sqlite_sides(
+        tmp.path(),
+        &["timestamp-precision", "ready-order", "extra-field"],
+    )
+    .await;
     let ignoring = format!(
         "{READ_ROUTE}ignore = [\"/**/created_at\", \"/**/updated_at\", \"/**/last_heartbeat\", \"/**/service_version\"]\n"
     );
@@ -424,18 +411,8 @@ fn dual_writes(state: &Path) -> Vec<DwRow> {
 async fn dual_writes_to_postgres_match_and_a_one_sided_write_is_flagged() {
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-pg-").unwrap();
     let pg = pgtemp::fresh_database("proxy_dual_write").unwrap();
-    let l = tmp.path().join("legacy.db");
-    let tasks = seed_tasks(20, 3);
-    seed_sqlite(&l, &tasks).unwrap();
-    ficus_taskapp::seed_postgres(&pg.url, &tasks).await.unwrap();
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
     // The new side on its own system clock: only the proxy's stamp makes the times agree.
-    let legacy = serve_legacy(&l, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
-    let new = ficus_taskapp::serve_new(&pg.url, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
+    let (legacy, new) = sqlite_and_postgres_sides(tmp.path(), &pg.url, &seed_tasks(20, 3)).await;
     let routes = r#"
 [[routes]]
 name = "tasks-create"
@@ -500,7 +477,7 @@ ignore_headers = ["date"]
 
     // A task only legacy has: the claim succeeds there and 404s on new → flagged at once.
     {
-        let conn = rusqlite::Connection::open(&l).unwrap();
+        let conn = rusqlite::Connection::open(tmp.path().join("legacy.db")).unwrap();
         conn.execute(
             "INSERT INTO tasks (task_id, title, priority, status, dependencies, completed, created_at, updated_at)
              SELECT 'TASK-901', title, priority, 'pending', '', 0, created_at, updated_at FROM tasks WHERE task_id = 'TASK-900'",
@@ -559,7 +536,7 @@ ignore_headers = ["date"]
 #[tokio::test]
 async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-down-").unwrap();
-    let (legacy, _new) = task_sides(&tmp, &[]).await;
+    let (legacy, _new) = sqlite_sides(tmp.path(), &[]).await;
     let dead = dead_addr().await;
     let p = proxy(&tmp, legacy.addr, dead, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
@@ -580,7 +557,7 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
 
     // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-slow-").unwrap();
-    let (legacy, slow_new) = task_sides(&tmp, &["slow:3000"]).await;
+    let (legacy, slow_new) = sqlite_sides(tmp.path(), &["slow:3000"]).await;
     let p = proxy(&tmp, legacy.addr, slow_new.addr, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
     let started = Instant::now();
@@ -768,7 +745,7 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
 #[tokio::test]
 async fn graceful_shutdown_commits_what_was_mirrored() {
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-shutdown-").unwrap();
-    let (legacy, new) = task_sides(&tmp, &["extra-field"]).await;
+    let (legacy, new) = sqlite_sides(tmp.path(), &["extra-field"]).await;
     let p = proxy(&tmp, legacy.addr, new.addr, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
     for path in READS {

@@ -13,9 +13,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{get, metric, send, Resp};
-use ficus_proxy::{Config, Proxy, ProxyHandle};
-use ficus_taskapp::{seed_postgres, seed_sqlite, seed_tasks, serve_legacy, serve_new};
+use common::{get, metric, send, sqlite_and_postgres_sides, start_toml, Resp};
+use ficus_proxy::ProxyHandle;
+use ficus_taskapp::seed_tasks;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
@@ -147,7 +147,7 @@ timeout_ms = 30000
         state = tmp.path().join("state.db"),
         store = tmp.path().join("shadow.db"),
     );
-    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+    start_toml(&toml)
 }
 
 const DUAL_ROUTE: &str = r#"
@@ -242,17 +242,7 @@ async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
 async fn concurrent_creates_get_the_same_ids_on_both_sides() {
     let tmp = TempDir::with_prefix("ficus-proxy-order-creates-").unwrap();
     let pg = pgtemp::fresh_database("proxy_write_order_creates").unwrap();
-    let sqlite = tmp.path().join("legacy.db");
-    let tasks = seed_tasks(10, 5);
-    seed_sqlite(&sqlite, &tasks).unwrap();
-    seed_postgres(&pg.url, &tasks).await.unwrap();
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-    let legacy = serve_legacy(&sqlite, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
-    let new = serve_new(&pg.url, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
+    let (legacy, new) = sqlite_and_postgres_sides(tmp.path(), &pg.url, &seed_tasks(10, 5)).await;
     let routes = r#"
 [[routes]]
 name = "tasks-create"

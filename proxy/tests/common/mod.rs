@@ -1,14 +1,20 @@
-//! Test helpers: real HTTP backends on 127.0.0.1:0, a small HTTP client, proxy configs.
+//! Test helpers: real HTTP backends on 127.0.0.1:0, the reference task apps on both sides, a
+//! small HTTP client, proxy configs.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ficus_proxy::{Config, Proxy, ProxyHandle};
+use ficus_taskapp::{
+    seed_postgres, seed_sqlite, seed_tasks, serve_legacy, serve_new, NewTask, Quirk, Server,
+};
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Frame, Incoming, SizeHint};
@@ -188,6 +194,50 @@ timeout_ms = 2000
 {routes}
 "#
     )
+}
+
+/// Starts a proxy from a TOML configuration.
+pub fn start_toml(toml: &str) -> ProxyHandle {
+    Proxy::start(Config::from_toml_str(toml).unwrap(), None).unwrap()
+}
+
+fn bind() -> impl std::future::Future<Output = std::io::Result<TcpListener>> {
+    TcpListener::bind("127.0.0.1:0")
+}
+
+/// The reference task apps on copies of one seeded SQLite database (`legacy.db` and `new.db`
+/// in `dir`), both built as legacy; the new side with `quirks`.
+pub async fn sqlite_sides(dir: &Path, quirks: &[&str]) -> (Server, Server) {
+    let (l, n) = (dir.join("legacy.db"), dir.join("new.db"));
+    seed_sqlite(&l, &seed_tasks(40, 7)).unwrap();
+    std::fs::copy(&l, &n).unwrap();
+    let quirks: Vec<Quirk> = quirks.iter().map(|q| q.parse().unwrap()).collect();
+    let legacy = serve_legacy(&l, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let new = serve_legacy(&n, bind().await.unwrap(), quirks)
+        .await
+        .unwrap();
+    (legacy, new)
+}
+
+/// Legacy on SQLite (`legacy.db` in `dir`), new on the PostgreSQL at `pg_url`, both seeded
+/// with `tasks`.
+pub async fn sqlite_and_postgres_sides(
+    dir: &Path,
+    pg_url: &str,
+    tasks: &[NewTask],
+) -> (Server, Server) {
+    let sqlite = dir.join("legacy.db");
+    seed_sqlite(&sqlite, tasks).unwrap();
+    seed_postgres(pg_url, tasks).await.unwrap();
+    let legacy = serve_legacy(&sqlite, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    let new = serve_new(pg_url, bind().await.unwrap(), vec![])
+        .await
+        .unwrap();
+    (legacy, new)
 }
 
 pub struct Resp {
