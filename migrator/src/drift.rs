@@ -39,6 +39,13 @@ pub enum DualWriteError {
         path: PathBuf,
         source: Box<rusqlite::Error>,
     },
+    /// A PostgreSQL proxy state store (`target` without its password).
+    #[error("proxy state {target}: {what}: {source}")]
+    ProxyStatePg {
+        target: String,
+        what: &'static str,
+        source: Box<tokio_postgres::Error>,
+    },
     #[error("[watch] configuration: {0}")]
     Config(String),
     #[error("table {table}: {detail}")]

@@ -58,4 +58,6 @@ pub use self::rollback::{rollback, ConflictPolicy, RollbackOptions, RollbackRepo
 pub use self::run::{plan_for_run, run, RunOptions, RunReport};
 pub use self::status::{status, StatusReport};
 pub use self::verify::{verify, Difference, VerifyOptions, VerifyReport};
-pub use self::watch::{watch, WatchEvent, WatchOptions, WatchSummary, DUAL_WRITES_DDL};
+pub use self::watch::{
+    watch, WatchEvent, WatchOptions, WatchSummary, DUAL_WRITES_DDL, DUAL_WRITES_PG_DDL,
+};

@@ -42,7 +42,8 @@
 //! - `tee`: shadow mode per request — the mirror decision, `X-Ficus-Request-Time`, the body
 //!   copies, the hand-over to `ficus-shadow`; `sidecars`: shadow mode and the dual-write log
 //!   started when the configuration needs them.
-//! - `dualwrite`: the `dual_writes` table of the state store and its writer thread.
+//! - `dualwrite`: the `dual_writes` table of the state store (SQLite or PostgreSQL) and its
+//!   writer thread.
 //! - `order`: write order on dual-write routes — a write waits for its row's turn until the
 //!   previous write to the row has reached both sides.
 //! - `guard`: per-route rollback guard (sliding window, automatic rollback to 0 %).
@@ -76,7 +77,7 @@ mod upstream;
 
 pub use self::config::{Config, ConfigError};
 pub use self::control::{ReloadReport, RolloutChange, RouteStatus};
-pub use self::dualwrite::{DualWriteError, DUAL_WRITES_DDL};
+pub use self::dualwrite::{DualWriteError, DUAL_WRITES_DDL, DUAL_WRITES_PG_DDL};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,

@@ -1,8 +1,8 @@
 //! What runs beside the data plane when the configuration asks for it: shadow mode (one
 //! [`Shadow`] per proxy, its metrics in the proxy's registry) and the dual-write log (a writer
-//! thread on the SQLite state store). Each is started the first time a configuration needs it
-//! — at start or by a reload — and kept until shutdown; changing the `[shadow]` section of a
-//! running proxy needs a restart (the reload report says so).
+//! thread on the state store, SQLite or PostgreSQL). Each is started the first time a
+//! configuration needs it — at start or by a reload — and kept until shutdown; changing the
+//! `[shadow]` section of a running proxy needs a restart (the reload report says so).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +24,6 @@ const FLUSH_LIMIT: Duration = Duration::from_secs(10);
 pub(crate) struct Sidecars {
     pub extras: Extras,
     shadow_settings: Option<ShadowGlobalConfig>,
-    warned_no_sqlite: bool,
 }
 
 impl Sidecars {
@@ -53,21 +52,12 @@ impl Sidecars {
             needs_restart.push("shadow".to_string());
         }
         if config.routes.iter().any(|r| r.dual_write) && self.extras.dual_log.is_none() {
-            match state {
-                StateLocation::Sqlite(path) => {
-                    let log = DualWriteLog::open(path, metrics.dual_write_counters()?)?;
-                    self.extras.dual_log = Some(Arc::new(log));
-                }
-                StateLocation::Postgres(_) if !self.warned_no_sqlite => {
-                    self.warned_no_sqlite = true;
-                    tracing::warn!(
-                        "dual_write routes: writes are recorded in table dual_writes of a SQLite \
-                         state store only; with a PostgreSQL state store they are mirrored and \
-                         compared but not recorded"
-                    );
-                }
-                StateLocation::Postgres(_) => {}
-            }
+            let counters = metrics.dual_write_counters()?;
+            let log = match state {
+                StateLocation::Sqlite(path) => DualWriteLog::open(path, counters)?,
+                StateLocation::Postgres(url) => DualWriteLog::connect(url, counters)?,
+            };
+            self.extras.dual_log = Some(Arc::new(log));
         }
         Ok(needs_restart)
     }

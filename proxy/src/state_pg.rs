@@ -1,7 +1,9 @@
 //! Rollout state and audit log in PostgreSQL, shared by several proxy replicas.
 //!
 //! Tables `ficus_proxy.rollout` and `ficus_proxy.audit` (created if absent, under an advisory
-//! lock so replicas starting together do not race) mirror the SQLite ones. Every recorded change
+//! lock so replicas starting together do not race) mirror the SQLite ones; with dual-write
+//! routes, [`crate::dualwrite`] adds `ficus_proxy.dual_writes` next to them on its own
+//! connection (same settings, [`pg_config`]). Every recorded change
 //! sends `NOTIFY ficus_proxy_rollout` in its transaction, so it is delivered on commit; each
 //! replica keeps one connection in `LISTEN` and signals [`PgState::changes`], on which the
 //! control plane re-reads the overrides and applies what differs. The notification connection
@@ -75,6 +77,28 @@ enum Cmd {
     Audit(i64, Reply<Vec<AuditEntry>>),
 }
 
+/// The advisory lock held while creating tables (the state tables here, `dual_writes` in
+/// [`crate::dualwrite`]), so replicas starting together do not race on `CREATE ... IF NOT
+/// EXISTS`.
+pub(crate) const SCHEMA_LOCK: i64 = 7267231501;
+
+/// The connection settings of the state store at `url` (connect timeout unless the URL sets
+/// one, `application_name = ficus-proxy`) and the URL with its password redacted.
+pub(crate) fn pg_config(url: &str) -> Result<(tokio_postgres::Config, String), StateError> {
+    let target = redact_url(url);
+    let mut config: tokio_postgres::Config =
+        url.parse().map_err(|source| StateError::Postgres {
+            target: target.clone(),
+            what: "parse URL",
+            source,
+        })?;
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    config.application_name("ficus-proxy");
+    Ok((config, target))
+}
+
 /// The PostgreSQL state store: a handle to its thread.
 pub struct PgState {
     tx: mpsc::UnboundedSender<Cmd>,
@@ -85,17 +109,7 @@ pub struct PgState {
 impl PgState {
     /// Connects, creates the schema and tables if absent, and starts listening for changes.
     pub fn connect(url: &str) -> Result<PgState, StateError> {
-        let target = redact_url(url);
-        let mut config: tokio_postgres::Config =
-            url.parse().map_err(|source| StateError::Postgres {
-                target: target.clone(),
-                what: "parse URL",
-                source,
-            })?;
-        if config.get_connect_timeout().is_none() {
-            config.connect_timeout(CONNECT_TIMEOUT);
-        }
-        config.application_name("ficus-proxy");
+        let (config, target) = pg_config(url)?;
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -275,7 +289,7 @@ impl Worker {
             .await
             .map_err(self.pg_err("create tables"))?;
         // Replicas starting together would race on CREATE ... IF NOT EXISTS.
-        tx.batch_execute("SELECT pg_advisory_xact_lock(7267231501)")
+        tx.batch_execute(&format!("SELECT pg_advisory_xact_lock({SCHEMA_LOCK})"))
             .await
             .map_err(self.pg_err("create tables"))?;
         tx.batch_execute(SCHEMA)

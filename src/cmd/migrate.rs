@@ -96,8 +96,10 @@ struct RunArgs {
 struct WatchArgs {
     #[command(flatten)]
     common: Common,
-    /// The proxy's state store (SQLite), where it records the keys of dual writes.
-    #[arg(long, value_name = "FILE")]
+    /// The proxy's state store, where it records the keys of dual writes: its SQLite file
+    /// (e.g. ficus-state.db) or its PostgreSQL URL (postgres://..., table
+    /// ficus_proxy.dual_writes; may be the --target database).
+    #[arg(long, value_name = "FILE|URL")]
     proxy_state: Option<PathBuf>,
     /// How long after a write its key is re-verified (and a difference re-checked).
     #[arg(long, default_value_t = 2000)]
