@@ -23,7 +23,6 @@ use std::collections::BTreeSet;
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -35,6 +34,9 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
+
+#[path = "browser/harness.rs"]
+mod browser;
 
 const TOKEN: &str = "prom-live-admin";
 const ROUTE: &str = "tasks";
@@ -653,24 +655,6 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// `<target>/browser-test`, beside the build output (`CARGO_TARGET_TMPDIR` is `<target>/tmp`),
-/// as in `proxy/tests/admin_page.rs`.
-fn browser_out_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("browser-test")
-}
-
-fn found(cmd: &str, arg: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 /// The dashboard preview, served by Prometheus itself (same origin as `/api/v1/`), drawn in
 /// headless Chromium from the data the test produced since `started` (unix seconds).
 async fn dashboard_preview(prom: &Prom, started: u64, panels: usize) {
@@ -688,31 +672,9 @@ async fn dashboard_preview(prom: &Prom, started: u64, panels: usize) {
         );
     }
 
-    let chromium = std::env::var("FICUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing: Vec<&str> = [
-        (!found("node", "--version")).then_some("node (apt-get install nodejs npm)"),
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "\n\n*** SKIPPED the dashboard preview in headless Chromium: {} not installed; \
-             .ci/run installs them ***\n\n",
-            missing.join(" and ")
-        );
+    let Some(browser) = browser::Browser::find("the dashboard preview in headless Chromium") else {
         return;
-    }
-    let tools = repo().join("tests/browser");
-    if !tools.join("node_modules/playwright-core").exists() {
-        let ok = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&tools)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "`npm ci` in {} failed", tools.display());
-    }
+    };
 
     // Several points on every line: the last metrics to appear (the drift gauges of the
     // `migrate watch` pass) scraped a few more times.
@@ -730,29 +692,23 @@ async fn dashboard_preview(prom: &Prom, started: u64, panels: usize) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 
-    let out = browser_out_dir();
+    let out = browser::out_dir();
     let base = format!("http://{}", prom.addr);
-    let child = tokio::process::Command::new("node")
-        .arg("dashboard_preview.mjs")
-        .current_dir(&tools)
-        .env(
-            "FICUS_PREVIEW_URL",
-            format!("{base}/user/preview/?from={started}"),
+    browser
+        .run(
+            "dashboard_preview.mjs",
+            &[
+                (
+                    "FICUS_PREVIEW_URL",
+                    format!("{base}/user/preview/?from={started}").into(),
+                ),
+                ("FICUS_PROMETHEUS_URL", base.into()),
+                ("FICUS_PANELS", panels.to_string().into()),
+                ("FICUS_MIN_POINTS", "3".into()),
+            ],
+            "dashboard preview test failed",
         )
-        .env("FICUS_PROMETHEUS_URL", &base)
-        .env("FICUS_PANELS", panels.to_string())
-        .env("FICUS_MIN_POINTS", "3")
-        .env("FICUS_OUT_DIR", &out)
-        .env("FICUS_CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), child)
-        .await
-        .expect("browser test finished within 3 minutes")
-        .expect("node runs");
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "dashboard preview test failed");
+        .await;
     assert!(out.join("dashboard-preview.png").exists());
     println!(
         "dashboard preview screenshot: {}",

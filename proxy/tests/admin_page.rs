@@ -5,8 +5,10 @@
 
 mod common;
 
+#[path = "../../tests/browser/harness.rs"]
+mod browser;
+
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::time::Duration;
 
 use common::*;
@@ -19,21 +21,6 @@ use serde_json::json;
 const TOKEN: &str = "page-admin-token";
 const ROUTE: &str = "tasks-read";
 const HOSTILE: &str = "/api/tasks/<img src=x onerror=alert(1)>";
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
-}
-
-/// `<target>/browser-test`, beside the build output (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
-fn out_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
-        .join("browser-test")
-}
 
 fn record(id_hint: i64, path: &str, legacy: &str, new: &str) -> MismatchRecord {
     let body = |s: &str| StoredBody {
@@ -206,63 +193,33 @@ fn tempdir(tag: &str) -> PathBuf {
     d
 }
 
-fn found(cmd: &str, arg: &str) -> bool {
-    std::process::Command::new(cmd)
-        .arg(arg)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_page_in_headless_chromium() {
-    let chromium = std::env::var("FICUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
-    let missing: Vec<&str> = [
-        (!found("node", "--version")).then_some("node (apt-get install nodejs npm)"),
-        (!Path::new(&chromium).exists()).then_some("chromium (apt-get install chromium)"),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if !missing.is_empty() {
-        eprintln!(
-            "\n\n*** SKIPPED admin_page_in_headless_chromium: {} not installed; .ci/run installs them ***\n\n",
-            missing.join(" and ")
-        );
+    let Some(browser) = browser::Browser::find("admin_page_in_headless_chromium") else {
         return;
-    }
-    let tools = repo_root().join("tests/browser");
-    if !tools.join("node_modules/playwright-core").exists() {
-        let ok = std::process::Command::new("npm")
-            .args(["ci", "--no-audit", "--no-fund"])
-            .current_dir(&tools)
-            .status()
-            .is_ok_and(|s| s.success());
-        assert!(ok, "`npm ci` in {} failed", tools.display());
-    }
+    };
 
     let dir = tempdir("browser");
     let p = setup(&dir).await;
-    let out = out_dir();
-    let child = tokio::process::Command::new("node")
-        .arg("admin_page.mjs")
-        .current_dir(&tools)
-        .env("FICUS_ADMIN_URL", format!("http://{}", p.admin_addr()))
-        .env("FICUS_PROXY_URL", format!("http://{}", p.listen_addr()))
-        .env("FICUS_TOKEN", TOKEN)
-        .env("FICUS_ROUTE", ROUTE)
-        .env("FICUS_OUT_DIR", &out)
-        .env("FICUS_CHROMIUM", &chromium)
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(Duration::from_secs(180), child)
-        .await
-        .expect("browser test finished within 3 minutes")
-        .expect("node runs");
-    print!("{}", String::from_utf8_lossy(&output.stdout));
-    eprint!("{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "browser test failed");
+    let out = browser::out_dir();
+    browser
+        .run(
+            "admin_page.mjs",
+            &[
+                (
+                    "FICUS_ADMIN_URL",
+                    format!("http://{}", p.admin_addr()).into(),
+                ),
+                (
+                    "FICUS_PROXY_URL",
+                    format!("http://{}", p.listen_addr()).into(),
+                ),
+                ("FICUS_TOKEN", TOKEN.into()),
+                ("FICUS_ROUTE", ROUTE.into()),
+            ],
+            "browser test failed",
+        )
+        .await;
     assert!(out.join("admin.png").exists());
     println!("screenshots in {}", out.display());
 

@@ -4,27 +4,13 @@
 // and passes their addresses in the environment:
 //   FICUS_ADMIN_URL, FICUS_PROXY_URL, FICUS_TOKEN, FICUS_ROUTE, FICUS_OUT_DIR, FICUS_CHROMIUM
 // Prints one line per step; exits non-zero on the first failure.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OUT, env, step, check, inChromium } from './launch.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} not set`);
-  return v;
-};
 const ADMIN = env('FICUS_ADMIN_URL');
 const PROXY = env('FICUS_PROXY_URL');
 const TOKEN = env('FICUS_TOKEN');
 const ROUTE = env('FICUS_ROUTE');
-const OUT = env('FICUS_OUT_DIR');
-const CHROMIUM = process.env.FICUS_CHROMIUM || '/usr/bin/chromium';
-
-const step = (m) => console.log(`browser: ${m}`);
-function check(cond, msg) {
-  if (!cond) throw new Error(`check failed: ${msg}`);
-}
 
 async function routeStatus() {
   const r = await fetch(`${ADMIN}/admin/routes`);
@@ -53,28 +39,14 @@ async function waitFor(fn, what, ms = 10000) {
   }
 }
 
-mkdirSync(OUT, { recursive: true });
-const profile = mkdtempSync(join(tmpdir(), 'ficus-chromium-'));
-// An empty profile directory of our own (playwright passes it as --user-data-dir).
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
+await inChromium({
   viewport: { width: 1100, height: 900 },
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
-let page;
-const errors = [];
-try {
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
+  origin: ADMIN,
+  originName: 'admin',
+  failureShot: 'admin-failure.png',
   // The 403s are the wrong-token step's own requests; any other failed load or script error counts.
-  page.on('console', (m) => { if (m.type() === 'error' && !/status of 403/.test(m.text())) errors.push(m.text()); });
-  const outside = [];
-  page.on('request', (r) => { if (!r.url().startsWith(ADMIN)) outside.push(r.url()); });
-
+  ignoreConsole: /status of 403/,
+}, async (page) => {
   await page.goto(`${ADMIN}/`);
   const card = page.locator(`.card[data-route="${ROUTE}"]`);
   await card.waitFor();
@@ -149,19 +121,4 @@ try {
   check(overflow <= 1, `no horizontal scrolling at 375 px (overflow ${overflow}px)`);
   await page.screenshot({ path: join(OUT, 'admin-narrow.png'), fullPage: true });
   step(`narrow screen fits; screenshot ${join(OUT, 'admin-narrow.png')}`);
-
-  check(outside.length === 0, `no request left the admin origin: ${outside.join(', ')}`);
-  check(errors.length === 0, `no page errors: ${errors.join(' | ')}`);
-  step('no outside requests, no page errors');
-  console.log('browser: 1 passed, 0 failed');
-} catch (e) {
-  if (page) {
-    try { await page.screenshot({ path: join(OUT, 'admin-failure.png'), fullPage: true }); } catch (_) { /* ignore */ }
-  }
-  console.error(`browser: FAILED: ${e.stack || e}`);
-  if (errors.length) console.error(`browser: page errors: ${errors.join(' | ')}`);
-  process.exitCode = 1;
-} finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});

@@ -5,50 +5,23 @@
 // and passes in the environment:
 //   FICUS_PREVIEW_URL, FICUS_PROMETHEUS_URL, FICUS_PANELS, FICUS_MIN_POINTS, FICUS_OUT_DIR, FICUS_CHROMIUM
 // Prints one line per step; exits non-zero on the first failure.
-import { chromium } from 'playwright-core';
-import { mkdtempSync, rmSync, mkdirSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { OUT, env, step, check, inChromium } from './launch.mjs';
 
-const env = (k) => {
-  const v = process.env[k];
-  if (!v) throw new Error(`${k} not set`);
-  return v;
-};
 const PREVIEW = env('FICUS_PREVIEW_URL');
 const PROM = env('FICUS_PROMETHEUS_URL');
 const PANELS = Number(env('FICUS_PANELS'));
 const MIN_POINTS = Number(process.env.FICUS_MIN_POINTS || '3');
-const OUT = env('FICUS_OUT_DIR');
-const CHROMIUM = process.env.FICUS_CHROMIUM || '/usr/bin/chromium';
 const BANNER = 'ficus dashboard preview — rendered from dashboards/grafana/ficus.json against Prometheus; Grafana renders the same queries';
 
-const step = (m) => console.log(`browser: ${m}`);
-function check(cond, msg) {
-  if (!cond) throw new Error(`check failed: ${msg}`);
-}
-
-mkdirSync(OUT, { recursive: true });
 const shot = join(OUT, 'dashboard-preview.png');
-const profile = mkdtempSync(join(tmpdir(), 'ficus-chromium-'));
-const ctx = await chromium.launchPersistentContext(profile, {
-  executablePath: CHROMIUM,
-  headless: true,
+await inChromium({
   viewport: { width: 1440, height: 1000 },
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
-let page;
-const errors = [];
-try {
-  page = await ctx.newPage();
-  page.on('pageerror', (e) => errors.push(String(e)));
-  page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+  origin: PROM,
+  originName: 'Prometheus',
+  failureShot: 'dashboard-preview-failure.png',
+}, async (page, errors) => {
   page.on('response', (r) => { if (r.status() >= 400) errors.push(`HTTP ${r.status()} for ${r.url()}`); });
-  const outside = [];
-  page.on('request', (r) => { if (!r.url().startsWith(PROM)) outside.push(r.url()); });
   const queries = { range: 0, instant: 0 };
   page.on('request', (r) => {
     if (r.url().includes('/api/v1/query_range?')) queries.range += 1;
@@ -85,19 +58,4 @@ try {
 
   await page.screenshot({ path: shot, fullPage: true });
   step(`screenshot ${shot}`);
-
-  check(outside.length === 0, `no request left the Prometheus origin: ${outside.join(', ')}`);
-  check(errors.length === 0, `no page errors: ${errors.join(' | ')}`);
-  step('no outside requests, no page errors');
-  console.log('browser: 1 passed, 0 failed');
-} catch (e) {
-  if (page) {
-    try { await page.screenshot({ path: join(OUT, 'dashboard-preview-failure.png'), fullPage: true }); } catch (_) { /* ignore */ }
-  }
-  console.error(`browser: FAILED: ${e.stack || e}`);
-  if (errors.length) console.error(`browser: page errors: ${errors.join(' | ')}`);
-  process.exitCode = 1;
-} finally {
-  await ctx.close();
-  rmSync(profile, { recursive: true, force: true });
-}
+});
