@@ -1129,6 +1129,25 @@ fn config_routes(path: &Path) -> DwResult<Vec<(String, u32)>> {
     Ok(out)
 }
 
+/// The proxy's SQLite state tables (rollout percentages, audit log), exactly as
+/// `ficus_proxy::STATE_DDL` creates them (kept equal by `tests/dual_writes_contract.rs`).
+pub const PROXY_STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS rollout (
+  route      TEXT PRIMARY KEY,
+  percent_bp INTEGER NOT NULL,
+  config_bp  INTEGER NOT NULL,
+  actor      TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      TEXT NOT NULL,
+  route   TEXT NOT NULL,
+  from_bp INTEGER NOT NULL,
+  to_bp   INTEGER NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL
+);";
+
 /// Set every known route to 0 % in the proxy state store, with audit rows, in one
 /// transaction. Returns the routes.
 pub fn set_state_store(path: &Path, proxy_config: Option<&Path>) -> DwResult<Vec<String>> {
@@ -1142,26 +1161,8 @@ pub fn set_state_store(path: &Path, proxy_config: Option<&Path>) -> DwResult<Vec
     };
     let mut conn = Connection::open(path).map_err(err)?;
     conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    // The proxy's own DDL (proxy/src/state.rs), for a store it never opened.
-    conn.execute_batch(
-        "CREATE TABLE IF NOT EXISTS rollout (
-             route      TEXT PRIMARY KEY,
-             percent_bp INTEGER NOT NULL,
-             config_bp  INTEGER NOT NULL,
-             actor      TEXT NOT NULL,
-             updated_at TEXT NOT NULL
-         );
-         CREATE TABLE IF NOT EXISTS audit (
-             id      INTEGER PRIMARY KEY AUTOINCREMENT,
-             at      TEXT NOT NULL,
-             route   TEXT NOT NULL,
-             from_bp INTEGER NOT NULL,
-             to_bp   INTEGER NOT NULL,
-             actor   TEXT NOT NULL,
-             action  TEXT NOT NULL
-         );",
-    )
-    .map_err(err)?;
+    // The proxy's own tables, for a store it never opened.
+    conn.execute_batch(PROXY_STATE_DDL).map_err(err)?;
     conn.execute_batch(crate::watch::DUAL_WRITES_DDL)
         .map_err(err)?;
     let tx = conn

@@ -85,6 +85,6 @@ pub use self::forward::{
 pub use self::guard::{GuardConfig, Reason as GuardReason};
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
-pub use self::state::AuditEntry;
+pub use self::state::{AuditEntry, STATE_DDL};
 pub use self::table::UNMATCHED;
 pub use self::tee::REQUEST_TIME;

@@ -24,6 +24,26 @@ use tokio::sync::Notify;
 use crate::config::ProxySettings;
 use crate::state_pg::PgState;
 
+/// The SQLite state store's tables: rollout percentages and the audit log. `ficus migrate
+/// rollback` writes a stopped proxy's store itself, creating them with the same text
+/// (`ficus_migrator::PROXY_STATE_DDL`, kept equal by `tests/dual_writes_contract.rs`).
+pub const STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS rollout (
+  route      TEXT PRIMARY KEY,
+  percent_bp INTEGER NOT NULL,
+  config_bp  INTEGER NOT NULL,
+  actor      TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+  id      INTEGER PRIMARY KEY AUTOINCREMENT,
+  at      TEXT NOT NULL,
+  route   TEXT NOT NULL,
+  from_bp INTEGER NOT NULL,
+  to_bp   INTEGER NOT NULL,
+  actor   TEXT NOT NULL,
+  action  TEXT NOT NULL
+);";
+
 /// Errors of the state store.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -280,27 +300,9 @@ impl SqliteState {
         .map_err(err)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))
             .map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL;
-             PRAGMA synchronous = FULL;
-             CREATE TABLE IF NOT EXISTS rollout (
-                 route      TEXT PRIMARY KEY,
-                 percent_bp INTEGER NOT NULL,
-                 config_bp  INTEGER NOT NULL,
-                 actor      TEXT NOT NULL,
-                 updated_at TEXT NOT NULL
-             );
-             CREATE TABLE IF NOT EXISTS audit (
-                 id      INTEGER PRIMARY KEY AUTOINCREMENT,
-                 at      TEXT NOT NULL,
-                 route   TEXT NOT NULL,
-                 from_bp INTEGER NOT NULL,
-                 to_bp   INTEGER NOT NULL,
-                 actor   TEXT NOT NULL,
-                 action  TEXT NOT NULL
-             );",
-        )
-        .map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
+            .map_err(err)?;
+        conn.execute_batch(STATE_DDL).map_err(err)?;
         Ok(SqliteState {
             conn,
             path: path.to_path_buf(),
