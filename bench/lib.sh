@@ -24,3 +24,17 @@ ficus_binary() {
     FICUS="${CARGO_TARGET_DIR:-$1/target}/release/ficus"
   fi
 }
+
+# backends_conf DIR PORT1 BODY1 PORT2 BODY2 — write DIR/backends.conf: one nginx worker serving
+# a fixed JSON body on each loopback port (pid in DIR/backends.pid). Start it with
+# `nginx -c DIR/backends.conf`.
+backends_conf() {
+  cat > "$1/backends.conf" <<CONF
+worker_processes 1; daemon on; pid $1/backends.pid; error_log $1/backends.err;
+events { worker_connections 4096; }
+http { access_log off;
+  server { listen 127.0.0.1:$2; location / { default_type application/json; return 200 '$3'; } }
+  server { listen 127.0.0.1:$4; location / { default_type application/json; return 200 '$5'; } }
+}
+CONF
+}

@@ -23,14 +23,7 @@ pin_proxy=""; pin_load=""
 if [ "${PIN:-0}" = 1 ] && command -v taskset >/dev/null; then pin_proxy="taskset -c 1"; pin_load="taskset -c 0"; fi
 
 BODY='{"backend":"%s","task_id":"TASK-101","title":"Import comic metadata","status":"in_progress","priority":"HIGH","notes":"0123456789012345678901234567890123456789012345678901234567890123456789012345678901234567890123456789"}'
-cat > "$W/backends.conf" <<EOF
-worker_processes 1; daemon on; pid $W/backends.pid; error_log $W/backends.err;
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:18081; location / { default_type application/json; return 200 '$(printf "$BODY" legacy)'; } }
-  server { listen 127.0.0.1:18082; location / { default_type application/json; return 200 '$(printf "$BODY" new)'; } }
-}
-EOF
+backends_conf "$W" 18081 "$(printf "$BODY" legacy)" 18082 "$(printf "$BODY" new)"
 cat > "$W/nginx.conf" <<EOF
 worker_processes 1; daemon on; pid $W/nginx.pid; error_log $W/nginx.err;
 events { worker_connections 4096; }

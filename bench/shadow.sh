@@ -35,14 +35,7 @@ need_tools nginx:nginx-light wrk:wrk
 ficus_binary "$ROOT"
 
 BODY='{"id":101,"task_id":"TASK-101","title":"Import comic metadata","status":"in_progress","priority":"HIGH","dependencies":"TASK-100","assigned_agent":"agent-7","updated_at":"2026-01-02T10:00:00","notes":"0123456789012345678901234567890123456789012345678901234567890123456789"}'
-cat > "$W/backends.conf" <<EOF
-worker_processes 1; daemon on; pid $W/backends.pid; error_log $W/backends.err;
-events { worker_connections 4096; }
-http { access_log off;
-  server { listen 127.0.0.1:18181; location / { default_type application/json; return 200 '$BODY'; } }
-  server { listen 127.0.0.1:18182; location / { default_type application/json; return 200 '$BODY'; } }
-}
-EOF
+backends_conf "$W" 18181 "$BODY" 18182 "$BODY"
 nginx -c "$W/backends.conf"
 
 # The slow mirror side: the reference task app, every answer 5 s late.
