@@ -1,0 +1,231 @@
+//! The rollout store: an operator's run-time percentage per route and the audit log, in
+//! SQLite (one proxy) or PostgreSQL (replicas sharing one state, with change notifications).
+//!
+//! A row in `rollout` means "an operator chose this"; no row means "the configuration
+//! decides". Every change is committed (SQLite: WAL, `synchronous = FULL`) before the caller
+//! applies it to traffic, so what the proxy routes by is always on disk first and survives
+//! `kill -9`.
+
+mod follow;
+mod postgres;
+mod sqlite;
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+
+use self::postgres::PgRollout;
+use self::sqlite::SqliteRollout;
+use crate::{StateError, StateLocation};
+
+/// An operator's run-time rollout value for one route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Override {
+    /// Route name.
+    pub route: String,
+    /// The percentage chosen, in basis points.
+    pub percent_bp: u32,
+    /// The configuration's percentage (basis points) when the operator chose it.
+    pub config_bp: u32,
+    /// Who chose it.
+    pub actor: String,
+    /// When (RFC 3339, UTC).
+    pub updated_at: String,
+}
+
+/// One audit row.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEntry {
+    /// Row id, increasing.
+    pub id: i64,
+    /// When (RFC 3339, UTC).
+    pub at: String,
+    /// Route name.
+    pub route: String,
+    /// Percentage before, in basis points.
+    pub from_bp: u32,
+    /// Percentage after, in basis points.
+    pub to_bp: u32,
+    /// Who.
+    pub actor: String,
+    /// `set`, `rollback`, `reset` (back to the file's value) or `config` (the file changed).
+    pub action: String,
+}
+
+/// One change to record: route, from, to (basis points) and what happens to the override.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// Route name.
+    pub route: String,
+    /// Percentage before (basis points).
+    pub from_bp: u32,
+    /// Percentage after (basis points).
+    pub to_bp: u32,
+    /// `Some(config_bp)` stores an override at `to_bp` (remembering the configuration's
+    /// value); `None` removes it, handing the route back to the configuration.
+    pub keep_override: Option<u32>,
+}
+
+/// The rollout store: one of the two engines.
+pub enum RolloutStore {
+    /// One proxy (or several processes sharing one file on one host).
+    Sqlite(SqliteRollout),
+    /// Several replicas on one PostgreSQL database, with change notifications.
+    Postgres(PgRollout),
+}
+
+impl std::fmt::Debug for RolloutStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RolloutStore({})", self.kind())
+    }
+}
+
+impl RolloutStore {
+    /// Opens the store at `location`, creating its tables if absent. `application_name` is
+    /// what PostgreSQL shows for its connections (e.g. `ficus-proxy`).
+    pub fn open(
+        location: &StateLocation,
+        application_name: &str,
+    ) -> Result<RolloutStore, StateError> {
+        match location {
+            StateLocation::Sqlite(p) => SqliteRollout::open(p).map(RolloutStore::Sqlite),
+            StateLocation::Postgres(url) => {
+                PgRollout::connect(url, application_name).map(RolloutStore::Postgres)
+            }
+        }
+    }
+
+    /// `sqlite` or `postgres`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RolloutStore::Sqlite(_) => "sqlite",
+            RolloutStore::Postgres(_) => "postgres",
+        }
+    }
+
+    /// Signalled when another process may have changed the state (a notification arrived, or
+    /// the notification connection was re-established and some may have been missed). `None`
+    /// for SQLite, whose changes come from this process (or are picked up on restart/reload).
+    pub fn changes(&self) -> Option<Arc<Notify>> {
+        match self {
+            RolloutStore::Sqlite(_) => None,
+            RolloutStore::Postgres(p) => Some(p.changes()),
+        }
+    }
+
+    /// The override of one route, if an operator set one.
+    pub fn get(&self, route: &str) -> Result<Option<Override>, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.get(route),
+            RolloutStore::Postgres(p) => p.get(route),
+        }
+    }
+
+    /// Every stored override, by route.
+    pub fn all(&self) -> Result<Vec<Override>, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.all(),
+            RolloutStore::Postgres(p) => p.all(),
+        }
+    }
+
+    /// Records changes and their audit rows in one transaction: all or nothing. On
+    /// PostgreSQL the same transaction notifies every replica.
+    pub fn record(
+        &mut self,
+        changes: &[Change],
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.record(changes, actor, action),
+            RolloutStore::Postgres(p) => p.record(changes, actor, action),
+        }
+    }
+
+    /// The most recent audit rows, newest first.
+    pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.audit(limit),
+            RolloutStore::Postgres(p) => p.audit(limit),
+        }
+    }
+
+    /// Every route the store has heard of: with an override, in the audit log, or in the
+    /// dual-write log; sorted.
+    pub fn known_routes(&self) -> Result<Vec<String>, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.known_routes(),
+            RolloutStore::Postgres(p) => p.known_routes(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn change(route: &str, from_bp: u32, to_bp: u32, keep: Option<u32>) -> Change {
+        Change {
+            route: route.into(),
+            from_bp,
+            to_bp,
+            keep_override: keep,
+        }
+    }
+
+    #[test]
+    fn record_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let loc = StateLocation::Sqlite(dir.path().join("s.db"));
+        {
+            let mut s = RolloutStore::open(&loc, "test").unwrap();
+            s.record(&[change("r", 0, 2500, Some(0))], "alice", "set")
+                .unwrap();
+        }
+        let mut s = RolloutStore::open(&loc, "test").unwrap();
+        let o = s.get("r").unwrap().unwrap();
+        assert_eq!(
+            (o.percent_bp, o.config_bp, o.actor.as_str()),
+            (2500, 0, "alice")
+        );
+        s.record(&[change("r", 2500, 0, None)], "bob", "reset")
+            .unwrap();
+        assert!(s.get("r").unwrap().is_none());
+        let a = s.audit(10).unwrap();
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].action, "reset");
+        assert_eq!(a[1].to_bp, 2500);
+        assert_eq!(s.known_routes().unwrap(), vec!["r".to_string()]);
+    }
+
+    #[test]
+    fn postgres_store_records_and_notifies() {
+        let db = pgtemp::fresh_database("state").unwrap();
+        let loc = StateLocation::parse(&db.url);
+        let mut a = RolloutStore::open(&loc, "test-a").unwrap();
+        let b = RolloutStore::open(&loc, "test-b").unwrap();
+        let changed = b.changes().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        // The follower signals once when it starts listening; wait for that first.
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), changed.notified())
+                .await
+                .unwrap()
+        });
+        a.record(&[change("tasks", 0, 5000, Some(0))], "alice", "set")
+            .unwrap();
+        rt.block_on(async {
+            tokio::time::timeout(std::time::Duration::from_secs(10), changed.notified())
+                .await
+                .expect("the other store was notified of the change")
+        });
+        assert_eq!(b.get("tasks").unwrap().unwrap().percent_bp, 5000);
+        assert_eq!(b.audit(5).unwrap()[0].actor, "alice");
+        assert_eq!(b.known_routes().unwrap(), vec!["tasks".to_string()]);
+    }
+}
