@@ -146,7 +146,11 @@ fn watch_and_rollback_through_the_binary() {
     let proxy_cfg = dir.join("ficus.toml");
     std::fs::write(
         &proxy_cfg,
-        "[[routes]]\nname = \"tasks-write\"\npercent = 100.0\n",
+        // The proxy's own configuration: writes all on new by `target = "new"` (no
+        // `percent`), which the proxy reads as 100 %.
+        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
+         [backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n\
+         [[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\ntarget = \"new\"\n",
     )
     .unwrap();
     let o = ficus(
@@ -165,8 +169,8 @@ fn watch_and_rollback_through_the_binary() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert!(out(&o).contains("rollback complete"), "{}", out(&o));
-    let percent: i64 = rusqlite::Connection::open(&state)
-        .unwrap()
+    let c = rusqlite::Connection::open(&state).unwrap();
+    let percent: i64 = c
         .query_row(
             "SELECT percent_bp FROM rollout WHERE route = 'tasks-write'",
             [],
@@ -174,6 +178,19 @@ fn watch_and_rollback_through_the_binary() {
         )
         .unwrap();
     assert_eq!(percent, 0);
+    // Audited from what the proxy was routing by: 100 % (the hand-parsed TOML of old read
+    // `target = "new"` without `percent` as 0 %).
+    let (from_bp, to_bp, actor): (i64, i64, String) = c
+        .query_row(
+            "SELECT from_bp, to_bp, actor FROM audit WHERE route = 'tasks-write' ORDER BY id DESC LIMIT 1",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(
+        (from_bp, to_bp, actor.as_str()),
+        (10_000, 0, "migrate-rollback")
+    );
 
     // And the watch is clean again.
     let o = watch(&[]);

@@ -345,11 +345,10 @@ async fn run_migrator(dir: &Path, db_url: &str) -> Migrator {
     let metrics = Arc::new(ficus_migrator::Metrics::new().unwrap());
     // The CLI serves --metrics-addr only while a command runs; serve the same registry here
     // for as long as the test needs it.
-    let (addr, server) = metrics
-        .clone()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (addr, server) =
+        ficus_proxy::serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.registry.clone())
+            .await
+            .unwrap();
     let obs = Arc::new(ficus_migrator::Observer::new(metrics.clone(), true));
     let plan =
         ficus_migrator::Plan::build(&src, &ficus_migrator::MigrationConfig::default(), "public")

@@ -6,15 +6,16 @@ use http::header::HeaderName;
 /// 2616): they describe one connection and are never forwarded nor compared. `Connection`
 /// comes first: the proxy also removes every field `Connection` names.
 pub static HOP_BY_HOP: [HeaderName; 9] = [
+    // Most often present first: the proxy scans requests against this list in order.
     http::header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    http::header::PROXY_AUTHENTICATE,
-    http::header::PROXY_AUTHORIZATION,
-    http::header::TE,
-    http::header::TRAILER,
     http::header::TRANSFER_ENCODING,
     http::header::UPGRADE,
+    http::header::TE,
+    http::header::TRAILER,
+    http::header::PROXY_AUTHORIZATION,
+    http::header::PROXY_AUTHENTICATE,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
 ];
 
 /// Whether `name` (lowercase, as `http` keeps names) is hop-by-hop.

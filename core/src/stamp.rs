@@ -22,14 +22,40 @@ pub fn rfc3339(t: OffsetDateTime) -> String {
         .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }
 
-/// Parses a request time: RFC 3339 with an offset, or a naive `YYYY-MM-DD[ T]HH:MM:SS[.f]`
+/// Parses a time: RFC 3339 with an offset, PostgreSQL's `timestamptz` text
+/// (`2026-01-01 10:00:00.5+00`, `+05:30`), or a naive `YYYY-MM-DD[ T]HH:MM:SS[.f]` or date
 /// read as UTC.
 pub fn parse(s: &str) -> Option<OffsetDateTime> {
     let s = s.trim();
     if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
         return Some(t);
     }
+    if let Some(t) = parse_pg(s) {
+        return Some(t);
+    }
     parse_naive(s).map(PrimitiveDateTime::assume_utc)
+}
+
+/// `2026-01-01 10:00:00[.f]+HH[:MM]`: a space for the `T`, and an offset that may lack its
+/// minutes — turned into RFC 3339 and parsed as such.
+fn parse_pg(s: &str) -> Option<OffsetDateTime> {
+    if s.len() < 22 || !s.is_char_boundary(10) || s.as_bytes()[10] != b' ' {
+        return None;
+    }
+    let sign = s.rfind(['+', '-']).filter(|&i| i > 18)?;
+    let offset = &s[sign + 1..];
+    let offset = match offset.len() {
+        2 => format!("{offset}:00"),
+        4 if !offset.contains(':') => format!("{}:{}", &offset[..2], &offset[2..]),
+        _ => offset.to_string(),
+    };
+    let rfc = format!(
+        "{}T{}{}{offset}",
+        &s[..10],
+        &s[11..sign],
+        &s[sign..sign + 1]
+    );
+    OffsetDateTime::parse(&rfc, &Rfc3339).ok()
 }
 
 /// `YYYY-MM-DD HH:MM:SS[.f{1,9}]` (a space or `T` between date and time), or a bare date.
@@ -83,6 +109,9 @@ mod tests {
             parse("2026-01-01"),
             Some(from_unix_us(1_767_225_600_000_000).unwrap())
         );
+        assert_eq!(parse("2026-01-01 10:00:00.5+00"), Some(want));
+        assert_eq!(parse("2026-01-01 15:30:00.5+05:30"), Some(want));
+        assert_eq!(parse("2026-01-01 15:30:00.5+0530"), Some(want));
         assert_eq!(parse("yesterday"), None);
     }
 }

@@ -75,6 +75,8 @@ pub enum DemoError {
     Migrate(#[from] ficus_migrator::MigrateError),
     #[error("watch or rollback: {0}")]
     DualWrite(#[from] ficus_migrator::drift::DualWriteError),
+    #[error(transparent)]
+    State(#[from] Box<ficus_state::StateError>),
     #[error("proxy: {0}")]
     Proxy(#[from] ficus_proxy::ProxyError),
     #[error("proxy configuration: {0}")]

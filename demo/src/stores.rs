@@ -9,42 +9,14 @@ use rusqlite::{Connection, OpenFlags};
 
 use crate::DemoError;
 
-/// What the proxy's `dual_writes` table holds past a row id.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct DualWriteLog {
-    pub rows: i64,
-    /// The newest row id (the cursor for the next look).
-    pub last_id: i64,
-    pub primary_legacy: i64,
-    pub primary_new: i64,
-    /// Both sides answered with the same status.
-    pub agreed: i64,
-    /// Exactly one side answered 2xx.
-    pub divergent: i64,
-}
+pub use ficus_state::DualWriteSummary as DualWriteLog;
 
-/// Rows of `dual_writes` with an id above `after` (the proxy's state store, read-only).
+/// What the proxy's dual-write log holds past a row id (read as `migrate watch` reads it).
 pub async fn dual_write_log(state: &Path, after: i64) -> Result<DualWriteLog, DemoError> {
-    let state = state.to_path_buf();
-    tokio::task::spawn_blocking(move || {
-        let sql = "SELECT count(*), coalesce(max(id), ?1), \
-                   coalesce(sum(primary_side = 'legacy'), 0), coalesce(sum(primary_side = 'new'), 0), \
-                   coalesce(sum(legacy_status IS new_status), 0), coalesce(sum(divergent), 0) \
-                   FROM dual_writes WHERE id > ?1";
-        let c = read_only(&state)?;
-        c.query_row(sql, [after], |r| {
-            Ok(DualWriteLog {
-                rows: r.get(0)?,
-                last_id: r.get(1)?,
-                primary_legacy: r.get(2)?,
-                primary_new: r.get(3)?,
-                agreed: r.get(4)?,
-                divergent: r.get(5)?,
-            })
-        })
-        .map_err(sqlite_error("reading dual_writes"))
-    })
-    .await?
+    let reader = ficus_state::DualWriteReader::open(&ficus_state::StateLocation::from_path(state))
+        .await
+        .map_err(Box::new)?;
+    Ok(reader.summary_after(after).await.map_err(Box::new)?)
 }
 
 /// Runs `sql` on the legacy SQLite file, as a script or an operator would.

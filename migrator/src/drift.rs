@@ -34,18 +34,9 @@ const LOOKUP_BATCH: usize = 400;
 pub enum DualWriteError {
     #[error(transparent)]
     Migrate(#[from] MigrateError),
-    #[error("proxy state {path}: {source}")]
-    ProxyState {
-        path: PathBuf,
-        source: Box<rusqlite::Error>,
-    },
-    /// A PostgreSQL proxy state store (`target` without its password).
-    #[error("proxy state {target}: {what}: {source}")]
-    ProxyStatePg {
-        target: String,
-        what: &'static str,
-        source: Box<tokio_postgres::Error>,
-    },
+    /// The proxy's state store (its dual-write log).
+    #[error(transparent)]
+    State(#[from] Box<ficus_state::StateError>),
     #[error("[watch] configuration: {0}")]
     Config(String),
     #[error("table {table}: {detail}")]
@@ -69,10 +60,10 @@ pub enum DualWriteError {
         path: PathBuf,
         source: Box<rusqlite::Error>,
     },
-    #[error("--since {0:?} is not a date/time (RFC 3339 or YYYY-MM-DD HH:MM:SS, UTC)")]
-    Since(String),
-    #[error("switching routes to legacy: {0}")]
-    Routes(String),
+    #[error(transparent)]
+    Since(#[from] ficus_core::since::SinceError),
+    #[error("--since: {0}")]
+    NoSince(String),
     #[error("report {}: {source}", path.display())]
     Report {
         path: PathBuf,
@@ -580,4 +571,10 @@ pub async fn verify_views(
     )
     .await?;
     Ok(rep.tables)
+}
+
+impl From<ficus_state::StateError> for DualWriteError {
+    fn from(e: ficus_state::StateError) -> DualWriteError {
+        DualWriteError::State(Box::new(e))
+    }
 }

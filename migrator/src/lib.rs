@@ -54,12 +54,8 @@ pub use self::error::{MigrateError, Result};
 pub use self::metrics::Metrics;
 pub use self::plan::Plan;
 pub use self::progress::Observer;
-pub use self::rollback::{
-    rollback, ConflictPolicy, RollbackOptions, RollbackReport, PROXY_STATE_DDL,
-};
+pub use self::rollback::{rollback, ConflictPolicy, RollbackOptions, RollbackReport};
 pub use self::run::{plan_for_run, run, RunOptions, RunReport};
 pub use self::status::{status, StatusReport};
 pub use self::verify::{verify, Difference, VerifyOptions, VerifyReport};
-pub use self::watch::{
-    watch, WatchEvent, WatchOptions, WatchSummary, DUAL_WRITES_DDL, DUAL_WRITES_PG_DDL,
-};
+pub use self::watch::{watch, WatchEvent, WatchOptions, WatchSummary};

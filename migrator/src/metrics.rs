@@ -1,13 +1,6 @@
-//! Prometheus metrics of a migration (names prefixed `ficus_migrate_`), and a tiny HTTP
-//! server for them on `--metrics-addr` while a command runs.
+//! Prometheus metrics of a migration (names prefixed `ficus_migrate_`), in a registry of
+//! their own (the binary serves it on `--metrics-addr` while a command runs).
 
-use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use bytes::Bytes;
-use http_body_util::Full;
-use hyper::{Request, Response};
 use prometheus::{Encoder, GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::error::{MigrateError, Result};
@@ -110,41 +103,5 @@ impl Metrics {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8_lossy(&buf).into_owned()
-    }
-
-    /// Serve `GET /metrics` (any path) on `addr` until the returned handle is aborted.
-    pub async fn serve(
-        self: Arc<Self>,
-        addr: SocketAddr,
-    ) -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let h = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let m = self.clone();
-                tokio::spawn(async move {
-                    let svc =
-                        hyper::service::service_fn(move |_req: Request<hyper::body::Incoming>| {
-                            let body = m.render();
-                            async move {
-                                Ok::<_, Infallible>(
-                                    Response::builder()
-                                        .header("content-type", "text/plain; version=0.0.4")
-                                        .body(Full::new(Bytes::from(body)))
-                                        .unwrap_or_default(),
-                                )
-                            }
-                        });
-                    let io = hyper_util::rt::TokioIo::new(stream);
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(io, svc)
-                        .await;
-                });
-            }
-        });
-        Ok((local, h))
     }
 }

@@ -39,8 +39,10 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use ficus_state::ToLegacy;
 use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use serde::{Deserialize, Serialize};
@@ -69,7 +71,7 @@ pub enum ConflictPolicy {
 }
 
 /// How `migrate rollback` runs.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RollbackOptions {
     pub source: PathBuf,
     pub target: String,
@@ -78,14 +80,9 @@ pub struct RollbackOptions {
     pub since: Option<String>,
     pub dry_run: bool,
     pub conflict: ConflictPolicy,
-    /// Proxy admin API base URL (`http://127.0.0.1:9900`).
-    pub admin: Option<String>,
-    /// Bearer token for the admin API.
-    pub admin_token: Option<String>,
-    /// The proxy's state store, written when the admin API is not given or unreachable.
-    pub proxy_state: Option<PathBuf>,
-    /// The proxy's configuration, to learn every route (and its configured percentage).
-    pub proxy_config: Option<PathBuf>,
+    /// What sends every route to legacy once legacy holds everything (the proxy crate's
+    /// `LegacySwitch`: admin API, else the state store); `None`: routes are left alone.
+    pub to_legacy: Option<Arc<dyn ToLegacy>>,
     /// Row changes listed per table (all are counted).
     pub max_listed: usize,
 }
@@ -99,10 +96,7 @@ impl RollbackOptions {
             since: None,
             dry_run: false,
             conflict: ConflictPolicy::NewestWins,
-            admin: None,
-            admin_token: None,
-            proxy_state: None,
-            proxy_config: None,
+            to_legacy: None,
             max_listed: 1000,
         }
     }
@@ -179,29 +173,7 @@ impl Pass {
     }
 }
 
-/// How routes were set to legacy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "via", rename_all = "kebab-case")]
-pub enum RouteSwitch {
-    /// Neither `--admin` nor `--proxy-state` given.
-    NotRequested,
-    /// Not attempted (dry run, conflicts, failed verify).
-    Skipped {
-        reason: String,
-    },
-    AdminApi {
-        url: String,
-        response: serde_json::Value,
-    },
-    StateStore {
-        path: String,
-        routes: Vec<String>,
-        note: String,
-    },
-    Failed {
-        detail: String,
-    },
-}
+pub use ficus_state::RouteSwitch;
 
 /// The outcome of `migrate rollback`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -364,10 +336,11 @@ impl RollbackReport {
     }
 }
 
-/// Parse `--since`: RFC 3339 or a naive date/time taken as UTC → µs since 1970.
+/// Parse `--since` (the one syntax of [`ficus_core::since`]: RFC 3339, a UTC date or
+/// date-time, or an age like `2h`) → µs since 1970.
 pub fn parse_since(s: &str) -> DwResult<i64> {
-    let p = crate::convert::parse_datetime(s).ok_or_else(|| DualWriteError::Since(s.into()))?;
-    Ok(p.unix_us - p.offset_s.unwrap_or(0) * 1_000_000)
+    let t = ficus_core::since::parse_since(s, time::OffsetDateTime::now_utc())?;
+    Ok(ficus_core::stamp::unix_us(t))
 }
 
 fn now_us() -> i64 {
@@ -388,8 +361,8 @@ pub async fn rollback(
         None => match crate::checkpoint::load_migration(&client, &opts.schema).await? {
             Some((m, _)) => parse_since(&m.started_at)?,
             None => {
-                return Err(DualWriteError::Since(
-                    "(none given, and the target holds no ficus migration to start from)".into(),
+                return Err(DualWriteError::NoSince(
+                    "none given, and the target holds no ficus migration to start from".into(),
                 ))
             }
         },
@@ -419,12 +392,12 @@ pub async fn rollback(
     };
     report.routes = match skip {
         Some(reason) => RouteSwitch::Skipped { reason },
-        None => switch_routes(opts).await,
+        None => match &opts.to_legacy {
+            Some(t) => t.to_legacy("migrate-rollback").await,
+            None => RouteSwitch::NotRequested,
+        },
     };
-    let switched = matches!(
-        report.routes,
-        RouteSwitch::AdminApi { .. } | RouteSwitch::StateStore { .. }
-    );
+    let switched = report.routes.switched();
     if switched {
         // Writes that reached new between the snapshot and the switch.
         let margin = 5_000_000;
@@ -991,249 +964,4 @@ async fn reverse_verify(
         }
     }
     Ok(())
-}
-
-/// `now` as the proxy writes it (RFC 3339, UTC).
-fn rfc3339_now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
-}
-
-async fn switch_routes(opts: &RollbackOptions) -> RouteSwitch {
-    let mut note = String::from("the proxy was not asked");
-    if let Some(admin) = &opts.admin {
-        match post_rollback(admin, opts.admin_token.as_deref()).await {
-            Ok(response) => {
-                return RouteSwitch::AdminApi {
-                    url: admin.clone(),
-                    response,
-                }
-            }
-            Err(AdminError::Unreachable(e)) => {
-                note = format!("admin API {admin} unreachable: {e}");
-            }
-            Err(AdminError::Refused(detail)) => {
-                return RouteSwitch::Failed {
-                    detail: format!("admin API {admin}: {detail}"),
-                }
-            }
-        }
-    }
-    let Some(path) = &opts.proxy_state else {
-        return if opts.admin.is_some() {
-            RouteSwitch::Failed {
-                detail: format!("{note}; no --proxy-state to fall back to"),
-            }
-        } else {
-            RouteSwitch::NotRequested
-        };
-    };
-    if crate::watch::is_postgres_url(path) {
-        return RouteSwitch::Failed {
-            detail: format!(
-                "{note}; --proxy-state {}: a PostgreSQL state store is not written by this command — use --admin (any replica)",
-                path.display()
-            ),
-        };
-    }
-    match set_state_store(path, opts.proxy_config.as_deref()) {
-        Ok(routes) => RouteSwitch::StateStore {
-            path: path.display().to_string(),
-            routes,
-            note: format!("{note}; a running proxy applies it on its next restart or reload"),
-        },
-        Err(DualWriteError::Routes(detail)) => RouteSwitch::Failed { detail },
-        Err(e) => RouteSwitch::Failed {
-            detail: e.to_string(),
-        },
-    }
-}
-
-enum AdminError {
-    Unreachable(String),
-    Refused(String),
-}
-
-async fn post_rollback(admin: &str, token: Option<&str>) -> Result<serde_json::Value, AdminError> {
-    use http_body_util::{BodyExt, Full};
-    let url = format!("{}/admin/rollback", admin.trim_end_matches('/'));
-    let uri: hyper::Uri = url
-        .parse()
-        .map_err(|e| AdminError::Refused(format!("bad URL {url}: {e}")))?;
-    let client: hyper_util::client::legacy::Client<_, Full<bytes::Bytes>> =
-        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-            .build_http();
-    let mut req = hyper::Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header("content-type", "application/json")
-        .header("x-ficus-actor", "migrate-rollback");
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
-    }
-    let req = req
-        .body(Full::new(bytes::Bytes::from_static(b"{}")))
-        .map_err(|e| AdminError::Refused(e.to_string()))?;
-    let resp = tokio::time::timeout(Duration::from_secs(5), client.request(req))
-        .await
-        .map_err(|_| AdminError::Unreachable("no answer within 5 s".into()))?
-        .map_err(|e| AdminError::Unreachable(e.to_string()))?;
-    let status = resp.status();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| AdminError::Unreachable(e.to_string()))?
-        .to_bytes();
-    let text = String::from_utf8_lossy(&body).into_owned();
-    if !status.is_success() {
-        return Err(AdminError::Refused(format!(
-            "{status}: {}{}",
-            text.trim(),
-            if token.is_none() {
-                " (FICUS_ADMIN_TOKEN is not set)"
-            } else {
-                ""
-            }
-        )));
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
-}
-
-/// Routes of a proxy config file with their configured percentage (basis points).
-fn config_routes(path: &Path) -> DwResult<Vec<(String, u32)>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| DualWriteError::Routes(format!("reading {}: {e}", path.display())))?;
-    let v: toml::Value = toml::from_str(&text)
-        .map_err(|e| DualWriteError::Routes(format!("{} is not TOML: {e}", path.display())))?;
-    let mut out = Vec::new();
-    for r in v
-        .get("routes")
-        .and_then(|r| r.as_array())
-        .into_iter()
-        .flatten()
-    {
-        let Some(name) = r.get("name").and_then(|n| n.as_str()) else {
-            continue;
-        };
-        let pct = r
-            .get("percent")
-            .and_then(|p| p.as_float().or_else(|| p.as_integer().map(|i| i as f64)))
-            .unwrap_or(0.0);
-        out.push((
-            name.to_string(),
-            (pct * 100.0).round().clamp(0.0, 10_000.0) as u32,
-        ));
-    }
-    Ok(out)
-}
-
-/// The proxy's SQLite state tables (rollout percentages, audit log), exactly as
-/// `ficus_proxy::STATE_DDL` creates them (kept equal by `tests/dual_writes_contract.rs`).
-pub const PROXY_STATE_DDL: &str = "CREATE TABLE IF NOT EXISTS rollout (
-  route      TEXT PRIMARY KEY,
-  percent_bp INTEGER NOT NULL,
-  config_bp  INTEGER NOT NULL,
-  actor      TEXT NOT NULL,
-  updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS audit (
-  id      INTEGER PRIMARY KEY AUTOINCREMENT,
-  at      TEXT NOT NULL,
-  route   TEXT NOT NULL,
-  from_bp INTEGER NOT NULL,
-  to_bp   INTEGER NOT NULL,
-  actor   TEXT NOT NULL,
-  action  TEXT NOT NULL
-);";
-
-/// Set every known route to 0 % in the proxy state store, with audit rows, in one
-/// transaction. Returns the routes.
-pub fn set_state_store(path: &Path, proxy_config: Option<&Path>) -> DwResult<Vec<String>> {
-    let err = |source: rusqlite::Error| DualWriteError::ProxyState {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    };
-    let configured = match proxy_config {
-        Some(p) => config_routes(p)?,
-        None => Vec::new(),
-    };
-    let mut conn = Connection::open(path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    // The proxy's own tables, for a store it never opened.
-    conn.execute_batch(PROXY_STATE_DDL).map_err(err)?;
-    conn.execute_batch(crate::watch::DUAL_WRITES_DDL)
-        .map_err(err)?;
-    let tx = conn
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
-    let mut routes: BTreeSet<String> = BTreeSet::new();
-    for sql in [
-        "SELECT route FROM rollout",
-        "SELECT DISTINCT route FROM audit",
-        "SELECT DISTINCT route FROM dual_writes",
-    ] {
-        let mut st = tx.prepare(sql).map_err(err)?;
-        let names = st
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(err)?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        routes.extend(names);
-    }
-    routes.extend(configured.iter().map(|(n, _)| n.clone()));
-    routes.retain(|r| !r.starts_with('_'));
-    if routes.is_empty() {
-        return Err(DualWriteError::Routes(format!(
-            "{} knows no route (no rollout, audit or dual_writes rows); give --proxy-config with the proxy's configuration",
-            path.display()
-        )));
-    }
-    let now = rfc3339_now();
-    for r in &routes {
-        let current: Option<(u32, u32)> = tx
-            .query_row(
-                "SELECT percent_bp, config_bp FROM rollout WHERE route = ?1",
-                [r],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(err)?;
-        let conf = configured.iter().find(|(n, _)| n == r).map(|(_, bp)| *bp);
-        let last_audit: Option<u32> = tx
-            .query_row(
-                "SELECT to_bp FROM audit WHERE route = ?1 ORDER BY id DESC LIMIT 1",
-                [r],
-                |row| row.get(0),
-            )
-            .map(Some)
-            .or_else(|e| match e {
-                rusqlite::Error::QueryReturnedNoRows => Ok(None),
-                e => Err(e),
-            })
-            .map_err(err)?;
-        let from_bp = current.map(|c| c.0).or(conf).or(last_audit).unwrap_or(0);
-        let config_bp = current.map(|c| c.1).or(conf).unwrap_or(from_bp);
-        tx.execute(
-            "INSERT INTO rollout (route, percent_bp, config_bp, actor, updated_at)
-             VALUES (?1, 0, ?2, 'migrate-rollback', ?3)
-             ON CONFLICT(route) DO UPDATE SET percent_bp = 0, actor = 'migrate-rollback',
-                 updated_at = ?3",
-            rusqlite::params![r, config_bp, now],
-        )
-        .map_err(err)?;
-        tx.execute(
-            "INSERT INTO audit (at, route, from_bp, to_bp, actor, action)
-             VALUES (?1, ?2, ?3, 0, 'migrate-rollback', 'rollback')",
-            rusqlite::params![now, r, from_bp],
-        )
-        .map_err(err)?;
-    }
-    tx.commit().map_err(err)?;
-    Ok(routes.into_iter().collect())
 }

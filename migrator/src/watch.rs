@@ -34,8 +34,8 @@
 //!
 //! # Contract with the proxy
 //! The proxy's state store (`[proxy] state`) holds table `dual_writes`: in a SQLite state
-//! store [`DUAL_WRITES_DDL`], in a PostgreSQL one `ficus_proxy.dual_writes`
-//! ([`DUAL_WRITES_PG_DDL`], appended to by every replica); the proxy and this reader both
+//! store `dual_writes`, in a PostgreSQL one `ficus_proxy.dual_writes` (appended to by every
+//! replica; the tables are `ficus-state`'s, defined once there); the proxy and this reader both
 //! create it if absent. `--proxy-state` is the SQLite file or the `postgres://` URL (the same
 //! database as `--target` or another). For every write
 //! (non-GET/HEAD request) on a route with `dual_write = true` and a `key = "path:PARAM"`
@@ -88,8 +88,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{Gauge, IntCounterVec, IntGaugeVec, Opts, Registry};
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
+
+use ficus_state::{DualWriteEntry, DualWriteReader, StateLocation};
 
 use crate::config::MigrationConfig;
 use crate::convert::PgType;
@@ -106,36 +107,6 @@ use crate::source::{open_source, read_rows_where, KeyValue};
 use crate::verify::Difference;
 use crate::writeback::{utc_text, LegacyStyle};
 
-/// The table the proxy appends dual writes to (see the module docs).
-pub const DUAL_WRITES_DDL: &str = "CREATE TABLE IF NOT EXISTS dual_writes (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  at TEXT NOT NULL,
-  route TEXT NOT NULL,
-  key TEXT NOT NULL,
-  method TEXT NOT NULL,
-  primary_side TEXT NOT NULL,
-  legacy_status INTEGER,
-  new_status INTEGER,
-  divergent INTEGER NOT NULL
-)";
-
-/// The same table in a PostgreSQL proxy state store (schema `ficus_proxy`), exactly as the
-/// proxy's `ficus_proxy::DUAL_WRITES_PG_DDL` creates it.
-pub const DUAL_WRITES_PG_DDL: &str = "CREATE SCHEMA IF NOT EXISTS ficus_proxy;
-CREATE TABLE IF NOT EXISTS ficus_proxy.dual_writes (
-  id bigserial PRIMARY KEY,
-  at text NOT NULL,
-  route text NOT NULL,
-  key text NOT NULL,
-  method text NOT NULL,
-  primary_side text NOT NULL,
-  legacy_status integer,
-  new_status integer,
-  divergent integer NOT NULL
-)";
-
-/// The advisory lock the proxy holds while creating its PostgreSQL state tables.
-const PROXY_SCHEMA_LOCK: i64 = 7267231501;
 /// How long an id skipped below the highest id read is looked for (see the module docs).
 pub const GAP_GRACE: Duration = Duration::from_secs(30);
 /// Gaps remembered at most; a larger jump in ids is not tracked id by id.
@@ -544,258 +515,8 @@ struct Pending {
     route: Option<String>,
 }
 
-/// One row of `dual_writes`.
-struct DwRow {
-    id: i64,
-    at: String,
-    route: String,
-    key: String,
-    method: String,
-    primary_side: String,
-    legacy_status: Option<i64>,
-    new_status: Option<i64>,
-    divergent: i64,
-}
-
-const DW_COLUMNS: &str =
-    "id, at, route, key, method, primary_side, legacy_status, new_status, divergent";
-
-/// Where the dual-write rows are read from: the proxy's SQLite or PostgreSQL state store.
-pub enum ProxySource {
-    Sqlite {
-        /// In a mutex so the watch future is `Send` (it is only locked in synchronous code).
-        conn: std::sync::Mutex<Connection>,
-        path: PathBuf,
-    },
-    Postgres {
-        client: tokio_postgres::Client,
-        /// The URL without its password.
-        target: String,
-    },
-}
-
-/// `postgres://user:secret@host/db` → `postgres://user:***@host/db`.
-fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (auth, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match auth.rsplit_once('@') {
-        Some((user, host)) => match user.split_once(':') {
-            Some((name, _)) => format!("{scheme}://{name}:***@{host}{tail}"),
-            None => url.to_string(),
-        },
-        None => url.to_string(),
-    }
-}
-
-impl ProxySource {
-    /// Opens the proxy's state store (a SQLite file or a `postgres://` URL) and creates
-    /// `dual_writes` if it is absent.
-    pub async fn open(spec: &Path) -> DwResult<ProxySource> {
-        if !is_postgres_url(spec) {
-            let conn = open_proxy_state(spec)?;
-            return Ok(ProxySource::Sqlite {
-                conn: std::sync::Mutex::new(conn),
-                path: spec.to_path_buf(),
-            });
-        }
-        let url = spec.to_string_lossy().into_owned();
-        let target = redact_url(&url);
-        let client = crate::run::connect(&url).await?;
-        let pg = |what: &'static str| {
-            let target = target.clone();
-            move |source| DualWriteError::ProxyStatePg {
-                target: target.clone(),
-                what,
-                source: Box::new(source),
-            }
-        };
-        let exists: bool = client
-            .query_one(
-                "SELECT to_regclass('ficus_proxy.dual_writes') IS NOT NULL",
-                &[],
-            )
-            .await
-            .and_then(|r| r.try_get(0))
-            .map_err(pg("look up ficus_proxy.dual_writes"))?;
-        if !exists {
-            // Under the proxy's lock: a replica may be creating the schema right now.
-            client
-                .batch_execute(&format!(
-                    "BEGIN; SELECT pg_advisory_xact_lock({PROXY_SCHEMA_LOCK}); {DUAL_WRITES_PG_DDL}; COMMIT"
-                ))
-                .await
-                .map_err(pg("create ficus_proxy.dual_writes"))?;
-        }
-        Ok(ProxySource::Postgres { client, target })
-    }
-
-    fn sqlite_err(path: &Path) -> impl Fn(rusqlite::Error) -> DualWriteError + '_ {
-        move |source| DualWriteError::ProxyState {
-            path: path.to_path_buf(),
-            source: Box::new(source),
-        }
-    }
-
-    fn pg_err(target: &str) -> impl Fn(tokio_postgres::Error) -> DualWriteError + '_ {
-        move |source| DualWriteError::ProxyStatePg {
-            target: target.to_string(),
-            what: "read ficus_proxy.dual_writes",
-            source: Box::new(source),
-        }
-    }
-
-    /// The highest id (of the rows stamped before `before`, when given); 0 when none.
-    async fn max_id(&self, before: Option<&str>) -> DwResult<i64> {
-        match self {
-            ProxySource::Sqlite { conn, path } => {
-                let conn = lock(conn)?;
-                let r = match before {
-                    Some(b) => conn.query_row(
-                        "SELECT coalesce(max(id), 0) FROM dual_writes WHERE at < ?1",
-                        [b],
-                        |r| r.get(0),
-                    ),
-                    None => {
-                        conn.query_row("SELECT coalesce(max(id), 0) FROM dual_writes", [], |r| {
-                            r.get(0)
-                        })
-                    }
-                };
-                r.map_err(Self::sqlite_err(path))
-            }
-            ProxySource::Postgres { client, target } => {
-                let r = match before {
-                    Some(b) => {
-                        client
-                            .query_one(
-                                "SELECT coalesce(max(id), 0) FROM ficus_proxy.dual_writes WHERE at < $1",
-                                &[&b],
-                            )
-                            .await
-                    }
-                    None => {
-                        client
-                            .query_one(
-                                "SELECT coalesce(max(id), 0) FROM ficus_proxy.dual_writes",
-                                &[],
-                            )
-                            .await
-                    }
-                };
-                r.and_then(|r| r.try_get(0)).map_err(Self::pg_err(target))
-            }
-        }
-    }
-
-    /// Rows with `after < id <= until`, by id, `limit` at most.
-    async fn rows_after(&self, after: i64, until: i64, limit: i64) -> DwResult<Vec<DwRow>> {
-        match self {
-            ProxySource::Sqlite { conn, path } => {
-                let sql = format!(
-                    "SELECT {DW_COLUMNS} FROM dual_writes WHERE id > ?1 AND id <= ?2 ORDER BY id LIMIT ?3"
-                );
-                sqlite_rows(conn, path, &sql, rusqlite::params![after, until, limit])
-            }
-            ProxySource::Postgres { client, target } => {
-                let sql = format!(
-                    "SELECT {DW_COLUMNS} FROM ficus_proxy.dual_writes \
-                     WHERE id > $1 AND id <= $2 ORDER BY id LIMIT $3"
-                );
-                let rows = client
-                    .query(&sql, &[&after, &until, &limit])
-                    .await
-                    .map_err(Self::pg_err(target))?;
-                rows.iter()
-                    .map(pg_row)
-                    .collect::<Result<_, _>>()
-                    .map_err(Self::pg_err(target))
-            }
-        }
-    }
-
-    /// The rows of these ids that exist now, by id.
-    async fn rows_with_ids(&self, ids: &[i64]) -> DwResult<Vec<DwRow>> {
-        if ids.is_empty() {
-            return Ok(Vec::new());
-        }
-        match self {
-            ProxySource::Sqlite { conn, path } => {
-                let list = ids.iter().map(i64::to_string).collect::<Vec<_>>().join(",");
-                let sql = format!(
-                    "SELECT {DW_COLUMNS} FROM dual_writes WHERE id IN ({list}) ORDER BY id"
-                );
-                sqlite_rows(conn, path, &sql, [])
-            }
-            ProxySource::Postgres { client, target } => {
-                let sql = format!(
-                    "SELECT {DW_COLUMNS} FROM ficus_proxy.dual_writes WHERE id = ANY($1) ORDER BY id"
-                );
-                let rows = client
-                    .query(&sql, &[&ids])
-                    .await
-                    .map_err(Self::pg_err(target))?;
-                rows.iter()
-                    .map(pg_row)
-                    .collect::<Result<_, _>>()
-                    .map_err(Self::pg_err(target))
-            }
-        }
-    }
-}
-
-fn lock(conn: &std::sync::Mutex<Connection>) -> DwResult<std::sync::MutexGuard<'_, Connection>> {
-    conn.lock()
-        .map_err(|_| DualWriteError::Internal("proxy state lock poisoned".into()))
-}
-
-fn sqlite_rows(
-    conn: &std::sync::Mutex<Connection>,
-    path: &Path,
-    sql: &str,
-    params: impl rusqlite::Params,
-) -> DwResult<Vec<DwRow>> {
-    let err = ProxySource::sqlite_err(path);
-    let conn = lock(conn)?;
-    let mut st = conn.prepare_cached(sql).map_err(&err)?;
-    let it = st
-        .query_map(params, |r| {
-            Ok(DwRow {
-                id: r.get(0)?,
-                at: r.get(1)?,
-                route: r.get(2)?,
-                key: r.get(3)?,
-                method: r.get(4)?,
-                primary_side: r.get(5)?,
-                legacy_status: r.get(6)?,
-                new_status: r.get(7)?,
-                divergent: r.get(8)?,
-            })
-        })
-        .map_err(&err)?;
-    it.collect::<Result<_, _>>().map_err(err)
-}
-
-fn pg_row(r: &tokio_postgres::Row) -> Result<DwRow, tokio_postgres::Error> {
-    Ok(DwRow {
-        id: r.try_get(0)?,
-        at: r.try_get(1)?,
-        route: r.try_get(2)?,
-        key: r.try_get(3)?,
-        method: r.try_get(4)?,
-        primary_side: r.try_get(5)?,
-        legacy_status: r.try_get::<_, Option<i32>>(6)?.map(i64::from),
-        new_status: r.try_get::<_, Option<i32>>(7)?.map(i64::from),
-        divergent: i64::from(r.try_get::<_, i32>(8)?),
-    })
-}
-
 struct ProxyState {
-    source: ProxySource,
+    source: DualWriteReader,
     /// The highest id read.
     cursor: i64,
     /// `--once`: read up to this id only.
@@ -808,7 +529,7 @@ struct ProxyState {
 impl ProxyState {
     /// The rows committed since the last call: new ones past the cursor, and ones that filled
     /// a gap. Remembers the gaps the new rows leave.
-    async fn poll(&mut self) -> DwResult<Vec<DwRow>> {
+    async fn poll(&mut self) -> DwResult<Vec<DualWriteEntry>> {
         let now = now_us();
         let until = self.until.unwrap_or(i64::MAX);
         let mut rows = self
@@ -849,31 +570,6 @@ impl ProxyState {
         self.gaps.retain(|_, noticed| now - *noticed <= grace);
         Ok(rows)
     }
-}
-
-/// Whether a `--proxy-state` names a PostgreSQL state store rather than a SQLite file.
-pub fn is_postgres_url(path: &Path) -> bool {
-    let s = path.to_string_lossy();
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
-}
-
-/// Open the proxy's SQLite state store and create `dual_writes` if it is absent (a
-/// PostgreSQL one: [`ProxySource::open`]).
-pub fn open_proxy_state(path: &Path) -> DwResult<Connection> {
-    if is_postgres_url(path) {
-        return Err(DualWriteError::Config(format!(
-            "--proxy-state {}: a PostgreSQL state store is read through ProxySource::open",
-            redact_url(&path.to_string_lossy())
-        )));
-    }
-    let err = |source: rusqlite::Error| DualWriteError::ProxyState {
-        path: path.to_path_buf(),
-        source: Box::new(source),
-    };
-    let conn = Connection::open(path).map_err(err)?;
-    conn.busy_timeout(Duration::from_secs(5)).map_err(err)?;
-    conn.execute_batch(DUAL_WRITES_DDL).map_err(err)?;
-    Ok(conn)
 }
 
 struct Watcher<'a, F: FnMut(&WatchEvent)> {
@@ -986,7 +682,7 @@ pub async fn watch<F: FnMut(&WatchEvent) + Send>(
     let start = now_us();
     let proxy = match &opts.proxy_state {
         Some(p) => {
-            let source = ProxySource::open(p).await?;
+            let source = DualWriteReader::open(&StateLocation::from_path(p)).await?;
             let cutoff = iso(start - opts.lookback.as_micros() as i64);
             let cursor = source.max_id(Some(&cutoff)).await?;
             let until = if opts.once {
@@ -1177,7 +873,7 @@ impl<F: FnMut(&WatchEvent)> Watcher<'_, F> {
         };
         let rows = ps.poll().await?;
         let settle = self.settle_us();
-        for DwRow {
+        for DualWriteEntry {
             at,
             route,
             key,

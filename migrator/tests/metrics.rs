@@ -29,11 +29,10 @@ async fn metrics_endpoint_serves_rows_rejects_and_phase() {
     );
     let db = pgtemp::fresh_database("mig_metrics").unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
-    let (addr, server) = metrics
-        .clone()
-        .serve("127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let (addr, server) =
+        ficus_proxy::serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.registry.clone())
+            .await
+            .unwrap();
     let obs = Arc::new(Observer::new(metrics, true));
     let plan = build_plan(&src, &MigrationConfig::default());
     ficus_migrator::run(&plan, &src, &db.url, &RunOptions::default(), &obs)

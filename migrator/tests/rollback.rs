@@ -5,16 +5,15 @@
 
 mod dualwrite;
 
-use std::convert::Infallible;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use dualwrite::{record, stamp, DualWrite, Env, Http, BASE_CONFIG};
 use ficus_migrator::rollback::{RouteSwitch, RowAction};
 use ficus_migrator::{ConflictPolicy, RollbackOptions};
-use http_body_util::{BodyExt, Full};
+use ficus_proxy::{LegacySwitch, StateLocation};
+use ficus_state::{Change, RolloutStore};
 
 /// Every row of every table, in a stable order: to show a file did not change.
 fn dump(path: &Path) -> String {
@@ -49,14 +48,19 @@ fn state_rows(state: &Path) -> Vec<(String, i64, i64, String)> {
 
 /// The proxy's state store as a proxy left it: an operator put tasks-write on new (100 %).
 fn proxy_state(state: &Path) {
-    let c = rusqlite::Connection::open(state).unwrap();
-    c.execute_batch(
-        "CREATE TABLE rollout (route TEXT PRIMARY KEY, percent_bp INTEGER NOT NULL, config_bp INTEGER NOT NULL, actor TEXT NOT NULL, updated_at TEXT NOT NULL);
-         CREATE TABLE audit (id INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL, route TEXT NOT NULL, from_bp INTEGER NOT NULL, to_bp INTEGER NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL);
-         INSERT INTO rollout VALUES ('tasks-write', 10000, 5000, 'ops', '2026-01-01T00:00:00Z');
-         INSERT INTO audit (at, route, from_bp, to_bp, actor, action) VALUES ('2026-01-01T00:00:00Z', 'tasks-write', 5000, 10000, 'ops', 'set');",
-    )
-    .unwrap();
+    let mut store = RolloutStore::open(&StateLocation::from_path(state), "test").unwrap();
+    store
+        .record(
+            &[Change {
+                route: "tasks-write".into(),
+                from_bp: 5000,
+                to_bp: 10_000,
+                keep_override: Some(5000),
+            }],
+            "ops",
+            "set",
+        )
+        .unwrap();
 }
 
 async fn count(pg: &tokio_postgres::Client, table: &str) -> i64 {
@@ -88,7 +92,9 @@ async fn new_side_writes_survive_rollback() {
     let proxy_config = env.dir.path().join("ficus.toml");
     std::fs::write(
         &proxy_config,
-        "[[routes]]\nname = \"tasks-read\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npercent = 50\n",
+        format!(
+            "{PROXY_BASE}[[routes]]\nname = \"tasks-read\"\nmethods = [\"GET\"]\npath = \"/api/tasks/*\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\npercent = 50\n"
+        ),
     )
     .unwrap();
     let new = env.new_side().await;
@@ -125,7 +131,10 @@ async fn new_side_writes_survive_rollback() {
     // Dry run: the list, and nothing written anywhere.
     let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
     opts.dry_run = true;
-    opts.proxy_state = Some(env.state.clone());
+    opts.to_legacy = Some(Arc::new(LegacySwitch {
+        state: Some(StateLocation::from_path(&env.state)),
+        ..LegacySwitch::default()
+    }));
     let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
     let tasks = rep.pass.tables.iter().find(|t| t.table == "tasks").unwrap();
     assert_eq!((tasks.inserted, tasks.updated), (2, 3), "{}", rep.text());
@@ -150,10 +159,12 @@ async fn new_side_writes_survive_rollback() {
     let admin = format!("http://{}", closed.local_addr().unwrap());
     drop(closed);
     let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
-    opts.proxy_state = Some(env.state.clone());
-    opts.proxy_config = Some(proxy_config);
-    opts.admin = Some(admin);
-    opts.admin_token = Some("secret".into());
+    opts.to_legacy = Some(Arc::new(LegacySwitch {
+        admin: Some(admin),
+        token: Some("secret".into()),
+        state: Some(StateLocation::from_path(&env.state)),
+        config: Some(proxy_config),
+    }));
     let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
     assert!(rep.ok, "{}", rep.text());
     assert!(rep.pass.written && rep.pass.verified_clean);
@@ -250,69 +261,20 @@ async fn new_side_writes_survive_rollback() {
     new.shutdown().await;
 }
 
-/// What a mock admin API saw.
-#[derive(Default, Clone)]
-struct Seen {
-    auth: Option<String>,
-    actor: Option<String>,
-    path: String,
-    body: String,
-}
+/// The sections a proxy configuration needs before its routes.
+const PROXY_BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate = \":memory:\"\n[backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n";
 
-/// A stand-in for the proxy's admin API: `POST /admin/rollback` with the right token.
-async fn mock_admin(seen: Arc<Mutex<Vec<Seen>>>) -> String {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let seen = seen.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let seen = seen.clone();
-                        async move {
-                            let h = |n: &str| {
-                                req.headers()
-                                    .get(n)
-                                    .map(|v| v.to_str().unwrap().to_string())
-                            };
-                            let mut s = Seen {
-                                auth: h("authorization"),
-                                actor: h("x-ficus-actor"),
-                                path: req.uri().path().to_string(),
-                                body: String::new(),
-                            };
-                            let ok = s.auth.as_deref() == Some("Bearer secret");
-                            let body = req.into_body().collect().await.unwrap().to_bytes();
-                            s.body = String::from_utf8_lossy(&body).into_owned();
-                            seen.lock().unwrap().push(s);
-                            let (status, text) = if ok {
-                                (
-                                    200,
-                                    r#"{"rolled_back":[{"route":"tasks-write","from":100.0,"to":0.0}]}"#,
-                                )
-                            } else {
-                                (403, r#"{"error":"wrong bearer token"}"#)
-                            };
-                            Ok::<_, Infallible>(
-                                hyper::Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::from(text)))
-                                    .unwrap(),
-                            )
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    format!("http://{addr}")
+/// A real proxy whose admin API takes token `secret`, with tasks-write put on new by an
+/// operator.
+fn proxy_with_writes_on_new() -> ficus_proxy::ProxyHandle {
+    let mut config = ficus_proxy::Config::from_toml_str(&format!(
+        "{PROXY_BASE}[[routes]]\nname = \"tasks-write\"\nmethods = [\"POST\"]\npath = \"/api/tasks/*\"\n"
+    ))
+    .unwrap();
+    config.proxy.admin_token = Some(ficus_proxy::config::Secret("secret".into()));
+    let proxy = ficus_proxy::Proxy::start(config, None).unwrap();
+    proxy.set_rollout("tasks-write", 100.0, "ops").unwrap();
+    proxy
 }
 
 /// Both sides changed the same row since T: `--conflict abort` refuses and writes nothing;
@@ -353,13 +315,19 @@ async fn conflicts_abort_or_newest_wins() {
     legacy.shutdown().await;
     let before = dump(&env.sqlite);
 
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let admin = mock_admin(seen.clone()).await;
+    let proxy = proxy_with_writes_on_new();
+    let admin = format!("http://{}", proxy.admin_addr());
+    let switch = |token: &str| {
+        Some(Arc::new(LegacySwitch {
+            admin: Some(admin.clone()),
+            token: Some(token.into()),
+            ..LegacySwitch::default()
+        }) as Arc<dyn ficus_state::ToLegacy>)
+    };
     let mut opts = RollbackOptions::new(&env.sqlite, &env.pg.url);
     opts.since = Some(since.clone());
     opts.conflict = ConflictPolicy::Abort;
-    opts.admin = Some(admin.clone());
-    opts.admin_token = Some("secret".into());
+    opts.to_legacy = switch("secret");
     let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
     assert!(
         rep.pass.aborted && !rep.pass.written && !rep.ok,
@@ -378,9 +346,11 @@ async fn conflicts_abort_or_newest_wins() {
     assert!(rep.text().contains("ABORTED"), "{}", rep.text());
     assert!(matches!(rep.routes, RouteSwitch::Skipped { .. }));
     assert_eq!(dump(&env.sqlite), before, "abort wrote to SQLite");
-    assert!(
-        seen.lock().unwrap().is_empty(),
-        "routes switched despite the abort"
+    let audit = proxy.audit(10).unwrap();
+    assert_eq!(
+        audit.len(),
+        1,
+        "routes switched despite the abort: {audit:?}"
     );
 
     // newest-wins: legacy's later TASK-103 stays, new's TASK-104 comes back.
@@ -408,15 +378,18 @@ async fn conflicts_abort_or_newest_wins() {
         panic!("{:?}", rep.routes)
     };
     assert_eq!(response["rolled_back"][0]["route"], "tasks-write");
-    let calls = seen.lock().unwrap().clone();
-    assert_eq!(calls.len(), 1);
-    assert_eq!(calls[0].path, "/admin/rollback");
-    assert_eq!(calls[0].body, "{}");
-    assert_eq!(calls[0].auth.as_deref(), Some("Bearer secret"));
-    assert_eq!(calls[0].actor.as_deref(), Some("migrate-rollback"));
+    assert_eq!(response["rolled_back"][0]["from"], 100.0);
+    let audit = proxy.audit(10).unwrap();
+    assert_eq!(
+        (audit[0].route.as_str(), audit[0].from_bp, audit[0].to_bp),
+        ("tasks-write", 10_000, 0)
+    );
+    assert_eq!(audit[0].actor, "migrate-rollback");
+    assert_eq!(proxy.routes().unwrap()[0].percent, 0.0);
 
     // A wrong token is a failure, not a silent fallback.
-    opts.admin_token = Some("wrong".into());
+    proxy.set_rollout("tasks-write", 100.0, "ops").unwrap();
+    opts.to_legacy = switch("wrong");
     let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
     assert!(!rep.ok);
     assert!(
@@ -424,5 +397,7 @@ async fn conflicts_abort_or_newest_wins() {
         "{:?}",
         rep.routes
     );
+    assert_eq!(proxy.routes().unwrap()[0].percent, 100.0);
+    proxy.shutdown().await;
     new.shutdown().await;
 }

@@ -12,17 +12,16 @@ use ficus_migrator::WatchEvent;
 
 /// A connection to a proxy state database, `ficus_proxy.dual_writes` created as the proxy does.
 async fn state_client(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .unwrap();
     tokio::spawn(conn);
-    c.batch_execute(ficus_migrator::DUAL_WRITES_PG_DDL)
-        .await
-        .unwrap();
+    ficus_state::schema::create_pg(&mut c).await.unwrap();
     c
 }
 
-/// The row a proxy replica appends for one write (statuses as the sides answered).
+/// The row a proxy replica appends for one write (statuses as the sides answered), written
+/// by hand so the test controls when each replica's transaction commits.
 async fn record_pg(
     c: &impl tokio_postgres::GenericClient,
     at: &str,

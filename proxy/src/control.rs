@@ -20,7 +20,7 @@ use crate::config::{bp_to_percent, Config, RouteConfig};
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
 use crate::sidecars::Sidecars;
-use crate::state::{AuditEntry, Change, Override, StateLocation, StateStore};
+use ficus_state::{AuditEntry, Change, Override, RolloutStore as StateStore, StateLocation};
 
 /// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
 /// notification: the fallback for notifications lost while the listener reconnects.
@@ -122,8 +122,9 @@ fn effective(state: &StateStore, rc: &RouteConfig) -> Result<(u32, Option<Overri
 
 impl Control {
     pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
-        let location = StateLocation::resolve(&config.proxy)?;
-        let state = StateStore::connect(&location)?;
+        let location =
+            StateLocation::resolve(&config.proxy.state, config.proxy.state_env.as_deref())?;
+        let state = StateStore::open(&location, "ficus-proxy")?;
         let state_changes = state.changes();
         let state_kind = state.kind();
         let metrics = Arc::new(Metrics::new()?);
@@ -286,7 +287,7 @@ impl Control {
         let (from, _) = effective(&inner.state, &rc)?;
         inner.state.record(
             &[Change {
-                route,
+                route: route.to_string(),
                 from_bp: from,
                 to_bp: bp,
                 keep_override: Some(rc.percent_bp),
@@ -321,7 +322,7 @@ impl Control {
         let (from, _) = effective(&inner.state, &rc)?;
         inner.state.record(
             &[Change {
-                route,
+                route: route.to_string(),
                 from_bp: from,
                 to_bp: rc.percent_bp,
                 keep_override: None,
@@ -370,7 +371,7 @@ impl Control {
         &self,
     ) -> (
         Option<Arc<ficus_shadow::Shadow>>,
-        Option<Arc<crate::dualwrite::DualWriteLog>>,
+        Option<Arc<ficus_state::DualWriteLog>>,
     ) {
         self.lock().sidecars.handles()
     }
@@ -402,11 +403,11 @@ impl Control {
         for rc in &targets {
             froms.push(effective(&inner.state, rc)?.0);
         }
-        let changes: Vec<Change<'_>> = targets
+        let changes: Vec<Change> = targets
             .iter()
             .zip(&froms)
             .map(|(rc, &from)| Change {
-                route: &rc.name,
+                route: rc.name.clone(),
                 from_bp: from,
                 to_bp: 0,
                 keep_override: Some(rc.percent_bp),
@@ -534,10 +535,10 @@ impl Control {
             return Err(e);
         }
         if !file_changes.is_empty() {
-            let changes: Vec<Change<'_>> = file_changes
+            let changes: Vec<Change> = file_changes
                 .iter()
                 .map(|(r, from, to)| Change {
-                    route: r,
+                    route: r.to_string(),
                     from_bp: *from,
                     to_bp: *to,
                     keep_override: None,

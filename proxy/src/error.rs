@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use http::StatusCode;
 
 pub use crate::config::ConfigError;
-pub use crate::state::StateError;
+pub use ficus_state::StateError;
 
 /// Errors from starting or controlling a proxy.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +53,6 @@ pub enum ProxyError {
     /// Shadow mode could not start (its store, its threads).
     #[error("shadow mode: {0}")]
     Shadow(#[from] ficus_shadow::ShadowError),
-    /// The dual-write log could not start.
-    #[error(transparent)]
-    DualWrite(#[from] crate::dualwrite::DualWriteError),
 }
 
 /// Which side of a forwarded request failed.

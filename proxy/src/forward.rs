@@ -25,6 +25,8 @@ use http::{Request, Response, StatusCode, Uri};
 use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
+use ficus_core::headers::HOP_BY_HOP;
+
 use crate::body::{DownstreamBodyError, ReqBody, RespBody, Return, UpstreamBody};
 use crate::control::Shared;
 use crate::error::{BodyTooLarge, ErrorKind};
@@ -34,20 +36,13 @@ use crate::tee::{self, RespTee};
 use crate::upstream::{ConnectError, Pool};
 
 /// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
-pub const OVERRIDE_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
+pub const OVERRIDE_HEADER: HeaderName = ficus_core::headers::BACKEND;
 /// The token that makes `X-Ficus-Backend` count.
 pub const OVERRIDE_TOKEN_HEADER: HeaderName = HeaderName::from_static("x-ficus-override-token");
-/// Response header naming the matched route.
-pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-ficus-route");
-/// Response header naming the backend that answered (`legacy`, `new`, or `none`).
-pub const BACKEND_HEADER: HeaderName = HeaderName::from_static("x-ficus-backend");
-/// Request id header (kept when the client sent a sane one, generated otherwise).
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+pub use ficus_core::headers::{BACKEND as BACKEND_HEADER, REQUEST_ID, ROUTE as ROUTE_HEADER};
 const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
-const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
 /// Per-connection facts.
 pub(crate) struct ConnInfo {
@@ -301,7 +296,7 @@ fn check_override(table: &Table, route: &Route, headers: &mut HeaderMap) -> Opti
         (Some(t), Some(given)) => constant_time_eq(t, given.as_bytes()),
         _ => false,
     };
-    match (valid, Side::parse(want.as_bytes())) {
+    match (valid, Side::parse_bytes(want.as_bytes())) {
         (true, Some(side)) => {
             route.metrics.override_honoured.inc();
             Some(side)
@@ -387,21 +382,8 @@ pub(crate) fn strip_hop_by_hop(h: &mut HeaderMap, keep_upgrade: bool) {
     }
 }
 
-/// RFC 9110 §7.6.1 hop-by-hop fields (plus the `Proxy-*` and `Keep-Alive` relics); bit i of
-/// [`hop_bit`] is entry i. `Connection` must stay first.
-static HOP_BY_HOP: [HeaderName; 9] = [
-    header::CONNECTION,
-    header::TRANSFER_ENCODING,
-    header::UPGRADE,
-    header::TE,
-    header::TRAILER,
-    header::PROXY_AUTHORIZATION,
-    header::PROXY_AUTHENTICATE,
-    KEEP_ALIVE,
-    PROXY_CONNECTION,
-];
-
 #[inline]
+/// Bit i stands for entry i of [`HOP_BY_HOP`] (`Connection` is bit 0).
 fn hop_bit(n: &HeaderName) -> u16 {
     for (i, h) in HOP_BY_HOP.iter().enumerate() {
         if n == h {

@@ -35,15 +35,15 @@
 //! - `body`: streamed request/response bodies (size limit; pool return at end of stream).
 //! - `upstream`: per-worker pools of HTTP/1 connections, no locks.
 //! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
-//! - [`state`]: rollout state and audit log (SQLite, or [`state_pg`]: PostgreSQL shared by
-//!   replicas, with LISTEN/NOTIFY).
-//! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry.
+//! - the rollout state, audit log and dual-write log live in `ficus-state` (SQLite, or
+//!   PostgreSQL shared by replicas with LISTEN/NOTIFY); `to_legacy`: [`LegacySwitch`], every
+//!   route to legacy from outside the proxy (admin API, else the state store).
+//! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry; `metrics_endpoint`: [`serve_metrics`], a bare `/metrics` for another registry (the migrator's).
 //! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
 //! - `tee`: shadow mode per request — the mirror decision, `X-Ficus-Request-Time`, the body
 //!   copies, the hand-over to `ficus-shadow`; `sidecars`: shadow mode and the dual-write log
 //!   started when the configuration needs them.
-//! - `dualwrite`: the `dual_writes` table of the state store (SQLite or PostgreSQL) and its
-//!   writer thread.
+//! - `dualwrite`: one write on a dual-write route, from decision to its dual-write log row.
 //! - `order`: write order on dual-write routes — a write waits for its row's turn until the
 //!   previous write to the row has reached both sides.
 //! - `guard`: per-route rollback guard (sliding window, automatic rollback to 0 %).
@@ -62,6 +62,7 @@ mod error;
 mod forward;
 mod guard;
 pub mod metrics;
+mod metrics_endpoint;
 mod order;
 mod page;
 mod reload;
@@ -69,22 +70,22 @@ pub mod route;
 mod server;
 mod sidecars;
 pub mod split;
-pub mod state;
-pub mod state_pg;
 mod table;
 mod tee;
+mod to_legacy;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
 pub use self::control::{ReloadReport, RolloutChange, RouteStatus};
-pub use self::dualwrite::{DualWriteError, DUAL_WRITES_DDL, DUAL_WRITES_PG_DDL};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
 };
 pub use self::guard::{GuardConfig, Reason as GuardReason};
+pub use self::metrics_endpoint::serve_metrics;
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
-pub use self::state::{AuditEntry, STATE_DDL};
 pub use self::table::UNMATCHED;
-pub use self::tee::REQUEST_TIME;
+pub use self::to_legacy::LegacySwitch;
+pub use ficus_core::headers::REQUEST_TIME;
+pub use ficus_state::{AuditEntry, StateError, StateLocation};

@@ -239,9 +239,9 @@ impl Metrics {
     /// The dual-write log's outcome counters (series created at 0).
     pub(crate) fn dual_write_counters(
         &self,
-    ) -> Result<crate::dualwrite::LogCounters, prometheus::Error> {
+    ) -> Result<ficus_state::LogCounters, prometheus::Error> {
         let c = |r: &str| self.dual_write_records.get_metric_with_label_values(&[r]);
-        Ok(crate::dualwrite::LogCounters {
+        Ok(ficus_state::LogCounters {
             written: c("written")?,
             dropped: c("dropped")?,
             failed: c("error")?,

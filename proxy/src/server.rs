@@ -27,7 +27,7 @@ use crate::config::Config;
 use crate::control::{Control, ReloadReport, RolloutChange, RouteStatus, Shared};
 use crate::error::ProxyError;
 use crate::forward::{self, ConnInfo, Worker};
-use crate::state::AuditEntry;
+use ficus_state::AuditEntry;
 
 /// Entry point: `Proxy::start(config, path)`.
 pub struct Proxy;

@@ -10,11 +10,10 @@ use std::time::Duration;
 use ficus_shadow::{Shadow, ShadowGlobalConfig};
 
 use crate::config::Config;
-use crate::dualwrite::DualWriteLog;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
-use crate::state::StateLocation;
 use crate::table::Extras;
+use ficus_state::{DualWriteLog, StateLocation};
 
 /// How long shutdown waits for the dual-write log to commit what it holds.
 const FLUSH_LIMIT: Duration = Duration::from_secs(10);
@@ -53,10 +52,7 @@ impl Sidecars {
         }
         if config.routes.iter().any(|r| r.dual_write) && self.extras.dual_log.is_none() {
             let counters = metrics.dual_write_counters()?;
-            let log = match state {
-                StateLocation::Sqlite(path) => DualWriteLog::open(path, counters)?,
-                StateLocation::Postgres(url) => DualWriteLog::connect(url, counters)?,
-            };
+            let log = DualWriteLog::open(state, counters)?;
             self.extras.dual_log = Some(Arc::new(log));
         }
         Ok(needs_restart)

@@ -20,40 +20,7 @@ pub const BUCKETS: u32 = 10_000;
 /// Hash seed ("ficus_v1"). Changing it reassigns every key: never do that in a release.
 pub const SEED: u64 = 0x6669_6375_735f_7631;
 
-/// Which backend serves a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Side {
-    /// The monolith.
-    Legacy,
-    /// The extracted service.
-    New,
-}
-
-impl Side {
-    /// `legacy` or `new`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Legacy => "legacy",
-            Side::New => "new",
-        }
-    }
-
-    /// Index into per-backend arrays (legacy 0, new 1).
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-
-    /// Parses `legacy` / `new` (ASCII case-insensitive).
-    pub fn parse(s: &[u8]) -> Option<Side> {
-        if s.eq_ignore_ascii_case(b"legacy") {
-            Some(Side::Legacy)
-        } else if s.eq_ignore_ascii_case(b"new") {
-            Some(Side::New)
-        } else {
-            None
-        }
-    }
-}
+pub use ficus_core::Side;
 
 /// Where a route's sticky key comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -15,12 +15,13 @@ use http::{HeaderName, HeaderValue, Method};
 use prometheus::IntCounter;
 
 use crate::config::{BackendConfig, Config, RouteConfig, WriteOrderScope};
-use crate::dualwrite::{DualRoute, DualWriteLog};
+use crate::dualwrite::DualRoute;
 use crate::guard::Guard;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::order::WriteOrder;
 use crate::route::PathTemplate;
 use crate::split::{self, cookie_value, query_value, MissingKey, Side, Sticky};
+use ficus_state::DualWriteLog;
 
 /// Name used in metrics and headers for requests no route matched.
 pub const UNMATCHED: &str = "_unmatched";

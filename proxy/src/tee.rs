@@ -22,18 +22,16 @@ use bytes::Bytes;
 use ficus_shadow::{
     CapturedBody, CapturedResponse, MirrorJob, MirrorReport, OnDone, Outcome, Shadow, ShadowRoute,
 };
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 
-use crate::dualwrite::{PendingWrite, Row};
+use crate::dualwrite::PendingWrite;
 use crate::guard::Guard;
 use crate::order::Turn;
-use crate::split::Side;
 use crate::table::{Route, Table};
-
-/// The time a dual-write request is stamped with, sent to both sides (the task apps use it as
-/// their "now", so a mirrored write stores the same timestamps on both).
-pub const REQUEST_TIME: HeaderName = HeaderName::from_static("x-ficus-request-time");
+use ficus_core::headers::REQUEST_TIME;
+use ficus_core::Side;
+use ficus_state::DualWriteRecord;
 
 /// Where the request body's copy lands when the request body has ended.
 pub(crate) type ReqSlot = Rc<Cell<Option<CapturedBody>>>;
@@ -63,16 +61,6 @@ pub(crate) fn is_safe(m: &Method) -> bool {
     matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
 }
 
-/// Now, UTC, as `2026-01-01T10:00:00.123456Z`.
-pub(crate) fn request_time() -> String {
-    let f = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    time::OffsetDateTime::now_utc()
-        .format(&f)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00.000000Z".into())
-}
-
 /// Decides, before forwarding, whether the request is mirrored and whether it is a dual
 /// write to record; stamps `X-Ficus-Request-Time` on dual-write routes and drops
 /// `Accept-Encoding` from mirrored requests.
@@ -88,7 +76,7 @@ pub(crate) fn begin(
     let stamp = dual_write_route.then(|| {
         // One stamp per request, overwriting any the client sent: the proxy is the clock
         // both sides agree on.
-        let t = request_time();
+        let t = ficus_core::stamp::request_time(time::OffsetDateTime::now_utc());
         if let Ok(v) = HeaderValue::from_str(&t) {
             parts.headers.insert(REQUEST_TIME, v);
         }
@@ -104,7 +92,7 @@ pub(crate) fn begin(
                 .unwrap_or_default();
             Some(PendingWrite::new(
                 dual,
-                Row {
+                DualWriteRecord {
                     at,
                     route: route.name_arc.clone(),
                     key,
@@ -265,10 +253,7 @@ impl RespTee {
             uri: plan.uri,
             request_headers: plan.headers,
             request_body,
-            primary_side: match plan.primary_side {
-                Side::Legacy => ficus_shadow::Side::Legacy,
-                Side::New => ficus_shadow::Side::New,
-            },
+            primary_side: plan.primary_side,
             primary: CapturedResponse {
                 status,
                 headers,

@@ -11,44 +11,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, StatusCode};
 use hyper::body::{Body, Frame, SizeHint};
-use serde::{Deserialize, Serialize};
 
-/// The two backends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Side {
-    /// The monolith.
-    Legacy,
-    /// The new service.
-    New,
-}
-
-impl Side {
-    /// `legacy` or `new`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Legacy => "legacy",
-            Side::New => "new",
-        }
-    }
-
-    /// The inverse of [`Side::as_str`].
-    pub fn parse(s: &str) -> Option<Side> {
-        match s {
-            "legacy" => Some(Side::Legacy),
-            "new" => Some(Side::New),
-            _ => None,
-        }
-    }
-
-    /// The other side.
-    pub fn other(self) -> Side {
-        match self {
-            Side::Legacy => Side::New,
-            Side::New => Side::Legacy,
-        }
-    }
-}
+pub use ficus_core::Side;
 
 /// A captured body: the data when it fit within the limit, or only the fact that it did not.
 #[derive(Debug, Clone, Default)]

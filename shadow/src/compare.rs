@@ -33,23 +33,14 @@ use crate::pointer::{self, GlobSet, Seg};
 pub const MAX_ENTRIES: usize = 256;
 /// Values in entries longer than this (serialised) are replaced by a summary.
 const MAX_VALUE_CHARS: usize = 1024;
-/// Headers never judged under `compare_headers = ["*"]`: hop-by-hop ones (RFC 9110 §7.6.1),
-/// values that differ on every response, and what the proxy itself adds.
-const UNJUDGED_HEADERS: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "date",
-    "content-length",
-    "x-ficus-route",
-    "x-ficus-backend",
-];
+/// Headers never judged under `compare_headers = ["*"]` besides the hop-by-hop ones
+/// ([`ficus_core::headers::HOP_BY_HOP`]): values that differ on every response, and what the
+/// proxy itself adds.
+const UNJUDGED_HEADERS: &[&str] = &["date", "content-length", "x-ficus-route", "x-ficus-backend"];
+
+fn unjudged(name: &str) -> bool {
+    UNJUDGED_HEADERS.contains(&name) || ficus_core::headers::is_hop_by_hop(name)
+}
 
 /// What kind of difference an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -264,7 +255,7 @@ fn compare_headers(
             let mut all: Vec<HeaderName> = legacy.keys().chain(new.keys()).cloned().collect();
             all.sort_by(|a, b| a.as_str().cmp(b.as_str()));
             all.dedup();
-            all.retain(|h| !UNJUDGED_HEADERS.contains(&h.as_str()));
+            all.retain(|h| !unjudged(h.as_str()));
             all
         }
     };

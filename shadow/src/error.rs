@@ -54,8 +54,8 @@ pub enum ShadowError {
         source: std::io::Error,
     },
     /// A `--since` value could not be parsed.
-    #[error("invalid time {0:?}: expected RFC 3339 (2026-01-31T12:00:00Z), a date (2026-01-31) or an age (90s, 15m, 2h, 7d)")]
-    Since(String),
+    #[error(transparent)]
+    Since(#[from] ficus_core::since::SinceError),
     /// Writing a report failed.
     #[error("writing report: {0}")]
     Io(#[from] std::io::Error),

@@ -54,26 +54,14 @@ use crate::store::{
 };
 
 /// The marker header every mirrored request carries.
-pub const SHADOW_HEADER: &str = "x-ficus-shadow";
+pub use ficus_core::headers::SHADOW as SHADOW_HEADER;
 /// The idempotency header mirrored writes carry.
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
-/// Request headers not copied to a mirror request: hop-by-hop ones (RFC 9110 §7.6.1), and
-/// those the client recomputes for the new body and target.
-const NOT_COPIED: &[&str] = &[
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "host",
-    "content-length",
-    "expect",
-];
+/// Request headers not copied to a mirror request besides the hop-by-hop ones
+/// ([`ficus_core::headers::HOP_BY_HOP`]): those the client recomputes for the new body and
+/// target.
+const NOT_COPIED: &[&str] = &["host", "content-length", "expect"];
 
 /// What the proxy tells shadow mode about one of its routes.
 #[derive(Debug, Clone, Copy)]
@@ -650,15 +638,15 @@ fn mirror_request(job: &MirrorJob, side: Side) -> Result<Request<Full<Bytes>>, h
     let headers = req.headers_mut();
     for (name, value) in &job.request_headers {
         let n = name.as_str();
-        if NOT_COPIED.contains(&n) || connection_listed.iter().any(|c| c == n) {
+        if NOT_COPIED.contains(&n)
+            || ficus_core::headers::is_hop_by_hop(n)
+            || connection_listed.iter().any(|c| c == n)
+        {
             continue;
         }
         headers.append(name.clone(), value.clone());
     }
-    headers.insert(
-        HeaderName::from_static(SHADOW_HEADER),
-        HeaderValue::from_static("1"),
-    );
+    headers.insert(SHADOW_HEADER, HeaderValue::from_static("1"));
     if !is_safe(&job.method) && !headers.contains_key(IDEMPOTENCY_KEY) {
         let key = HeaderValue::from_str(&job.request_id)?;
         headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), key);

@@ -90,30 +90,13 @@ pub fn format_time(ms: i64) -> String {
     t.format(&fmt).unwrap_or_else(|_| ms.to_string())
 }
 
-/// Parses `--since`: RFC 3339 (`2026-01-31T12:00:00Z`), a date (`2026-01-31`, midnight UTC)
-/// or an age before `now_ms` (`90s`, `15m`, `2h`, `7d`). Returns ms since the Unix epoch.
+/// Parses `--since` ([`ficus_core::since`]: RFC 3339, a UTC date or date-time, or an age
+/// before `now_ms` like `2h`). Returns ms since the Unix epoch.
 pub fn parse_since(s: &str, now_ms: i64) -> Result<i64, ShadowError> {
-    let s = s.trim();
-    let bad = || ShadowError::Since(s.to_string());
-    if let Some(unit) = s.chars().last().filter(|c| "smhd".contains(*c)) {
-        if let Ok(n) = s[..s.len() - 1].parse::<i64>() {
-            let per = match unit {
-                's' => 1_000,
-                'm' => 60_000,
-                'h' => 3_600_000,
-                _ => 86_400_000,
-            };
-            return n.checked_mul(per).map(|d| now_ms - d).ok_or_else(bad);
-        }
-    }
-    if let Ok(t) = OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339) {
-        return Ok((t.unix_timestamp_nanos() / 1_000_000) as i64);
-    }
-    let date_fmt = time::macros::format_description!("[year]-[month]-[day]");
-    if let Ok(d) = time::Date::parse(s, &date_fmt) {
-        return Ok(d.midnight().assume_utc().unix_timestamp() * 1000);
-    }
-    Err(bad())
+    let now = ficus_core::stamp::from_unix_us(now_ms.saturating_mul(1000))
+        .ok_or_else(|| ShadowError::Since(ficus_core::since::SinceError(s.to_string())))?;
+    let t = ficus_core::since::parse_since(s, now)?;
+    Ok(ficus_core::stamp::unix_us(t).div_euclid(1000))
 }
 
 impl Report {

@@ -131,8 +131,9 @@ enum Conflict {
 struct RollbackArgs {
     #[command(flatten)]
     common: Common,
-    /// Rows created or changed on the new side since T (RFC 3339, or YYYY-MM-DD HH:MM:SS UTC);
-    /// default: when the migration started.
+    /// Rows created or changed on the new side since T: RFC 3339, a UTC date or date-time
+    /// (2026-01-31, 2026-01-31 10:00:00), or an age (90s, 15m, 2h, 7d); default: when the
+    /// migration started.
     #[arg(long, value_name = "T")]
     since: Option<String>,
     /// List what would change; write nothing, switch nothing.
@@ -195,10 +196,7 @@ async fn serve_metrics(
     let Some(addr) = c.metrics_addr else {
         return Ok(None);
     };
-    let (local, h) = obs
-        .metrics
-        .clone()
-        .serve(addr)
+    let (local, h) = ficus_proxy::serve_metrics(addr, obs.metrics.registry.clone())
         .await
         .with_context(|| format!("serving metrics on {addr}"))?;
     obs.log(&format!("metrics on http://{local}/metrics"));
@@ -361,9 +359,7 @@ fn watch(w: WatchArgs) -> anyhow::Result<i32> {
     let summary = rt.block_on(async {
         let server = match c.metrics_addr {
             Some(addr) => {
-                let (local, h) = metrics
-                    .clone()
-                    .serve(addr)
+                let (local, h) = ficus_proxy::serve_metrics(addr, metrics.registry.clone())
                     .await
                     .with_context(|| format!("serving metrics on {addr}"))?;
                 eprintln!("metrics on http://{local}/metrics");
@@ -411,10 +407,17 @@ fn rollback(r: RollbackArgs) -> anyhow::Result<i32> {
         Conflict::NewestWins => ficus_migrator::ConflictPolicy::NewestWins,
         Conflict::Abort => ficus_migrator::ConflictPolicy::Abort,
     };
-    opts.admin = r.admin.clone();
-    opts.admin_token = r.admin_token.clone();
-    opts.proxy_state = r.proxy_state.clone();
-    opts.proxy_config = r.proxy_config.clone();
+    if r.admin.is_some() || r.proxy_state.is_some() {
+        opts.to_legacy = Some(std::sync::Arc::new(ficus_proxy::LegacySwitch {
+            admin: r.admin.clone(),
+            token: r.admin_token.clone(),
+            state: r
+                .proxy_state
+                .as_deref()
+                .map(ficus_proxy::StateLocation::from_path),
+            config: r.proxy_config.clone(),
+        }));
+    }
     let rt = super::runtime()?;
     let rep = rt.block_on(ficus_migrator::rollback(&opts, &cfg))?;
     match c.format {

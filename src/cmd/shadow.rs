@@ -72,7 +72,8 @@ struct ReportArgs {
     /// Only this route.
     #[arg(long, value_name = "R")]
     route: Option<String>,
-    /// Only since T: RFC 3339, a date (2026-01-31) or an age (90s, 15m, 2h, 7d).
+    /// Only since T: RFC 3339, a UTC date or date-time (2026-01-31, 2026-01-31 10:00:00), or
+    /// an age (90s, 15m, 2h, 7d).
     #[arg(long, value_name = "T")]
     since: Option<String>,
     /// Output format; html is one self-contained file.

@@ -35,8 +35,7 @@ mod switch;
 pub mod url;
 
 pub use self::dual_writes::{
-    DualWriteEntry, DualWriteLog, DualWriteReader, DualWriteRecord, DualWriteSummary,
-    LogCounters,
+    DualWriteEntry, DualWriteLog, DualWriteReader, DualWriteRecord, DualWriteSummary, LogCounters,
 };
 pub use self::error::StateError;
 pub use self::location::StateLocation;

@@ -54,7 +54,7 @@ impl RouteSwitch {
 }
 
 /// Something that can send every route of a proxy to legacy.
-pub trait ToLegacy: Send + Sync {
+pub trait ToLegacy: Send + Sync + std::fmt::Debug {
     /// Switches every route to legacy, recording `actor` in the audit log.
     fn to_legacy<'a>(
         &'a self,

@@ -67,10 +67,12 @@ pub async fn cut_over_and_roll_back(
     ));
     let mut opts = RollbackOptions::new(&stage.ws.legacy_db(), &stage.pg_url);
     opts.since = Some(since);
-    opts.admin = Some(stage.admin());
-    opts.admin_token = Some(stage.admin_token().to_string());
-    opts.proxy_state = Some(stage.ws.state());
-    opts.proxy_config = Some(stage.ws.path("ficus.toml"));
+    opts.to_legacy = Some(std::sync::Arc::new(ficus_proxy::LegacySwitch {
+        admin: Some(stage.admin()),
+        token: Some(stage.admin_token().to_string()),
+        state: Some(ficus_proxy::StateLocation::from_path(&stage.ws.state())),
+        config: Some(stage.ws.path("ficus.toml")),
+    }));
     let report = ficus_migrator::rollback(&opts, &stage.migration).await?;
     tell(n, &report);
     check(&report, created, u64::from(shape.writers * shape.tasks))?;

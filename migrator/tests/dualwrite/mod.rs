@@ -1,6 +1,6 @@
 //! Helpers of the dual-write tests (watch, rollback): a legacy task database migrated into a
 //! real PostgreSQL, the reference task apps on both stores over real HTTP, a tiny HTTP client
-//! that stamps `X-Ficus-Request-Time`, and a stand-in for the proxy's `dual_writes` records.
+//! that stamps `X-Ficus-Request-Time`, and dual-write log records appended through the proxy's own writer.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -160,27 +160,31 @@ pub struct DualWrite<'a> {
     pub new_status: Option<u16>,
 }
 
+/// Appends `w` to the dual-write log of the SQLite state store at `state`, through the same
+/// writer the proxy uses.
 pub fn record(state: &Path, w: &DualWrite<'_>) {
-    let c = rusqlite::Connection::open(state).unwrap();
-    c.busy_timeout(Duration::from_secs(5)).unwrap();
-    c.execute_batch(ficus_migrator::DUAL_WRITES_DDL).unwrap();
-    let ok = |s: Option<u16>| s.is_some_and(|s| (200..300).contains(&s));
-    let divergent = ok(w.legacy_status) != ok(w.new_status);
-    c.execute(
-        "INSERT INTO dual_writes (at, route, key, method, primary_side, legacy_status, new_status, divergent) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-        rusqlite::params![
-            w.at,
-            w.route,
-            w.key,
-            w.method,
-            w.primary,
-            w.legacy_status,
-            w.new_status,
-            divergent as i64
-        ],
+    let c = |n: &str| prometheus::IntCounter::new(n, "test").unwrap();
+    let counters = ficus_state::LogCounters {
+        written: c("w"),
+        dropped: c("d"),
+        failed: c("f"),
+    };
+    let log = ficus_state::DualWriteLog::open(
+        &ficus_state::StateLocation::from_path(state),
+        counters.clone(),
     )
     .unwrap();
+    log.record(ficus_state::DualWriteRecord {
+        at: w.at.into(),
+        route: w.route.into(),
+        key: w.key.into(),
+        method: w.method.parse().unwrap(),
+        primary: ficus_core::Side::parse(w.primary).unwrap(),
+        legacy_status: w.legacy_status,
+        new_status: w.new_status,
+    });
+    assert!(log.flush_blocking(Duration::from_secs(10)));
+    assert_eq!(counters.written.get(), 1);
 }
 
 /// The same write to both sides, as the proxy does it: stamped once, primary (legacy) first,

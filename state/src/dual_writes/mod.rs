@@ -103,16 +103,29 @@ mod tests {
             let rows = r.rows_after(0, max, 100).await.unwrap();
             let got: Vec<_> = rows
                 .iter()
-                .map(|e| (e.legacy_status, e.new_status, e.divergent, e.primary_side.as_str()))
+                .map(|e| {
+                    (
+                        e.legacy_status,
+                        e.new_status,
+                        e.divergent,
+                        e.primary_side.as_str(),
+                    )
+                })
                 .collect();
             assert_eq!(
                 got,
-                vec![(Some(200), Some(200), 0, "legacy"), (Some(201), None, 1, "legacy")]
+                vec![
+                    (Some(200), Some(200), 0, "legacy"),
+                    (Some(201), None, 1, "legacy")
+                ]
             );
             let again = r.rows_with_ids(&[rows[1].id]).await.unwrap();
             assert_eq!(again, rows[1..].to_vec());
             let s = r.summary_after(0).await.unwrap();
-            assert_eq!((s.rows, s.agreed, s.divergent, s.primary_legacy), (2, 1, 1, 2));
+            assert_eq!(
+                (s.rows, s.agreed, s.divergent, s.primary_legacy),
+                (2, 1, 1, 2)
+            );
             assert_eq!(r.max_id(Some("2000-01-01")).await.unwrap(), 0);
         });
     }

@@ -114,12 +114,12 @@ impl DualWriteReader {
         }
     }
 
-    /// Runs `sql` (written with `$n` placeholders, which SQLite also accepts as `?n`-style
-    /// numbered parameters) on either engine and maps each row.
+    /// Runs `sql` (written with `$n` placeholders: SQLite binds `$1`, `$2`, … by first
+    /// appearance, which is their order here) on either engine and maps each row.
     async fn query<T>(
         &self,
         sql: &str,
-        sqlite_params: &[&dyn rusqlite::ToSql],
+        sqlite_params: &[&(dyn rusqlite::ToSql + Sync)],
         pg_params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
         sqlite_row: impl Fn(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
         pg_row: impl Fn(&tokio_postgres::Row) -> Result<T, tokio_postgres::Error>,
@@ -129,13 +129,20 @@ impl DualWriteReader {
                 let err = StateError::sqlite(path, "read dual_writes");
                 let conn = conn.lock().unwrap_or_else(|p| p.into_inner());
                 let mut st = conn.prepare_cached(sql).map_err(&err)?;
-                let rows = st.query_map(sqlite_params, sqlite_row).map_err(&err)?;
+                let params: Vec<&dyn rusqlite::ToSql> = sqlite_params
+                    .iter()
+                    .map(|p| *p as &dyn rusqlite::ToSql)
+                    .collect();
+                let rows = st.query_map(&params[..], sqlite_row).map_err(&err)?;
                 rows.collect::<Result<_, _>>().map_err(err)
             }
             DualWriteReader::Postgres { client, target } => {
                 let err = StateError::pg(target, "read ficus_proxy.dual_writes");
                 let rows = client.query(sql, pg_params).await.map_err(&err)?;
-                rows.iter().map(pg_row).collect::<Result<_, _>>().map_err(err)
+                rows.iter()
+                    .map(pg_row)
+                    .collect::<Result<_, _>>()
+                    .map_err(err)
             }
         }
     }

@@ -54,7 +54,10 @@ pub struct DualWriteLog {
 impl DualWriteLog {
     /// Opens the store at `location` (a SQLite `:memory:` is private to this log), creates
     /// its tables if absent and starts the writer.
-    pub fn open(location: &StateLocation, counters: LogCounters) -> Result<DualWriteLog, StateError> {
+    pub fn open(
+        location: &StateLocation,
+        counters: LogCounters,
+    ) -> Result<DualWriteLog, StateError> {
         match location {
             StateLocation::Sqlite(path) => {
                 let path = path.clone();

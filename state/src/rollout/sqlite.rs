@@ -27,8 +27,7 @@ impl SqliteRollout {
         conn.busy_timeout(Duration::from_secs(5)).map_err(&err)?;
         conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;")
             .map_err(&err)?;
-        crate::schema::create_sqlite(&conn)
-            .map_err(StateError::sqlite(path, "create tables"))?;
+        crate::schema::create_sqlite(&conn).map_err(StateError::sqlite(path, "create tables"))?;
         Ok(SqliteRollout {
             conn,
             path: path.to_path_buf(),
