@@ -52,6 +52,17 @@ pub enum MigrateError {
     Locked(String),
     #[error("no ficus migration found in target schema {0}")]
     NoMigration(String),
+    #[error("change capture on {path}: {detail}")]
+    Capture {
+        path: std::path::PathBuf,
+        detail: String,
+    },
+    #[error("target schema {schema} was following capture epoch {followed}, but the source's capture is epoch {installed}: it was removed and installed again, and changes made in between were not captured; re-run `ficus migrate run --follow --restart` to copy again")]
+    CaptureEpoch {
+        schema: String,
+        followed: String,
+        installed: String,
+    },
     #[error("internal: {0}")]
     Internal(String),
     #[error("i/o: {0}")]

@@ -99,6 +99,7 @@ pub fn introspect(conn: &Connection) -> Result<SourceSchema> {
             .prepare(
                 "SELECT type, name, coalesce(sql, '') FROM sqlite_master \
                  WHERE type IN ('table', 'view', 'trigger') AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' \
+                 AND lower(name) NOT LIKE '\\_ficus\\_%' ESCAPE '\\' \
                  ORDER BY rowid",
             )
             .table("sqlite_master")?;

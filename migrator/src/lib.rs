@@ -28,12 +28,14 @@
 //! committed in one transaction; nothing else writes data rows. Hence a killed run resumes
 //! with no gap and no duplicate, and a finished one re-runs as a no-op.
 
+pub mod capture;
 pub mod checkpoint;
 pub mod config;
 pub mod convert;
 pub mod copy;
 pub mod drift;
 pub mod error;
+pub mod follow;
 pub mod introspect;
 pub mod metrics;
 pub mod plan;

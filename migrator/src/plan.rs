@@ -366,6 +366,7 @@ impl Plan {
                 && a.mtime_ns == b.mtime_ns
                 && a.change_counter == b.change_counter
                 && a.schema_hash == b.schema_hash
+                && a.capture_epoch == b.capture_epoch
         };
         Ok(self.version == PLAN_VERSION
             && self.schema == schema

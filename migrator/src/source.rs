@@ -54,6 +54,11 @@ pub struct SourceIdentity {
     pub change_counter: u32,
     /// xxh3 of the schema SQL.
     pub schema_hash: String,
+    /// The epoch of the change capture installed on the source, if any. With capture on, the
+    /// log carries every content change, so the content fields above are not tracked (0):
+    /// a live source does not invalidate the run; reinstalling capture does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capture_epoch: Option<String>,
 }
 
 impl SourceIdentity {
@@ -72,18 +77,29 @@ impl SourceIdentity {
             f.read_exact(&mut header)?;
         }
         let mut st = conn
-            .prepare("SELECT coalesce(sql, '') FROM sqlite_master ORDER BY name")
+            // Change capture's own objects (`_ficus_*`) are not the app's schema.
+            .prepare(
+                "SELECT coalesce(sql, '') FROM sqlite_master
+                 WHERE lower(name) NOT LIKE '\\_ficus\\_%' ESCAPE '\\' ORDER BY name",
+            )
             .table("sqlite_master")?;
         let sqls: Vec<String> = st
             .query_map([], |r| r.get(0))
             .table("sqlite_master")?
             .collect::<std::result::Result<_, _>>()
             .table("sqlite_master")?;
+        let capture_epoch = crate::capture::epoch(conn).table("_ficus_capture")?;
+        let tracked = capture_epoch.is_none();
         Ok(SourceIdentity {
             path: path.display().to_string(),
-            size: meta.len(),
-            mtime_ns,
-            change_counter: u32::from_be_bytes([header[24], header[25], header[26], header[27]]),
+            size: if tracked { meta.len() } else { 0 },
+            mtime_ns: if tracked { mtime_ns } else { 0 },
+            change_counter: if tracked {
+                u32::from_be_bytes([header[24], header[25], header[26], header[27]])
+            } else {
+                0
+            },
+            capture_epoch,
             schema_hash: format!(
                 "{:032x}",
                 xxhash_rust::xxh3::xxh3_128(sqls.join(";\n").as_bytes())

@@ -29,6 +29,9 @@ enum Sub {
     /// settle window), sweep for other drift, report and export metrics. With --once, one
     /// pass; exit 1 if drift (or a divergent write) was found.
     Watch(WatchArgs),
+    /// Change capture on the SQLite source: a change log filled by triggers, so writes that
+    /// bypass the proxy (cron jobs, scripts) are followed too. install | status | remove.
+    Capture(CaptureArgs),
     /// Write rows created or changed on PostgreSQL since T back into SQLite, verify, then set
     /// every route to legacy (admin API, else the proxy state store). Exit 1 unless complete.
     Rollback(RollbackArgs),
@@ -90,6 +93,50 @@ struct RunArgs {
     /// Rows per batch (one transaction and checkpoint each).
     #[arg(long, default_value_t = 50_000, hide = true)]
     batch_rows: u64,
+    /// Keep PostgreSQL current while the legacy app keeps writing: install change capture
+    /// on the source first (when missing), copy the snapshot, then apply the change log
+    /// continuously until Ctrl-C (exit 0) or a schema change on the source (exit 3).
+    #[arg(long)]
+    follow: bool,
+    /// With --follow: lag above which the follower reports it is behind.
+    #[arg(long, value_name = "MS", default_value_t = 1000, requires = "follow")]
+    max_lag_ms: u64,
+    /// With --follow: stop once every change logged so far is applied (lag 0).
+    #[arg(long, requires = "follow")]
+    until_caught_up: bool,
+}
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    #[command(subcommand)]
+    action: CaptureAction,
+}
+
+#[derive(clap::Subcommand)]
+enum CaptureAction {
+    /// Add the change log and AFTER INSERT/UPDATE/DELETE triggers on every table the plan
+    /// migrates (one short write transaction; idempotent).
+    Install(CaptureCommon),
+    /// Whether capture is installed, since when, and how many changes the log holds.
+    Status(CaptureCommon),
+    /// Remove every capture object: the app's schema is exactly as before.
+    Remove(CaptureCommon),
+}
+
+#[derive(clap::Args)]
+struct CaptureCommon {
+    /// The legacy SQLite database file.
+    #[arg(long)]
+    source: PathBuf,
+    /// migration.toml (the tables it skips get no triggers).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Target schema the plan is for.
+    #[arg(long, default_value = "public")]
+    schema: String,
+    /// Report format.
+    #[arg(long, value_enum, default_value = "text")]
+    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -164,7 +211,64 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Sub::Status(c) => status(c),
         Sub::Watch(w) => watch(w),
         Sub::Rollback(r) => rollback(r),
+        Sub::Capture(c) => capture(c),
     }
+}
+
+fn capture(a: CaptureArgs) -> anyhow::Result<i32> {
+    let (c, what) = match &a.action {
+        CaptureAction::Install(c) => (c, "install"),
+        CaptureAction::Status(c) => (c, "status"),
+        CaptureAction::Remove(c) => (c, "remove"),
+    };
+    let print = |v: serde_json::Value, text: String| {
+        match c.format {
+            Format::Json => println!("{v}"),
+            Format::Text => print!("{text}"),
+        };
+    };
+    match what {
+        "install" => {
+            let cfg = match &c.config {
+                Some(p) => MigrationConfig::load(p)?,
+                None => MigrationConfig::default(),
+            };
+            let plan = Plan::build(&c.source, &cfg, &c.schema)?;
+            let r = ficus_migrator::capture::install(&c.source, &plan)?;
+            let text = match &r {
+                ficus_migrator::capture::Installed::Created { tables } => format!(
+                    "capture installed on {}: change log _ficus_changes, triggers on {} table(s): {}\n",
+                    c.source.display(),
+                    tables.len(),
+                    tables.join(", ")
+                ),
+                ficus_migrator::capture::Installed::AlreadyThere { tables } => format!(
+                    "capture was already installed on {} ({} table(s)): nothing to do\n",
+                    c.source.display(),
+                    tables.len()
+                ),
+            };
+            print(serde_json::to_value(&r)?, text);
+        }
+        "status" => {
+            let st = ficus_migrator::capture::status(&c.source)?;
+            print(serde_json::to_value(&st)?, st.text());
+        }
+        _ => {
+            let dropped = ficus_migrator::capture::remove(&c.source)?;
+            let text = if dropped.is_empty() {
+                "capture was not installed: nothing to remove\n".to_string()
+            } else {
+                format!(
+                    "capture removed from {}: {} object(s) dropped\n",
+                    c.source.display(),
+                    dropped.len()
+                )
+            };
+            print(serde_json::json!({ "dropped": dropped }), text);
+        }
+    }
+    Ok(0)
 }
 
 fn config(c: &Common) -> anyhow::Result<MigrationConfig> {
@@ -243,6 +347,9 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
         let server = serve_metrics(c, &obs).await?;
         obs.phase("plan");
         let rep = async {
+            if r.follow {
+                install_capture(src, &cfg, &c.schema, &obs).await?;
+            }
             let plan = ficus_migrator::plan_for_run(src, tgt, &c.schema, &cfg).await?;
             let expected = plan.expected_rejects();
             if expected > 0 {
@@ -255,15 +362,110 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
                 restart: r.restart,
                 ..RunOptions::default()
             };
-            ficus_migrator::run(&plan, src, tgt, &opts, &obs).await
+            let rep = ficus_migrator::run(&plan, src, tgt, &opts, &obs).await?;
+            Ok::<_, anyhow::Error>((plan, rep))
         }
         .await;
         if rep.is_err() {
             obs.phase("failed");
         }
+        let (plan, rep) = match rep {
+            Ok(x) => x,
+            Err(e) => {
+                stop_metrics(server, c, &obs).await;
+                return Err(e);
+            }
+        };
+        print_run(c, &rep)?;
+        let mut code = 0;
+        if r.follow {
+            if !rep.already_complete && !rep.resumed {
+                // A fresh snapshot: the follower starts at the beginning of the log.
+                let epoch = plan.source.capture_epoch.clone().unwrap_or_default();
+                ficus_migrator::follow::reset(tgt, &c.schema, &epoch).await?;
+            }
+            code = follow(&plan, src, tgt, &r, &obs).await?;
+        }
         stop_metrics(server, c, &obs).await;
-        Ok::<_, anyhow::Error>(rep?)
+        Ok::<_, anyhow::Error>(code)
     })?;
+    Ok(result)
+}
+
+/// Installs capture before the snapshot when it is missing, and says so.
+async fn install_capture(
+    src: &Path,
+    cfg: &MigrationConfig,
+    schema: &str,
+    obs: &Observer,
+) -> anyhow::Result<()> {
+    let (s, c, sc) = (src.to_path_buf(), cfg.clone(), schema.to_string());
+    let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let plan = Plan::build(&s, &c, &sc)?;
+        Ok(ficus_migrator::capture::install(&s, &plan)?)
+    })
+    .await??;
+    if let ficus_migrator::capture::Installed::Created { tables } = installed {
+        obs.log(&format!(
+            "follow: change capture was not installed on {}; installed it (triggers on {} table(s)) before the copy",
+            src.display(),
+            tables.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Applies the change log until Ctrl-C (0), or a schema change on the source (3).
+async fn follow(
+    plan: &Plan,
+    src: &Path,
+    tgt: &str,
+    r: &RunArgs,
+    obs: &Observer,
+) -> anyhow::Result<i32> {
+    let c = &r.common;
+    let metrics = ficus_migrator::follow::FollowMetrics::register(&obs.metrics.registry)?;
+    let mut opts = ficus_migrator::follow::FollowOptions::new(src, tgt);
+    opts.max_lag = std::time::Duration::from_millis(r.max_lag_ms);
+    opts.until_caught_up = r.until_caught_up;
+    let format = c.format;
+    let quiet = c.quiet;
+    let stop = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let summary = ficus_migrator::follow::follow(plan, &opts, &metrics, stop, |e| match format {
+        Format::Json => {
+            if let Ok(line) = serde_json::to_string(e) {
+                println!("{line}");
+            }
+        }
+        Format::Text => {
+            let routine = matches!(e, ficus_migrator::follow::FollowEvent::Applied { .. });
+            if !(quiet && routine) {
+                println!("{}", e.text());
+            }
+        }
+    })
+    .await?;
+    Ok(match summary.stop {
+        ficus_migrator::follow::FollowStop::SchemaChanged { position } => {
+            eprintln!(
+                "follow stopped: the source's schema changed (applied up to change {position}; nothing captured is lost). \
+                 See what changed with `ficus migrate plan`, then run `ficus migrate run --follow` again"
+            );
+            3
+        }
+        _ => {
+            println!(
+                "follow: {} change(s), {} row(s) applied in {} round(s); at change {}",
+                summary.changes, summary.rows, summary.rounds, summary.position
+            );
+            0
+        }
+    })
+}
+
+fn print_run(c: &Common, result: &ficus_migrator::RunReport) -> anyhow::Result<()> {
     match c.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&result)?),
         Format::Text => {
@@ -302,7 +504,7 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
             }
         }
     }
-    Ok(0)
+    Ok(())
 }
 
 fn verify(c: Common) -> anyhow::Result<i32> {

@@ -1,0 +1,462 @@
+//! `migrate run --follow`: after the snapshot copy, apply the source's change log
+//! ([`crate::capture`]) to PostgreSQL continuously.
+//!
+//! Each round reads, in one short SQLite read transaction, the changes past the applied
+//! position and the current state of every row they name ([`read`]), then applies them in one
+//! PostgreSQL transaction that also advances the position ([`apply`], [`state`]), then trims
+//! the applied changes from the log in small write transactions. So:
+//! - a killed follower resumes at the committed position: no gap, no duplicate;
+//! - re-applying a key is harmless (it is SQLite's current row, or its absence);
+//! - the legacy app is never blocked for long: the round's read transaction lasts as long as
+//!   reading the changed rows (bounded by `batch` changes), the trims are a few thousand rows
+//!   each, and every wait on SQLite's locks is bounded by the busy timeout.
+//!
+//! A schema change on the source stops following, naming the table and the change (an
+//! `ALTER TABLE … ADD COLUMN` is the exception, handled by the caller through
+//! [`FollowStop::SchemaChanged`]); nothing captured is lost — the log keeps it.
+
+mod apply;
+mod metrics;
+mod read;
+mod state;
+
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::Connection;
+use serde::Serialize;
+
+use crate::capture::{self, ChangeLog};
+use crate::error::{MigrateError, Result};
+use crate::plan::Plan;
+
+pub use self::metrics::FollowMetrics;
+pub use self::state::FollowState;
+
+/// How the follower runs.
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// The SQLite source (capture installed).
+    pub source: PathBuf,
+    /// PostgreSQL URL.
+    pub target: String,
+    /// Changes per round at most.
+    pub batch: usize,
+    /// Pause between polls when there is nothing to apply.
+    pub poll: Duration,
+    /// Applied changes deleted from the log per write transaction.
+    pub trim_batch: usize,
+    /// Lag above which the follower says it is behind (`--max-lag-ms`).
+    pub max_lag: Duration,
+    /// Stop once every change logged so far is applied (one catch-up, for scripts and tests).
+    pub until_caught_up: bool,
+}
+
+impl FollowOptions {
+    /// Defaults for `source` → `target`.
+    pub fn new(source: &Path, target: &str) -> FollowOptions {
+        FollowOptions {
+            source: source.to_path_buf(),
+            target: target.to_string(),
+            batch: 20_000,
+            poll: Duration::from_millis(50),
+            trim_batch: 2_000,
+            max_lag: Duration::from_millis(1000),
+            until_caught_up: false,
+        }
+    }
+}
+
+/// What the follower reports as it goes.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum FollowEvent {
+    /// Following began (or resumed) at `position`.
+    Started {
+        /// The capture epoch followed.
+        epoch: String,
+        /// The applied position it starts from.
+        position: i64,
+        /// Foreign keys made deferrable for the rounds.
+        deferrable_fks: Vec<String>,
+    },
+    /// A round committed.
+    Applied {
+        /// Change-log entries applied.
+        changes: u64,
+        /// Rows upserted or deleted.
+        rows: u64,
+        /// The applied position.
+        position: i64,
+        /// Changes still pending.
+        lag_changes: i64,
+        /// Read + apply time, seconds.
+        seconds: f64,
+    },
+    /// Every change logged so far is applied.
+    CaughtUp {
+        /// The applied position.
+        position: i64,
+    },
+    /// The lag passed `--max-lag-ms`.
+    Behind {
+        /// Age of the oldest unapplied change, seconds.
+        lag_seconds: f64,
+        /// Changes pending.
+        lag_changes: i64,
+    },
+    /// A round failed; it is retried.
+    RoundFailed {
+        /// Why.
+        error: String,
+    },
+}
+
+impl FollowEvent {
+    /// One line for people.
+    pub fn text(&self) -> String {
+        match self {
+            FollowEvent::Started {
+                epoch,
+                position,
+                deferrable_fks,
+            } => {
+                let mut s = format!("follow: capture epoch {epoch}, from change {position}");
+                if !deferrable_fks.is_empty() {
+                    s.push_str(&format!(
+                        "; foreign keys made DEFERRABLE INITIALLY IMMEDIATE: {}",
+                        deferrable_fks.join(", ")
+                    ));
+                }
+                s
+            }
+            FollowEvent::Applied {
+                changes,
+                rows,
+                position,
+                lag_changes,
+                seconds,
+            } => format!(
+                "follow: applied {changes} change(s), {rows} row(s) in {:.0} ms; at change {position}, {lag_changes} pending",
+                seconds * 1000.0
+            ),
+            FollowEvent::CaughtUp { position } => {
+                format!("follow: caught up at change {position} (lag 0)")
+            }
+            FollowEvent::Behind {
+                lag_seconds,
+                lag_changes,
+            } => format!(
+                "follow: BEHIND — oldest unapplied change {lag_seconds:.1} s old, {lag_changes} pending"
+            ),
+            FollowEvent::RoundFailed { error } => format!("follow: round failed (retrying): {error}"),
+        }
+    }
+}
+
+/// Why following stopped.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "why", rename_all = "snake_case")]
+pub enum FollowStop {
+    /// Asked to (Ctrl-C, or the stop future).
+    Stopped,
+    /// Everything logged is applied (`until_caught_up`).
+    CaughtUp,
+    /// The source's schema changed; nothing past `position` was applied.
+    SchemaChanged {
+        /// The applied position.
+        position: i64,
+    },
+}
+
+/// What a follow session did.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FollowSummary {
+    /// Why it ended.
+    pub stop: FollowStop,
+    /// The applied position at the end.
+    pub position: i64,
+    /// Changes applied in this session.
+    pub changes: u64,
+    /// Rows upserted or deleted in this session.
+    pub rows: u64,
+    /// Rounds committed in this session.
+    pub rounds: u64,
+}
+
+/// The SQLite connections of a follower: one read-only for the snapshots, one for trimming.
+struct Source {
+    read: Connection,
+    write: Connection,
+}
+
+fn sqlite_err(path: &Path) -> impl Fn(capture::CaptureError) -> MigrateError + '_ {
+    move |e| MigrateError::Capture {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    }
+}
+
+/// Starts following: checks the capture epoch against the follower's record (creating it at
+/// position 0 when there is none), and makes foreign keys deferrable.
+async fn begin(
+    client: &tokio_postgres::Client,
+    plan: &Plan,
+    epoch: &str,
+) -> Result<(i64, Vec<String>)> {
+    state::ensure(client).await?;
+    let position = match state::load(client, &plan.schema).await? {
+        Some(s) if s.epoch == epoch => s.position,
+        Some(s) => {
+            return Err(MigrateError::CaptureEpoch {
+                schema: plan.schema.clone(),
+                followed: s.epoch,
+                installed: epoch.to_string(),
+            })
+        }
+        None => {
+            state::begin(client, &plan.schema, epoch).await?;
+            0
+        }
+    };
+    let fks = apply::deferrable_foreign_keys(client, &plan.schema).await?;
+    Ok((position, fks))
+}
+
+/// Resets the follower's record to position 0 of `epoch` (after a fresh snapshot copy).
+pub async fn reset(target: &str, schema: &str, epoch: &str) -> Result<()> {
+    let client = crate::run::connect(target).await?;
+    state::ensure(&client).await?;
+    state::begin(&client, schema, epoch).await
+}
+
+/// The follower's record, if it ever ran for `schema`.
+pub async fn load_state(
+    client: &tokio_postgres::Client,
+    schema: &str,
+) -> Result<Option<FollowState>> {
+    state::load(client, schema).await
+}
+
+/// Follows until `stop` completes, the log is drained (`until_caught_up`), or the source's
+/// schema changes. Rounds that fail are counted, reported and retried after a pause.
+pub async fn follow<F: FnMut(&FollowEvent) + Send>(
+    plan: &Plan,
+    opts: &FollowOptions,
+    metrics: &FollowMetrics,
+    stop: impl Future<Output = ()> + Send,
+    mut on_event: F,
+) -> Result<FollowSummary> {
+    let path = opts.source.clone();
+    let src = {
+        let p = path.clone();
+        tokio::task::spawn_blocking(
+            move || -> std::result::Result<Source, capture::CaptureError> {
+                let write = capture::open_rw(&p)?;
+                let read = capture::open_rw(&p)?;
+                read.execute_batch("PRAGMA query_only = ON")
+                    .map_err(capture::CaptureError::sqlite(&p, "set query_only"))?;
+                Ok(Source { read, write })
+            },
+        )
+        .await
+        .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))?
+        .map_err(sqlite_err(&path))?
+    };
+    let src = Arc::new(Mutex::new(src));
+    let epoch = {
+        let src = src.clone();
+        let p = path.clone();
+        tokio::task::spawn_blocking(move || {
+            let s = src.lock().unwrap_or_else(|e| e.into_inner());
+            capture::epoch(&s.read)
+                .map_err(capture::CaptureError::sqlite(&p, "read _ficus_capture"))
+        })
+        .await
+        .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))?
+        .map_err(sqlite_err(&path))?
+        .ok_or_else(|| MigrateError::Capture {
+            path: path.clone(),
+            detail: "change capture is not installed (run `ficus migrate capture install`)".into(),
+        })?
+    };
+    let mut client = crate::run::connect(&opts.target).await?;
+    let (mut position, fks) = begin(&client, plan, &epoch).await?;
+    metrics.position.set(position);
+    on_event(&FollowEvent::Started {
+        epoch: epoch.clone(),
+        position,
+        deferrable_fks: fks,
+    });
+    let plan = Arc::new(plan.clone());
+    let mut summary = FollowSummary {
+        stop: FollowStop::Stopped,
+        position,
+        changes: 0,
+        rows: 0,
+        rounds: 0,
+    };
+    let mut schema_version: Option<i64> = None;
+    let mut batch = opts.batch.max(1);
+    let mut behind = false;
+    let mut caught_up_said = false;
+    tokio::pin!(stop);
+    loop {
+        let started = Instant::now();
+        let read = {
+            let (src, plan, after) = (src.clone(), plan.clone(), position);
+            tokio::task::spawn_blocking(move || {
+                let s = src.lock().unwrap_or_else(|e| e.into_inner());
+                read::read_round(&s.read, &plan, after, batch)
+            })
+            .await
+            .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))?
+        };
+        let round = match read {
+            Ok(r) => r,
+            Err(e) => {
+                metrics.apply_errors.inc();
+                on_event(&FollowEvent::RoundFailed {
+                    error: e.to_string(),
+                });
+                if opts.until_caught_up {
+                    return Err(e);
+                }
+                if pause(&mut stop, Duration::from_secs(1)).await {
+                    break;
+                }
+                continue;
+            }
+        };
+        match schema_version {
+            None => schema_version = Some(round.schema_version),
+            Some(v) if v != round.schema_version => {
+                let lag = round.last_id - position;
+                state::note(
+                    &client,
+                    &plan.schema,
+                    lag,
+                    0.0,
+                    "stopped: the source's schema changed",
+                )
+                .await?;
+                summary.stop = FollowStop::SchemaChanged { position };
+                summary.position = position;
+                return Ok(summary);
+            }
+            Some(_) => {}
+        }
+        let lag_changes = round.last_id - position;
+        metrics.lag_changes.set(lag_changes);
+        metrics
+            .lag_seconds
+            .set(round.oldest_age_s.unwrap_or(0.0).max(0.0));
+        if round.changes == 0 {
+            if !caught_up_said {
+                on_event(&FollowEvent::CaughtUp { position });
+                caught_up_said = true;
+            }
+            if opts.until_caught_up {
+                summary.stop = FollowStop::CaughtUp;
+                break;
+            }
+            if pause(&mut stop, opts.poll).await {
+                break;
+            }
+            continue;
+        }
+        caught_up_said = false;
+        let lag_s = round.oldest_age_s.unwrap_or(0.0);
+        if lag_s > opts.max_lag.as_secs_f64() && !behind {
+            behind = true;
+            on_event(&FollowEvent::Behind {
+                lag_seconds: lag_s,
+                lag_changes,
+            });
+        } else if lag_s <= opts.max_lag.as_secs_f64() {
+            behind = false;
+        }
+        match apply::apply(&mut client, &plan, &round).await {
+            Ok(()) => {}
+            Err(e) => {
+                metrics.apply_errors.inc();
+                // A foreign key checked at commit can fail when the round stopped short of
+                // the snapshot (a parent logged after the round's last change): take more.
+                if !round.complete {
+                    batch = batch.saturating_mul(2);
+                }
+                on_event(&FollowEvent::RoundFailed {
+                    error: e.to_string(),
+                });
+                if client.is_closed() {
+                    if let Ok(c) = crate::run::connect(&opts.target).await {
+                        client = c;
+                    }
+                }
+                if opts.until_caught_up && round.complete && batch > opts.batch * 64 {
+                    return Err(e);
+                }
+                if pause(&mut stop, Duration::from_millis(500)).await {
+                    break;
+                }
+                continue;
+            }
+        }
+        batch = opts.batch.max(1);
+        position = round.position;
+        let rows = round.rows();
+        summary.changes += round.changes;
+        summary.rows += rows;
+        summary.rounds += 1;
+        summary.position = position;
+        metrics.applied.inc_by(rows);
+        metrics.changes.inc_by(round.changes);
+        metrics.position.set(position);
+        metrics.lag_changes.set(round.last_id - position);
+        if round.complete {
+            metrics.lag_seconds.set(0.0);
+        }
+        on_event(&FollowEvent::Applied {
+            changes: round.changes,
+            rows,
+            position,
+            lag_changes: round.last_id - position,
+            seconds: started.elapsed().as_secs_f64(),
+        });
+        // Trim what is applied (the position's own row stays: ids keep growing).
+        let (src2, trim_batch) = (src.clone(), opts.trim_batch);
+        let trimmed = tokio::task::spawn_blocking(move || {
+            let s = src2.lock().unwrap_or_else(|e| e.into_inner());
+            ChangeLog::trim(&s.write, position, trim_batch)
+        })
+        .await
+        .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))?;
+        if let Err(e) = trimmed {
+            // Not fatal: the log is trimmed on a later round.
+            tracing::warn!(error = %e, "follow: cannot trim the change log yet");
+        }
+        if round.complete && opts.until_caught_up {
+            on_event(&FollowEvent::CaughtUp { position });
+            summary.stop = FollowStop::CaughtUp;
+            break;
+        }
+    }
+    summary.position = position;
+    let why = match summary.stop {
+        FollowStop::CaughtUp => "caught up",
+        _ => "stopped",
+    };
+    let lag = metrics.lag_changes.get();
+    state::note(&client, &plan.schema, lag, metrics.lag_seconds.get(), why).await?;
+    Ok(summary)
+}
+
+/// Waits `d` unless `stop` completes first (then true).
+async fn pause(stop: &mut std::pin::Pin<&mut impl Future<Output = ()>>, d: Duration) -> bool {
+    tokio::select! {
+        _ = stop.as_mut() => true,
+        _ = tokio::time::sleep(d) => false,
+    }
+}
