@@ -38,6 +38,8 @@ pub fn open_source(path: &Path) -> Result<Connection> {
         source,
     })?;
     let _ = conn.pragma_update(None, "cache_size", -16_000i64);
+    // A live source: wait for the app's write lock (rollback journal) instead of failing.
+    let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
     Ok(conn)
 }
 

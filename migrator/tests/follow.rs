@@ -241,3 +241,74 @@ async fn a_content_change_does_not_invalidate_the_run_while_capture_is_on() {
     .unwrap();
     assert!(rep.already_complete);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_column_added_on_the_source_is_followed_with_its_values() {
+    let d = temp_dir("follow-addcol");
+    let src = sqlite(&d, SCHEMA);
+    let db = pgtemp::fresh_database("follow_addcol").unwrap();
+    let plan = capture_and_copy(&src, &db.url).await;
+    exec(
+        &src,
+        "ALTER TABLE people ADD COLUMN nickname TEXT DEFAULT 'none';
+         UPDATE people SET nickname = 'bee' WHERE id = 2;
+         INSERT INTO people (id, email, nickname) VALUES (7, 'g@x', 'gee');",
+    );
+    let mut events = Vec::new();
+    let mut opts = FollowOptions::new(&src, &db.url);
+    opts.until_caught_up = true;
+    let m = FollowMetrics::register(&prometheus::Registry::new()).unwrap();
+    let s = follow::follow(&plan, &opts, &m, std::future::pending(), |e| {
+        events.push(e.clone())
+    })
+    .await
+    .unwrap();
+    assert_eq!(s.stop, FollowStop::CaughtUp);
+    assert!(
+        events.iter().any(|e| matches!(e, follow::FollowEvent::ColumnsAdded { columns } if columns == &["people.nickname"])),
+        "{events:?}"
+    );
+    let c = pg(&db.url).await;
+    let rows: Vec<(i64, Option<String>)> = c
+        .query("SELECT id, nickname FROM people ORDER BY id", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| (r.get(0), r.get(1)))
+        .collect();
+    let s = |x: &str| Some(x.to_string());
+    assert_eq!(
+        rows,
+        vec![(1, s("none")), (2, s("bee")), (3, s("none")), (7, s("gee"))]
+    );
+    // The evolved plan is the migration's now: a restart goes on from it.
+    let again = ficus_migrator::plan_for_run(&src, &db.url, "public", &MigrationConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(again.tables[1].columns.len(), 5);
+    let v = verify(&again, &src, &db.url).await;
+    assert!(v.clean, "{}", v.text());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_schema_change_stops_following_naming_it() {
+    let d = temp_dir("follow-schema");
+    let src = sqlite(&d, SCHEMA);
+    let db = pgtemp::fresh_database("follow_schema").unwrap();
+    let plan = capture_and_copy(&src, &db.url).await;
+    exec(
+        &src,
+        "ALTER TABLE people DROP COLUMN score; INSERT INTO teams VALUES (8, 'x');",
+    );
+    let s = follow_once(&plan, &src, &db.url).await;
+    let FollowStop::SchemaChanged { changes, position } = &s.stop else {
+        panic!("{s:?}")
+    };
+    assert_eq!(*position, 0);
+    assert_eq!(
+        changes,
+        &["table people: column(s) score dropped or renamed"]
+    );
+    // Nothing captured is lost: the log still holds the insert.
+    assert!(capture::status(&src).unwrap().logged >= 1);
+}

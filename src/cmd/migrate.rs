@@ -428,6 +428,10 @@ async fn follow(
     let mut opts = ficus_migrator::follow::FollowOptions::new(src, tgt);
     opts.max_lag = std::time::Duration::from_millis(r.max_lag_ms);
     opts.until_caught_up = r.until_caught_up;
+    opts.config = match &c.config {
+        Some(p) => MigrationConfig::load(p)?,
+        None => MigrationConfig::default(),
+    };
     let format = c.format;
     let quiet = c.quiet;
     let stop = async {
@@ -448,10 +452,16 @@ async fn follow(
     })
     .await?;
     Ok(match summary.stop {
-        ficus_migrator::follow::FollowStop::SchemaChanged { position } => {
+        ficus_migrator::follow::FollowStop::SchemaChanged { position, changes } => {
+            eprintln!("follow stopped: the source's schema changed:");
+            for c in &changes {
+                eprintln!("  {c}");
+            }
             eprintln!(
-                "follow stopped: the source's schema changed (applied up to change {position}; nothing captured is lost). \
-                 See what changed with `ficus migrate plan`, then run `ficus migrate run --follow` again"
+                "applied up to change {position}; the change log keeps everything captured since. \
+                 Only ADD COLUMN is followed; to carry this change, copy again under capture: \
+                 `ficus migrate capture remove --source {src}` then `ficus migrate run --follow --restart`",
+                src = src.display()
             );
             3
         }

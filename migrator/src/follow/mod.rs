@@ -18,6 +18,7 @@
 mod apply;
 mod metrics;
 mod read;
+mod schema_change;
 mod state;
 
 use std::future::Future;
@@ -52,6 +53,8 @@ pub struct FollowOptions {
     pub max_lag: Duration,
     /// Stop once every change logged so far is applied (one catch-up, for scripts and tests).
     pub until_caught_up: bool,
+    /// The migration's configuration (to plan a column added while following).
+    pub config: crate::config::MigrationConfig,
 }
 
 impl FollowOptions {
@@ -65,6 +68,7 @@ impl FollowOptions {
             trim_batch: 2_000,
             max_lag: Duration::from_millis(1000),
             until_caught_up: false,
+            config: crate::config::MigrationConfig::default(),
         }
     }
 }
@@ -106,6 +110,11 @@ pub enum FollowEvent {
         lag_seconds: f64,
         /// Changes pending.
         lag_changes: i64,
+    },
+    /// Columns added on the source were added in PostgreSQL with their values.
+    ColumnsAdded {
+        /// `table.column` of each.
+        columns: Vec<String>,
     },
     /// A round failed; it is retried.
     RoundFailed {
@@ -151,6 +160,10 @@ impl FollowEvent {
             } => format!(
                 "follow: BEHIND — oldest unapplied change {lag_seconds:.1} s old, {lag_changes} pending"
             ),
+            FollowEvent::ColumnsAdded { columns } => format!(
+                "follow: column(s) added on the source, added in PostgreSQL with their values: {}",
+                columns.join(", ")
+            ),
             FollowEvent::RoundFailed { error } => format!("follow: round failed (retrying): {error}"),
         }
     }
@@ -164,10 +177,13 @@ pub enum FollowStop {
     Stopped,
     /// Everything logged is applied (`until_caught_up`).
     CaughtUp,
-    /// The source's schema changed; nothing past `position` was applied.
+    /// The source's schema changed in a way following cannot carry; nothing past `position`
+    /// was applied (the log keeps it).
     SchemaChanged {
         /// The applied position.
         position: i64,
+        /// What changed, per table.
+        changes: Vec<String>,
     },
 }
 
@@ -290,7 +306,7 @@ pub async fn follow<F: FnMut(&FollowEvent) + Send>(
         position,
         deferrable_fks: fks,
     });
-    let plan = Arc::new(plan.clone());
+    let mut plan = Arc::new(plan.clone());
     let mut summary = FollowSummary {
         stop: FollowStop::Stopped,
         position,
@@ -330,23 +346,70 @@ pub async fn follow<F: FnMut(&FollowEvent) + Send>(
                 continue;
             }
         };
-        match schema_version {
-            None => schema_version = Some(round.schema_version),
-            Some(v) if v != round.schema_version => {
-                let lag = round.last_id - position;
-                state::note(
-                    &client,
-                    &plan.schema,
-                    lag,
-                    0.0,
-                    "stopped: the source's schema changed",
-                )
-                .await?;
-                summary.stop = FollowStop::SchemaChanged { position };
-                summary.position = position;
-                return Ok(summary);
+        let changed = match schema_version {
+            // First round: is the source still the schema the plan was made from?
+            None => {
+                let p = path.clone();
+                let id = tokio::task::spawn_blocking(move || {
+                    let conn = crate::source::open_source(&p)?;
+                    crate::source::SourceIdentity::of(&p, &conn)
+                })
+                .await
+                .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))??;
+                schema_version = Some(round.schema_version);
+                id.schema_hash != plan.source.schema_hash
             }
-            Some(_) => {}
+            Some(v) => v != round.schema_version,
+        };
+        if changed {
+            let (src_path, cfg, sch) = (path.clone(), opts.config.clone(), plan.schema.clone());
+            let now =
+                tokio::task::spawn_blocking(move || schema_change::replan(&src_path, &cfg, &sch))
+                    .await
+                    .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))??;
+            match schema_change::diff(&plan, &now) {
+                schema_change::Evolution::Added(added) => {
+                    let evolved = schema_change::follow_added_columns(
+                        &mut client,
+                        &path,
+                        &plan,
+                        &now,
+                        &added,
+                    )
+                    .await?;
+                    let columns: Vec<String> = added
+                        .iter()
+                        .flat_map(|(ti, cols)| {
+                            let t = &plan.tables[*ti].name;
+                            cols.iter().map(move |c| format!("{t}.{}", c.name))
+                        })
+                        .collect();
+                    if !columns.is_empty() {
+                        on_event(&FollowEvent::ColumnsAdded { columns });
+                    }
+                    plan = Arc::new(evolved);
+                    schema_version = Some(round.schema_version);
+                    // The round was read with the old plan: read it again.
+                    continue;
+                }
+                schema_change::Evolution::Unsupported(changes) => {
+                    let lag = round.last_id - position;
+                    state::note(
+                        &client,
+                        &plan.schema,
+                        lag,
+                        0.0,
+                        &format!(
+                            "stopped: the source's schema changed: {}",
+                            changes.join("; ")
+                        ),
+                    )
+                    .await?;
+                    summary.stop = FollowStop::SchemaChanged { position, changes };
+                    summary.position = position;
+                    return Ok(summary);
+                }
+            }
         }
         let lag_changes = round.last_id - position;
         metrics.lag_changes.set(lag_changes);
