@@ -42,6 +42,7 @@ pub mod plan;
 pub mod profile;
 pub mod progress;
 pub mod quarantine;
+pub mod repair;
 pub mod rollback;
 pub mod rows;
 pub mod run;

@@ -20,6 +20,10 @@ pub struct StatusReport {
     pub tables: Vec<TableStatus>,
     /// Post-load steps that did not apply (reported, not retried).
     pub failed_steps: Vec<String>,
+    /// The follower (`migrate run --follow`), if it ever ran.
+    pub follow: Option<crate::follow::FollowState>,
+    /// Change capture on the source (when `--source` was given).
+    pub capture: Option<crate::capture::CaptureStatus>,
 }
 
 /// State of one table.
@@ -83,6 +87,25 @@ impl StatusReport {
         for f in &self.failed_steps {
             let _ = writeln!(s, "not applied: {f}");
         }
+        if let Some(c) = &self.capture {
+            s.push_str(&c.text());
+        }
+        if let Some(f) = &self.follow {
+            let _ = writeln!(
+                s,
+                "follower: {} — at change {} (epoch {}), {} change(s) / {} row(s) applied in {} round(s) since {}; lag {} change(s), {:.2} s (at {})",
+                f.state,
+                f.position,
+                f.epoch,
+                f.changes,
+                f.rows_applied,
+                f.rounds,
+                f.started_at,
+                f.lag_changes,
+                f.lag_seconds,
+                f.updated_at
+            );
+        }
         s
     }
 }
@@ -90,6 +113,7 @@ impl StatusReport {
 /// Read the status of the migration into `schema`.
 pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
     let client = connect(target).await?;
+    let follow = crate::follow::load_state(&client, schema).await?;
     let Some((m, _plan)) = checkpoint::load_migration(&client, schema).await? else {
         return Err(MigrateError::NoMigration(schema.to_string()));
     };
@@ -138,6 +162,8 @@ pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
         phase: m.phase,
         started_at: m.started_at,
         finished_at: m.finished_at,
+        follow,
+        capture: None,
         tables,
         failed_steps: steps
             .into_iter()

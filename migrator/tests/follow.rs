@@ -312,3 +312,66 @@ async fn another_schema_change_stops_following_naming_it() {
     // Nothing captured is lost: the log still holds the insert.
     assert!(capture::status(&src).unwrap().logged >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repair_recopies_every_differing_row_and_dry_run_only_lists() {
+    let d = temp_dir("repair");
+    let src = sqlite(&d, SCHEMA);
+    let db = pgtemp::fresh_database("repair").unwrap();
+    let plan = build_plan(&src, &MigrationConfig::default());
+    run(&plan, &src, &db.url, &RunOptions::default()).await;
+    let c = pg(&db.url).await;
+    // Drift on both sides, behind the tools' backs.
+    c.batch_execute(
+        "UPDATE people SET email = 'edited' WHERE id = 1;
+         DELETE FROM tags WHERE person_id = 2;
+         INSERT INTO teams VALUES (77, 'only in postgres');
+         INSERT INTO log VALUES ('extra', 9);",
+    )
+    .await
+    .unwrap();
+    exec(&src, "INSERT INTO people VALUES (8, 'h@x', 2, 8.0);");
+    let obs = Arc::new(ficus_migrator::Observer::silent());
+    let opts = ficus_migrator::repair::RepairOptions {
+        dry_run: true,
+        ..Default::default()
+    };
+    let dry = ficus_migrator::repair::repair(&plan, &src, &db.url, &opts, &obs)
+        .await
+        .unwrap();
+    let mut listed: Vec<(String, String, String)> = dry
+        .rows
+        .iter()
+        .map(|r| (r.table.clone(), r.key.clone(), r.action.clone()))
+        .collect();
+    listed.sort();
+    let row = |t: &str, k: &str, a: &str| (t.to_string(), k.to_string(), a.to_string());
+    assert_eq!(
+        listed,
+        vec![
+            row("people", "{\"id\":1}", "update"),
+            row("people", "{\"id\":8}", "insert"),
+            row("tags", "{\"person_id\":2,\"tag\":\"ops\"}", "insert"),
+            row("teams", "{\"id\":77}", "delete"),
+        ]
+    );
+    assert_eq!(dry.replaced_tables, ["log"]);
+    assert!(dry.after.is_none());
+    let still: String = c
+        .query_one("SELECT email FROM people WHERE id = 1", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(still, "edited", "a dry run wrote");
+    let rep = ficus_migrator::repair::repair(
+        &plan,
+        &src,
+        &db.url,
+        &ficus_migrator::repair::RepairOptions::default(),
+        &obs,
+    )
+    .await
+    .unwrap();
+    assert!(rep.ok(), "{}", rep.text());
+    assert!(rep.after.as_ref().unwrap().clean);
+}

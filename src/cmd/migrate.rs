@@ -29,6 +29,9 @@ enum Sub {
     /// settle window), sweep for other drift, report and export metrics. With --once, one
     /// pass; exit 1 if drift (or a divergent write) was found.
     Watch(WatchArgs),
+    /// Verify, then re-copy every row that differs from SQLite to PostgreSQL (insert, update,
+    /// delete), then verify again. Exit 0 when clean afterwards (or nothing to do), 1 if not.
+    Repair(RepairArgs),
     /// Change capture on the SQLite source: a change log filled by triggers, so writes that
     /// bypass the proxy (cron jobs, scripts) are followed too. install | status | remove.
     Capture(CaptureArgs),
@@ -104,6 +107,18 @@ struct RunArgs {
     /// With --follow: stop once every change logged so far is applied (lag 0).
     #[arg(long, requires = "follow")]
     until_caught_up: bool,
+}
+
+#[derive(clap::Args)]
+struct RepairArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Only this table.
+    #[arg(long, value_name = "T")]
+    table: Option<String>,
+    /// List the rows that would be re-copied; write nothing.
+    #[arg(long)]
+    dry_run: bool,
 }
 
 #[derive(clap::Args)]
@@ -212,7 +227,29 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Sub::Watch(w) => watch(w),
         Sub::Rollback(r) => rollback(r),
         Sub::Capture(c) => capture(c),
+        Sub::Repair(r) => repair(r),
     }
+}
+
+fn repair(r: RepairArgs) -> anyhow::Result<i32> {
+    let c = &r.common;
+    let (src, tgt) = (source(c)?, target(c)?);
+    let cfg = config(c)?;
+    let obs = observer(c)?;
+    let rt = super::runtime()?;
+    let rep = rt.block_on(async {
+        let plan = ficus_migrator::verify::plan_for(src, tgt, &c.schema, &cfg).await?;
+        let opts = ficus_migrator::repair::RepairOptions {
+            table: r.table.clone(),
+            dry_run: r.dry_run,
+        };
+        Ok::<_, anyhow::Error>(ficus_migrator::repair::repair(&plan, src, tgt, &opts, &obs).await?)
+    })?;
+    match c.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
+        Format::Text => print!("{}", rep.text()),
+    }
+    Ok(if rep.dry_run || rep.ok() { 0 } else { 1 })
 }
 
 fn capture(a: CaptureArgs) -> anyhow::Result<i32> {
@@ -543,7 +580,10 @@ fn verify(c: Common) -> anyhow::Result<i32> {
 fn status(c: Common) -> anyhow::Result<i32> {
     let tgt = target(&c)?;
     let rt = super::runtime()?;
-    let rep = rt.block_on(ficus_migrator::status(tgt, &c.schema))?;
+    let mut rep = rt.block_on(ficus_migrator::status(tgt, &c.schema))?;
+    if let Some(src) = &c.source {
+        rep.capture = Some(ficus_migrator::capture::status(src)?);
+    }
     match c.format {
         Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
         Format::Text => print!("{}", rep.text()),

@@ -94,7 +94,7 @@ impl CaptureError {
 }
 
 /// The state of capture on a source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct CaptureStatus {
     /// Installed at all.
     pub installed: bool,

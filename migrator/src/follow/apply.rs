@@ -32,13 +32,7 @@ use crate::plan::{qualified, Plan, TablePlan};
 pub(crate) async fn apply(client: &mut Client, plan: &Plan, round: &Round) -> Result<()> {
     let schema = &plan.schema;
     let tx = client.transaction().await.ctx("begin a follow round")?;
-    tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
-        .await
-        .ctx("deferring constraints")?;
-    for (n, d) in round.tables.iter().enumerate() {
-        let t = &plan.tables[d.table];
-        apply_table(&tx, schema, t, d, n).await?;
-    }
+    apply_deltas(&tx, plan, &round.tables).await?;
     let lag_changes = round.last_id - round.position;
     super::state::advance(
         &tx,
@@ -51,6 +45,23 @@ pub(crate) async fn apply(client: &mut Client, plan: &Plan, round: &Round) -> Re
     )
     .await?;
     tx.commit().await.ctx("committing a follow round")
+}
+
+/// Applies table deltas inside `tx` (constraints deferred to its commit). Also what
+/// `migrate repair` uses to re-copy the rows verify found different.
+pub(crate) async fn apply_deltas(
+    tx: &Transaction<'_>,
+    plan: &Plan,
+    deltas: &[TableDelta],
+) -> Result<()> {
+    tx.batch_execute("SET CONSTRAINTS ALL DEFERRED")
+        .await
+        .ctx("deferring constraints")?;
+    for (n, d) in deltas.iter().enumerate() {
+        let t = &plan.tables[d.table];
+        apply_table(tx, &plan.schema, t, d, n).await?;
+    }
+    Ok(())
 }
 
 fn cols(t: &TablePlan) -> Vec<String> {

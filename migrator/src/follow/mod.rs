@@ -15,9 +15,9 @@
 //! `ALTER TABLE … ADD COLUMN` is the exception, handled by the caller through
 //! [`FollowStop::SchemaChanged`]); nothing captured is lost — the log keeps it.
 
-mod apply;
+pub(crate) mod apply;
 mod metrics;
-mod read;
+pub(crate) mod read;
 mod schema_change;
 mod state;
 

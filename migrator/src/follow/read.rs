@@ -223,7 +223,7 @@ fn encode_key(t: &TablePlan, key: &[KeyValue], out: &mut Vec<u8>) -> bool {
     true
 }
 
-fn read_keys(
+pub(crate) fn read_keys(
     conn: &Connection,
     t: &TablePlan,
     ti: usize,
@@ -311,7 +311,7 @@ fn read_keys(
     Ok(d)
 }
 
-fn read_whole(conn: &Connection, t: &TablePlan, ti: usize) -> Result<TableDelta> {
+pub(crate) fn read_whole(conn: &Connection, t: &TablePlan, ti: usize) -> Result<TableDelta> {
     let mut d = TableDelta {
         table: ti,
         replace_all: true,

@@ -23,7 +23,7 @@ CREATE TABLE IF NOT EXISTS ficus.follow (
 )";
 
 /// The follower's record.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct FollowState {
     /// The capture epoch followed.
     pub epoch: String,
