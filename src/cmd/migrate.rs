@@ -471,8 +471,16 @@ async fn follow(
     };
     let format = c.format;
     let quiet = c.quiet;
-    let stop = async {
-        let _ = tokio::signal::ctrl_c().await;
+    // Registered now (not on first poll), so a Ctrl-C or SIGTERM at any moment of following
+    // ends it cleanly, after the round in hand.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
+    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+    let stop = async move {
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
     };
     let summary = ficus_migrator::follow::follow(plan, &opts, &metrics, stop, |e| match format {
         Format::Json => {
