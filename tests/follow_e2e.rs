@@ -142,7 +142,7 @@ async fn http_writer(app: String, w: u32, stop: Arc<AtomicBool>, tally: Arc<Tall
                     tally.server_errors.fetch_add(1, Ordering::Relaxed);
                     eprintln!("5xx from legacy: {path} {} {:?}", r.status, r.body);
                 }
-                if n % 4 == 0 && r.status == 201 {
+                if n.is_multiple_of(4) && r.status == 201 {
                     let id = body["task_id"].as_str().unwrap_or_default().to_string();
                     tally.created.lock().unwrap().push(id);
                 }
@@ -168,7 +168,7 @@ fn cron_job(db: PathBuf, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
             rusqlite::params![i as i64, format!("TASK-{}", 30_000 + i * 7 % 9_000)],
         )
         .unwrap();
-        if i % 3 == 0 {
+        if i.is_multiple_of(3) {
             let tx = c.unchecked_transaction().unwrap();
             tx.execute("DELETE FROM task_events WHERE task_id = ?1", [&id])
                 .unwrap();
