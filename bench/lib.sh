@@ -38,3 +38,24 @@ http { access_log off;
 }
 CONF
 }
+
+# pg_start WORK — initdb + start a throwaway PostgreSQL (fsync off) under WORK on a free
+# loopback port; sets PG (a postgresql:// URL without a database), PGBIN_DIR, and
+# registers pg_stop for the caller's cleanup.
+pg_start() {
+  local work=$1 port
+  PGBIN_DIR=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
+  [ -n "${PGBIN:-}" ] && PGBIN_DIR=$PGBIN
+  port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+  if [ "$(id -u)" = 0 ]; then chown postgres "$work"; fi
+  as_pg "$PGBIN_DIR/initdb" -D "$work/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
+  as_pg "$PGBIN_DIR/pg_ctl" -D "$work/data" -l "$work/server.log" -w -o "-p $port -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" start >/dev/null
+  PG="postgresql://postgres@127.0.0.1:$port"
+  PG_WORK=$work
+}
+
+pg_stop() {
+  [ -n "${PG_WORK:-}" ] && as_pg "$PGBIN_DIR/pg_ctl" -D "$PG_WORK/data" -m fast stop >/dev/null 2>&1 || true
+}
+
+as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }

@@ -25,19 +25,12 @@ need_tools pgloader:pgloader sqlite3:sqlite3 /usr/bin/time:time
 
 WORK=$(mktemp -d /tmp/ficus-bench-XXXXXX)
 chmod 755 "$WORK"
-BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -1)
-[ -n "${PGBIN:-}" ] && BIN=$PGBIN
-PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
-as_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
-if [ "$(id -u)" = 0 ]; then chown postgres "$WORK"; fi
 cleanup() {
-  as_pg "$BIN/pg_ctl" -D "$WORK/data" -m fast stop >/dev/null 2>&1 || true
+  pg_stop
   [ "$KEEP" = 1 ] || rm -rf "$WORK"
 }
 trap cleanup EXIT
-as_pg "$BIN/initdb" -D "$WORK/data" -U postgres --auth=trust -E UTF8 --locale=C --no-sync >/dev/null
-as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/server.log" -w -o "-p $PORT -c listen_addresses=127.0.0.1 -c unix_socket_directories= -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c shared_buffers=256MB -c max_wal_size=4GB -c checkpoint_timeout=30min" start >/dev/null
-PG="postgresql://postgres@127.0.0.1:$PORT"
+pg_start "$WORK"
 
 DB=$WORK/taskdb.sqlite
 python3 "$GEN" "$DB" --tasks "$TASKS"

@@ -20,6 +20,7 @@ mod metrics;
 pub(crate) mod read;
 mod schema_change;
 mod state;
+mod trim;
 
 use std::future::Future;
 use std::path::{Path, PathBuf};
@@ -29,7 +30,7 @@ use std::time::{Duration, Instant};
 use rusqlite::Connection;
 use serde::Serialize;
 
-use crate::capture::{self, ChangeLog};
+use crate::capture;
 use crate::error::{MigrateError, Result};
 use crate::plan::Plan;
 
@@ -202,10 +203,9 @@ pub struct FollowSummary {
     pub rounds: u64,
 }
 
-/// The SQLite connections of a follower: one read-only for the snapshots, one for trimming.
+/// The follower's SQLite connection for its snapshots (query-only).
 struct Source {
     read: Connection,
-    write: Connection,
 }
 
 fn sqlite_err(path: &Path) -> impl Fn(capture::CaptureError) -> MigrateError + '_ {
@@ -263,18 +263,36 @@ pub async fn follow<F: FnMut(&FollowEvent) + Send>(
     opts: &FollowOptions,
     metrics: &FollowMetrics,
     stop: impl Future<Output = ()> + Send,
+    on_event: F,
+) -> Result<FollowSummary> {
+    let trimmer =
+        trim::Trimmer::start(&opts.source, opts.trim_batch).map_err(sqlite_err(&opts.source))?;
+    let result = follow_with(plan, opts, metrics, stop, on_event, &trimmer).await;
+    // What is applied goes from the log before returning (the next follower starts clean).
+    let finished = tokio::task::spawn_blocking(move || trimmer.finish()).await;
+    if let Err(e) = finished {
+        tracing::warn!(error = %e, "follow: trimming thread");
+    }
+    result
+}
+
+async fn follow_with<F: FnMut(&FollowEvent) + Send>(
+    plan: &Plan,
+    opts: &FollowOptions,
+    metrics: &FollowMetrics,
+    stop: impl Future<Output = ()> + Send,
     mut on_event: F,
+    trimmer: &trim::Trimmer,
 ) -> Result<FollowSummary> {
     let path = opts.source.clone();
     let src = {
         let p = path.clone();
         tokio::task::spawn_blocking(
             move || -> std::result::Result<Source, capture::CaptureError> {
-                let write = capture::open_rw(&p)?;
                 let read = capture::open_rw(&p)?;
                 read.execute_batch("PRAGMA query_only = ON")
                     .map_err(capture::CaptureError::sqlite(&p, "set query_only"))?;
-                Ok(Source { read, write })
+                Ok(Source { read })
             },
         )
         .await
@@ -300,6 +318,7 @@ pub async fn follow<F: FnMut(&FollowEvent) + Send>(
     };
     let mut client = crate::run::connect(&opts.target).await?;
     let (mut position, fks) = begin(&client, plan, &epoch).await?;
+    trimmer.advance(position);
     metrics.position.set(position);
     on_event(&FollowEvent::Started {
         epoch: epoch.clone(),
@@ -489,17 +508,7 @@ pub async fn follow<F: FnMut(&FollowEvent) + Send>(
             seconds: started.elapsed().as_secs_f64(),
         });
         // Trim what is applied (the position's own row stays: ids keep growing).
-        let (src2, trim_batch) = (src.clone(), opts.trim_batch);
-        let trimmed = tokio::task::spawn_blocking(move || {
-            let s = src2.lock().unwrap_or_else(|e| e.into_inner());
-            ChangeLog::trim(&s.write, position, trim_batch)
-        })
-        .await
-        .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))?;
-        if let Err(e) = trimmed {
-            // Not fatal: the log is trimmed on a later round.
-            tracing::warn!(error = %e, "follow: cannot trim the change log yet");
-        }
+        trimmer.advance(position);
         if round.complete && opts.until_caught_up {
             on_event(&FollowEvent::CaughtUp { position });
             summary.stop = FollowStop::CaughtUp;
