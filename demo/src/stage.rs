@@ -237,9 +237,11 @@ pub fn write_env(ws: &Workspace, pg_url: &str, admin: Option<&str>) -> Result<()
     let mut text = format!(
         "# . {env}   — then the commands `ficus demo` prints run as shown\n\
          cd {dir}\n\
-         export FICUS_MIGRATE_TARGET={pg_url}\n",
+         export FICUS_MIGRATE_TARGET={pg_url}\n\
+         export FICUS_LIVE_TARGET={live}\n",
         env = ws.path("env.sh").display(),
         dir = ws.dir.display(),
+        live = live_target(pg_url),
     );
     if let Some(admin) = admin {
         text.push_str(&format!(
@@ -248,6 +250,14 @@ pub fn write_env(ws: &Workspace, pg_url: &str, admin: Option<&str>) -> Result<()
     }
     ws.write("env.sh", &text)?;
     Ok(())
+}
+
+/// The database the live-migration chapter follows into, beside the new service's.
+pub fn live_target(pg_url: &str) -> String {
+    match pg_url.rsplit_once('/') {
+        Some((server, _)) => format!("{server}/tasks_live"),
+        None => pg_url.to_string(),
+    }
 }
 
 /// Starts a build of the new service on PostgreSQL `pg_url` with the named quirks

@@ -5,7 +5,7 @@
 
 use std::io::Write;
 
-use crate::chapters::{drift, dualwrite, guard, migrate, rollback, rollout, shadow, start};
+use crate::chapters::{drift, dualwrite, guard, live, migrate, rollback, rollout, shadow, start};
 use crate::narrator::Narrator;
 use crate::stage::{Ground, Stage, Workspace};
 use crate::{DemoError, DemoOptions, MIN_TASKS};
@@ -23,6 +23,7 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     let (pg, pg_url) = migrate::start_postgres(&mut n, &ws).await?;
     migrate::seed_legacy(&mut n, &ws).await?;
     let migration = migrate::migrate(&mut n, &ws, &pg_url).await?;
+    live::live_migration(&mut n, &ws, &pg_url).await?;
     let ground = Ground {
         ws,
         pg,

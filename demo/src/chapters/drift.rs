@@ -11,7 +11,7 @@ use ficus_migrator::{Metrics, WatchOptions, WatchSummary};
 
 use crate::narrator::Narrator;
 use crate::stage::Stage;
-use crate::stores::{pg_execute, postgres, sqlite_execute, sqlite_value};
+use crate::stores::{pg_execute, postgres, sqlite_execute};
 use crate::DemoError;
 
 /// The watch's settle window: how long after a write its key is re-verified.
@@ -119,11 +119,6 @@ pub async fn injected_drift(n: &mut Narrator<'_>, stage: &Stage) -> Result<(), D
         db: &db,
         pg: postgres(&stage.pg_url).await?,
     };
-    let title: String = sqlite_value(
-        &db,
-        &format!("SELECT title FROM tasks WHERE task_id = '{EDITED}'"),
-    )
-    .await?;
     let update = format!("UPDATE tasks SET title = 'edited by hand' WHERE task_id = '{EDITED}'");
     let edits = [
         (On::Postgres, update.clone(), update),
@@ -155,29 +150,24 @@ pub async fn injected_drift(n: &mut Narrator<'_>, stage: &Stage) -> Result<(), D
     let s = watch_once(n, stage, false).await?;
     check_classified(&s)?;
 
-    let repairs = [
-        (
-            On::Postgres,
-            format!(
-                "UPDATE tasks SET title = '{}' WHERE task_id = '{EDITED}'",
-                title.replace('\'', "''")
-            ),
-        ),
-        (
-            On::Postgres,
-            format!("DELETE FROM tasks WHERE task_id = '{NEW_ONLY}'"),
-        ),
-        (
-            On::Sqlite,
-            format!("DELETE FROM tasks WHERE task_id = '{LEGACY_ONLY}'"),
-        ),
-    ];
-    for (on, sql) in &repairs {
-        stores.run(*on, sql).await?;
+    // Legacy is the source of truth while it is primary: make PostgreSQL hold what SQLite
+    // holds, row by row, for every difference verify finds.
+    n.cli("ficus migrate repair --source legacy.db --table tasks   # --dry-run lists first");
+    let plan =
+        ficus_migrator::verify::plan_for(&db, &stage.pg_url, "public", &stage.migration).await?;
+    let obs = std::sync::Arc::new(ficus_migrator::Observer::silent());
+    let opts = ficus_migrator::repair::RepairOptions {
+        table: Some("tasks".into()),
+        dry_run: false,
+    };
+    let rep = ficus_migrator::repair::repair(&plan, &db, &stage.pg_url, &opts, &obs).await?;
+    for line in rep.text().lines() {
+        n.say(line);
     }
-    n.say(format!(
-        "repaired: {EDITED}'s title restored in PostgreSQL, {NEW_ONLY} and {LEGACY_ONLY} deleted"
-    ));
+    crate::expect(
+        rep.ok() && rep.rows.len() == 3 && rep.rows.iter().all(|r| r.table == "tasks"),
+        || format!("repair did not put the three rows right:\n{}", rep.text()),
+    )?;
     watch_clean(n, stage).await
 }
 

@@ -3,6 +3,7 @@
 //! the same), and checks the outcome the story expects.
 //!
 //! - `migrate` — PostgreSQL, the legacy seed, plan/run/verify (chapters 1–3).
+//! - `live` — a live database migrated while it is written to: capture, snapshot, follow (4).
 //! - `start` — the apps, the side-by-side check, the proxy and its URLs (4).
 //! - `shadow` — shadow reads against the next build and the mismatch report (5).
 //! - `dualwrite` — concurrent writers on the dual-write routes (6).
@@ -14,6 +15,7 @@
 pub mod drift;
 pub mod dualwrite;
 pub mod guard;
+pub mod live;
 pub mod migrate;
 pub mod rollback;
 pub mod rollout;
