@@ -47,7 +47,7 @@ fn cron_job(
             [format!("TASK-{}", 101 + i % first)],
         )
         .map_err(sqlite_err("cron update"))?;
-        if i % 10 == 0 && deleted.len() < first / 4 {
+        if i.is_multiple_of(10) && deleted.len() < first / 4 {
             let id = format!("TASK-{}", 100 + first - deleted.len());
             let tx = c
                 .unchecked_transaction()
