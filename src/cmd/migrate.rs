@@ -107,6 +107,11 @@ struct RunArgs {
     /// With --follow: stop once every change logged so far is applied (lag 0).
     #[arg(long, requires = "follow")]
     until_caught_up: bool,
+    /// With --follow: read and apply every key again this long after it was applied. Set it
+    /// (above the mirror timeout) when dual-write routes write followed tables: a mirrored
+    /// write reaching PostgreSQL after the follower applied legacy's row is then undone.
+    #[arg(long, value_name = "MS", default_value_t = 0, requires = "follow")]
+    settle_ms: u64,
 }
 
 #[derive(clap::Args)]
@@ -465,6 +470,7 @@ async fn follow(
     let mut opts = ficus_migrator::follow::FollowOptions::new(src, tgt);
     opts.max_lag = std::time::Duration::from_millis(r.max_lag_ms);
     opts.until_caught_up = r.until_caught_up;
+    opts.settle = std::time::Duration::from_millis(r.settle_ms);
     opts.config = match &c.config {
         Some(p) => MigrationConfig::load(p)?,
         None => MigrationConfig::default(),

@@ -22,6 +22,7 @@ mod schema_change;
 mod state;
 mod trim;
 
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,7 +32,7 @@ use rusqlite::Connection;
 use serde::Serialize;
 
 use crate::capture;
-use crate::error::{MigrateError, Result};
+use crate::error::{MigrateError, PgContext, Result};
 use crate::plan::Plan;
 
 pub use self::metrics::FollowMetrics;
@@ -56,6 +57,10 @@ pub struct FollowOptions {
     pub until_caught_up: bool,
     /// The migration's configuration (to plan a column added while following).
     pub config: crate::config::MigrationConfig,
+    /// Re-read and re-apply every key this long after it was applied (0: never). With
+    /// dual-write routes on followed tables a mirrored write can reach PostgreSQL after the
+    /// follower applied legacy's row; the re-check puts legacy's row back (`--settle-ms`).
+    pub settle: Duration,
 }
 
 impl FollowOptions {
@@ -70,6 +75,7 @@ impl FollowOptions {
             max_lag: Duration::from_millis(1000),
             until_caught_up: false,
             config: crate::config::MigrationConfig::default(),
+            settle: Duration::ZERO,
         }
     }
 }
@@ -99,6 +105,11 @@ pub enum FollowEvent {
         lag_changes: i64,
         /// Read + apply time, seconds.
         seconds: f64,
+    },
+    /// Keys applied a settle window ago were read and applied again.
+    Resettled {
+        /// Rows upserted or deleted again.
+        rows: u64,
     },
     /// Every change logged so far is applied.
     CaughtUp {
@@ -152,6 +163,9 @@ impl FollowEvent {
                 "follow: applied {changes} change(s), {rows} row(s) in {:.0} ms; at change {position}, {lag_changes} pending",
                 seconds * 1000.0
             ),
+            FollowEvent::Resettled { rows } => {
+                format!("follow: settle re-check: {rows} row(s) applied again")
+            }
             FollowEvent::CaughtUp { position } => {
                 format!("follow: caught up at change {position} (lag 0)")
             }
@@ -337,8 +351,14 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
     let mut batch = opts.batch.max(1);
     let mut behind = false;
     let mut caught_up_said = false;
+    let mut resettle: VecDeque<Recheck> = VecDeque::new();
     tokio::pin!(stop);
     loop {
+        if let Some(rows) =
+            run_due_rechecks(&mut resettle, &src, &plan, &mut client, &mut on_event).await
+        {
+            metrics.applied.inc_by(rows);
+        }
         let started = Instant::now();
         let read = {
             let (src, plan, after) = (src.clone(), plan.clone(), position);
@@ -440,7 +460,7 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
                 on_event(&FollowEvent::CaughtUp { position });
                 caught_up_said = true;
             }
-            if opts.until_caught_up {
+            if opts.until_caught_up && resettle.is_empty() {
                 summary.stop = FollowStop::CaughtUp;
                 break;
             }
@@ -507,9 +527,12 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
             lag_changes: round.last_id - position,
             seconds: started.elapsed().as_secs_f64(),
         });
+        if !opts.settle.is_zero() {
+            resettle.push_back(Recheck::of(&round, Instant::now() + opts.settle));
+        }
         // Trim what is applied (the position's own row stays: ids keep growing).
         trimmer.advance(position);
-        if round.complete && opts.until_caught_up {
+        if round.complete && opts.until_caught_up && resettle.is_empty() {
             on_event(&FollowEvent::CaughtUp { position });
             summary.stop = FollowStop::CaughtUp;
             break;
@@ -523,6 +546,101 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
     let lag = metrics.lag_changes.get();
     state::note(&client, &plan.schema, lag, metrics.lag_seconds.get(), why).await?;
     Ok(summary)
+}
+
+/// Keys applied by a round, to be read and applied again once `due`.
+struct Recheck {
+    due: Instant,
+    keys: BTreeMap<usize, BTreeSet<String>>,
+    whole: BTreeSet<usize>,
+}
+
+impl Recheck {
+    fn of(round: &read::Round, due: Instant) -> Recheck {
+        let mut r = Recheck {
+            due,
+            keys: BTreeMap::new(),
+            whole: BTreeSet::new(),
+        };
+        for d in &round.tables {
+            if d.replace_all {
+                r.whole.insert(d.table);
+            } else {
+                r.keys
+                    .entry(d.table)
+                    .or_default()
+                    .extend(d.keys.iter().cloned());
+            }
+        }
+        r
+    }
+}
+
+/// Applies again, in one snapshot and one transaction, every recheck that is due; the rows
+/// applied, if any ran. A failed one is retried a second later.
+async fn run_due_rechecks<F: FnMut(&FollowEvent) + Send>(
+    queue: &mut VecDeque<Recheck>,
+    src: &Arc<Mutex<Source>>,
+    plan: &Arc<Plan>,
+    client: &mut tokio_postgres::Client,
+    on_event: &mut F,
+) -> Option<u64> {
+    let now = Instant::now();
+    let mut due = Recheck {
+        due: now,
+        keys: BTreeMap::new(),
+        whole: BTreeSet::new(),
+    };
+    while queue.front().is_some_and(|r| r.due <= now) {
+        if let Some(r) = queue.pop_front() {
+            for (t, k) in r.keys {
+                due.keys.entry(t).or_default().extend(k);
+            }
+            due.whole.extend(r.whole);
+        }
+    }
+    if due.keys.is_empty() && due.whole.is_empty() {
+        return None;
+    }
+    let (s2, p2, k2, w2) = (
+        src.clone(),
+        plan.clone(),
+        due.keys.clone(),
+        due.whole.clone(),
+    );
+    let read = tokio::task::spawn_blocking(move || {
+        let s = s2.lock().unwrap_or_else(|e| e.into_inner());
+        read::read_again(&s.read, &p2, &k2, &w2)
+    })
+    .await;
+    let applied = match read {
+        Ok(Ok(deltas)) => {
+            let rows: u64 = deltas.iter().map(|d| d.upsert_rows + d.delete_rows).sum();
+            let r = async {
+                let tx = client.transaction().await.ctx("begin a settle re-check")?;
+                apply::apply_deltas(&tx, plan, &deltas).await?;
+                tx.commit().await.ctx("committing a settle re-check")
+            }
+            .await;
+            r.map(|()| rows)
+        }
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(MigrateError::Internal(format!("follow thread: {e}"))),
+    };
+    match applied {
+        Ok(rows) => {
+            on_event(&FollowEvent::Resettled { rows });
+            Some(rows)
+        }
+        Err(e) => {
+            on_event(&FollowEvent::RoundFailed {
+                error: format!("settle re-check: {e}"),
+            });
+            due.due = now + Duration::from_secs(1);
+            queue.push_front(due);
+            None
+        }
+    }
 }
 
 /// Waits `d` unless `stop` completes first (then true).

@@ -42,6 +42,8 @@ pub(crate) struct TableDelta {
     /// Keys (as people see them) of rows carried whole this round: any earlier quarantine
     /// record of theirs is void.
     pub carried_keys: Vec<String>,
+    /// The keys read (SQL literals, as the log has them), for a settle re-check.
+    pub keys: Vec<String>,
 }
 
 /// One round's reading.
@@ -231,6 +233,7 @@ pub(crate) fn read_keys(
 ) -> Result<TableDelta> {
     let mut d = TableDelta {
         table: ti,
+        keys: keys.iter().cloned().collect(),
         ..TableDelta::default()
     };
     let cols: Vec<String> = t.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
@@ -339,4 +342,26 @@ pub(crate) fn read_whole(conn: &Connection, t: &TablePlan, ti: usize) -> Result<
         Ok(true)
     })?;
     Ok(d)
+}
+
+/// Re-reads `keys` per table (and keyless tables whole) in one snapshot: the settle re-check.
+pub(crate) fn read_again(
+    conn: &Connection,
+    plan: &Plan,
+    keys: &BTreeMap<usize, BTreeSet<String>>,
+    whole: &BTreeSet<usize>,
+) -> Result<Vec<TableDelta>> {
+    conn.execute_batch("BEGIN").table("(follow snapshot)")?;
+    let r = (|| {
+        let mut out = Vec::new();
+        for (ti, set) in keys {
+            out.push(read_keys(conn, &plan.tables[*ti], *ti, set)?);
+        }
+        for ti in whole {
+            out.push(read_whole(conn, &plan.tables[*ti], *ti)?);
+        }
+        Ok(out)
+    })();
+    let _ = conn.execute_batch("COMMIT");
+    r
 }
