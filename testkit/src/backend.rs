@@ -8,8 +8,8 @@
 //!   backend) and records every request it received ([`TestServer::received`]).
 //! - [`free_addr`] — an address nothing listens on.
 //!
-//! Servers live until the test's runtime ends; a [`TestServer`] also stops accepting when it
-//! is dropped.
+//! Servers live until the test's runtime ends (a [`TestServer`] can be stopped earlier), so a
+//! test may keep just the address.
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
@@ -243,7 +243,7 @@ pub type Answer = (u16, Vec<(&'static str, String)>, String);
 /// before this one.
 pub type Handler = Arc<dyn Fn(&Received, usize) -> Answer + Send + Sync>;
 
-/// A running server that records what it receives; stops accepting when dropped.
+/// A running server that records what it receives.
 pub struct TestServer {
     /// Where it listens.
     pub addr: SocketAddr,
@@ -261,10 +261,9 @@ impl TestServer {
     pub fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
-}
 
-impl Drop for TestServer {
-    fn drop(&mut self) {
+    /// Stops accepting connections (those already open are served to the end).
+    pub fn stop(&self) {
         self.task.abort();
     }
 }
