@@ -14,7 +14,7 @@ use std::time::Duration;
 use ficus_taskapp::Options;
 use serde_json::Value;
 use testkit::cli::text as out;
-use testkit::Http;
+use testkit::{Http, ProxyToml};
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 /// Writers through the proxy, and for how long.
@@ -195,28 +195,11 @@ async fn concurrent_writes_through_the_proxy_leave_no_drift() {
     let legacy = testkit::apps::legacy_app(&sqlite, Options::default()).await;
     let new = testkit::apps::new_app(&pg.url, Options::default()).await;
     let state = dir.path().join("ficus-state.db");
-    let toml = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 2
-watch_config = false
-
-[backends.legacy]
-url = "{legacy}"
-[backends.new]
-url = "{new}"
-
-[shadow]
-store = {store:?}
-timeout_ms = 20000
-{ROUTES}"#,
-        legacy = legacy.url(),
-        new = new.url(),
-        store = dir.path().join("shadow.db"),
-    );
+    let toml = ProxyToml::new(&legacy.url(), &new.url())
+        .state_file(&state)
+        .shadow(&dir.path().join("shadow.db"), "timeout_ms = 20000")
+        .routes(ROUTES)
+        .to_string();
     let proxy = ficus_proxy::Proxy::start(ficus_proxy::Config::from_toml_str(&toml).unwrap(), None)
         .unwrap();
 

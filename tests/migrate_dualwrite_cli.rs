@@ -128,9 +128,11 @@ fn watch_and_rollback_through_the_binary() {
         &proxy_cfg,
         // The proxy's own configuration: writes all on new by `target = "new"` (no
         // `percent`), which the proxy reads as 100 %.
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n\
-         [[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\ntarget = \"new\"\n",
+        testkit::ProxyToml::new("127.0.0.1:9", "127.0.0.1:9")
+            .routes(
+                "[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\ntarget = \"new\"\n",
+            )
+            .to_string(),
     )
     .unwrap();
     let o = ficus(

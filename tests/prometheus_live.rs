@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use testkit::backend::{serve_async, Received};
 use testkit::browser;
-use testkit::send;
+use testkit::{send, ProxyToml};
 
 const TOKEN: &str = "prom-live-admin";
 const ROUTE: &str = "tasks";
@@ -162,22 +162,8 @@ fn substitute(expr: &str) -> String {
 async fn run_proxy(dir: &Path) -> ficus_proxy::ProxyHandle {
     let legacy = backend("legacy").await;
     let new = backend("new").await;
-    let toml = format!(
+    let routes = format!(
         r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 1
-watch_config = false
-[shadow]
-store = {store:?}
-timeout_ms = 1000
-[backends.legacy]
-url = "http://{legacy}"
-[backends.new]
-url = "http://{new}"
-timeout_ms = 500
 [[routes]]
 name = "claims"
 methods = ["POST"]
@@ -203,10 +189,15 @@ target = "new"
 max_error_rate = 0.5
 window_s = 60
 min_requests = 5
-"#,
-        state = dir.join("state.db").display().to_string(),
-        store = dir.join("shadow.db").display().to_string(),
+"#
     );
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .workers(1)
+        .new_backend("timeout_ms = 500")
+        .shadow(&dir.join("shadow.db"), "timeout_ms = 1000")
+        .routes(&routes)
+        .to_string();
     let mut c = ficus_proxy::Config::from_toml_str(&toml).unwrap();
     c.proxy.admin_token = Some(ficus_proxy::config::Secret(TOKEN.into()));
     ficus_proxy::Proxy::start(c, None).unwrap()

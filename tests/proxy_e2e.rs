@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use testkit::backend::{echo, Generated};
-use testkit::http::{empty, Conn, Resp};
+use testkit::http::{body_len, empty, Conn, Resp};
+use testkit::ProxyToml;
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 const TOKEN: &str = "e2e-admin-token";
@@ -67,29 +68,15 @@ fn start(config: &Path) -> Ficus {
 
 fn write_config(dir: &Path, legacy: SocketAddr, new: SocketAddr, percent: f64) -> PathBuf {
     let p = dir.join("ficus.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = "{state}"
-workers = 1
-max_request_bytes = 209715200
-[backends.legacy]
-url = "http://{legacy}"
-[backends.new]
-url = "http://{new}"
-[[routes]]
-name = "tasks"
-path = "/api/tasks/*"
-percent = {percent:.1}
-sticky = "header:x-user-id"
-"#,
-            state = dir.join("state.db").display()
-        ),
-    )
-    .unwrap();
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .workers(1)
+        .watch_config(true)
+        .proxy("max_request_bytes = 209715200")
+        .routes(&format!(
+            "[[routes]]\nname = \"tasks\"\npath = \"/api/tasks/*\"\npercent = {percent:.1}\nsticky = \"header:x-user-id\"\n"
+        ));
+    std::fs::write(&p, toml.to_string()).unwrap();
     p
 }
 
@@ -226,12 +213,7 @@ async fn streams_100_mb_each_way_in_bounded_memory() {
                 .unwrap(),
         )
         .await;
-    let mut body = r.into_body();
-    let mut got = 0u64;
-    while let Some(fr) = body.frame().await {
-        got += fr.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-    }
-    assert_eq!(got, SIZE);
+    assert_eq!(body_len(r).await, SIZE);
 
     let after = vm_hwm_kib(f.child.id());
     let grown = after.saturating_sub(before) / 1024;

@@ -309,13 +309,8 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
         .unwrap()
         .get(0);
     assert_eq!(q, 3);
-    let wr: Vec<String> = c
-        .query("SELECT code FROM wr ORDER BY code", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let wr: Vec<String> =
+        testkit::pg::rows(&c, "SELECT code FROM wr ORDER BY code", |r| r.get(0)).await;
     assert_eq!(wr, vec!["a", "b", "c"]);
     let e: i64 = c
         .query_one("SELECT count(*) FROM empty", &[])
@@ -424,16 +419,12 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
         rep.warnings
     );
     let c = pg(&db.url).await;
-    let idx: Vec<String> = c
-        .query(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let idx: Vec<String> = testkit::pg::rows(
+        &c,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+        |r| r.get(0),
+    )
+    .await;
     let all = idx.join("\n");
     assert!(all.contains("(status, at DESC)"), "{all}");
     assert!(all.contains("WHERE (status <> 'done'::text)"), "{all}");
@@ -451,13 +442,7 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
         .unwrap()
         .get(0);
     assert!(!fk);
-    let chk: Vec<String> = c
-        .query("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let chk: Vec<String> = testkit::pg::rows(&c, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace", |r| r.get(0)).await;
     assert_eq!(chk, vec!["CHECK ((n >= 0))".to_string()]);
     let v: i64 = c
         .query_one("SELECT count(*) FROM open_children", &[])

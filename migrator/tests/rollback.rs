@@ -89,8 +89,8 @@ async fn new_side_writes_survive_rollback() {
     let proxy_config = env.dir.path().join("ficus.toml");
     std::fs::write(
         &proxy_config,
-        format!(
-            "{PROXY_BASE}[[routes]]\nname = \"tasks-read\"\nmethods = [\"GET\"]\npath = \"/api/tasks/*\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\npercent = 50\n"
+        proxy_toml(
+            "[[routes]]\nname = \"tasks-read\"\nmethods = [\"GET\"]\npath = \"/api/tasks/*\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\npercent = 50\n",
         ),
     )
     .unwrap();
@@ -263,13 +263,18 @@ async fn new_side_writes_survive_rollback() {
 }
 
 /// The sections a proxy configuration needs before its routes.
-const PROXY_BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate = \":memory:\"\n[backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n";
+/// A proxy configuration whose backends are never reached, with these routes.
+fn proxy_toml(routes: &str) -> String {
+    testkit::ProxyToml::new("127.0.0.1:9", "127.0.0.1:9")
+        .routes(routes)
+        .to_string()
+}
 
 /// A real proxy whose admin API takes token `secret`, with tasks-write put on new by an
 /// operator.
 fn proxy_with_writes_on_new() -> ficus_proxy::ProxyHandle {
-    let mut config = ficus_proxy::Config::from_toml_str(&format!(
-        "{PROXY_BASE}[[routes]]\nname = \"tasks-write\"\nmethods = [\"POST\"]\npath = \"/api/tasks/*\"\n"
+    let mut config = ficus_proxy::Config::from_toml_str(&proxy_toml(
+        "[[routes]]\nname = \"tasks-write\"\nmethods = [\"POST\"]\npath = \"/api/tasks/*\"\n",
     ))
     .unwrap();
     config.proxy.admin_token = Some(ficus_proxy::config::Secret("secret".into()));

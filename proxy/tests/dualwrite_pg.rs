@@ -6,9 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{config_toml, echo, free_addr, metric, send};
+use common::{echo, free_addr, metric, send};
 use ficus_proxy::{Config, Proxy, ProxyHandle};
-use testkit::TempDir;
+use testkit::{ProxyToml, TempDir};
 
 fn replica(
     tmp: &TempDir,
@@ -17,46 +17,41 @@ fn replica(
     legacy: SocketAddr,
     new: SocketAddr,
 ) -> ProxyHandle {
-    let routes = format!(
-        r#"
-[shadow]
-store = {store:?}
-timeout_ms = 5000
-
+    let toml = ProxyToml::new(&legacy, &new)
+        .state(url)
+        .new_backend("timeout_ms = 2000")
+        .shadow(
+            &tmp.path().join(format!("shadow-{name}.db")),
+            "timeout_ms = 5000",
+        )
+        .routes(
+            r#"
 [[routes]]
 name = "dual"
-path = "/dual/{{id}}"
+path = "/dual/{id}"
 dual_write = true
 key = "path:id"
 [routes.shadow]
 "#,
-        store = tmp.path().join(format!("shadow-{name}.db")),
-    );
-    let toml = config_toml(legacy, new, "", &routes)
-        .replace("state = \":memory:\"", &format!("state = {url:?}"));
-    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+        );
+    Proxy::start(Config::from_toml_str(&toml.to_string()).unwrap(), None).unwrap()
 }
 
 /// (key, method, primary_side, legacy_status, new_status, divergent), by key.
 type Row = (String, String, String, Option<i32>, Option<i32>, i32);
 
 async fn rows(url: &str) -> Vec<Row> {
-    testkit::pg::connect(url)
-        .await
-        .query(
-            "SELECT key, method, primary_side, legacy_status, new_status, divergent, at
+    testkit::pg::rows(
+        &testkit::pg::connect(url).await,
+        "SELECT key, method, primary_side, legacy_status, new_status, divergent, at
          FROM ficus_proxy.dual_writes ORDER BY key, id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
+        |r| {
             let at: String = r.get(6);
             assert!(at.ends_with('Z') && at.len() == 27, "{at}");
             (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,6 +17,7 @@ use ficus_shadow::{DiffKind, Store};
 use ficus_taskapp::{seed_tasks, Options};
 use testkit::apps::{pair, quirks, Pair};
 use testkit::backend::{json, serve, TestServer};
+use testkit::ProxyToml;
 
 const READS: &[&str] = &[
     "/api/tasks/",
@@ -33,14 +34,15 @@ fn proxy(
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
-    let toml = config_toml(legacy, new, "", routes).replace(
-        "state = \":memory:\"",
-        &format!("state = {:?}", dir.join("state.db")),
-    ) + &format!(
-        "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
-        dir.join("shadow.db")
-    );
-    start_toml(&toml)
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .new_backend("timeout_ms = 2000")
+        .shadow(
+            &dir.join("shadow.db"),
+            &format!("timeout_ms = 1000\n{shadow}"),
+        )
+        .routes(routes);
+    start_toml(&toml.to_string())
 }
 
 /// The reference task apps on copies of one seeded SQLite database, the new side with

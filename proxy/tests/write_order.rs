@@ -16,6 +16,7 @@ use common::{get, metric, send, start_toml, Resp};
 use ficus_proxy::ProxyHandle;
 use ficus_taskapp::seed_tasks;
 use testkit::backend::{serve_async, Received, TestServer};
+use testkit::ProxyToml;
 use tokio::sync::watch;
 
 /// Limit on any one step, so a broken turn fails the test instead of hanging it.
@@ -110,33 +111,16 @@ fn proxy(
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
-    let toml = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 2
-watch_config = false
-
-[backends.legacy]
-url = "http://{legacy}"
-timeout_ms = {legacy_timeout_ms}
-[backends.new]
-url = "http://{new}"
-timeout_ms = 30000
-
-[shadow]
-store = {store:?}
-timeout_ms = 30000
-{shadow}
-
-{routes}
-"#,
-        state = dir.join("state.db"),
-        store = dir.join("shadow.db"),
-    );
-    start_toml(&toml)
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .legacy_backend(&format!("timeout_ms = {legacy_timeout_ms}"))
+        .new_backend("timeout_ms = 30000")
+        .shadow(
+            &dir.join("shadow.db"),
+            &format!("timeout_ms = 30000\n{shadow}"),
+        )
+        .routes(routes);
+    start_toml(&toml.to_string())
 }
 
 const DUAL_ROUTE: &str = r#"

@@ -626,18 +626,12 @@ fn sqlite_events(path: &std::path::Path) -> Vec<EventRow> {
 }
 
 async fn pg_events(url: &str) -> Vec<EventRow> {
-    testkit::pg::connect(url)
-        .await
-        .query(
-            "SELECT task_id, kind, agent, payload::text, \
-             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
-             FROM task_events ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
+    testkit::pg::rows(
+        &testkit::pg::connect(url).await,
+        "SELECT task_id, kind, agent, payload::text, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+         FROM task_events ORDER BY id",
+        |r| {
             let payload: String = r.get(3);
             (
                 r.get(0),
@@ -646,8 +640,9 @@ async fn pg_events(url: &str) -> Vec<EventRow> {
                 serde_json::from_str(&payload).unwrap(),
                 r.get(4),
             )
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 #[tokio::test]

@@ -58,13 +58,12 @@ async fn payloads(name: &str, column: &str) -> (Vec<String>, Vec<String>) {
         testkit::sqlite::rows(sqlite, "SELECT payload FROM task_events ORDER BY id", |r| {
             r.get(0)
         });
-    let new_payloads: Vec<String> = pc
-        .query("SELECT payload::text FROM task_events ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let new_payloads: Vec<String> = testkit::pg::rows(
+        &pc,
+        "SELECT payload::text FROM task_events ORDER BY id",
+        |r| r.get(0),
+    )
+    .await;
     apps.shutdown().await;
     assert_eq!(legacy_payloads.len(), writes.len());
     (legacy_payloads, new_payloads)

@@ -123,16 +123,7 @@ async fn stamped_writes_store_the_same_timestamps_on_both_sides() {
         |r| r.get(0),
     );
     let pc = testkit::pg::connect(apps.pg_url()).await;
-    let new_events: Vec<String> = pc
-        .query(
-            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM task_events ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let new_events: Vec<String> = testkit::pg::rows(&pc, "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM task_events ORDER BY id", |r| r.get(0)).await;
     assert_eq!(legacy_events, new_events);
     assert_eq!(
         legacy_events.last().map(String::as_str),

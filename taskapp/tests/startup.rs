@@ -313,18 +313,14 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
     second.shutdown().await;
 
     let client = testkit::pg::connect(&pg.url).await;
-    let types: Vec<(String, String)> = client
-        .query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+    let types: Vec<(String, String)> = testkit::pg::rows(
+        &client,
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_name = 'tasks' AND column_name IN \
              ('id', 'completed', 'created_at', 'last_heartbeat') ORDER BY column_name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        |r| (r.get(0), r.get(1)),
+    )
+    .await;
     let types: Vec<(&str, &str)> = types
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -338,16 +334,12 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
             ("last_heartbeat", "timestamp with time zone"),
         ]
     );
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes: Vec<String> = testkit::pg::rows(
+        &client,
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1",
+        |r| r.get(0),
+    )
+    .await;
     assert_eq!(
         indexes,
         ["ix_tasks_status", "ix_tasks_task_id", "tasks_pkey"]

@@ -268,6 +268,19 @@ impl Conn {
     }
 }
 
+/// The length of `resp`'s body, read frame by frame and never held whole.
+pub async fn body_len(resp: Response<Incoming>) -> u64 {
+    let mut body = resp.into_body();
+    let mut n = 0u64;
+    while let Some(frame) = body.frame().await {
+        n += frame
+            .expect("response body")
+            .data_ref()
+            .map_or(0, |d| d.len() as u64);
+    }
+    n
+}
+
 /// `GET path` on a fresh connection to `addr`.
 pub async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Resp {
     Conn::connect(addr).await.get(path, headers).await

@@ -19,6 +19,7 @@
 //! - [`metrics`] — samples of a Prometheus exposition; `promtool check metrics`.
 //! - [`browser`] — running `tests/browser/*.mjs` in headless Chromium.
 //! - [`cli`] — running the binary under test.
+//! - [`config`] — a proxy configuration (TOML) around two backends.
 //! - [`temp_dir`] — a self-removing temp directory.
 //!
 //! # pgtemp
@@ -34,6 +35,7 @@ pub mod apps;
 pub mod backend;
 pub mod browser;
 pub mod cli;
+pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod pg;
@@ -42,6 +44,7 @@ pub mod sqlite;
 pub use pgtemp;
 
 pub use backend::{echo, fixed, free_addr, json, serve, serve_async, Received, TestServer};
+pub use config::ProxyToml;
 pub use http::{get, send, Conn, Http, Resp};
 pub use metrics::{expect_metric, metric};
 pub use tempfile::TempDir;

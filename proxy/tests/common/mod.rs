@@ -5,32 +5,20 @@
 use std::net::SocketAddr;
 
 use ficus_proxy::{Config, Proxy, ProxyHandle};
+use testkit::ProxyToml;
 
 pub use testkit::backend::{echo, fixed, free_addr, Generated};
 pub use testkit::http::{full, get, send, Conn, Resp};
 pub use testkit::metrics::metric;
 
-/// A proxy configuration with the two backends and the given `[[routes]]` TOML.
+/// A proxy configuration with the two backends (the new one with a 2 s timeout), state in
+/// memory, `extra_proxy` in `[proxy]` and the given `[[routes]]` TOML.
 pub fn config_toml(legacy: SocketAddr, new: SocketAddr, extra_proxy: &str, routes: &str) -> String {
-    format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = ":memory:"
-workers = 2
-watch_config = false
-{extra_proxy}
-
-[backends.legacy]
-url = "http://{legacy}"
-[backends.new]
-url = "http://{new}"
-timeout_ms = 2000
-
-{routes}
-"#
-    )
+    ProxyToml::new(&legacy, &new)
+        .proxy(extra_proxy)
+        .new_backend("timeout_ms = 2000")
+        .routes(routes)
+        .to_string()
 }
 
 /// Starts a proxy from a TOML configuration.
