@@ -6,7 +6,7 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{echo, free_addr, metric, send};
+use common::{echo, free_addr, metric, send, DUAL_ROUTE};
 use ficus_proxy::{Config, Proxy, ProxyHandle};
 use testkit::{ProxyToml, TempDir};
 
@@ -24,16 +24,7 @@ fn replica(
             &tmp.path().join(format!("shadow-{name}.db")),
             "timeout_ms = 5000",
         )
-        .routes(
-            r#"
-[[routes]]
-name = "dual"
-path = "/dual/{id}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#,
-        );
+        .routes(DUAL_ROUTE);
     Proxy::start(Config::from_toml_str(&toml.to_string()).unwrap(), None).unwrap()
 }
 

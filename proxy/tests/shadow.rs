@@ -244,20 +244,10 @@ async fn recording() -> TestServer {
 async fn writes_are_mirrored_only_on_dual_write_routes_with_marker_and_idempotency_key() {
     let tmp = testkit::temp_dir("proxy-shadow-writes");
     let (legacy, new) = (recording().await, recording().await);
-    let routes = r#"
-[[routes]]
-name = "plain"
-path = "/plain/{id}"
-[routes.shadow]
-
-[[routes]]
-name = "dual"
-path = "/dual/{id}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#;
-    let p = proxy(tmp.path(), legacy.addr, new.addr, "", routes);
+    let routes = format!(
+        "[[routes]]\nname = \"plain\"\npath = \"/plain/{{id}}\"\n[routes.shadow]\n{DUAL_ROUTE}"
+    );
+    let p = proxy(tmp.path(), legacy.addr, new.addr, "", &routes);
     let mut c = Conn::connect(p.listen_addr()).await;
     let hdrs = [
         ("accept-encoding", "gzip, br"),

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{get, metric, send, start_toml, Resp};
+use common::{get, metric, send, start_toml, Resp, DUAL_ROUTE};
 use ficus_proxy::ProxyHandle;
 use ficus_taskapp::seed_tasks;
 use testkit::backend::{serve_async, Received, TestServer};
@@ -122,15 +122,6 @@ fn proxy(
         .routes(routes);
     start_toml(&toml.to_string())
 }
-
-const DUAL_ROUTE: &str = r#"
-[[routes]]
-name = "dual"
-path = "/dual/{id}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#;
 
 async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
     tokio::time::timeout(

@@ -21,6 +21,16 @@ pub fn config_toml(legacy: SocketAddr, new: SocketAddr, extra_proxy: &str, route
         .to_string()
 }
 
+/// A dual-write route keyed by the path's `id`, shadowed.
+pub const DUAL_ROUTE: &str = r#"
+[[routes]]
+name = "dual"
+path = "/dual/{id}"
+dual_write = true
+key = "path:id"
+[routes.shadow]
+"#;
+
 /// Starts a proxy from a TOML configuration.
 pub fn start_toml(toml: &str) -> ProxyHandle {
     Proxy::start(Config::from_toml_str(toml).unwrap(), None).unwrap()
