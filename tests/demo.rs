@@ -10,10 +10,11 @@ fn line_with<'a>(out: &'a str, parts: &[&str]) -> Option<&'a str> {
 
 #[test]
 fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
-    let dir = std::env::temp_dir().join(format!("ficus-demo-test-{}", std::process::id()));
+    let tmp = testkit::temp_dir("demo-test");
+    let dir = tmp.path();
     let out = Command::new(env!("CARGO_BIN_EXE_ficus"))
         .args(["demo", "--tasks", "200", "--dir"])
-        .arg(&dir)
+        .arg(dir)
         .output()
         .expect("run ficus demo");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -175,5 +176,4 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
     ] {
         assert!(dir.join(file).exists(), "{file} not in the work directory");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

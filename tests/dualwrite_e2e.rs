@@ -8,16 +8,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use ficus_taskapp::Options;
 use serde_json::Value;
-use tempfile::TempDir;
+use testkit::cli::text as out;
+use testkit::{Http, ProxyToml};
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 /// Writers through the proxy, and for how long.
@@ -69,51 +66,7 @@ ignore_headers = ["date"]
 "#;
 
 fn ficus(args: &[&str]) -> Output {
-    Command::new(FICUS)
-        .args(args)
-        .env("FICUS_LOG", "warn")
-        .env_remove("FICUS_ADMIN_TOKEN")
-        .output()
-        .expect("run ficus")
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-type Http = Client<HttpConnector, Full<Bytes>>;
-
-/// One POST (or GET without a body); (status, JSON body or null).
-async fn call(
-    http: &Http,
-    base: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Value) {
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("http://{base}{path}"))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let req = req.body(Full::new(Bytes::from(body.to_string()))).unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(60), http.request(req))
-        .await
-        .unwrap_or_else(|_| panic!("{method} {path}: no answer within 60 s"))
-        .expect("request sent");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-    )
+    testkit::cli::run(FICUS, args)
 }
 
 /// What one writer did: writes answered, keys it wrote, statuses seen.
@@ -174,8 +127,15 @@ async fn writer(http: Http, proxy: SocketAddr, w: u32, deadline: tokio::time::In
                 shared,
             ),
         };
-        let (status, reply) =
-            call(&http, proxy, "POST", &path, &[("x-task-id", &key)], &body).await;
+        let r = http
+            .send(
+                "POST",
+                &format!("http://{proxy}{path}"),
+                &[("content-type", "application/json"), ("x-task-id", &key)],
+                body.clone(),
+            )
+            .await;
+        let (status, reply) = (r.status, r.json_or_null());
         // Refusals of the business rules (409 claimed, 403 not the assignee) are fine: both
         // sides give them alike. 5xx are not (503 would be a write that never got its turn).
         assert!(status < 500, "{path} {body}: {status} {reply}");
@@ -188,9 +148,10 @@ async fn writer(http: Http, proxy: SocketAddr, w: u32, deadline: tokio::time::In
 
 /// `(task_id → (id, created_at, updated_at))` as a task app serves them.
 async fn tasks(http: &Http, app: SocketAddr) -> BTreeMap<String, (i64, String, String)> {
-    let (status, list) = call(http, app, "GET", "/api/tasks/", &[], "").await;
-    assert_eq!(status, 200);
-    list.as_array()
+    let r = http.call(&app, "GET", "/api/tasks/", None).await;
+    assert_eq!(r.status, 200);
+    r.json()
+        .as_array()
         .unwrap()
         .iter()
         .map(|t| {
@@ -210,68 +171,39 @@ async fn tasks(http: &Http, app: SocketAddr) -> BTreeMap<String, (i64, String, S
 type Recorded = (String, String, Option<i64>, Option<i64>, i64);
 
 fn recorded_writes(state: &Path) -> Vec<Recorded> {
-    let conn = rusqlite::Connection::open(state).unwrap();
-    let mut st = conn
-        .prepare(
-            "SELECT route, key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id",
-        )
-        .unwrap();
-    st.query_map([], |r| {
-        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    testkit::sqlite::rows(
+        state,
+        "SELECT route, key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_through_the_proxy_leave_no_drift() {
-    let dir = TempDir::with_prefix("ficus-e2e-dualwrite-").unwrap();
+    let dir = testkit::temp_dir("e2e-dualwrite");
     let sqlite = dir.path().join("legacy.db");
     ficus_taskapp::seed_sqlite(&sqlite, &ficus_taskapp::seed_tasks(40, 17)).unwrap();
     let config = dir.path().join("migration.toml");
     std::fs::write(&config, MIGRATION_TOML).unwrap();
-    let pg = pgtemp::fresh_database("dualwrite_e2e").unwrap();
+    let pg = testkit::pg::fresh_database("dualwrite_e2e").unwrap();
     let (src, cfg) = (sqlite.to_str().unwrap(), config.to_str().unwrap());
     let common = ["--source", src, "--target", &pg.url, "--config", cfg];
     let o = ficus(&[&["migrate", "run"][..], &common, &["--quiet"]].concat());
     assert!(o.status.success(), "{}", out(&o));
 
     // Both apps on the migrated stores, the proxy in front (legacy primary, new mirrored).
-    let bind = || tokio::net::TcpListener::bind("127.0.0.1:0");
-    let legacy = ficus_taskapp::serve_legacy(&sqlite, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
-    let new = ficus_taskapp::serve_new(&pg.url, bind().await.unwrap(), vec![])
-        .await
-        .unwrap();
+    let legacy = testkit::apps::legacy_app(&sqlite, Options::default()).await;
+    let new = testkit::apps::new_app(&pg.url, Options::default()).await;
     let state = dir.path().join("ficus-state.db");
-    let toml = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 2
-watch_config = false
-
-[backends.legacy]
-url = "{legacy}"
-[backends.new]
-url = "{new}"
-
-[shadow]
-store = {store:?}
-timeout_ms = 20000
-{ROUTES}"#,
-        legacy = legacy.url(),
-        new = new.url(),
-        store = dir.path().join("shadow.db"),
-    );
+    let toml = ProxyToml::new(&legacy.url(), &new.url())
+        .state_file(&state)
+        .shadow(&dir.path().join("shadow.db"), "timeout_ms = 20000")
+        .routes(ROUTES)
+        .to_string();
     let proxy = ficus_proxy::Proxy::start(ficus_proxy::Config::from_toml_str(&toml).unwrap(), None)
         .unwrap();
 
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+    let http = Http::new();
     let deadline = tokio::time::Instant::now() + WRITING;
     let writers: Vec<_> = (0..WRITERS)
         .map(|w| tokio::spawn(writer(http.clone(), proxy.listen_addr(), w, deadline)))

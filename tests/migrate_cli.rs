@@ -3,45 +3,35 @@
 //! changed row.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use testkit::cli::stdout;
+
+const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 
 fn ficus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ficus"))
-        .args(args)
-        .env("FICUS_LOG", "warn")
-        .output()
-        .expect("run ficus")
+    testkit::cli::run(FICUS, args)
 }
 
-fn tmpdir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("ficus-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn make_db(path: &Path) {
-    let c = rusqlite::Connection::open(path).unwrap();
-    c.execute_batch(
+/// `app.db` in `dir`: 3000 tasks, one of them with a note that is not UTF-8.
+fn make_db(dir: &Path) -> PathBuf {
+    testkit::sqlite::create(
+        dir,
+        "app.db",
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, task_id VARCHAR NOT NULL UNIQUE, done BOOLEAN NOT NULL,
                              created_at DATETIME NOT NULL DEFAULT CURRENT_TIMESTAMP, notes TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000)
          INSERT INTO tasks SELECT i, 'TASK-' || i, i % 2, '2025-01-01 10:00:00.000000',
                                   CASE WHEN i = 77 THEN CAST(x'6e6f74ff' AS TEXT) ELSE 'note ' || i END FROM n;",
     )
-    .unwrap();
-}
-
-fn stdout(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
 #[test]
 fn migrate_plan_run_verify_status_through_the_binary() {
-    let dir = tmpdir("e2e");
-    let src = dir.join("app.db");
-    make_db(&src);
-    let db = pgtemp::fresh_database("mig_cli").unwrap();
+    let tmp = testkit::temp_dir("cli-e2e");
+    let dir = tmp.path();
+    let src = make_db(dir);
+    let db = testkit::pg::fresh_database("mig_cli").unwrap();
     let s = src.to_str().unwrap();
 
     // plan: a dry run naming the value that will not convert.
@@ -158,38 +148,22 @@ fn migrate_plan_run_verify_status_through_the_binary() {
     ]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot open SQLite source"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// The body of `GET /metrics` on `addr`, or `None` while nothing answers there.
+/// The response to `GET /metrics` on `addr`, or `None` while nothing answers there.
 fn scrape(addr: &str) -> Option<String> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(std::time::Duration::from_secs(5)))
-        .ok()?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    Some(out)
+    testkit::http::get_blocking(addr, "/metrics")
 }
 
 /// `--metrics-linger`: a run that failed keeps its metrics up after it ended, so Prometheus
 /// scrapes `ficus_migrate_phase{phase="failed"} 1` instead of a vanished target.
 #[test]
 fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
-    let dir = tmpdir("linger");
-    let src = dir.join("app.db");
-    make_db(&src);
-    let db = pgtemp::fresh_database("mig_linger").unwrap();
-    let addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().to_string()
-    };
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ficus"))
+    let dir = testkit::temp_dir("cli-linger");
+    let src = make_db(dir.path());
+    let db = testkit::pg::fresh_database("mig_linger").unwrap();
+    let addr = testkit::free_addr().to_string();
+    let mut child = testkit::cli::command(FICUS)
         .args([
             "migrate",
             "run",
@@ -205,7 +179,6 @@ fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
             "--metrics-linger",
             "120",
         ])
-        .env("FICUS_LOG", "warn")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -237,5 +210,4 @@ fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
     assert!(scrape(&addr).is_some_and(|m| m.contains("phase=\"failed\"} 1")));
     child.kill().unwrap();
     child.wait().unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }

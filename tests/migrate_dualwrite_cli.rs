@@ -1,36 +1,18 @@
 //! `ficus migrate watch` and `ficus migrate rollback` through the real binary: exit codes, the
 //! report file, text and JSON output, the proxy state store switched to legacy.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
+
+use testkit::cli::text as out;
 
 fn ficus(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ficus"))
-        .args(args)
-        .env("FICUS_LOG", "warn")
-        .env_remove("FICUS_ADMIN_TOKEN")
-        .output()
-        .expect("run ficus")
-}
-
-fn tmpdir(name: &str) -> PathBuf {
-    let p = std::env::temp_dir().join(format!("ficus-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&p);
-    std::fs::create_dir_all(&p).unwrap();
-    p
-}
-
-fn out(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
+    testkit::cli::run(env!("CARGO_BIN_EXE_ficus"), args)
 }
 
 #[test]
 fn watch_and_rollback_through_the_binary() {
-    let dir = tmpdir("dualwrite");
+    let tmp = testkit::temp_dir("cli-dualwrite");
+    let dir = tmp.path();
     let src = dir.join("legacy.db");
     ficus_taskapp::seed_sqlite(&src, &ficus_taskapp::seed_tasks(30, 3)).unwrap();
     let cfg = dir.join("migration.toml");
@@ -39,7 +21,7 @@ fn watch_and_rollback_through_the_binary() {
         "[watch.tables.task_events]\nignore_columns = [\"id\"]\n\n[watch.routes.tasks-write]\ntable = \"tasks\"\ncolumn = \"task_id\"\n",
     )
     .unwrap();
-    let db = pgtemp::fresh_database("dw_cli").unwrap();
+    let db = testkit::pg::fresh_database("dw_cli").unwrap();
     let state = dir.join("ficus-state.db");
     let report = dir.join("drift.jsonl");
     let (s, c, st, rp) = (
@@ -79,8 +61,7 @@ fn watch_and_rollback_through_the_binary() {
     // A change made behind the apps' backs (in SQLite): exit 1, named in the output and the
     // report.
     let title = |p: &std::path::Path| -> String {
-        rusqlite::Connection::open(p)
-            .unwrap()
+        testkit::sqlite::open(p)
             .query_row(
                 "SELECT title FROM tasks WHERE task_id = 'TASK-110'",
                 [],
@@ -89,8 +70,7 @@ fn watch_and_rollback_through_the_binary() {
             .unwrap()
     };
     let original = title(&src);
-    rusqlite::Connection::open(&src)
-        .unwrap()
+    testkit::sqlite::open(&src)
         .execute(
             "UPDATE tasks SET title = 'changed in sqlite' WHERE task_id = 'TASK-110'",
             [],
@@ -148,9 +128,11 @@ fn watch_and_rollback_through_the_binary() {
         &proxy_cfg,
         // The proxy's own configuration: writes all on new by `target = "new"` (no
         // `percent`), which the proxy reads as 100 %.
-        "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n\
-         [backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n\
-         [[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\ntarget = \"new\"\n",
+        testkit::ProxyToml::new("127.0.0.1:9", "127.0.0.1:9")
+            .routes(
+                "[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\ntarget = \"new\"\n",
+            )
+            .to_string(),
     )
     .unwrap();
     let o = ficus(
@@ -169,7 +151,7 @@ fn watch_and_rollback_through_the_binary() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
     assert!(out(&o).contains("rollback complete"), "{}", out(&o));
-    let c = rusqlite::Connection::open(&state).unwrap();
+    let c = testkit::sqlite::open(&state);
     let percent: i64 = c
         .query_row(
             "SELECT percent_bp FROM rollout WHERE route = 'tasks-write'",
@@ -195,5 +177,4 @@ fn watch_and_rollback_through_the_binary() {
     // And the watch is clean again.
     let o = watch(&[]);
     assert_eq!(o.status.code(), Some(0), "{}", out(&o));
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -20,23 +20,15 @@
 //! `node` or Chromium is not installed.
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
 use serde_json::Value;
-use tempfile::TempDir;
-
-#[path = "browser/harness.rs"]
-mod browser;
+use testkit::backend::{serve_async, Received};
+use testkit::browser;
+use testkit::{send, ProxyToml};
 
 const TOKEN: &str = "prom-live-admin";
 const ROUTE: &str = "tasks";
@@ -65,76 +57,26 @@ fn prometheus_bin() -> Option<PathBuf> {
     })
 }
 
-fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 /// A backend: `.../boom` answers 500, `/api/tasks/slow` waits 1.5 s, a claim of task 9 fails
 /// on legacy only (a divergent dual write), anything else 200 with a body naming the backend
 /// (so shadow comparisons mismatch).
 async fn backend(name: &'static str) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else {
-                continue;
-            };
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let status = match path.as_str() {
-                        p if p.ends_with("/boom") => 500,
-                        "/api/tasks/slow" => {
-                            tokio::time::sleep(Duration::from_millis(1500)).await;
-                            200
-                        }
-                        "/api/tasks/TASK-9/claim" if name == "legacy" => 500,
-                        _ => 200,
-                    };
-                    let mut r = Response::new(Full::new(Bytes::from(format!(
-                        "{{\"backend\":\"{name}\",\"path\":\"{path}\"}}"
-                    ))));
-                    *r.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
-                    Ok::<_, Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-/// One HTTP/1 request on a fresh connection; returns status and body.
-async fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (u16, Bytes) {
-    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let mut b = Request::builder()
-        .method(method)
-        .uri(path)
-        .header("host", addr.to_string());
-    for (k, v) in headers {
-        b = b.header(*k, *v);
-    }
-    let resp = tx
-        .send_request(b.body(Full::new(Bytes::from(body.to_string()))).unwrap())
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, body)
+    serve_async(move |req: Received, _| async move {
+        let path = req.path().to_string();
+        let status = match path.as_str() {
+            p if p.ends_with("/boom") => 500,
+            "/api/tasks/slow" => {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                200
+            }
+            "/api/tasks/TASK-9/claim" if name == "legacy" => 500,
+            _ => 200,
+        };
+        let body = format!("{{\"backend\":\"{name}\",\"path\":\"{path}\"}}");
+        (status, vec![], body)
+    })
+    .await
+    .addr
 }
 
 fn urlencode(s: &str) -> String {
@@ -162,7 +104,8 @@ impl Drop for Prom {
 
 impl Prom {
     async fn get(&self, path: &str) -> Value {
-        let (status, body) = http(self.addr, "GET", path, &[], "").await;
+        let r = send(self.addr, "GET", path, &[], "").await;
+        let (status, body) = (r.status, r.body);
         serde_json::from_slice(&body).unwrap_or_else(|e| {
             panic!(
                 "prometheus {path}: HTTP {status}, not JSON ({e}): {}",
@@ -219,22 +162,8 @@ fn substitute(expr: &str) -> String {
 async fn run_proxy(dir: &Path) -> ficus_proxy::ProxyHandle {
     let legacy = backend("legacy").await;
     let new = backend("new").await;
-    let toml = format!(
+    let routes = format!(
         r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 1
-watch_config = false
-[shadow]
-store = {store:?}
-timeout_ms = 1000
-[backends.legacy]
-url = "http://{legacy}"
-[backends.new]
-url = "http://{new}"
-timeout_ms = 500
 [[routes]]
 name = "claims"
 methods = ["POST"]
@@ -260,10 +189,15 @@ target = "new"
 max_error_rate = 0.5
 window_s = 60
 min_requests = 5
-"#,
-        state = dir.join("state.db").display().to_string(),
-        store = dir.join("shadow.db").display().to_string(),
+"#
     );
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .workers(1)
+        .new_backend("timeout_ms = 500")
+        .shadow(&dir.join("shadow.db"), "timeout_ms = 1000")
+        .routes(&routes)
+        .to_string();
     let mut c = ficus_proxy::Config::from_toml_str(&toml).unwrap();
     c.proxy.admin_token = Some(ficus_proxy::config::Secret(TOKEN.into()));
     ficus_proxy::Proxy::start(c, None).unwrap()
@@ -273,7 +207,7 @@ async fn traffic(p: &ficus_proxy::ProxyHandle, round: usize) {
     let a = p.listen_addr();
     for i in 0..60 {
         let user = format!("user-{i}");
-        http(
+        send(
             a,
             "GET",
             "/api/tasks/1",
@@ -285,7 +219,7 @@ async fn traffic(p: &ficus_proxy::ProxyHandle, round: usize) {
     // 5xx from both backends (users on either side of the split).
     for i in 0..20 {
         let user = format!("user-{i}");
-        http(
+        send(
             a,
             "GET",
             "/api/tasks/boom",
@@ -295,28 +229,29 @@ async fn traffic(p: &ficus_proxy::ProxyHandle, round: usize) {
         .await;
     }
     // No sticky key (goes legacy by default), an override without a valid token.
-    http(a, "GET", "/api/tasks/2", &[], "").await;
-    http(a, "GET", "/api/tasks/3", &[("x-ficus-backend", "new")], "").await;
+    send(a, "GET", "/api/tasks/2", &[], "").await;
+    send(a, "GET", "/api/tasks/3", &[("x-ficus-backend", "new")], "").await;
     // Dual writes: TASK-9's claim fails on legacy only.
     for id in ["TASK-8", "TASK-9"] {
-        http(a, "POST", &format!("/api/tasks/{id}/claim"), &[], "{}").await;
+        send(a, "POST", &format!("/api/tasks/{id}/claim"), &[], "{}").await;
     }
     if round == 0 {
         // The new side of "guarded" fails every request: its guard rolls it back.
         for _ in 0..10 {
-            http(a, "GET", "/api/guarded/boom", &[], "").await;
+            send(a, "GET", "/api/guarded/boom", &[], "").await;
         }
         // An upstream timeout on the new side (504): find a user the split sends there.
         for i in 0..40 {
             let user = format!("user-{i}");
-            let (s, _) = http(
+            let s = send(
                 a,
                 "GET",
                 "/api/tasks/slow",
                 &[("x-user-id", user.as_str())],
                 "",
             )
-            .await;
+            .await
+            .status;
             if s == 504 {
                 break;
             }
@@ -332,16 +267,14 @@ struct Migrator {
 }
 
 async fn run_migrator(dir: &Path, db_url: &str) -> Migrator {
-    let src = dir.join("app.db");
-    let c = rusqlite::Connection::open(&src).unwrap();
-    c.execute_batch(
+    let src = testkit::sqlite::create(
+        dir,
+        "app.db",
         "CREATE TABLE tasks (id INTEGER PRIMARY KEY, task_id TEXT NOT NULL UNIQUE, title TEXT);
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300)
          INSERT INTO tasks SELECT i, 'TASK-' || i,
              CASE WHEN i = 7 THEN CAST(x'ff' AS TEXT) ELSE 'title ' || i END FROM n;",
-    )
-    .unwrap();
-    drop(c);
+    );
     let metrics = Arc::new(ficus_migrator::Metrics::new().unwrap());
     // The CLI serves --metrics-addr only while a command runs; serve the same registry here
     // for as long as the test needs it.
@@ -412,13 +345,13 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
         );
         return;
     };
-    let dir = TempDir::with_prefix("ficus-prom-live-").unwrap();
-    let db = pgtemp::fresh_database("prom_live").unwrap();
+    let dir = testkit::temp_dir("prom-live");
+    let db = testkit::pg::fresh_database("prom_live").unwrap();
     let proxy = run_proxy(dir.path()).await;
     let mig = run_migrator(dir.path(), &db.url).await;
     let mig_addr = mig.addr;
 
-    let port = free_port();
+    let port = testkit::free_addr().port();
     let rules = repo().join("dashboards/prometheus/rules.yml");
     let cfg = dir.path().join("prometheus.yml");
     std::fs::write(
@@ -461,7 +394,7 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         if tokio::net::TcpStream::connect(prom.addr).await.is_ok() {
-            let (s, _) = http(prom.addr, "GET", "/-/ready", &[], "").await;
+            let s = send(prom.addr, "GET", "/-/ready", &[], "").await.status;
             if s == 200 {
                 break;
             }
@@ -497,29 +430,33 @@ async fn dashboard_and_rules_against_a_live_prometheus() {
     ];
     traffic(&proxy, 0).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (s, _) = http(
+    let s = send(
         admin,
         "PUT",
         &format!("/admin/routes/{ROUTE}/rollout"),
         &h,
         r#"{"percent": 75}"#,
     )
-    .await;
+    .await
+    .status;
     assert_eq!(s, 200);
     traffic(&proxy, 1).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (s, _) = http(admin, "POST", "/admin/rollback", &h, "{}").await;
+    let s = send(admin, "POST", "/admin/rollback", &h, "{}")
+        .await
+        .status;
     assert_eq!(s, 200);
     traffic(&proxy, 2).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let (s, _) = http(
+    let s = send(
         admin,
         "PUT",
         &format!("/admin/routes/{ROUTE}/rollout"),
         &h,
         r#"{"percent": 50}"#,
     )
-    .await;
+    .await
+    .status;
     assert_eq!(s, 200);
     traffic(&proxy, 3).await;
     tokio::time::timeout(Duration::from_secs(20), proxy.flush_shadow())
@@ -663,7 +600,8 @@ async fn dashboard_preview(prom: &Prom, started: u64, panels: usize) {
         ("/user/preview/preview.js", "query_range"),
         ("/user/grafana/ficus.json", "\"panels\""),
     ] {
-        let (s, body) = http(prom.addr, "GET", path, &[], "").await;
+        let r = send(prom.addr, "GET", path, &[], "").await;
+        let (s, body) = (r.status, r.body);
         assert_eq!(s, 200, "prometheus --web.user-assets serves {path}");
         assert!(
             String::from_utf8_lossy(&body).contains(needle),

@@ -5,103 +5,16 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::process::{Child, Command, Stdio};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::{Body, Frame, Incoming, SizeHint};
-use hyper::service::service_fn;
-use hyper::{Request, Response};
-use hyper_util::rt::TokioIo;
+use http_body_util::BodyExt;
+use testkit::backend::{echo, Generated};
+use testkit::http::{body_len, empty, Conn, Resp};
+use testkit::ProxyToml;
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 const TOKEN: &str = "e2e-admin-token";
-type BoxErr = Box<dyn std::error::Error + Send + Sync>;
-
-/// `n` bytes in 64 KiB frames, never held whole.
-struct Generated(u64, Bytes);
-
-impl Body for Generated {
-    type Data = Bytes;
-    type Error = BoxErr;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxErr>>> {
-        if self.0 == 0 {
-            return Poll::Ready(None);
-        }
-        let n = self.0.min(self.1.len() as u64) as usize;
-        self.0 -= n as u64;
-        Poll::Ready(Some(Ok(Frame::data(self.1.slice(..n)))))
-    }
-    fn size_hint(&self) -> SizeHint {
-        SizeHint::default()
-    }
-}
-
-fn generated(n: u64) -> Generated {
-    Generated(n, Bytes::from(vec![b'x'; 64 * 1024]))
-}
-
-async fn backend_handle(
-    name: &'static str,
-    req: Request<Incoming>,
-) -> Result<Response<http_body_util::combinators::BoxBody<Bytes, BoxErr>>, BoxErr> {
-    let path = req.uri().path().to_string();
-    let query = req.uri().query().unwrap_or("").to_string();
-    match path.as_str() {
-        "/upload" => {
-            let mut body = req.into_body();
-            let mut n = 0u64;
-            while let Some(f) = body.frame().await {
-                n += f?.data_ref().map_or(0, |d| d.len() as u64);
-            }
-            Ok(Response::new(
-                Full::new(Bytes::from(n.to_string()))
-                    .map_err(|e| match e {})
-                    .boxed(),
-            ))
-        }
-        "/download" => {
-            let n = query
-                .strip_prefix("n=")
-                .and_then(|v| v.parse().ok())
-                .unwrap_or(0);
-            Ok(Response::new(generated(n).boxed()))
-        }
-        "/slow" => {
-            tokio::time::sleep(Duration::from_millis(800)).await;
-            Ok(Response::new(
-                Full::new(Bytes::from(name)).map_err(|e| match e {}).boxed(),
-            ))
-        }
-        _ => Ok(Response::new(
-            Full::new(Bytes::from(name)).map_err(|e| match e {}).boxed(),
-        )),
-    }
-}
-
-async fn backend(name: &'static str) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let a = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            tokio::spawn(async move {
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(
-                        TokioIo::new(s),
-                        service_fn(move |r| backend_handle(name, r)),
-                    )
-                    .await;
-            });
-        }
-    });
-    a
-}
 
 struct Ficus {
     child: Child,
@@ -118,11 +31,10 @@ impl Drop for Ficus {
 
 /// Starts `ficus proxy` and reads the bound addresses from its start-up line.
 fn start(config: &Path) -> Ficus {
-    let mut child = Command::new(FICUS)
+    let mut child = testkit::cli::command(FICUS)
         .args(["proxy", "--config"])
         .arg(config)
         .env("FICUS_ADMIN_TOKEN", TOKEN)
-        .env("FICUS_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -156,45 +68,21 @@ fn start(config: &Path) -> Ficus {
 
 fn write_config(dir: &Path, legacy: SocketAddr, new: SocketAddr, percent: f64) -> PathBuf {
     let p = dir.join("ficus.toml");
-    std::fs::write(
-        &p,
-        format!(
-            r#"[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = "{state}"
-workers = 1
-max_request_bytes = 209715200
-[backends.legacy]
-url = "http://{legacy}"
-[backends.new]
-url = "http://{new}"
-[[routes]]
-name = "tasks"
-path = "/api/tasks/*"
-percent = {percent:.1}
-sticky = "header:x-user-id"
-"#,
-            state = dir.join("state.db").display()
-        ),
-    )
-    .unwrap();
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .workers(1)
+        .watch_config(true)
+        .proxy("max_request_bytes = 209715200")
+        .routes(&format!(
+            "[[routes]]\nname = \"tasks\"\npath = \"/api/tasks/*\"\npercent = {percent:.1}\nsticky = \"header:x-user-id\"\n"
+        ));
+    std::fs::write(&p, toml.to_string()).unwrap();
     p
 }
 
-fn tempdir(tag: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .subsec_nanos();
-    let d = std::env::temp_dir().join(format!("ficus-e2e-{tag}-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn cli(args: &[&str], token: Option<&str>) -> (i32, String, String) {
-    let mut c = Command::new(FICUS);
-    c.args(args).env_remove("FICUS_ADMIN_TOKEN");
+    let mut c = testkit::cli::command(FICUS);
+    c.args(args);
     if let Some(t) = token {
         c.env("FICUS_ADMIN_TOKEN", t);
     }
@@ -213,41 +101,16 @@ fn status_json(admin: SocketAddr) -> serde_json::Value {
     serde_json::from_str(&out).unwrap()
 }
 
-async fn get(addr: SocketAddr, path: &str, user: &str) -> (u16, String, Bytes) {
-    let s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let r = tx
-        .send_request(
-            Request::builder()
-                .uri(path)
-                .header("host", "x")
-                .header("x-user-id", user)
-                .body(Empty::new())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let status = r.status().as_u16();
-    let backend = r
-        .headers()
-        .get("x-ficus-backend")
-        .map(|v| v.to_str().unwrap().to_string())
-        .unwrap_or_default();
-    (
-        status,
-        backend,
-        r.into_body().collect().await.unwrap().to_bytes(),
-    )
+/// `GET path` as user `user` on a fresh connection.
+async fn get(addr: SocketAddr, path: &str, user: &str) -> Resp {
+    testkit::get(addr, path, &[("x-user-id", user)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_via_cli_survives_kill_9() {
-    let (l, n) = (backend("legacy").await, backend("new").await);
-    let dir = tempdir("kill9");
-    let cfg = write_config(&dir, l, n, 10.0);
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let dir = testkit::temp_dir("e2e-kill9");
+    let cfg = write_config(dir.path(), l, n, 10.0);
     let f = start(&cfg);
     let url = format!("http://{}", f.admin);
 
@@ -280,9 +143,9 @@ async fn rollout_via_cli_survives_kill_9() {
     assert_eq!(s[0]["updated_by"], "cli:e2e");
     let mut new = 0;
     for i in 0..400 {
-        let (st, b, _) = get(f.listen, "/api/tasks/1", &format!("u{i}")).await;
-        assert_eq!(st, 200);
-        new += (b == "new") as usize;
+        let r = get(f.listen, "/api/tasks/1", &format!("u{i}")).await;
+        assert_eq!(r.status, 200);
+        new += (r.header("x-ficus-backend") == "new") as usize;
     }
     assert!(
         (120..=200).contains(&new),
@@ -299,12 +162,13 @@ async fn rollout_via_cli_survives_kill_9() {
     assert_eq!(status_json(f.admin)[0]["percent"], 0.0);
     for i in 0..50 {
         assert_eq!(
-            get(f.listen, "/api/tasks/1", &format!("u{i}")).await.1,
+            get(f.listen, "/api/tasks/1", &format!("u{i}"))
+                .await
+                .header("x-ficus-backend"),
             "legacy"
         );
     }
     drop(f);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {
@@ -319,55 +183,37 @@ fn vm_hwm_kib(pid: u32) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_100_mb_each_way_in_bounded_memory() {
     const SIZE: u64 = 100 * 1024 * 1024;
-    let (l, n) = (backend("legacy").await, backend("new").await);
-    let dir = tempdir("rss");
-    let f = start(&write_config(&dir, l, n, 0.0));
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let dir = testkit::temp_dir("e2e-rss");
+    let f = start(&write_config(dir.path(), l, n, 0.0));
     let _ = get(f.listen, "/api/tasks/1", "warm-up").await;
     let before = vm_hwm_kib(f.child.id());
 
-    let s = tokio::net::TcpStream::connect(f.listen).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Generated>(TokioIo::new(s))
+    let r = Conn::connect(f.listen)
         .await
-        .unwrap();
-    tokio::spawn(conn);
-    let r = tx
-        .send_request(
-            Request::builder()
+        .send(
+            hyper::Request::builder()
                 .method("POST")
                 .uri("/upload")
                 .header("host", "x")
-                .body(generated(SIZE))
+                .body(Generated::new(SIZE).boxed())
                 .unwrap(),
         )
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    assert_eq!(
-        r.into_body().collect().await.unwrap().to_bytes(),
-        SIZE.to_string()
-    );
+        .await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["bytes"].as_u64(), Some(SIZE));
 
-    let s = tokio::net::TcpStream::connect(f.listen).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(s))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let r = tx
-        .send_request(
-            Request::builder()
+    let mut d = Conn::connect(f.listen).await;
+    let r = d
+        .open(
+            hyper::Request::builder()
                 .uri(format!("/download?n={SIZE}"))
                 .header("host", "x")
-                .body(Empty::new())
+                .body(empty())
                 .unwrap(),
         )
-        .await
-        .unwrap();
-    let mut body = r.into_body();
-    let mut got = 0u64;
-    while let Some(fr) = body.frame().await {
-        got += fr.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-    }
-    assert_eq!(got, SIZE);
+        .await;
+    assert_eq!(body_len(r).await, SIZE);
 
     let after = vm_hwm_kib(f.child.id());
     let grown = after.saturating_sub(before) / 1024;
@@ -381,16 +227,15 @@ async fn streams_100_mb_each_way_in_bounded_memory() {
         "proxy peak RSS grew by {grown} MiB streaming 2 x 100 MiB"
     );
     drop(f);
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_drains_in_flight_request() {
-    let (l, n) = (backend("legacy").await, backend("new").await);
-    let dir = tempdir("term");
-    let mut f = start(&write_config(&dir, l, n, 0.0));
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let dir = testkit::temp_dir("e2e-term");
+    let mut f = start(&write_config(dir.path(), l, n, 0.0));
     let listen = f.listen;
-    let inflight = tokio::spawn(async move { get(listen, "/slow", "u").await });
+    let inflight = tokio::spawn(async move { get(listen, "/slow?ms=800", "u").await });
     tokio::time::sleep(Duration::from_millis(200)).await;
     let t = Instant::now();
     assert!(Command::new("kill")
@@ -398,10 +243,14 @@ async fn sigterm_drains_in_flight_request() {
         .status()
         .unwrap()
         .success());
-    let (status, backend, body) = inflight.await.unwrap();
+    let r = inflight.await.unwrap();
     assert_eq!(
-        (status, backend.as_str(), &body[..]),
-        (200, "legacy", &b"legacy"[..])
+        (
+            r.status,
+            r.header("x-ficus-backend"),
+            r.json()["backend"].as_str()
+        ),
+        (200, "legacy", Some("legacy"))
     );
     let code = f.child.wait().unwrap();
     assert!(code.success(), "exit status {code:?}");
@@ -409,12 +258,12 @@ async fn sigterm_drains_in_flight_request() {
         t.elapsed() >= Duration::from_millis(400),
         "waited for the in-flight request"
     );
-    let _ = std::fs::remove_dir_all(dir);
 }
 
 #[test]
 fn check_config_reports_field_and_line() {
-    let dir = tempdir("check");
+    let tmp = testkit::temp_dir("e2e-check");
+    let dir = tmp.path();
     let good = dir.join("good.toml");
     std::fs::write(&good, "[backends.legacy]\nurl = \"http://127.0.0.1:1\"\n[backends.new]\nurl = \"http://127.0.0.1:2\"\n[[routes]]\nname = \"r\"\npath = \"/x/*\"\npercent = 5\n").unwrap();
     let (code, out, _) = cli(&["check-config", good.to_str().unwrap()], None);
@@ -429,5 +278,4 @@ fn check_config_reports_field_and_line() {
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/ficus.toml");
     let (code, out, err) = cli(&["check-config", example.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}{err}");
-    let _ = std::fs::remove_dir_all(dir);
 }

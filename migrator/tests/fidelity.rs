@@ -19,7 +19,7 @@ async fn mixed_storage_classes_in_one_column() {
          INSERT INTO m VALUES (1, 1, 1, 1), (2, 2.5, 2.5, 'N/A'), (3, 'text', 'abc', 'n/a'),
                               (4, x'00ff', NULL, 'unknown'), (5, NULL, 7, 5);",
     );
-    let db = pgtemp::fresh_database("mig_mixed").unwrap();
+    let db = testkit::pg::fresh_database("mig_mixed").unwrap();
     let (plan, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert_eq!(rep.rows_quarantined, 0);
     let c = pg(&db.url).await;
@@ -59,7 +59,7 @@ async fn nul_bytes_are_quarantined_or_stripped_when_configured() {
          INSERT INTO n VALUES (1, 'fine', 'fine'), (2, CAST(x'610062' AS TEXT), 'ok'),
                               (3, 'ok', CAST(x'610062' AS TEXT));",
     );
-    let db = pgtemp::fresh_database("mig_nul").unwrap();
+    let db = testkit::pg::fresh_database("mig_nul").unwrap();
     let (plan, rep) = migrate_clean(
         &src,
         &db.url,
@@ -99,7 +99,7 @@ async fn invalid_utf8_is_quarantined_not_nulled() {
          INSERT INTO u VALUES (1, 'café', 'x'), (2, CAST(x'61ff62' AS TEXT), 'y'),
                               (3, 'ok', CAST(x'c328' AS TEXT));",
     );
-    let db = pgtemp::fresh_database("mig_utf8").unwrap();
+    let db = testkit::pg::fresh_database("mig_utf8").unwrap();
     let (_, rep) = migrate_clean(
         &src,
         &db.url,
@@ -150,7 +150,7 @@ async fn epochs_and_text_dates_in_datetime_columns() {
            (9, 'not a date', NULL),
            (10, '2023-11-14', NULL);",
     );
-    let db = pgtemp::fresh_database("mig_dates").unwrap();
+    let db = testkit::pg::fresh_database("mig_dates").unwrap();
     let (plan, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert_eq!(rep.rows_quarantined, 1, "{}", plan.report());
     let c = pg(&db.url).await;
@@ -190,7 +190,7 @@ async fn boolean_spellings() {
         "CREATE TABLE b (id INTEGER PRIMARY KEY, done BOOLEAN NOT NULL, flag BOOLEAN);
          INSERT INTO b VALUES (1, 0, 't'), (2, 1, 'false'), (3, 't', 'TRUE'), (4, 'false', 'no'), (5, 1, NULL);",
     );
-    let db = pgtemp::fresh_database("mig_bool").unwrap();
+    let db = testkit::pg::fresh_database("mig_bool").unwrap();
     let (_, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
     let c = pg(&db.url).await;
@@ -229,7 +229,7 @@ async fn sqlite_function_defaults_are_translated() {
            weird TEXT DEFAULT (hex(randomblob(4))));
          INSERT INTO t (id) VALUES (1);",
     );
-    let db = pgtemp::fresh_database("mig_defaults").unwrap();
+    let db = testkit::pg::fresh_database("mig_defaults").unwrap();
     let (plan, _) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert!(
         plan.warnings.iter().any(|w| w.contains("weird")),
@@ -277,7 +277,7 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
            CREATE TABLE "group" ("from" TEXT PRIMARY KEY, "where" INT);
            INSERT INTO "group" VALUES ('x', 1);"#,
     );
-    let db = pgtemp::fresh_database("mig_idents").unwrap();
+    let db = testkit::pg::fresh_database("mig_idents").unwrap();
     let (_, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     // "Order Items" 3, nokey 4, wr 3, empty 0, group 1.
     assert_eq!(rep.rows_copied, 11);
@@ -309,13 +309,8 @@ async fn quoted_identifiers_composite_keys_no_key_without_rowid_and_empty_tables
         .unwrap()
         .get(0);
     assert_eq!(q, 3);
-    let wr: Vec<String> = c
-        .query("SELECT code FROM wr ORDER BY code", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let wr: Vec<String> =
+        testkit::pg::rows(&c, "SELECT code FROM wr ORDER BY code", |r| r.get(0)).await;
     assert_eq!(wr, vec!["a", "b", "c"]);
     let e: i64 = c
         .query_one("SELECT count(*) FROM empty", &[])
@@ -363,7 +358,7 @@ async fn large_texts_blobs_special_reals_and_integer_extremes() {
             .unwrap();
         }
     }
-    let db = pgtemp::fresh_database("mig_values").unwrap();
+    let db = testkit::pg::fresh_database("mig_values").unwrap();
     // Small batches by bytes: the 1 MB rows force several batches.
     let plan = build_plan(&src, &MigrationConfig::default());
     let opts = ficus_migrator::RunOptions {
@@ -414,7 +409,7 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
          DELETE FROM parent WHERE code = 'B';
          INSERT INTO child VALUES (1, 'A', 'open', '2024-01-01'), (2, 'A', 'done', '2024-01-02'), (3, 'ZZ', 'open', NULL);",
     );
-    let db = pgtemp::fresh_database("mig_schema").unwrap();
+    let db = testkit::pg::fresh_database("mig_schema").unwrap();
     let (plan, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert!(plan.warnings.iter().any(|w| w.contains("triggers")));
     // The orphan row (parent ZZ) keeps the foreign key NOT VALID and says so.
@@ -424,16 +419,12 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
         rep.warnings
     );
     let c = pg(&db.url).await;
-    let idx: Vec<String> = c
-        .query(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let idx: Vec<String> = testkit::pg::rows(
+        &c,
+        "SELECT indexdef FROM pg_indexes WHERE schemaname = 'public' ORDER BY indexname",
+        |r| r.get(0),
+    )
+    .await;
     let all = idx.join("\n");
     assert!(all.contains("(status, at DESC)"), "{all}");
     assert!(all.contains("WHERE (status <> 'done'::text)"), "{all}");
@@ -451,13 +442,7 @@ async fn indexes_constraints_foreign_keys_and_views_follow_the_data() {
         .unwrap()
         .get(0);
     assert!(!fk);
-    let chk: Vec<String> = c
-        .query("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let chk: Vec<String> = testkit::pg::rows(&c, "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' AND connamespace = 'public'::regnamespace", |r| r.get(0)).await;
     assert_eq!(chk, vec!["CHECK ((n >= 0))".to_string()]);
     let v: i64 = c
         .query_one("SELECT count(*) FROM open_children", &[])
@@ -483,7 +468,7 @@ async fn max_rejects_fails_the_run_and_a_rerun_with_room_finishes() {
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000)
          INSERT INTO r SELECT i, CASE WHEN i % 300 = 0 THEN CAST(x'ff' AS TEXT) ELSE 'v' || i END FROM n;",
     );
-    let db = pgtemp::fresh_database("mig_rejects").unwrap();
+    let db = testkit::pg::fresh_database("mig_rejects").unwrap();
     let plan = build_plan(&src, &MigrationConfig::default());
     assert_eq!(plan.expected_rejects(), 3);
     let opts = ficus_migrator::RunOptions {
@@ -557,7 +542,7 @@ async fn another_schema_a_changed_source_is_refused_and_restart_starts_over() {
          INSERT INTO t VALUES (1, 'a'), (2, 'b'), (3, 'c');
          CREATE VIEW vt AS SELECT v FROM t;",
     );
-    let db = pgtemp::fresh_database("mig_restart").unwrap();
+    let db = testkit::pg::fresh_database("mig_restart").unwrap();
     let cfg = MigrationConfig::default();
     let obs = std::sync::Arc::new(ficus_migrator::Observer::silent());
     let plan = ficus_migrator::Plan::build(&src, &cfg, "legacy").unwrap();

@@ -6,17 +6,6 @@ use std::sync::Arc;
 
 use common::*;
 use ficus_migrator::{Metrics, MigrationConfig, Observer, RunOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn scrape(addr: std::net::SocketAddr) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-        .await
-        .unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
-}
 
 #[tokio::test]
 async fn metrics_endpoint_serves_rows_rejects_and_phase() {
@@ -27,7 +16,7 @@ async fn metrics_endpoint_serves_rows_rejects_and_phase() {
          WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 500)
          INSERT INTO t SELECT i, CASE WHEN i = 9 THEN CAST(x'ff' AS TEXT) ELSE 'v' END FROM n;",
     );
-    let db = pgtemp::fresh_database("mig_metrics").unwrap();
+    let db = testkit::pg::fresh_database("mig_metrics").unwrap();
     let metrics = Arc::new(Metrics::new().unwrap());
     let (addr, server) =
         ficus_proxy::serve_metrics("127.0.0.1:0".parse().unwrap(), metrics.registry.clone())
@@ -38,8 +27,9 @@ async fn metrics_endpoint_serves_rows_rejects_and_phase() {
     ficus_migrator::run(&plan, &src, &db.url, &RunOptions::default(), &obs)
         .await
         .unwrap();
-    let body = scrape(addr).await;
-    assert!(body.starts_with("HTTP/1.1 200"), "{body}");
+    let r = testkit::get(addr, "/metrics", &[]).await;
+    let body = r.text();
+    assert_eq!(r.status, 200, "{body}");
     assert!(
         body.contains("ficus_migrate_rows_copied_total{table=\"t\"} 499"),
         "{body}"

@@ -98,7 +98,7 @@ async fn sigkill_at_several_points_then_resume_finishes_clean_without_duplicates
     let d = temp_dir("kill");
     let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 2500);
-    let db = pgtemp::fresh_database("mig_kill").unwrap();
+    let db = testkit::pg::fresh_database("mig_kill").unwrap();
     let c = pg(&db.url).await;
 
     // 1: right after start (before or during table creation).
@@ -182,7 +182,7 @@ async fn one_changed_byte_is_named_by_row_and_column() {
     let d = temp_dir("byte");
     let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 1500);
-    let db = pgtemp::fresh_database("mig_byte").unwrap();
+    let db = testkit::pg::fresh_database("mig_byte").unwrap();
     let (plan, _) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     let c = pg(&db.url).await;
     // One byte of one value of one row.
@@ -253,7 +253,7 @@ async fn taskdb_end_to_end_keeps_types_and_constraints() {
     let d = temp_dir("taskdb");
     let src = d.path().join("taskdb.sqlite");
     gen_taskdb(&src, 800);
-    let db = pgtemp::fresh_database("mig_taskdb").unwrap();
+    let db = testkit::pg::fresh_database("mig_taskdb").unwrap();
     let (_, rep) = migrate_clean(&src, &db.url, &MigrationConfig::default()).await;
     assert_eq!(rep.rows_quarantined, 0);
     assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);

@@ -36,14 +36,11 @@ fn dump(path: &Path) -> String {
 }
 
 fn state_rows(state: &Path) -> Vec<(String, i64, i64, String)> {
-    let c = rusqlite::Connection::open(state).unwrap();
-    let mut st = c
-        .prepare("SELECT route, percent_bp, config_bp, actor FROM rollout ORDER BY route")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+    testkit::sqlite::rows(
+        state,
+        "SELECT route, percent_bp, config_bp, actor FROM rollout ORDER BY route",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
 }
 
 /// The proxy's state store as a proxy left it: an operator put tasks-write on new (100 %).
@@ -92,8 +89,8 @@ async fn new_side_writes_survive_rollback() {
     let proxy_config = env.dir.path().join("ficus.toml");
     std::fs::write(
         &proxy_config,
-        format!(
-            "{PROXY_BASE}[[routes]]\nname = \"tasks-read\"\nmethods = [\"GET\"]\npath = \"/api/tasks/*\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\npercent = 50\n"
+        proxy_toml(
+            "[[routes]]\nname = \"tasks-read\"\nmethods = [\"GET\"]\npath = \"/api/tasks/*\"\npercent = 25.0\n\n[[routes]]\nname = \"tasks-write\"\npath = \"/api/tasks/*\"\npercent = 50\n",
         ),
     )
     .unwrap();
@@ -118,10 +115,10 @@ async fn new_side_writes_survive_rollback() {
         ("/api/tasks/TASK-500/heartbeat".into(), r#"{"agent_name":"ann"}"#.into()),
     ];
     for (path, body) in &writes {
-        let (s, j) = http
-            .call(&new.url(), "POST", path, Some(body), Some(&stamp()))
+        let r = http
+            .call_at(&new.url(), "POST", path, Some(body), Some(&stamp()))
             .await;
-        assert!(s < 300, "{path}: {s} {j}");
+        assert!(r.status < 300, "{path}: {} {}", r.status, r.text());
     }
     let pg = env.pg().await;
     let (pg_tasks, pg_events) = (count(&pg, "tasks").await, count(&pg, "task_events").await);
@@ -245,9 +242,13 @@ async fn new_side_writes_survive_rollback() {
         "/api/tasks/coordinator-data",
         "/api/tasks/TASK-500",
     ] {
-        let (ls, lj) = http.call(&legacy.url(), "GET", path, None, None).await;
-        let (ns, nj) = http.call(&new.url(), "GET", path, None, None).await;
-        assert_eq!((ls, &lj), (ns, &nj), "{path}");
+        let l = http.call(&legacy.url(), "GET", path, None).await;
+        let n = http.call(&new.url(), "GET", path, None).await;
+        assert_eq!(
+            (l.status, l.json_or_null()),
+            (n.status, n.json_or_null()),
+            "{path}"
+        );
     }
     // A second rollback finds nothing left to do.
     let rep = ficus_migrator::rollback(&opts, &env.config).await.unwrap();
@@ -262,13 +263,18 @@ async fn new_side_writes_survive_rollback() {
 }
 
 /// The sections a proxy configuration needs before its routes.
-const PROXY_BASE: &str = "[proxy]\nlisten = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\nstate = \":memory:\"\n[backends.legacy]\nurl = \"http://127.0.0.1:9\"\n[backends.new]\nurl = \"http://127.0.0.1:9\"\n";
+/// A proxy configuration whose backends are never reached, with these routes.
+fn proxy_toml(routes: &str) -> String {
+    testkit::ProxyToml::new("127.0.0.1:9", "127.0.0.1:9")
+        .routes(routes)
+        .to_string()
+}
 
 /// A real proxy whose admin API takes token `secret`, with tasks-write put on new by an
 /// operator.
 fn proxy_with_writes_on_new() -> ficus_proxy::ProxyHandle {
-    let mut config = ficus_proxy::Config::from_toml_str(&format!(
-        "{PROXY_BASE}[[routes]]\nname = \"tasks-write\"\nmethods = [\"POST\"]\npath = \"/api/tasks/*\"\n"
+    let mut config = ficus_proxy::Config::from_toml_str(&proxy_toml(
+        "[[routes]]\nname = \"tasks-write\"\nmethods = [\"POST\"]\npath = \"/api/tasks/*\"\n",
     ))
     .unwrap();
     config.proxy.admin_token = Some(ficus_proxy::config::Secret("secret".into()));
@@ -290,8 +296,8 @@ async fn conflicts_abort_or_newest_wins() {
     let notes = |n: &str| format!(r#"{{"notes":"{n}"}}"#);
     // New changes TASK-103 and TASK-104; legacy changes TASK-103 later.
     for (id, n) in [("TASK-103", "new says"), ("TASK-104", "only new")] {
-        let (s, _) = http
-            .call(
+        let r = http
+            .call_at(
                 &new.url(),
                 "POST",
                 &format!("/api/tasks/{id}/update-notes"),
@@ -299,11 +305,11 @@ async fn conflicts_abort_or_newest_wins() {
                 Some(&stamp()),
             )
             .await;
-        assert_eq!(s, 200);
+        assert_eq!(r.status, 200);
     }
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let (s, _) = http
-        .call(
+    let r = http
+        .call_at(
             &legacy.url(),
             "POST",
             "/api/tasks/TASK-103/update-notes",
@@ -311,7 +317,7 @@ async fn conflicts_abort_or_newest_wins() {
             Some(&stamp()),
         )
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(r.status, 200);
     legacy.shutdown().await;
     let before = dump(&env.sqlite);
 

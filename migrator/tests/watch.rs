@@ -12,18 +12,8 @@ use dualwrite::{dual_write, once, record, stamp, watch_once, DualWrite, Env, Htt
 use ficus_migrator::drift::DriftClass;
 use ficus_migrator::watch::FoundBy;
 use ficus_migrator::WatchEvent;
+use testkit::expect_metric as metric;
 use tokio::sync::Mutex;
-
-fn metric(text: &str, line_start: &str) -> f64 {
-    text.lines()
-        .find(|l| l.starts_with(line_start))
-        .unwrap_or_else(|| panic!("no metric {line_start} in\n{text}"))
-        .rsplit(' ')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap()
-}
 
 /// The next event `f` accepts; a drift or resolved event it does not accept is a failure.
 async fn next(
@@ -350,8 +340,8 @@ column = \"task_id\"
     let new = env.new_side().await;
     let http = Http::new();
     let at = stamp();
-    let (st, _) = http
-        .call(
+    let r = http
+        .call_at(
             &new.url(),
             "POST",
             "/api/tasks/TASK-110/update-notes",
@@ -359,7 +349,7 @@ column = \"task_id\"
             Some(&at),
         )
         .await;
-    assert_eq!(st, 200);
+    assert_eq!(r.status, 200);
     record(
         &env.state,
         &DualWrite {
@@ -567,10 +557,10 @@ async fn in_flight_write_is_not_a_false_alarm() {
         "/api/tasks/TASK-102/update-notes",
         r#"{"notes":"slow second side"}"#,
     );
-    let (s, _) = http
-        .call(&legacy.url(), "POST", path, Some(body), Some(&at))
+    let r = http
+        .call_at(&legacy.url(), "POST", path, Some(body), Some(&at))
         .await;
-    assert_eq!(s, 200);
+    assert_eq!(r.status, 200);
     record(
         &env.state,
         &DualWrite {
@@ -590,7 +580,9 @@ async fn in_flight_write_is_not_a_false_alarm() {
     let (h2, n2, at2) = (http.clone(), new.url(), at.clone());
     let late = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(SETTLE_MS * 3 / 2)).await;
-        h2.call(&n2, "POST", path, Some(body), Some(&at2)).await.0
+        h2.call_at(&n2, "POST", path, Some(body), Some(&at2))
+            .await
+            .status
     });
     let (s, events, _) = watch_once(&env, &once(&env, SETTLE_MS)).await;
     assert_eq!(late.await.unwrap(), 200);

@@ -12,10 +12,7 @@ use ficus_migrator::WatchEvent;
 
 /// A connection to a proxy state database, `ficus_proxy.dual_writes` created as the proxy does.
 async fn state_client(url: &str) -> tokio_postgres::Client {
-    let (mut c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let mut c = testkit::pg::connect(url).await;
     ficus_state::schema::create_pg(&mut c).await.unwrap();
     c
 }
@@ -56,10 +53,14 @@ async fn write_both(
 ) -> (String, u16, u16) {
     let at = stamp();
     let path = format!("/api/tasks/{key}/update-notes");
-    let (ls, _) = http
-        .call(legacy, "POST", &path, Some(body), Some(&at))
-        .await;
-    let (ns, _) = http.call(new, "POST", &path, Some(body), Some(&at)).await;
+    let ls = http
+        .call_at(legacy, "POST", &path, Some(body), Some(&at))
+        .await
+        .status;
+    let ns = http
+        .call_at(new, "POST", &path, Some(body), Some(&at))
+        .await
+        .status;
     assert_eq!((ls, ns), (200, 200), "{path}");
     (at, ls, ns)
 }
@@ -67,7 +68,7 @@ async fn write_both(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_reads_dual_writes_from_a_postgres_state_store() {
     let env = Env::new("watch_pg_state", 12, BASE_CONFIG).await;
-    let state_db = pgtemp::fresh_database("watch_pg_state_proxy").unwrap();
+    let state_db = testkit::pg::fresh_database("watch_pg_state_proxy").unwrap();
     let (legacy, new) = (env.legacy().await, env.new_side().await);
     let http = Http::new();
     // Two "replicas" (connections) append to one table, alternating.
@@ -116,7 +117,7 @@ async fn watch_reads_dual_writes_from_a_postgres_state_store() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_row_committed_after_a_higher_id_is_still_read() {
     let env = Env::new("watch_pg_state_gap", 8, BASE_CONFIG).await;
-    let state_db = pgtemp::fresh_database("watch_pg_state_gap_proxy").unwrap();
+    let state_db = testkit::pg::fresh_database("watch_pg_state_gap_proxy").unwrap();
     let (legacy, new) = (env.legacy().await, env.new_side().await);
     let http = Http::new();
     let mut slow = state_client(&state_db.url).await;

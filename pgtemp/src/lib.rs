@@ -9,6 +9,14 @@
 //!   process are reaped by the next one.
 //!
 //! [`Cluster`] is the same machinery for a caller that owns the lifetime (the demo).
+//!
+//! # Unsafe code
+//!
+//! A few small `unsafe` blocks call libc where std has no equivalent: `atexit` (stop the
+//! shared cluster when the test process exits), `kill` (probe or signal a process by pid),
+//! `geteuid` and `getpwnam` (run the server as `postgres` under root). Each is allowed where it
+//! stands and says why it is sound; the crate otherwise keeps the workspace's
+//! `unsafe_code = "deny"`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -23,26 +31,42 @@ pub const DATABASE_URL_ENV: &str = "FICUS_TEST_DATABASE_URL";
 /// What can go wrong getting a database.
 #[derive(Debug, thiserror::Error)]
 pub enum PgTempError {
+    /// No `initdb`/`postgres` binaries on this machine.
     #[error(
         "no PostgreSQL server binaries found (looked at `pg_config --bindir` and /usr/lib/postgresql/*/bin); \
          install them (Debian: apt-get install -y postgresql) or set {DATABASE_URL_ENV}=postgres://user@host:port/db"
     )]
     NoBinaries,
+    /// A step (initdb, starting the server, ...) failed.
     #[error("{step} failed: {detail}")]
-    Command { step: String, detail: String },
+    Command {
+        /// What was being done.
+        step: String,
+        /// What it said.
+        detail: String,
+    },
+    /// The server did not accept connections in time.
     #[error("PostgreSQL at {url} did not accept connections within {secs} s: {last}")]
     NotReady {
+        /// Where it was expected.
         url: String,
+        /// How long it was given.
         secs: u64,
+        /// The last connection error.
         last: String,
     },
+    /// A URL without a host (`FICUS_TEST_DATABASE_URL` or an argument).
     #[error("{DATABASE_URL_ENV} is not a usable postgres URL: {0}")]
     BadUrl(String),
+    /// An error from the server.
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
+    /// A file or socket operation failed.
     #[error("i/o on {path}: {source}")]
     Io {
+        /// The file, directory or address concerned.
         path: PathBuf,
+        /// The error.
         source: std::io::Error,
     },
 }
@@ -155,6 +179,12 @@ fn shared_cluster() -> Result<&'static Cluster> {
                 c.stop();
             }
         }
+        // SAFETY: `atexit` only stores the function pointer; `stop_at_exit` is a plain
+        // `extern "C" fn` with no arguments that never unwinds across the FFI boundary (it
+        // reads a `OnceLock` that is already initialised by the time it can run, and
+        // `Cluster::stop` catches poisoned locks and ignores every error). Registering it
+        // more than once cannot happen: this closure runs once per process.
+        #[allow(unsafe_code)]
         unsafe {
             libc::atexit(stop_at_exit);
         }
@@ -168,20 +198,26 @@ fn shared_cluster() -> Result<&'static Cluster> {
 
 /// `target/pgtemp` of the running test or binary when it can be found, else the temp dir.
 fn scratch_root() -> PathBuf {
+    target_dir()
+        .map(|t| t.join("pgtemp"))
+        .unwrap_or_else(|| std::env::temp_dir().join("ficus-pgtemp"))
+}
+
+/// The cargo target directory of the running test or binary: `$CARGO_TARGET_DIR` when set,
+/// else the parent of the `debug` or `release` directory the executable is in; `None` for an
+/// executable outside a cargo target directory.
+pub fn target_dir() -> Option<PathBuf> {
     if let Ok(dir) = std::env::var("CARGO_TARGET_DIR") {
-        return PathBuf::from(dir).join("pgtemp");
+        return Some(PathBuf::from(dir));
     }
-    if let Ok(exe) = std::env::current_exe() {
-        for a in exe.ancestors() {
+    let exe = std::env::current_exe().ok()?;
+    exe.ancestors()
+        .find(|a| {
             let name = a.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name == "debug" || name == "release" {
-                if let Some(t) = a.parent() {
-                    return t.join("pgtemp");
-                }
-            }
-        }
-    }
-    std::env::temp_dir().join("ficus-pgtemp")
+            name == "debug" || name == "release"
+        })
+        .and_then(|a| a.parent())
+        .map(Path::to_path_buf)
 }
 
 /// Remove clusters whose owning process is gone (a killed test run leaves them behind).
@@ -197,7 +233,11 @@ fn reap_stale(root: &Path) {
         else {
             continue;
         };
-        if unsafe { libc::kill(pid, 0) } == 0 {
+        // SAFETY: `kill` with signal 0 sends nothing; it only asks whether a process with
+        // this pid exists. It takes plain integers and touches no memory of ours.
+        #[allow(unsafe_code)]
+        let alive = unsafe { libc::kill(pid, 0) } == 0;
+        if alive {
             continue; // owner alive
         }
         let pm = e.path().join("data/postmaster.pid");
@@ -207,6 +247,10 @@ fn reap_stale(root: &Path) {
                 .next()
                 .and_then(|l| l.trim().parse::<i32>().ok())
             {
+                // SAFETY: `kill` takes plain integers and touches no memory of ours. The pid
+                // is the postmaster of a cluster whose owning test process is gone (read from
+                // that cluster's own `postmaster.pid`); SIGQUIT makes it exit at once.
+                #[allow(unsafe_code)]
                 unsafe {
                     libc::kill(pg, libc::SIGQUIT);
                 }
@@ -348,6 +392,10 @@ impl Cluster {
         let mut g = self.child.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(mut child) = g.take() {
             // SIGINT = fast shutdown: disconnect clients, no checkpoint wait beyond the needed.
+            // SAFETY: `kill` takes plain integers and touches no memory of ours; the pid is
+            // our own child's, not yet reaped (we hold its `Child` and only wait below), so it
+            // cannot have been reused by another process.
+            #[allow(unsafe_code)]
             unsafe {
                 libc::kill(child.id() as i32, libc::SIGINT);
             }
@@ -398,15 +446,23 @@ fn find_bindir() -> Result<PathBuf> {
     found.pop().map(|(_, p)| p).ok_or(PgTempError::NoBinaries)
 }
 
+#[allow(unsafe_code)]
 fn postgres_user_if_root() -> Option<(u32, u32)> {
+    // SAFETY: `geteuid` takes no arguments, cannot fail and touches no memory.
     if unsafe { libc::geteuid() } != 0 {
         return None;
     }
     let name = c"postgres";
+    // SAFETY: `name` is a valid NUL-terminated C string that outlives the call. The result
+    // is null or points to libc's static passwd record, valid until the next getpw* call.
     let pw = unsafe { libc::getpwnam(name.as_ptr()) };
     if pw.is_null() {
         return None;
     }
+    // SAFETY: `pw` is non-null, so it points to that record; the two integer fields are
+    // copied out at once. getpwnam's record is shared, not thread-safe: nothing else in a
+    // ficus process calls the non-reentrant getpw* functions (std uses the `_r` variants),
+    // and the tests' calls are serialised by `shared_cluster`'s lock.
     unsafe { Some(((*pw).pw_uid, (*pw).pw_gid)) }
 }
 

@@ -5,10 +5,7 @@
 
 mod common;
 
-#[path = "../../tests/browser/harness.rs"]
-mod browser;
-
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use common::*;
@@ -17,6 +14,7 @@ use ficus_proxy::{Config, Proxy, ProxyHandle};
 use ficus_shadow::store::{StoredBody, StoredResponse};
 use ficus_shadow::{DiffEntry, DiffKind, MismatchRecord, Side, Store};
 use serde_json::json;
+use testkit::browser;
 
 const TOKEN: &str = "page-admin-token";
 const ROUTE: &str = "tasks-read";
@@ -60,7 +58,7 @@ fn record(id_hint: i64, path: &str, legacy: &str, new: &str) -> MismatchRecord {
 
 /// Backends, a shadow store with two mismatches (one with a hostile path), and a proxy.
 async fn setup(dir: &Path) -> ProxyHandle {
-    let (l, n) = (backend("legacy").await, backend("new").await);
+    let (l, n) = (echo("legacy").await, echo("new").await);
     let store_path = dir.join("shadow.db");
     let mut store = Store::open(&store_path).unwrap();
     store
@@ -92,8 +90,8 @@ sticky = "header:X-User-Id"
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_assets_summary_and_mismatches() {
-    let dir = tempdir("assets");
-    let p = setup(&dir).await;
+    let dir = testkit::temp_dir("admin-page-assets");
+    let p = setup(dir.path()).await;
     let a = p.admin_addr();
 
     let page = get(a, "/", &[]).await;
@@ -177,20 +175,6 @@ async fn page_assets_summary_and_mismatches() {
         .unwrap()
         .contains("no shadow mismatch store"));
     p.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir(tag: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "ficus-admin-page-{tag}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,8 +183,8 @@ async fn admin_page_in_headless_chromium() {
         return;
     };
 
-    let dir = tempdir("browser");
-    let p = setup(&dir).await;
+    let dir = testkit::temp_dir("admin-page-browser");
+    let p = setup(dir.path()).await;
     let out = browser::out_dir();
     browser
         .run(
@@ -229,16 +213,15 @@ async fn admin_page_in_headless_chromium() {
     assert_eq!(audit[1].to_bp, 4000);
     assert_eq!(audit[1].actor, "admin-page");
     p.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Without `set_shadow_store`, the page reads the store of the running shadow mode: real
 /// mirrored requests whose two answers differ show up with their diff.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mismatches_come_from_the_configured_shadow_store() {
-    let dir = tempdir("configured");
-    let (l, n) = (backend("legacy").await, backend("new").await);
-    let store = dir.join("shadow.db");
+    let dir = testkit::temp_dir("admin-page-configured");
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let store = dir.path().join("shadow.db");
     let toml = config_toml(
         l,
         n,
@@ -282,5 +265,4 @@ sample = 1.0
     assert_eq!(list[0]["route"], ROUTE);
     assert!(!list[0]["diff"].as_array().unwrap().is_empty());
     p.shutdown().await;
-    let _ = std::fs::remove_dir_all(&dir);
 }

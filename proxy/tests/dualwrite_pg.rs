@@ -6,9 +6,9 @@ mod common;
 
 use std::net::SocketAddr;
 
-use common::{backend, config_toml, dead_addr, metric, send};
+use common::{echo, free_addr, metric, send, DUAL_ROUTE};
 use ficus_proxy::{Config, Proxy, ProxyHandle};
-use tempfile::TempDir;
+use testkit::{ProxyToml, TempDir};
 
 fn replica(
     tmp: &TempDir,
@@ -17,59 +17,39 @@ fn replica(
     legacy: SocketAddr,
     new: SocketAddr,
 ) -> ProxyHandle {
-    let routes = format!(
-        r#"
-[shadow]
-store = {store:?}
-timeout_ms = 5000
-
-[[routes]]
-name = "dual"
-path = "/dual/{{id}}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#,
-        store = tmp.path().join(format!("shadow-{name}.db")),
-    );
-    let toml = config_toml(legacy, new, "", &routes)
-        .replace("state = \":memory:\"", &format!("state = {url:?}"));
-    Proxy::start(Config::from_toml_str(&toml).unwrap(), None).unwrap()
+    let toml = ProxyToml::new(&legacy, &new)
+        .state(url)
+        .new_backend("timeout_ms = 2000")
+        .shadow(
+            &tmp.path().join(format!("shadow-{name}.db")),
+            "timeout_ms = 5000",
+        )
+        .routes(DUAL_ROUTE);
+    Proxy::start(Config::from_toml_str(&toml.to_string()).unwrap(), None).unwrap()
 }
 
 /// (key, method, primary_side, legacy_status, new_status, divergent), by key.
 type Row = (String, String, String, Option<i32>, Option<i32>, i32);
 
 async fn rows(url: &str) -> Vec<Row> {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c.query(
+    testkit::pg::rows(
+        &testkit::pg::connect(url).await,
         "SELECT key, method, primary_side, legacy_status, new_status, divergent, at
          FROM ficus_proxy.dual_writes ORDER BY key, id",
-        &[],
+        |r| {
+            let at: String = r.get(6);
+            assert!(at.ends_with('Z') && at.len() == 27, "{at}");
+            (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
+        },
     )
     .await
-    .unwrap()
-    .iter()
-    .map(|r| {
-        let at: String = r.get(6);
-        assert!(at.ends_with('Z') && at.len() == 27, "{at}");
-        (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4), r.get(5))
-    })
-    .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_record_dual_writes_in_the_postgres_state_store() {
-    let db = pgtemp::fresh_database("dualwrite_pg").expect("a PostgreSQL for the test");
-    let tmp = TempDir::with_prefix("ficus-proxy-dualwrite-pg-").unwrap();
-    let (legacy, new, dead) = (
-        backend("legacy").await,
-        backend("new").await,
-        dead_addr().await,
-    );
+    let db = testkit::pg::fresh_database("dualwrite_pg").expect("a PostgreSQL for the test");
+    let tmp = testkit::temp_dir("proxy-dualwrite-pg");
+    let (legacy, new, dead) = (echo("legacy").await, echo("new").await, free_addr());
     // Replica a mirrors to a live new side; replica b's new side is down: its writes succeed
     // on the primary only and are recorded divergent.
     let a = replica(&tmp, "a", &db.url, legacy, new);

@@ -4,38 +4,15 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
 use ficus_proxy::{Config, Proxy, ProxyHandle};
-use http::{Request, Response};
-use http_body_util::Full;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
 
 /// A backend answering every request with `status`.
 async fn answering(status: u16) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { break };
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |_req: Request<Incoming>| async move {
-                    let mut r = Response::new(Full::new(Bytes::from_static(b"{}")));
-                    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                    Ok::<_, Infallible>(r)
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
+    fixed(status, "{}").await
 }
 
 fn start(legacy: SocketAddr, new: SocketAddr) -> ProxyHandle {
@@ -72,7 +49,7 @@ fn percent(p: &ProxyHandle, route: &str) -> f64 {
 }
 
 async fn hit(p: &ProxyHandle, path: &str, n: usize) {
-    let mut c = Client::connect(p.listen_addr()).await;
+    let mut c = Conn::connect(p.listen_addr()).await;
     for _ in 0..n {
         c.get(path, &[]).await;
     }

@@ -8,7 +8,6 @@ use bytes::Bytes;
 use common::*;
 use ficus_proxy::config::Secret;
 use ficus_proxy::{Config, Proxy, ProxyHandle};
-use tempfile::TempDir;
 
 const TOKEN: &str = "s3cret-admin";
 const OVERRIDE: &str = "let-me-choose";
@@ -21,7 +20,7 @@ fn start(toml: &str) -> ProxyHandle {
 }
 
 async fn backends() -> (std::net::SocketAddr, std::net::SocketAddr) {
-    (backend("legacy").await, backend("new").await)
+    (echo("legacy").await, echo("new").await)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -111,7 +110,7 @@ percent = 25.0
 sticky = "header:X-User-Id"
 "#,
     ));
-    let mut c = Client::connect(p.listen_addr()).await;
+    let mut c = Conn::connect(p.listen_addr()).await;
     let keys = 10_000;
     let mut new_at_25 = vec![false; keys];
     for (k, slot) in new_at_25.iter_mut().enumerate() {
@@ -206,7 +205,7 @@ missing_key = "new"
 "#,
     ));
     let a = p.listen_addr();
-    let mut c = Client::connect(a).await;
+    let mut c = Conn::connect(a).await;
     for k in 0..200 {
         let key = format!("k{k}");
         let expect = if ficus_proxy::split::bucket(key.as_bytes()) < 5000 {
@@ -458,7 +457,7 @@ percent = 20.0
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_survives_restart_and_beats_reload() {
     let (l, n) = backends().await;
-    let dir = TempDir::with_prefix("ficus-proxy-persist-").unwrap();
+    let dir = testkit::temp_dir("proxy-persist");
     let state = dir.path().join("state.db");
     let cfg_path = dir.path().join("ficus.toml");
     let routes = |pct: f64| {
@@ -492,7 +491,7 @@ async fn rollout_survives_restart_and_beats_reload() {
         (40.0, 25.0, "runtime")
     );
     let new_share = {
-        let mut c = Client::connect(p.listen_addr()).await;
+        let mut c = Conn::connect(p.listen_addr()).await;
         let mut k = 0;
         for i in 0..2000 {
             if c.get("/x", &[("x-user", &format!("u{i}"))])
@@ -542,7 +541,7 @@ async fn rollout_survives_restart_and_beats_reload() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_reload_is_rejected_and_old_config_stays() {
     let (l, n) = backends().await;
-    let dir = TempDir::with_prefix("ficus-proxy-reload-").unwrap();
+    let dir = testkit::temp_dir("proxy-reload");
     let cfg_path = dir.path().join("ficus.toml");
     let good = config_toml(
         l,
@@ -613,8 +612,8 @@ async fn bad_reload_is_rejected_and_old_config_stays() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backend_down_is_502_and_slow_is_504() {
-    let dead = dead_addr().await;
-    let n = backend("new").await;
+    let dead = free_addr();
+    let n = echo("new").await;
     let toml = config_toml(
         dead,
         n,
@@ -683,15 +682,12 @@ async fn request_body_limit_is_413() {
     let p = start(&config_toml(l, n, "max_request_bytes = 1000", ""));
     let a = p.listen_addr();
     let r = send(a, "POST", "/upload", &[], &"x".repeat(1000)).await;
-    assert_eq!(
-        (r.status.as_u16(), r.json()["bytes"].as_u64()),
-        (200, Some(1000))
-    );
+    assert_eq!((r.status, r.json()["bytes"].as_u64()), (200, Some(1000)));
     let r = send(a, "POST", "/upload", &[], &"x".repeat(1001)).await;
     assert_eq!(r.status, 413);
     assert_eq!(r.json()["error"], "request_too_large");
     // Chunked (no Content-Length): counted while streaming.
-    let mut c = Client::connect(a).await;
+    let mut c = Conn::connect(a).await;
     let req = http::Request::builder()
         .method("POST")
         .uri("/upload")
@@ -799,34 +795,7 @@ async fn metrics_exposition_passes_promtool() {
         r#"ficus_requests_total{backend="new",class="2xx",route="r"}"#,
     );
     assert_eq!(sum, 20.0);
-    let Ok(mut child) = std::process::Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-    else {
-        eprintln!("promtool not installed; exposition not linted");
-        p.shutdown().await;
-        return;
-    };
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(body.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success() && said.trim().is_empty(),
-        "promtool: {said}"
-    );
+    testkit::metrics::promtool_check(&body);
     p.shutdown().await;
 }
 

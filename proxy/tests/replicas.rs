@@ -84,8 +84,8 @@ async fn admin(p: &ProxyHandle, method: &str, path: &str, body: &str) -> Resp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_replicas_share_postgres_state() {
-    let db = pgtemp::fresh_database("replicas").expect("a PostgreSQL for the test");
-    let (l, n) = (backend("legacy").await, backend("new").await);
+    let db = testkit::pg::fresh_database("replicas").expect("a PostgreSQL for the test");
+    let (l, n) = (echo("legacy").await, echo("new").await);
     let a = start(l, n, &db.url);
     let b = start(l, n, &db.url);
     assert_eq!(backend_of(&a, "user-7").await, "legacy");
@@ -136,10 +136,7 @@ async fn two_replicas_share_postgres_state() {
 
     // A change written without a notification (as if it was sent while a replica's listener
     // was reconnecting) still reaches both through the polling fallback.
-    let (client, conn) = tokio_postgres::connect(&db.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
+    let client = testkit::pg::connect(&db.url).await;
     client
         .execute(
             "UPDATE ficus_proxy.rollout SET percent_bp = 10000 WHERE route = $1",

@@ -5,11 +5,8 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -17,12 +14,10 @@ use common::*;
 use ficus_proxy::config::WriteOrderScope;
 use ficus_proxy::{Config, ProxyHandle};
 use ficus_shadow::{DiffKind, Store};
-use ficus_taskapp::seed_tasks;
-use http::{HeaderMap, Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tempfile::TempDir;
+use ficus_taskapp::{seed_tasks, Options};
+use testkit::apps::{pair, quirks, Pair};
+use testkit::backend::{json, serve, TestServer};
+use testkit::ProxyToml;
 
 const READS: &[&str] = &[
     "/api/tasks/",
@@ -31,22 +26,33 @@ const READS: &[&str] = &[
     "/api/tasks/TASK-101",
 ];
 
-/// A proxy with the state and shadow store in `tmp` and the given routes.
+/// A proxy with the state and shadow store in `dir` and the given routes.
 fn proxy(
-    tmp: &TempDir,
+    dir: &Path,
     legacy: SocketAddr,
     new: SocketAddr,
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
-    let toml = config_toml(legacy, new, "", routes).replace(
-        "state = \":memory:\"",
-        &format!("state = {:?}", tmp.path().join("state.db")),
-    ) + &format!(
-        "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
-        tmp.path().join("shadow.db")
-    );
-    start_toml(&toml)
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .new_backend("timeout_ms = 2000")
+        .shadow(
+            &dir.join("shadow.db"),
+            &format!("timeout_ms = 1000\n{shadow}"),
+        )
+        .routes(routes);
+    start_toml(&toml.to_string())
+}
+
+/// The reference task apps on copies of one seeded SQLite database, the new side with
+/// `new_quirks`; the proxy's files go in the pair's directory.
+async fn sqlite_sides(name: &str, new_quirks: &[&str]) -> Pair {
+    pair(name)
+        .new_on_sqlite()
+        .new_side(Options::with_quirks(quirks(new_quirks)))
+        .start()
+        .await
 }
 
 const READ_ROUTE: &str = r#"
@@ -71,7 +77,7 @@ fn diffs(store: &Path) -> BTreeSet<(String, DiffKind)> {
 
 /// Reads through the proxy; every answer is legacy's.
 async fn read_all(p: &ProxyHandle) {
-    let mut c = Client::connect(p.listen_addr()).await;
+    let mut c = Conn::connect(p.listen_addr()).await;
     for path in READS {
         let r = c.get(path, &[("accept-encoding", "gzip")]).await;
         assert_eq!(r.status, 200, "{path}");
@@ -90,12 +96,11 @@ fn results(p: &ProxyHandle, route: &str, result: &str) -> f64 {
 }
 
 async fn quirk_diffs(quirk: &str, route: &str) -> (BTreeSet<(String, DiffKind)>, f64, f64) {
-    let tmp = TempDir::with_prefix(format!("ficus-proxy-shadow-{quirk}-")).unwrap();
-    let (legacy, new) = sqlite_sides(tmp.path(), &[quirk]).await;
-    let p = proxy(&tmp, legacy.addr, new.addr, "", route);
+    let apps = sqlite_sides(&format!("proxy-shadow-{quirk}"), &[quirk]).await;
+    let p = proxy(apps.dir.path(), apps.legacy.addr, apps.new.addr, "", route);
     read_all(&p).await;
     let out = (
-        diffs(&tmp.path().join("shadow.db")),
+        diffs(&apps.dir.path().join("shadow.db")),
         results(&p, "tasks-read", "match"),
         results(&p, "tasks-read", "mismatch"),
     );
@@ -147,19 +152,24 @@ async fn ready_order_is_one_order_difference_on_ready() {
 
 #[tokio::test]
 async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-ignore-").unwrap();
-    let (legacy, new) = sqlite_sides(
-        tmp.path(),
+    let apps = sqlite_sides(
+        "proxy-shadow-ignore",
         &["timestamp-precision", "ready-order", "extra-field"],
     )
     .await;
     let ignoring = format!(
         "{READ_ROUTE}ignore = [\"/**/created_at\", \"/**/updated_at\", \"/**/last_heartbeat\", \"/**/service_version\"]\n"
     );
-    let p = proxy(&tmp, legacy.addr, new.addr, "", &ignoring);
+    let p = proxy(
+        apps.dir.path(),
+        apps.legacy.addr,
+        apps.new.addr,
+        "",
+        &ignoring,
+    );
     read_all(&p).await;
     assert_eq!(
-        diffs(&tmp.path().join("shadow.db")),
+        diffs(&apps.dir.path().join("shadow.db")),
         BTreeSet::from([(String::new(), DiffKind::Order)]),
         "only the order is left"
     );
@@ -182,31 +192,28 @@ async fn ignore_rules_remove_exactly_their_fields_and_reload_rebuilds_the_rules(
 /// A JSON server whose `generated` field changes on every answer (legacy and new alike) and
 /// whose new side also adds a field: noise learned from re-asking legacy hides the first,
 /// never the second.
-async fn noisy(extra: bool) -> SocketAddr {
-    let n = Arc::new(AtomicU64::new(0));
-    serve_fn(move |_req| {
-        let i = n.fetch_add(1, Ordering::SeqCst);
-        let mut v = serde_json::json!({"id": 1, "name": "a", "generated": i});
-        if extra {
-            v["extra"] = 1.into();
-        }
-        (
-            200,
-            vec![("content-type", "application/json".into())],
-            v.to_string(),
-        )
-    })
+async fn noisy(extra: bool) -> TestServer {
+    serve(
+        Duration::ZERO,
+        json(move |_, i| {
+            let mut v = serde_json::json!({"id": 1, "name": "a", "generated": i});
+            if extra {
+                v["extra"] = 1.into();
+            }
+            v.to_string()
+        }),
+    )
     .await
 }
 
 #[tokio::test]
 async fn learned_noise_hides_what_changes_between_two_legacy_answers() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-noise-").unwrap();
+    let tmp = testkit::temp_dir("proxy-shadow-noise");
     let (legacy, new) = (noisy(false).await, noisy(true).await);
     let route =
         "[[routes]]\nname = \"items\"\npath = \"/items/*\"\n[routes.shadow]\nlearn_noise = 1.0\n";
-    let p = proxy(&tmp, legacy, new, "", route);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let p = proxy(tmp.path(), legacy.addr, new.addr, "", route);
+    let mut c = Conn::connect(p.listen_addr()).await;
     for i in 0..5 {
         assert_eq!(c.get(&format!("/items/{i}"), &[]).await.status, 200);
         p.flush_shadow().await;
@@ -228,82 +235,20 @@ async fn learned_noise_hides_what_changes_between_two_legacy_answers() {
     p.shutdown().await;
 }
 
-/// What a recording server received.
-type Log = Arc<Mutex<Vec<(String, String, HeaderMap)>>>;
-
-/// A server answering `f(request)`; returns its address.
-async fn serve_fn(
-    f: impl Fn(&Request<Incoming>) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync + 'static,
-) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let f = Arc::new(f);
-    tokio::spawn(async move {
-        loop {
-            let Ok((s, _)) = l.accept().await else { break };
-            let f = f.clone();
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let f = f.clone();
-                    async move {
-                        let (status, headers, body) = f(&req);
-                        let _ = req.into_body().collect().await;
-                        let mut r = Response::new(Full::new(Bytes::from(body)));
-                        *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
-                        for (k, v) in headers {
-                            r.headers_mut().insert(k, v.parse().unwrap());
-                        }
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
-        }
-    });
-    addr
-}
-
-async fn recording() -> (SocketAddr, Log) {
-    let log: Log = Arc::default();
-    let l2 = log.clone();
-    let addr = serve_fn(move |req| {
-        l2.lock().unwrap().push((
-            req.method().to_string(),
-            req.uri().path().to_string(),
-            req.headers().clone(),
-        ));
-        (
-            200,
-            vec![("content-type", "application/json".into())],
-            "{\"ok\":true}".into(),
-        )
-    })
-    .await;
-    (addr, log)
+/// A server answering `{"ok":true}` and recording what it received.
+async fn recording() -> TestServer {
+    serve(Duration::ZERO, json(|_, _| "{\"ok\":true}".into())).await
 }
 
 #[tokio::test]
 async fn writes_are_mirrored_only_on_dual_write_routes_with_marker_and_idempotency_key() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-writes-").unwrap();
-    let (legacy, legacy_log) = recording().await;
-    let (new, new_log) = recording().await;
-    let routes = r#"
-[[routes]]
-name = "plain"
-path = "/plain/{id}"
-[routes.shadow]
-
-[[routes]]
-name = "dual"
-path = "/dual/{id}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#;
-    let p = proxy(&tmp, legacy, new, "", routes);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let tmp = testkit::temp_dir("proxy-shadow-writes");
+    let (legacy, new) = (recording().await, recording().await);
+    let routes = format!(
+        "[[routes]]\nname = \"plain\"\npath = \"/plain/{{id}}\"\n[routes.shadow]\n{DUAL_ROUTE}"
+    );
+    let p = proxy(tmp.path(), legacy.addr, new.addr, "", &routes);
+    let mut c = Conn::connect(p.listen_addr()).await;
     let hdrs = [
         ("accept-encoding", "gzip, br"),
         ("content-type", "application/json"),
@@ -323,19 +268,23 @@ key = "path:id"
     );
     p.flush_shadow().await;
 
-    let new_got = new_log.lock().unwrap().clone();
-    let paths: Vec<_> = new_got.iter().map(|(m, p, _)| format!("{m} {p}")).collect();
+    let new_got = new.received();
+    let paths: Vec<_> = new_got
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path()))
+        .collect();
     assert_eq!(
         paths,
         vec!["GET /plain/A-2", "POST /dual/B-1"],
         "the plain write is not mirrored"
     );
-    let legacy_got = legacy_log.lock().unwrap().clone();
-    let (_, _, primary) = legacy_got
+    let legacy_got = legacy.received();
+    let primary = &legacy_got
         .iter()
-        .find(|(_, p, _)| p == "/dual/B-1")
-        .unwrap();
-    let (_, _, mirror) = &new_got[1];
+        .find(|r| r.path() == "/dual/B-1")
+        .unwrap()
+        .headers;
+    let mirror = &new_got[1].headers;
     assert_eq!(mirror["x-ficus-shadow"], "1");
     assert_eq!(mirror["idempotency-key"], primary["x-request-id"]);
     // One stamp per request, the same on both sides; none on the plain route.
@@ -346,10 +295,11 @@ key = "path:id"
         stamp.ends_with('Z') && stamp.as_bytes()[19] == b'.',
         "{stamp}"
     );
-    let (_, _, plain) = legacy_got
+    let plain = &legacy_got
         .iter()
-        .find(|(_, p, _)| p == "/plain/A-1")
-        .unwrap();
+        .find(|r| r.path() == "/plain/A-1")
+        .unwrap()
+        .headers;
     assert!(!plain.contains_key("x-ficus-request-time"));
     // Accept-Encoding is dropped from mirrored requests (both sides), kept otherwise.
     assert!(!primary.contains_key("accept-encoding"));
@@ -386,33 +336,32 @@ type DwRow = (
 );
 
 fn dual_writes(state: &Path) -> Vec<DwRow> {
-    let conn = rusqlite::Connection::open(state).unwrap();
-    let mut st = conn
-        .prepare("SELECT at, route, key, method, primary_side, legacy_status, new_status, divergent FROM dual_writes ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get(3)?,
-            r.get(4)?,
-            r.get(5)?,
-            r.get(6)?,
-            r.get(7)?,
-        ))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    testkit::sqlite::rows(
+        state,
+        "SELECT at, route, key, method, primary_side, legacy_status, new_status, divergent FROM dual_writes ORDER BY id",
+        |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        },
+    )
 }
 
 #[tokio::test]
 async fn dual_writes_to_postgres_match_and_a_one_sided_write_is_flagged() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-pg-").unwrap();
-    let pg = pgtemp::fresh_database("proxy_dual_write").unwrap();
     // The new side on its own system clock: only the proxy's stamp makes the times agree.
-    let (legacy, new) = sqlite_and_postgres_sides(tmp.path(), &pg.url, &seed_tasks(20, 3)).await;
+    let apps = pair("proxy_dual_write")
+        .tasks(&seed_tasks(20, 3))
+        .start()
+        .await;
+    let (tmp, legacy, new) = (apps.dir.path(), &apps.legacy, &apps.new);
     let routes = r#"
 [[routes]]
 name = "tasks-create"
@@ -431,8 +380,8 @@ key = "path:task_id"
 [routes.shadow]
 ignore_headers = ["date"]
 "#;
-    let p = proxy(&tmp, legacy.addr, new.addr, "", routes);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let p = proxy(tmp, legacy.addr, new.addr, "", routes);
+    let mut c = Conn::connect(p.listen_addr()).await;
     let json = [
         ("content-type", "application/json"),
         ("x-task-id", "TASK-900"),
@@ -477,7 +426,7 @@ ignore_headers = ["date"]
 
     // A task only legacy has: the claim succeeds there and 404s on new → flagged at once.
     {
-        let conn = rusqlite::Connection::open(tmp.path().join("legacy.db")).unwrap();
+        let conn = testkit::sqlite::open(&apps.sqlite);
         conn.execute(
             "INSERT INTO tasks (task_id, title, priority, status, dependencies, completed, created_at, updated_at)
              SELECT 'TASK-901', title, priority, 'pending', '', 0, created_at, updated_at FROM tasks WHERE task_id = 'TASK-900'",
@@ -499,7 +448,7 @@ ignore_headers = ["date"]
         r.body
     );
     p.flush_shadow().await;
-    let rows = dual_writes(&tmp.path().join("state.db"));
+    let rows = dual_writes(&tmp.join("state.db"));
     let summary: Vec<_> = rows
         .iter()
         .map(|r| (r.1.as_str(), r.2.as_str(), r.5, r.6, r.7))
@@ -529,23 +478,18 @@ ignore_headers = ["date"]
         3.0
     );
     p.shutdown().await;
-    legacy.shutdown().await;
-    new.shutdown().await;
+    apps.shutdown().await;
 }
 
 #[tokio::test]
 async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-down-").unwrap();
-    let (legacy, _new) = sqlite_sides(tmp.path(), &[]).await;
-    let dead = dead_addr().await;
-    let p = proxy(&tmp, legacy.addr, dead, "", READ_ROUTE);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let apps = sqlite_sides("proxy-shadow-down", &[]).await;
+    let dead = free_addr();
+    let p = proxy(apps.dir.path(), apps.legacy.addr, dead, "", READ_ROUTE);
+    let mut c = Conn::connect(p.listen_addr()).await;
     for _ in 0..20 {
         let r = c.get("/api/tasks/TASK-101", &[]).await;
-        assert_eq!(
-            (r.status.as_u16(), r.header("x-ficus-backend")),
-            (200, "legacy")
-        );
+        assert_eq!((r.status, r.header("x-ficus-backend")), (200, "legacy"));
     }
     p.flush_shadow().await;
     assert_eq!(
@@ -556,10 +500,15 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     p.shutdown().await;
 
     // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-slow-").unwrap();
-    let (legacy, slow_new) = sqlite_sides(tmp.path(), &["slow:3000"]).await;
-    let p = proxy(&tmp, legacy.addr, slow_new.addr, "", READ_ROUTE);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let apps = sqlite_sides("proxy-shadow-slow", &["slow:3000"]).await;
+    let p = proxy(
+        apps.dir.path(),
+        apps.legacy.addr,
+        apps.new.addr,
+        "",
+        READ_ROUTE,
+    );
+    let mut c = Conn::connect(p.listen_addr()).await;
     let started = Instant::now();
     for _ in 0..20 {
         assert_eq!(c.get("/api/tasks/TASK-101", &[]).await.status, 200);
@@ -744,16 +693,21 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
 
 #[tokio::test]
 async fn graceful_shutdown_commits_what_was_mirrored() {
-    let tmp = TempDir::with_prefix("ficus-proxy-shadow-shutdown-").unwrap();
-    let (legacy, new) = sqlite_sides(tmp.path(), &["extra-field"]).await;
-    let p = proxy(&tmp, legacy.addr, new.addr, "", READ_ROUTE);
-    let mut c = Client::connect(p.listen_addr()).await;
+    let apps = sqlite_sides("proxy-shadow-shutdown", &["extra-field"]).await;
+    let p = proxy(
+        apps.dir.path(),
+        apps.legacy.addr,
+        apps.new.addr,
+        "",
+        READ_ROUTE,
+    );
+    let mut c = Conn::connect(p.listen_addr()).await;
     for path in READS {
         assert_eq!(c.get(path, &[]).await.status, 200);
     }
     drop(c);
     // No flush: shutdown alone finishes the jobs in hand and commits the store.
     p.shutdown().await;
-    let store = Store::open_existing(&tmp.path().join("shadow.db")).unwrap();
+    let store = Store::open_existing(&apps.dir.path().join("shadow.db")).unwrap();
     assert_eq!(store.mismatch_count().unwrap(), READS.len() as u64);
 }

@@ -6,6 +6,7 @@ mod common;
 
 use common::*;
 use http_body_util::BodyExt;
+use testkit::http::{body_len, empty};
 
 const SIZE: u64 = 100 * 1024 * 1024;
 
@@ -22,7 +23,7 @@ fn vm_hwm_kib() -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_megabytes_each_way_without_buffering() {
-    let (l, n) = (backend("legacy").await, backend("new").await);
+    let (l, n) = (echo("legacy").await, echo("new").await);
     let toml = config_toml(l, n, "max_request_bytes = 209715200", "");
     let p = ficus_proxy::Proxy::start(ficus_proxy::Config::from_toml_str(&toml).unwrap(), None)
         .unwrap();
@@ -32,7 +33,7 @@ async fn hundred_megabytes_each_way_without_buffering() {
     let before = vm_hwm_kib();
 
     // Upload: chunked, 100 MB, counted by the backend.
-    let mut c = Client::connect(a).await;
+    let mut c = Conn::connect(a).await;
     let req = http::Request::builder()
         .method("POST")
         .uri("/upload")
@@ -44,31 +45,18 @@ async fn hundred_megabytes_each_way_without_buffering() {
     assert_eq!(r.json()["bytes"].as_u64(), Some(SIZE));
 
     // Download: 100 MB, counted frame by frame here.
-    let s = tokio::net::TcpStream::connect(a).await.unwrap();
-    let (mut sender, conn) = hyper::client::conn::http1::handshake::<
-        _,
-        http_body_util::Empty<bytes::Bytes>,
-    >(hyper_util::rt::TokioIo::new(s))
-    .await
-    .unwrap();
-    tokio::spawn(conn);
-    let resp = sender
-        .send_request(
+    let mut d = Conn::connect(a).await;
+    let resp = d
+        .open(
             http::Request::builder()
                 .uri(format!("/download?n={SIZE}"))
                 .header("host", "x")
-                .body(http_body_util::Empty::new())
+                .body(empty())
                 .unwrap(),
         )
-        .await
-        .unwrap();
+        .await;
     assert_eq!(resp.status(), 200);
-    let mut body = resp.into_body();
-    let mut got = 0u64;
-    while let Some(f) = body.frame().await {
-        got += f.unwrap().data_ref().map_or(0, |d| d.len() as u64);
-    }
-    assert_eq!(got, SIZE);
+    assert_eq!(body_len(resp).await, SIZE);
 
     let grown_mib = (vm_hwm_kib().saturating_sub(before)) / 1024;
     // Buffering either body whole would add at least 100 MiB; streaming adds socket-sized buffers.

@@ -7,20 +7,16 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{get, metric, send, sqlite_and_postgres_sides, start_toml, Resp};
+use common::{get, metric, send, start_toml, Resp, DUAL_ROUTE};
 use ficus_proxy::ProxyHandle;
 use ficus_taskapp::seed_tasks;
-use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
-use tempfile::TempDir;
+use testkit::backend::{serve_async, Received, TestServer};
+use testkit::ProxyToml;
 use tokio::sync::watch;
 
 /// Limit on any one step, so a broken turn fails the test instead of hanging it.
@@ -31,76 +27,57 @@ const STEP: Duration = Duration::from_secs(30);
 type Timeline = Arc<Mutex<Vec<String>>>;
 
 /// A recording backend. The `new` one holds a request whose body contains `hold` until the
-/// gate is open and sleeps `delay:N` milliseconds when the body says so; `arrived` lists what
-/// it has received (finished or not).
+/// gate is open and sleeps `delay:N` milliseconds when the body says so.
 async fn recorder(
     name: &'static str,
     timeline: Timeline,
-    arrived: Timeline,
     gate: watch::Receiver<bool>,
-) -> SocketAddr {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((s, _)) = l.accept().await {
-            let (timeline, arrived, gate) = (timeline.clone(), arrived.clone(), gate.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (timeline, arrived, mut gate) =
-                        (timeline.clone(), arrived.clone(), gate.clone());
-                    async move {
-                        let (method, path) = (req.method().clone(), req.uri().path().to_string());
-                        let body = req.into_body().collect().await.unwrap().to_bytes();
-                        let body = String::from_utf8_lossy(&body).into_owned();
-                        let entry = format!("{name} {method} {path} {body}");
-                        arrived.lock().unwrap().push(entry.clone());
-                        if name == "new" {
-                            if body.contains("hold") {
-                                let _ = gate.wait_for(|open| *open).await;
-                            }
-                            if let Some(ms) = body
-                                .split_once("delay:")
-                                .and_then(|(_, v)| v.split(' ').next())
-                                .and_then(|v| v.parse().ok())
-                            {
-                                tokio::time::sleep(Duration::from_millis(ms)).await;
-                            }
-                        }
-                        if method != http::Method::GET {
-                            timeline.lock().unwrap().push(entry);
-                        }
-                        let mut r = Response::new(Full::new(Bytes::from("{\"ok\":true}")));
-                        r.headers_mut()
-                            .insert("content-type", "application/json".parse().unwrap());
-                        Ok::<_, Infallible>(r)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(s), svc)
-                    .await;
-            });
+) -> TestServer {
+    serve_async(move |req: Received, _| {
+        let (timeline, mut gate) = (timeline.clone(), gate.clone());
+        async move {
+            let body = req.text();
+            let entry = format!("{name} {} {} {body}", req.method, req.path());
+            if name == "new" {
+                if body.contains("hold") {
+                    let _ = gate.wait_for(|open| *open).await;
+                }
+                if let Some(ms) = body
+                    .split_once("delay:")
+                    .and_then(|(_, v)| v.split(' ').next())
+                    .and_then(|v| v.parse().ok())
+                {
+                    tokio::time::sleep(Duration::from_millis(ms)).await;
+                }
+            }
+            if req.method != http::Method::GET {
+                timeline.lock().unwrap().push(entry);
+            }
+            (
+                200,
+                vec![("content-type", "application/json".to_string())],
+                "{\"ok\":true}".to_string(),
+            )
         }
-    });
-    addr
+    })
+    .await
 }
 
 /// Both recording sides, sharing one timeline; the gate starts as given.
 struct Recorders {
-    legacy: SocketAddr,
-    new: SocketAddr,
+    legacy: TestServer,
+    new: TestServer,
     timeline: Timeline,
-    arrived: Timeline,
     gate: watch::Sender<bool>,
 }
 
 async fn recorders(open: bool) -> Recorders {
-    let (timeline, arrived) = (Timeline::default(), Timeline::default());
+    let timeline = Timeline::default();
     let (gate, rx) = watch::channel(open);
     Recorders {
-        legacy: recorder("legacy", timeline.clone(), arrived.clone(), rx.clone()).await,
-        new: recorder("new", timeline.clone(), arrived.clone(), rx).await,
-        timeline: timeline.clone(),
-        arrived,
+        legacy: recorder("legacy", timeline.clone(), rx.clone()).await,
+        new: recorder("new", timeline.clone(), rx).await,
+        timeline,
         gate,
     }
 }
@@ -109,55 +86,42 @@ impl Recorders {
     fn timeline(&self) -> Vec<String> {
         self.timeline.lock().unwrap().clone()
     }
+
+    /// What either side has received (finished or not): `<side> <method> <path> <body>`.
+    fn arrived(&self) -> Vec<String> {
+        [("legacy", &self.legacy), ("new", &self.new)]
+            .into_iter()
+            .flat_map(|(side, server)| {
+                server
+                    .received()
+                    .into_iter()
+                    .map(move |r| format!("{side} {} {} {}", r.method, r.path(), r.text()))
+            })
+            .collect()
+    }
 }
 
 /// A proxy (2 workers, so concurrent requests meet across threads) with its state and shadow
-/// store in `tmp`; turns are waited for up to the legacy backend's `legacy_timeout_ms`.
+/// store in `dir`; turns are waited for up to the legacy backend's `legacy_timeout_ms`.
 fn proxy(
-    tmp: &TempDir,
+    dir: &Path,
     legacy: SocketAddr,
     new: SocketAddr,
     legacy_timeout_ms: u64,
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
-    let toml = format!(
-        r#"
-[proxy]
-listen = "127.0.0.1:0"
-admin_listen = "127.0.0.1:0"
-state = {state:?}
-workers = 2
-watch_config = false
-
-[backends.legacy]
-url = "http://{legacy}"
-timeout_ms = {legacy_timeout_ms}
-[backends.new]
-url = "http://{new}"
-timeout_ms = 30000
-
-[shadow]
-store = {store:?}
-timeout_ms = 30000
-{shadow}
-
-{routes}
-"#,
-        state = tmp.path().join("state.db"),
-        store = tmp.path().join("shadow.db"),
-    );
-    start_toml(&toml)
+    let toml = ProxyToml::new(&legacy, &new)
+        .state_file(&dir.join("state.db"))
+        .legacy_backend(&format!("timeout_ms = {legacy_timeout_ms}"))
+        .new_backend("timeout_ms = 30000")
+        .shadow(
+            &dir.join("shadow.db"),
+            &format!("timeout_ms = 30000\n{shadow}"),
+        )
+        .routes(routes);
+    start_toml(&toml.to_string())
 }
-
-const DUAL_ROUTE: &str = r#"
-[[routes]]
-name = "dual"
-path = "/dual/{id}"
-dual_write = true
-key = "path:id"
-[routes.shadow]
-"#;
 
 async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
     tokio::time::timeout(
@@ -183,15 +147,12 @@ async fn flush(p: &ProxyHandle) {
 /// (key, legacy_status, new_status, divergent) of every recorded dual write, in order.
 type DwRow = (String, Option<i64>, Option<i64>, i64);
 
-fn dual_writes(tmp: &TempDir) -> Vec<DwRow> {
-    let conn = rusqlite::Connection::open(tmp.path().join("state.db")).unwrap();
-    let mut st = conn
-        .prepare("SELECT key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id")
-        .unwrap();
-    st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap()
+fn dual_writes(dir: &Path) -> Vec<DwRow> {
+    testkit::sqlite::rows(
+        &dir.join("state.db"),
+        "SELECT key, legacy_status, new_status, divergent FROM dual_writes ORDER BY id",
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )
 }
 
 /// Four clients write one row at once, each write's mirror taking its own time: every write
@@ -199,9 +160,16 @@ fn dual_writes(tmp: &TempDir) -> Vec<DwRow> {
 /// them in the same order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
-    let tmp = TempDir::with_prefix("ficus-proxy-order-one-key-").unwrap();
+    let tmp = testkit::temp_dir("proxy-order-one-key");
     let r = recorders(true).await;
-    let p = proxy(&tmp, r.legacy, r.new, 30_000, "", DUAL_ROUTE);
+    let p = proxy(
+        tmp.path(),
+        r.legacy.addr,
+        r.new.addr,
+        30_000,
+        "",
+        DUAL_ROUTE,
+    );
     let addr = p.listen_addr();
     let mut clients = Vec::new();
     for c in 0..4u64 {
@@ -228,7 +196,7 @@ async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
         };
         assert_eq!(body(&pair[0], "legacy "), body(&pair[1], "new "), "{tl:#?}");
     }
-    let rows = dual_writes(&tmp);
+    let rows = dual_writes(tmp.path());
     assert_eq!(rows.len(), 20);
     assert!(rows
         .iter()
@@ -240,9 +208,11 @@ async fn concurrent_writes_to_one_key_reach_the_mirror_in_the_primary_order() {
 /// creates take turns per route, and each side numbers them alike.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_creates_get_the_same_ids_on_both_sides() {
-    let tmp = TempDir::with_prefix("ficus-proxy-order-creates-").unwrap();
-    let pg = pgtemp::fresh_database("proxy_write_order_creates").unwrap();
-    let (legacy, new) = sqlite_and_postgres_sides(tmp.path(), &pg.url, &seed_tasks(10, 5)).await;
+    let apps = testkit::apps::pair("proxy_write_order_creates")
+        .tasks(&seed_tasks(10, 5))
+        .start()
+        .await;
+    let (tmp, legacy, new) = (apps.dir.path(), &apps.legacy, &apps.new);
     let routes = r#"
 [[routes]]
 name = "tasks-create"
@@ -253,7 +223,7 @@ key = "header:X-Task-Id"
 [routes.shadow]
 ignore_headers = ["date"]
 "#;
-    let p = proxy(&tmp, legacy.addr, new.addr, 30_000, "", routes);
+    let p = proxy(tmp, legacy.addr, new.addr, 30_000, "", routes);
     let addr = p.listen_addr();
     let mut clients = Vec::new();
     for c in 0..4u32 {
@@ -291,7 +261,7 @@ ignore_headers = ["date"]
         l, n,
         "ids (and stamped creation times) differ between the sides"
     );
-    let rows = dual_writes(&tmp);
+    let rows = dual_writes(tmp);
     assert_eq!(rows.len(), 24);
     assert!(
         rows.iter()
@@ -299,8 +269,7 @@ ignore_headers = ["date"]
         "{rows:?}"
     );
     p.shutdown().await;
-    legacy.shutdown().await;
-    new.shutdown().await;
+    apps.shutdown().await;
 }
 
 /// While a write's mirror is held: the write itself was answered at once, reads and other
@@ -308,9 +277,9 @@ ignore_headers = ["date"]
 /// naming route and row, sent to neither side. Once the mirror is through, the row is free.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout() {
-    let tmp = TempDir::with_prefix("ficus-proxy-order-wait-").unwrap();
+    let tmp = testkit::temp_dir("proxy-order-wait");
     let r = recorders(false).await;
-    let p = proxy(&tmp, r.legacy, r.new, 1_000, "", DUAL_ROUTE);
+    let p = proxy(tmp.path(), r.legacy.addr, r.new.addr, 1_000, "", DUAL_ROUTE);
     let addr = p.listen_addr();
     assert_eq!(post(addr, "/dual/K", "first hold").await.status, 200);
     let read = tokio::time::timeout(STEP, get(addr, "/dual/K", &[]))
@@ -334,11 +303,7 @@ async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout()
         1.0
     );
     assert!(
-        !r.arrived
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e.ends_with("second")),
+        !r.arrived().iter().any(|e| e.ends_with("second")),
         "the refused write reached a side"
     );
     // Open the gate: the held mirror completes and the row is free again.
@@ -353,7 +318,7 @@ async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout()
     };
     assert!(at("new POST /dual/K first hold") < at("legacy POST /dual/K third"));
     // (Rows are recorded once both sides answered, so not in the order sent.)
-    let mut keys: Vec<String> = dual_writes(&tmp).into_iter().map(|r| r.0).collect();
+    let mut keys: Vec<String> = dual_writes(tmp.path()).into_iter().map(|r| r.0).collect();
     keys.sort();
     assert_eq!(keys, ["K", "K", "L"], "the refused write is not recorded");
     p.shutdown().await;
@@ -363,14 +328,14 @@ async fn a_write_waits_for_its_row_only_and_gives_up_after_the_backend_timeout()
 /// recorded as divergent); a mirror still queued keeps its row.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
-    let tmp = TempDir::with_prefix("ficus-proxy-order-dropped-").unwrap();
+    let tmp = testkit::temp_dir("proxy-order-dropped");
     let r = recorders(false).await;
     // One mirror at a time, one queued: A is held at the mirror side, B waits for the worker,
     // so at least one of C and D finds the queue full.
     let p = proxy(
-        &tmp,
-        r.legacy,
-        r.new,
+        tmp.path(),
+        r.legacy.addr,
+        r.new.addr,
         1_000,
         "queue = 1\nconcurrency = 1",
         DUAL_ROUTE,
@@ -379,13 +344,7 @@ async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
     assert_eq!(post(addr, "/dual/A", "a hold").await.status, 200);
     // A's mirror is in flight (the worker took it off the queue).
     tokio::time::timeout(STEP, async {
-        while !r
-            .arrived
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|e| e == "new POST /dual/A a hold")
-        {
+        while !r.arrived().iter().any(|e| e == "new POST /dual/A a hold") {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
@@ -399,7 +358,7 @@ async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
     let mut freed = Vec::new();
     for k in ["B", "C", "D"] {
         let resp = post(addr, &format!("/dual/{k}"), &format!("{k} again")).await;
-        match resp.status.as_u16() {
+        match resp.status {
             200 => freed.push(k),
             503 => assert_eq!(resp.json()["error"], "write_turn_timeout"),
             other => panic!("{k}: {other} {:?}", resp.body),
@@ -409,7 +368,7 @@ async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
     assert!(!freed.is_empty(), "C or D found the queue full");
     r.gate.send(true).unwrap();
     flush(&p).await;
-    let rows = dual_writes(&tmp);
+    let rows = dual_writes(tmp.path());
     for k in &freed {
         let first = rows.iter().find(|r| r.0 == *k).unwrap();
         assert_eq!(

@@ -4,7 +4,7 @@
 //! one side they must differ by exactly what that quirk does.
 //!
 //! Timestamps: rather than normalising the timestamps generated at request time, both sides
-//! get an injected deterministic clock (same start, same step; see `common::test_clock`), and
+//! get an injected deterministic clock (same start, same step; see `testkit::apps::test_clock`), and
 //! the service reads it exactly once per write. Exact comparison then also covers the request-
 //! time values — how each store round-trips them (truncation, time zones, the microsecond
 //! rule) and the `[timestamp] notes` text — which normalising would hide. The system clock is
@@ -15,12 +15,31 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use common::{start_pair, Http, Reply};
-use ficus_taskapp::{seed_tasks, NewTask, Quirk};
+use common::{pair, test_clock, Http, Pair, Resp};
+use ficus_taskapp::{seed_tasks, NewTask, Options, Quirk};
 use serde_json::{json, Value};
 
 const SEED_TASKS: usize = 60;
 const SEED: u64 = 11;
+
+/// Both sides seeded with `tasks`, each on its own [`test_clock`], with these quirks.
+async fn start_pair(
+    name: &str,
+    tasks: &[NewTask],
+    legacy_quirks: Vec<Quirk>,
+    new_quirks: Vec<Quirk>,
+) -> Pair {
+    let options = |quirks| Options {
+        quirks,
+        clock: test_clock(),
+    };
+    pair(name)
+        .tasks(tasks)
+        .legacy(options(legacy_quirks))
+        .new_side(options(new_quirks))
+        .start()
+        .await
+}
 
 /// One call of the script.
 struct Step {
@@ -372,7 +391,7 @@ fn script(tasks: &[NewTask]) -> Vec<Step> {
 }
 
 /// Runs the script against both sides, one step at a time on each.
-async fn run_both(pair: &common::Pair, steps: &[Step]) -> (Vec<Reply>, Vec<Reply>) {
+async fn run_both(pair: &Pair, steps: &[Step]) -> (Vec<Resp>, Vec<Resp>) {
     let http = Http::new();
     let (legacy, new) = (pair.legacy.url(), pair.new.url());
     let mut out = (Vec::new(), Vec::new());
@@ -385,7 +404,7 @@ async fn run_both(pair: &common::Pair, steps: &[Step]) -> (Vec<Reply>, Vec<Reply
     out
 }
 
-fn by_name<'a>(steps: &[Step], replies: &'a [Reply]) -> HashMap<String, &'a Reply> {
+fn by_name<'a>(steps: &[Step], replies: &'a [Resp]) -> HashMap<String, &'a Resp> {
     steps
         .iter()
         .zip(replies)
@@ -409,17 +428,25 @@ fn is_api_datetime(s: &str) -> bool {
 
 /// Behaviour checks on one side's replies: identical answers are only worth something if
 /// they are also right.
-fn check_semantics(steps: &[Step], replies: &[Reply], seeded: usize) {
+fn check_semantics(steps: &[Step], replies: &[Resp], seeded: usize) {
     for (s, r) in steps.iter().zip(replies) {
         assert_eq!(
-            r.status, s.expect,
+            r.status,
+            s.expect,
             "step {:?}: status {} body {}",
-            s.name, r.status, r.body
+            s.name,
+            r.status,
+            r.text()
         );
-        assert_eq!(r.content_type, "application/json", "step {:?}", s.name);
+        assert_eq!(
+            r.header("content-type"),
+            "application/json",
+            "step {:?}",
+            s.name
+        );
         let v = r.json();
         if r.status >= 400 {
-            assert!(v["detail"].is_string(), "step {:?}: {}", s.name, r.body);
+            assert!(v["detail"].is_string(), "step {:?}: {}", s.name, r.text());
         }
     }
     let r = by_name(steps, replies);
@@ -455,7 +482,7 @@ fn check_semantics(steps: &[Step], replies: &[Reply], seeded: usize) {
     // coordinator-data keys come in workflow order on the wire.
     let order: Vec<usize> = ["pending", "in_progress", "blocked", "in_review", "done"]
         .iter()
-        .map(|k| r["coordinator"].body.find(&format!("\"{k}\":")).unwrap())
+        .map(|k| r["coordinator"].text().find(&format!("\"{k}\":")).unwrap())
         .collect();
     assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
 
@@ -568,9 +595,9 @@ fn check_semantics(steps: &[Step], replies: &[Reply], seeded: usize) {
     assert_eq!(detail("claim missing"), "Task TASK-404 not found");
     assert_eq!(detail("unknown path"), "Not Found");
     assert_eq!(detail("GET on action"), "Method Not Allowed");
-    assert_eq!(r["GET on action"].allow.as_deref(), Some("POST"));
-    assert_eq!(r["DELETE task"].allow.as_deref(), Some("GET"));
-    assert_eq!(r["PUT collection"].allow.as_deref(), Some("GET, POST"));
+    assert_eq!(r["GET on action"].header_opt("allow"), Some("POST"));
+    assert_eq!(r["DELETE task"].header_opt("allow"), Some("GET"));
+    assert_eq!(r["PUT collection"].header_opt("allow"), Some("GET, POST"));
     assert_eq!(
         r["list at end"].json().as_array().unwrap().len(),
         seeded + 3
@@ -582,41 +609,29 @@ fn check_semantics(steps: &[Step], replies: &[Reply], seeded: usize) {
 type EventRow = (String, String, Option<String>, Value, String);
 
 fn sqlite_events(path: &std::path::Path) -> Vec<EventRow> {
-    let conn = rusqlite::Connection::open(path).unwrap();
-    let mut stmt = conn
-        .prepare("SELECT task_id, kind, agent, payload, created_at FROM task_events ORDER BY id")
-        .unwrap();
-    stmt.query_map([], |r| {
-        let payload: String = r.get(3)?;
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            serde_json::from_str(&payload).unwrap(),
-            r.get(4)?,
-        ))
-    })
-    .unwrap()
-    .collect::<Result<_, _>>()
-    .unwrap()
+    testkit::sqlite::rows(
+        path,
+        "SELECT task_id, kind, agent, payload, created_at FROM task_events ORDER BY id",
+        |r| {
+            let payload: String = r.get(3)?;
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                serde_json::from_str(&payload).unwrap(),
+                r.get(4)?,
+            ))
+        },
+    )
 }
 
 async fn pg_events(url: &str) -> Vec<EventRow> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-        .query(
-            "SELECT task_id, kind, agent, payload::text, \
-             to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
-             FROM task_events ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| {
+    testkit::pg::rows(
+        &testkit::pg::connect(url).await,
+        "SELECT task_id, kind, agent, payload::text, \
+         to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') \
+         FROM task_events ORDER BY id",
+        |r| {
             let payload: String = r.get(3);
             (
                 r.get(0),
@@ -625,8 +640,9 @@ async fn pg_events(url: &str) -> Vec<EventRow> {
                 serde_json::from_str(&payload).unwrap(),
                 r.get(4),
             )
-        })
-        .collect()
+        },
+    )
+    .await
 }
 
 #[tokio::test]
@@ -644,7 +660,12 @@ async fn both_sides_answer_the_script_identically() {
             s.method,
             s.path
         );
-        assert_eq!(l.allow, n.allow, "step {:?}", s.name);
+        assert_eq!(
+            l.header_opt("allow"),
+            n.header_opt("allow"),
+            "step {:?}",
+            s.name
+        );
     }
     check_semantics(&steps, &legacy, SEED_TASKS);
 
@@ -654,7 +675,7 @@ async fn both_sides_answer_the_script_identically() {
         .zip(&legacy)
         .filter(|(s, r)| s.path.matches('/').count() == 4 && r.status == 200)
         .count();
-    let (sq, pg) = (sqlite_events(&pair.sqlite), pg_events(&pair.pg_url).await);
+    let (sq, pg) = (sqlite_events(&pair.sqlite), pg_events(pair.pg_url()).await);
     assert_eq!(sq.len(), writes);
     assert_eq!(sq, pg);
     let kinds: Vec<&str> = sq.iter().map(|e| e.1.as_str()).collect();
@@ -681,7 +702,7 @@ async fn both_sides_answer_the_script_identically() {
 }
 
 /// A reply's `updated_at` in SQLite storage form.
-fn r_updated_at(r: &Reply) -> Option<String> {
+fn r_updated_at(r: &Resp) -> Option<String> {
     let at = r.json()["updated_at"].as_str()?.to_string();
     ficus_taskapp::Timestamp::parse(&at).map(|t| t.to_sqlite())
 }
@@ -846,7 +867,7 @@ async fn concurrent_claims_have_one_winner_and_creates_get_distinct_ids() {
             tokio::spawn(async move {
                 let body = format!(r#"{{"task_id": "RACE-{i}", "title": "race"}}"#);
                 let r = http.call(&base, "POST", "/api/tasks/", Some(&body)).await;
-                assert_eq!(r.status, 201, "{}", r.body);
+                assert_eq!(r.status, 201, "{}", r.text());
                 r.json()["id"].as_i64().unwrap()
             })
         });

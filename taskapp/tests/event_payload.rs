@@ -6,40 +6,30 @@
 
 mod common;
 
-use common::{listener, test_clock, Http, Scratch};
-use ficus_taskapp::{
-    seed_postgres, seed_sqlite, seed_tasks, serve_legacy_with, serve_new_with, Options,
-    POSTGRES_SCHEMA,
-};
+use common::{pair, test_clock, Http};
+use ficus_taskapp::{seed_tasks, Options, POSTGRES_SCHEMA};
 use serde_json::Value;
 
 /// The same writes to both sides (the new side's payload column of type `column`); returns
 /// every event payload of each side, in id order, as stored text.
 async fn payloads(name: &str, column: &str) -> (Vec<String>, Vec<String>) {
-    let dir = Scratch::new(name);
-    let sqlite = dir.path("legacy.db");
     let tasks = seed_tasks(6, 11);
-    seed_sqlite(&sqlite, &tasks).unwrap();
-    let pg = pgtemp::fresh_database(&format!("taskapp_{name}")).unwrap();
-    let (pc, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
     // The service keeps tables that exist: this one as a migration would have made it.
     let schema = POSTGRES_SCHEMA.replace("payload JSONB", &format!("payload {column}"));
     assert!(schema.contains(&format!("payload {column},")), "{schema}");
-    pc.batch_execute(&schema).await.unwrap();
-    seed_postgres(&pg.url, &tasks).await.unwrap();
     let options = || Options {
         quirks: vec![],
         clock: test_clock(),
     };
-    let legacy = serve_legacy_with(&sqlite, listener().await, options())
-        .await
-        .unwrap();
-    let new = serve_new_with(&pg.url, listener().await, options())
-        .await
-        .unwrap();
+    let apps = pair(&format!("taskapp_{name}"))
+        .tasks(&tasks)
+        .pg_setup(&schema)
+        .legacy(options())
+        .new_side(options())
+        .start()
+        .await;
+    let (legacy, new, sqlite) = (&apps.legacy, &apps.new, &apps.sqlite);
+    let pc = testkit::pg::connect(apps.pg_url()).await;
     let pending = tasks
         .iter()
         .find(|t| t.status == "pending")
@@ -61,26 +51,20 @@ async fn payloads(name: &str, column: &str) -> (Vec<String>, Vec<String>) {
         let path = format!("/api/tasks/{pending}/{action}");
         let l = http.call(&legacy.url(), "POST", &path, Some(body)).await;
         let n = http.call(&new.url(), "POST", &path, Some(body)).await;
-        assert_eq!(l.status, 200, "{path}: {}", l.body);
+        assert_eq!(l.status, 200, "{path}: {}", l.text());
         assert_eq!((l.status, &l.body), (n.status, &n.body), "{path}");
     }
-    let c = rusqlite::Connection::open(&sqlite).unwrap();
-    let legacy_payloads: Vec<String> = c
-        .prepare("SELECT payload FROM task_events ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let new_payloads: Vec<String> = pc
-        .query("SELECT payload::text FROM task_events ORDER BY id", &[])
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    new.shutdown().await;
-    legacy.shutdown().await;
+    let legacy_payloads: Vec<String> =
+        testkit::sqlite::rows(sqlite, "SELECT payload FROM task_events ORDER BY id", |r| {
+            r.get(0)
+        });
+    let new_payloads: Vec<String> = testkit::pg::rows(
+        &pc,
+        "SELECT payload::text FROM task_events ORDER BY id",
+        |r| r.get(0),
+    )
+    .await;
+    apps.shutdown().await;
     assert_eq!(legacy_payloads.len(), writes.len());
     (legacy_payloads, new_payloads)
 }

@@ -8,19 +8,11 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
-use common::{listener, Scratch};
-use ficus_taskapp::{
-    seed_postgres, seed_sqlite, seed_tasks, serve_legacy_with, serve_new_with, Clock, Options,
-    Timestamp,
-};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use common::{pair, Http};
+use ficus_taskapp::{seed_tasks, Clock, Options, Timestamp};
 use serde_json::Value;
 
-type Http = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
+/// One request, stamped with `at` if given; (status, JSON body).
 async fn call(
     http: &Http,
     base: &str,
@@ -29,58 +21,31 @@ async fn call(
     body: Option<&str>,
     at: Option<&str>,
 ) -> (u16, Value) {
-    let mut req = hyper::Request::builder()
-        .method(method)
-        .uri(format!("{base}{path}"))
-        .header("content-type", "application/json");
-    if let Some(at) = at {
-        req = req.header("X-Ficus-Request-Time", at);
-    }
-    let req = req
-        .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
-        .unwrap();
-    let resp = tokio::time::timeout(Duration::from_secs(30), http.request(req))
-        .await
-        .expect("response within 30 s")
-        .expect("request sent");
-    let status = resp.status().as_u16();
-    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-    (status, serde_json::from_slice(&bytes).unwrap())
+    let r = http.call_at(base, method, path, body, at).await;
+    (r.status, r.json())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stamped_writes_store_the_same_timestamps_on_both_sides() {
-    let dir = Scratch::new("request-time");
     let tasks = seed_tasks(10, 5);
-    let sqlite = dir.path("legacy.db");
-    seed_sqlite(&sqlite, &tasks).unwrap();
-    let pg = pgtemp::fresh_database("taskapp_request_time").unwrap();
-    seed_postgres(&pg.url, &tasks).await.unwrap();
     let stuck = Clock::stepping(
         Timestamp::parse("2001-01-01 00:00:00").unwrap(),
         Duration::from_secs(1),
     );
-    let legacy = serve_legacy_with(
-        &sqlite,
-        listener().await,
-        Options {
+    let apps = pair("taskapp_request_time")
+        .tasks(&tasks)
+        .legacy(Options {
             quirks: vec![],
             clock: Clock::system(),
-        },
-    )
-    .await
-    .unwrap();
-    let new = serve_new_with(
-        &pg.url,
-        listener().await,
-        Options {
+        })
+        .new_side(Options {
             quirks: vec![],
             clock: stuck,
-        },
-    )
-    .await
-    .unwrap();
-    let http: Http = Client::builder(TokioExecutor::new()).build_http();
+        })
+        .start()
+        .await;
+    let (legacy, new) = (&apps.legacy, &apps.new);
+    let http = Http::new();
     let pending = tasks
         .iter()
         .find(|t| t.status == "pending")
@@ -152,28 +117,13 @@ async fn stamped_writes_store_the_same_timestamps_on_both_sides() {
     let (_, all_l) = call(&http, &legacy.url(), "GET", "/api/tasks/", None, None).await;
     let (_, all_n) = call(&http, &new.url(), "GET", "/api/tasks/", None, None).await;
     assert_eq!(all_l, all_n);
-    let c = rusqlite::Connection::open(&sqlite).unwrap();
-    let legacy_events: Vec<String> = c
-        .prepare("SELECT created_at FROM task_events ORDER BY id")
-        .unwrap()
-        .query_map([], |r| r.get(0))
-        .unwrap()
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let (pc, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let new_events: Vec<String> = pc
-        .query(
-            "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM task_events ORDER BY id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let legacy_events: Vec<String> = testkit::sqlite::rows(
+        &apps.sqlite,
+        "SELECT created_at FROM task_events ORDER BY id",
+        |r| r.get(0),
+    );
+    let pc = testkit::pg::connect(apps.pg_url()).await;
+    let new_events: Vec<String> = testkit::pg::rows(&pc, "SELECT to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US') FROM task_events ORDER BY id", |r| r.get(0)).await;
     assert_eq!(legacy_events, new_events);
     assert_eq!(
         legacy_events.last().map(String::as_str),
@@ -231,6 +181,5 @@ async fn stamped_writes_store_the_same_timestamps_on_both_sides() {
     .await;
     assert_eq!(s, 404);
 
-    new.shutdown().await;
-    legacy.shutdown().await;
+    apps.shutdown().await;
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{listener, Http, Scratch};
+use common::{listener, temp_dir, Http};
 use ficus_taskapp::{
     create_sqlite, seed_sqlite, seed_tasks, serve_legacy, serve_new, TaskAppError, Timestamp,
 };
@@ -54,8 +54,8 @@ async fn serves_a_gen_taskdb_database_as_is() {
         eprintln!("SKIPPED serves_a_gen_taskdb_database_as_is: python3 is not installed");
         return;
     }
-    let dir = Scratch::new("gen");
-    let db = dir.path("gen.db");
+    let dir = temp_dir("taskapp-gen");
+    let db = dir.path().join("gen.db");
     let script = gen_taskdb_script();
     let out = Command::new("python3")
         .arg(&script)
@@ -131,7 +131,7 @@ async fn serves_a_gen_taskdb_database_as_is() {
             Some(r#"{"agent_name": "agent-65", "worktree": "wt/agent-65"}"#),
         )
         .await;
-    assert_eq!(claim.status, 200, "{}", claim.body);
+    assert_eq!(claim.status, 200, "{}", claim.text());
     let create = http
         .call(
             &base,
@@ -140,7 +140,7 @@ async fn serves_a_gen_taskdb_database_as_is() {
             Some(r#"{"task_id": "TASK-5000", "title": "new"}"#),
         )
         .await;
-    assert_eq!(create.status, 201, "{}", create.body);
+    assert_eq!(create.status, 201, "{}", create.text());
     assert_eq!(create.json()["id"], 1001);
     server.shutdown().await;
 
@@ -172,8 +172,8 @@ async fn serves_a_gen_taskdb_database_as_is() {
 
 #[tokio::test]
 async fn missing_file_is_an_error_unless_created() {
-    let dir = Scratch::new("missing");
-    let db = dir.path("nope.db");
+    let dir = temp_dir("taskapp-missing");
+    let db = dir.path().join("nope.db");
     let err = serve_legacy(&db, listener().await, vec![])
         .await
         .unwrap_err();
@@ -189,7 +189,7 @@ async fn missing_file_is_an_error_unless_created() {
     let list = Http::new()
         .call(&server.url(), "GET", "/api/tasks/", None)
         .await;
-    assert_eq!((list.status, list.body.as_str()), (200, "[]"));
+    assert_eq!((list.status, list.text().as_str()), (200, "[]"));
     server.shutdown().await;
     // Same schema as gen_taskdb.py (modulo IF NOT EXISTS, which SQLite does not store).
     let names: Vec<String> = schema_of(&db).into_iter().map(|(n, _)| n).collect();
@@ -207,27 +207,27 @@ async fn missing_file_is_an_error_unless_created() {
 
 #[tokio::test]
 async fn unusable_sqlite_files_are_one_line_errors() {
-    let dir = Scratch::new("bad");
+    let dir = temp_dir("taskapp-bad");
     // A directory.
-    let err = serve_legacy(&dir.0, listener().await, vec![])
+    let err = serve_legacy(dir.path(), listener().await, vec![])
         .await
         .unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
             "cannot open SQLite database {}: it is a directory",
-            dir.0.display()
+            dir.path().display()
         )
     );
     // Not a SQLite file.
-    let junk = dir.path("junk.db");
+    let junk = dir.path().join("junk.db");
     std::fs::write(&junk, "this is not a database, just text ".repeat(40)).unwrap();
     let err = serve_legacy(&junk, listener().await, vec![])
         .await
         .unwrap_err();
     assert!(err.to_string().ends_with("file is not a database"), "{err}");
     // A SQLite database whose tasks table is not the monolith's.
-    let other = dir.path("other.db");
+    let other = dir.path().join("other.db");
     rusqlite::Connection::open(&other)
         .unwrap()
         .execute_batch("CREATE TABLE tasks (id INTEGER PRIMARY KEY, name TEXT)")
@@ -246,15 +246,15 @@ async fn unusable_sqlite_files_are_one_line_errors() {
 
 #[tokio::test]
 async fn empty_file_gets_the_schema() {
-    let dir = Scratch::new("empty");
-    let db = dir.path("empty.db");
+    let dir = temp_dir("taskapp-empty");
+    let db = dir.path().join("empty.db");
     std::fs::write(&db, b"").unwrap();
     let server = serve_legacy(&db, listener().await, vec![]).await.unwrap();
     assert_eq!(server.store(), format!("SQLite {}", db.display()));
     let r = Http::new()
         .call(&server.url(), "GET", "/api/tasks/", None)
         .await;
-    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    assert_eq!((r.status, r.text().as_str()), (200, "[]"));
     server.shutdown().await;
 }
 
@@ -282,7 +282,7 @@ async fn unreachable_postgres_is_a_one_line_error() {
 
 #[tokio::test]
 async fn postgres_schema_is_created_with_proper_types_and_reused() {
-    let pg = pgtemp::fresh_database("taskapp_schema").unwrap();
+    let pg = testkit::pg::fresh_database("taskapp_schema").unwrap();
     let first = serve_new(&pg.url, listener().await, vec![]).await.unwrap();
     let second = serve_new(&pg.url, listener().await, vec![]).await.unwrap();
     assert!(
@@ -312,22 +312,15 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
     first.shutdown().await;
     second.shutdown().await;
 
-    let (client, conn) = tokio_postgres::connect(&pg.url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let types: Vec<(String, String)> = client
-        .query(
-            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+    let client = testkit::pg::connect(&pg.url).await;
+    let types: Vec<(String, String)> = testkit::pg::rows(
+        &client,
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
              WHERE table_name = 'tasks' AND column_name IN \
              ('id', 'completed', 'created_at', 'last_heartbeat') ORDER BY column_name",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| (r.get(0), r.get(1)))
-        .collect();
+        |r| (r.get(0), r.get(1)),
+    )
+    .await;
     let types: Vec<(&str, &str)> = types
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
@@ -341,16 +334,12 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
             ("last_heartbeat", "timestamp with time zone"),
         ]
     );
-    let indexes: Vec<String> = client
-        .query(
-            "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1",
-            &[],
-        )
-        .await
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let indexes: Vec<String> = testkit::pg::rows(
+        &client,
+        "SELECT indexname::text FROM pg_indexes WHERE tablename = 'tasks' ORDER BY 1",
+        |r| r.get(0),
+    )
+    .await;
     assert_eq!(
         indexes,
         ["ix_tasks_status", "ix_tasks_task_id", "tasks_pkey"]
@@ -359,8 +348,8 @@ async fn postgres_schema_is_created_with_proper_types_and_reused() {
 
 #[tokio::test]
 async fn system_clock_stamps_writes_with_now() {
-    let dir = Scratch::new("clock");
-    let db = dir.path("clock.db");
+    let dir = temp_dir("taskapp-clock");
+    let db = dir.path().join("clock.db");
     seed_sqlite(&db, &seed_tasks(3, 1)).unwrap();
     let server = serve_legacy(&db, listener().await, vec![]).await.unwrap();
     let before = Timestamp::now();
@@ -388,8 +377,8 @@ async fn system_clock_stamps_writes_with_now() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
-    let dir = Scratch::new("shutdown");
-    let db = dir.path("s.db");
+    let dir = temp_dir("taskapp-shutdown");
+    let db = dir.path().join("s.db");
     seed_sqlite(&db, &seed_tasks(3, 1)).unwrap();
     let server = serve_legacy(&db, listener().await, vec!["slow:300".parse().unwrap()])
         .await
@@ -411,18 +400,10 @@ async fn shutdown_lets_in_flight_requests_finish() {
     );
 }
 
-async fn pg_client(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
-}
-
 #[tokio::test]
 async fn postgres_foreign_tasks_table_is_a_schema_error() {
-    let pg = pgtemp::fresh_database("taskapp_foreign").unwrap();
-    pg_client(&pg.url)
+    let pg = testkit::pg::fresh_database("taskapp_foreign").unwrap();
+    testkit::pg::connect(&pg.url)
         .await
         .batch_execute("CREATE TABLE tasks (id int PRIMARY KEY, name text)")
         .await
@@ -443,8 +424,8 @@ async fn postgres_foreign_tasks_table_is_a_schema_error() {
 /// ids without defaults filled with explicit values, naive `timestamp`s, a text payload.
 #[tokio::test]
 async fn new_side_works_on_a_migrated_schema() {
-    let pg = pgtemp::fresh_database("taskapp_migrated").unwrap();
-    pg_client(&pg.url)
+    let pg = testkit::pg::fresh_database("taskapp_migrated").unwrap();
+    testkit::pg::connect(&pg.url)
         .await
         .batch_execute(
             "CREATE TABLE tasks (id integer NOT NULL PRIMARY KEY, task_id varchar NOT NULL,
@@ -469,7 +450,7 @@ async fn new_side_works_on_a_migrated_schema() {
     let http = Http::new();
     let base = server.url();
     let got = http.call(&base, "GET", "/api/tasks/TASK-141", None).await;
-    assert_eq!(got.status, 200, "{}", got.body);
+    assert_eq!(got.status, 200, "{}", got.text());
     assert_eq!(got.json()["created_at"], "2025-02-03T04:05:06.500000");
     let created = http
         .call(
@@ -479,7 +460,7 @@ async fn new_side_works_on_a_migrated_schema() {
             Some(r#"{"task_id": "TASK-142", "title": "after migration"}"#),
         )
         .await;
-    assert_eq!(created.status, 201, "{}", created.body);
+    assert_eq!(created.status, 201, "{}", created.text());
     assert_eq!(created.json()["id"], 42);
     let claim = http
         .call(
@@ -489,9 +470,9 @@ async fn new_side_works_on_a_migrated_schema() {
             Some(r#"{"agent_name": "a"}"#),
         )
         .await;
-    assert_eq!(claim.status, 200, "{}", claim.body);
+    assert_eq!(claim.status, 200, "{}", claim.text());
     server.shutdown().await;
-    let row = pg_client(&pg.url)
+    let row = testkit::pg::connect(&pg.url)
         .await
         .query_one(
             "SELECT id, payload FROM task_events ORDER BY id DESC LIMIT 1",

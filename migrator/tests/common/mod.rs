@@ -1,6 +1,7 @@
-//! Helpers shared by the migrator's integration tests: SQLite files built from SQL, a real
-//! PostgreSQL (pgtemp), plan + run + verify in one call.
-#![allow(dead_code)]
+//! Helpers shared by the migrator's integration tests (SQLite files built from SQL and a real
+//! PostgreSQL come from testkit): plan + run + verify in one call, column types, the task
+//! database generator.
+#![allow(dead_code, unused_imports)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -9,28 +10,12 @@ use ficus_migrator::{
     MigrationConfig, Observer, Plan, RunOptions, RunReport, VerifyOptions, VerifyReport,
 };
 
-pub use tempfile::TempDir;
+pub use testkit::pg::connect as pg;
+pub use testkit::{temp_dir, TempDir};
 
-/// A fresh temp directory (removed on drop) named after the test.
-pub fn temp_dir(name: &str) -> TempDir {
-    TempDir::with_prefix(format!("ficus-mig-{name}-")).unwrap()
-}
-
-/// A SQLite file made by `sql`.
+/// The SQLite file `app.db` in `dir`, made afresh by `sql`.
 pub fn sqlite(dir: &TempDir, sql: &str) -> PathBuf {
-    let p = dir.path().join("app.db");
-    let _ = std::fs::remove_file(&p);
-    let c = rusqlite::Connection::open(&p).unwrap();
-    c.execute_batch(sql).unwrap();
-    p
-}
-
-pub async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
+    testkit::sqlite::create(dir.path(), "app.db", sql)
 }
 
 pub fn build_plan(src: &Path, cfg: &MigrationConfig) -> Plan {

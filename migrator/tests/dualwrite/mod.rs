@@ -1,21 +1,19 @@
 //! Helpers of the dual-write tests (watch, rollback): a legacy task database migrated into a
-//! real PostgreSQL, the reference task apps on both stores over real HTTP, a tiny HTTP client
-//! that stamps `X-Ficus-Request-Time`, and dual-write log records appended through the proxy's own writer.
+//! real PostgreSQL, the reference task apps on both stores over real HTTP (testkit's apps and
+//! client, which stamps `X-Ficus-Request-Time`), and dual-write log records appended through
+//! the proxy's own writer.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use ficus_migrator::{MigrationConfig, Observer, RunOptions};
-use ficus_taskapp::{seed_sqlite, seed_tasks, serve_legacy, serve_new, Server};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
-use serde_json::Value;
-use tempfile::TempDir;
+use ficus_taskapp::{seed_sqlite, seed_tasks, Options, Server};
+use testkit::pg::TestDatabase;
+use testkit::TempDir;
+
+pub use testkit::Http;
 
 /// Settings every test uses: the event log's ids are per side (each store numbers its own
 /// events, and concurrent writers interleave differently on the two sides), so
@@ -30,16 +28,16 @@ pub struct Env {
     pub sqlite: PathBuf,
     pub state: PathBuf,
     pub config: MigrationConfig,
-    pub pg: pgtemp::TestDatabase,
+    pub pg: TestDatabase,
     pub dir: TempDir,
 }
 
 impl Env {
     pub async fn new(name: &str, tasks: usize, config: &str) -> Env {
-        let dir = TempDir::with_prefix(format!("ficus-dw-{name}-")).unwrap();
+        let dir = testkit::temp_dir(&format!("dw-{name}"));
         let sqlite = dir.path().join("legacy.db");
         seed_sqlite(&sqlite, &seed_tasks(tasks, 42)).unwrap();
-        let pg = pgtemp::fresh_database(name).unwrap();
+        let pg = testkit::pg::fresh_database(name).unwrap();
         let config = MigrationConfig::parse(config, "test").unwrap();
         let plan = ficus_migrator::plan_for_run(&sqlite, &pg.url, "public", &config)
             .await
@@ -64,89 +62,25 @@ impl Env {
     }
 
     pub async fn legacy(&self) -> Server {
-        serve_legacy(&self.sqlite, listener().await, vec![])
-            .await
-            .unwrap()
+        testkit::apps::legacy_app(&self.sqlite, Options::default()).await
     }
 
     pub async fn new_side(&self) -> Server {
-        serve_new(&self.pg.url, listener().await, vec![])
-            .await
-            .unwrap()
+        testkit::apps::new_app(&self.pg.url, Options::default()).await
     }
 
     pub async fn pg(&self) -> tokio_postgres::Client {
-        let (c, conn) = tokio_postgres::connect(&self.pg.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(conn);
-        c
+        testkit::pg::connect(&self.pg.url).await
     }
 
     pub fn sqlite(&self) -> rusqlite::Connection {
-        let c = rusqlite::Connection::open(&self.sqlite).unwrap();
-        c.busy_timeout(Duration::from_secs(5)).unwrap();
-        c
-    }
-}
-
-pub async fn listener() -> tokio::net::TcpListener {
-    tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap()
-}
-
-#[derive(Clone)]
-pub struct Http(Client<HttpConnector, Full<Bytes>>);
-
-impl Http {
-    pub fn new() -> Http {
-        Http(Client::builder(TokioExecutor::new()).build_http())
-    }
-
-    /// One request; `at` is sent as `X-Ficus-Request-Time`.
-    pub async fn call(
-        &self,
-        base: &str,
-        method: &str,
-        path: &str,
-        body: Option<&str>,
-        at: Option<&str>,
-    ) -> (u16, Value) {
-        let mut req = hyper::Request::builder()
-            .method(method)
-            .uri(format!("{base}{path}"))
-            .header("content-type", "application/json");
-        if let Some(at) = at {
-            req = req.header("X-Ficus-Request-Time", at);
-        }
-        let req = req
-            .body(Full::new(Bytes::from(body.unwrap_or("").to_string())))
-            .unwrap();
-        let resp = tokio::time::timeout(Duration::from_secs(30), self.0.request(req))
-            .await
-            .expect("response within 30 s")
-            .expect("request sent");
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        testkit::sqlite::open(&self.sqlite)
     }
 }
 
 /// Now as the proxy stamps it: `%Y-%m-%dT%H:%M:%S.%6fZ`.
 pub fn stamp() -> String {
-    let t = time::OffsetDateTime::now_utc();
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second(),
-        t.microsecond()
-    )
+    ficus_core::stamp::request_time(time::OffsetDateTime::now_utc())
 }
 
 /// What the proxy appends for one write on a dual-write route.
@@ -201,9 +135,12 @@ pub async fn dual_write(
     body: &str,
 ) -> (u16, u16) {
     let at = stamp();
-    let (ls, lj) = http.call(legacy, "POST", path, Some(body), Some(&at)).await;
-    let (ns, nj) = http.call(new, "POST", path, Some(body), Some(&at)).await;
-    assert_eq!(ls, ns, "{path}: legacy {lj} new {nj}");
+    let l = http
+        .call_at(legacy, "POST", path, Some(body), Some(&at))
+        .await;
+    let n = http.call_at(new, "POST", path, Some(body), Some(&at)).await;
+    let (ls, ns) = (l.status, n.status);
+    assert_eq!(ls, ns, "{path}: legacy {} new {}", l.text(), n.text());
     record(
         state,
         &DualWrite {

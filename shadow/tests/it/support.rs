@@ -1,13 +1,11 @@
-//! Test helpers: real hyper servers on 127.0.0.1:0 that record what they receive, a client
-//! playing the proxy's primary exchange, temporary stores, metric lookups.
+//! Shadow-specific test helpers on top of testkit (whose recording servers, temp dirs and
+//! HTTP client are re-exported here): a client playing the proxy's primary exchange, shadow
+//! harnesses over temporary stores, metric lookups.
 
-use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -15,122 +13,16 @@ use ficus_shadow::{
     CapturedBody, CapturedResponse, MirrorJob, RouteShadowConfig, RouteSpec, Shadow,
     ShadowGlobalConfig, ShadowRoute, Side,
 };
-use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use http::{HeaderMap, Method, Request};
+use http_body_util::Full;
 use prometheus::Registry;
 
-/// What a test server received.
-#[derive(Debug, Clone)]
-pub struct Received {
-    pub method: Method,
-    pub uri: String,
-    pub headers: HeaderMap,
-    pub body: Bytes,
-}
-
-/// What a test server answers: (status, headers, body) from the request and the number of
-/// requests served before it.
-pub type Handler =
-    Arc<dyn Fn(&Received, usize) -> (u16, Vec<(&'static str, String)>, String) + Send + Sync>;
-
-pub struct TestServer {
-    pub addr: SocketAddr,
-    pub received: Arc<Mutex<Vec<Received>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-impl TestServer {
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.received.lock().unwrap().clone()
-    }
-}
-
-impl Drop for TestServer {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
-}
-
-/// Starts a server answering with `handler` after `delay`.
-pub async fn serve(delay: Duration, handler: Handler) -> TestServer {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let received: Arc<Mutex<Vec<Received>>> = Arc::default();
-    let counter = Arc::new(AtomicUsize::new(0));
-    let rec = received.clone();
-    let task = tokio::spawn(async move {
-        loop {
-            let Ok((stream, _)) = listener.accept().await else {
-                return;
-            };
-            let (rec, handler, counter) = (rec.clone(), handler.clone(), counter.clone());
-            tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let (rec, handler, counter) = (rec.clone(), handler.clone(), counter.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body
-                            .collect()
-                            .await
-                            .map(|b| b.to_bytes())
-                            .unwrap_or_default();
-                        let r = Received {
-                            method: parts.method,
-                            uri: parts.uri.to_string(),
-                            headers: parts.headers,
-                            body,
-                        };
-                        let n = counter.fetch_add(1, Ordering::SeqCst);
-                        rec.lock().unwrap().push(r.clone());
-                        if !delay.is_zero() {
-                            tokio::time::sleep(delay).await;
-                        }
-                        let (status, headers, body) = handler(&r, n);
-                        let mut resp = Response::new(Full::new(Bytes::from(body)));
-                        *resp.status_mut() = StatusCode::from_u16(status).unwrap();
-                        for (k, v) in headers {
-                            resp.headers_mut().append(k, v.parse().unwrap());
-                        }
-                        Ok::<_, Infallible>(resp)
-                    }
-                });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
-    TestServer {
-        addr,
-        received,
-        task,
-    }
-}
+pub use testkit::backend::{json, serve};
+pub use testkit::{temp_dir, TempDir};
 
 /// A URL nothing listens on.
 pub async fn down_url() -> String {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    drop(l);
-    format!("http://{addr}")
-}
-
-/// JSON handler helper.
-pub fn json(f: impl Fn(&Received, usize) -> String + Send + Sync + 'static) -> Handler {
-    Arc::new(move |r, n| {
-        (
-            200,
-            vec![("content-type", "application/json".to_string())],
-            f(r, n),
-        )
-    })
+    format!("http://{}", testkit::free_addr())
 }
 
 /// A task list like the reference Task API's, with the new side's quirks optional.
@@ -162,13 +54,6 @@ pub fn tasks(micros: bool, extra_field: bool, reversed: bool) -> String {
         list.reverse();
     }
     serde_json::to_string(&list).unwrap()
-}
-
-pub use tempfile::TempDir;
-
-/// A temporary directory, removed when dropped.
-pub fn temp_dir(name: &str) -> TempDir {
-    TempDir::with_prefix(format!("ficus-shadow-it-{name}-")).unwrap()
 }
 
 pub fn global(dir: &std::path::Path) -> ShadowGlobalConfig {
@@ -267,20 +152,17 @@ pub fn primary_exchange(
 ) -> BoxFut<CapturedResponse> {
     let uri = format!("{url}{path}");
     Box::pin(async move {
-        let client: Client<_, Full<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
         let mut req = Request::builder()
             .method(method)
             .uri(uri)
             .body(Full::new(body))
             .unwrap();
         *req.headers_mut() = headers;
-        let resp = client.request(req).await.unwrap();
-        let (parts, body) = resp.into_parts();
-        let body = body.collect().await.unwrap().to_bytes();
+        let resp = testkit::Http::new().request(req).await;
         CapturedResponse {
-            status: parts.status,
-            headers: parts.headers,
-            body: CapturedBody::from(body),
+            status: http::StatusCode::from_u16(resp.status).unwrap(),
+            headers: resp.headers,
+            body: CapturedBody::from(resp.body),
         }
     })
 }

@@ -4,14 +4,12 @@
 //! reaches the new side's store.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::time::Duration;
 
 use ficus_shadow::{DiffKind, RouteShadowConfig, Side, Store, Submitted};
-use ficus_taskapp::{
-    seed_sqlite, seed_tasks, serve_legacy_with, Clock, Options, Quirk, Server, Timestamp,
-};
+use ficus_taskapp::{Clock, Options, Timestamp};
 use http::{HeaderMap, Method};
+use testkit::apps::{pair, quirks, Pair};
 
 use crate::support::*;
 
@@ -22,25 +20,24 @@ const READS: &[&str] = &[
     "/api/tasks/TASK-101",
 ];
 
-async fn side(db: &Path, quirks: &[&str]) -> Server {
-    let quirks: Vec<Quirk> = quirks.iter().map(|q| q.parse().unwrap()).collect();
+fn options(new_quirks: &[&str]) -> Options {
     let start = Timestamp::from_unix_micros(1_767_261_600_000_000).unwrap();
-    let options = Options {
-        quirks,
+    Options {
+        quirks: quirks(new_quirks),
         // The same deterministic clock on both sides, so writes stamp the same times.
         clock: Clock::stepping(start, Duration::from_secs(1)),
-    };
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    serve_legacy_with(db, listener, options).await.unwrap()
+    }
 }
 
-/// Seeds one database and copies it, so the two sides start equal.
-fn databases(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
-    let legacy = dir.join("legacy.db");
-    let new = dir.join("new.db");
-    seed_sqlite(&legacy, &seed_tasks(40, 7)).unwrap();
-    std::fs::copy(&legacy, &new).unwrap();
-    (legacy, new)
+/// Both sides as the legacy app on copies of one seeded database, so they start equal; the
+/// new one with `new_quirks`.
+async fn sides(name: &str, new_quirks: &[&str]) -> Pair {
+    pair(name)
+        .new_on_sqlite()
+        .legacy(options(&[]))
+        .new_side(options(new_quirks))
+        .start()
+        .await
 }
 
 /// (field, kind) pairs of every stored mismatch of `route`.
@@ -58,10 +55,8 @@ async fn shadow_reads(
     quirks: &[&str],
     cfg: RouteShadowConfig,
 ) -> (BTreeSet<(String, DiffKind)>, u64, u64) {
-    let tmp = temp_dir("taskapp");
-    let (ldb, ndb) = databases(tmp.path());
-    let legacy = side(&ldb, &[]).await;
-    let new = side(&ndb, quirks).await;
+    let apps = sides("shadow-taskapp", quirks).await;
+    let (legacy, new) = (&apps.legacy, &apps.new);
     let h = harness("taskapp-shadow", |_| {});
     let route = h.route("tasks-read", cfg, false, &legacy.url(), &new.url());
     for path in READS {
@@ -77,8 +72,7 @@ async fn shadow_reads(
         h.results("tasks-read", "match"),
         h.results("tasks-read", "mismatch"),
     );
-    legacy.shutdown().await;
-    new.shutdown().await;
+    apps.shutdown().await;
     result
 }
 
@@ -160,10 +154,8 @@ async fn ignore_rules_and_unordered_arrays_remove_exactly_the_quirks() {
 
 #[tokio::test]
 async fn dual_write_creates_and_claims_reach_the_new_side_and_match() {
-    let tmp = temp_dir("taskapp-write");
-    let (ldb, ndb) = databases(tmp.path());
-    let legacy = side(&ldb, &[]).await;
-    let new = side(&ndb, &[]).await;
+    let apps = sides("shadow-taskapp-write", &[]).await;
+    let (legacy, new) = (&apps.legacy, &apps.new);
     let h = harness("taskapp-write-shadow", |_| {});
     let plain = h.route(
         "tasks-write",
@@ -261,6 +253,5 @@ async fn dual_write_creates_and_claims_reach_the_new_side_and_match() {
     let t900: serde_json::Value = serde_json::from_slice(&t900.body.to_bytes()).unwrap();
     assert_eq!(t900["assigned_agent"], "agent-7");
     assert_eq!(get("/api/tasks/TASK-901").await.status, 404);
-    legacy.shutdown().await;
-    new.shutdown().await;
+    apps.shutdown().await;
 }

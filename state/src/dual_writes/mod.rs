@@ -132,13 +132,13 @@ mod tests {
 
     #[test]
     fn sqlite_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::temp_dir("state");
         round_trip(StateLocation::Sqlite(dir.path().join("state.db")));
     }
 
     #[test]
     fn postgres_round_trip() {
-        let db = pgtemp::fresh_database("state_dw").unwrap();
+        let db = testkit::pg::fresh_database("state_dw").unwrap();
         round_trip(StateLocation::parse(&db.url));
     }
 }

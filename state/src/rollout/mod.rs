@@ -177,7 +177,7 @@ mod tests {
 
     #[test]
     fn record_and_reopen() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = testkit::temp_dir("state");
         let loc = StateLocation::Sqlite(dir.path().join("s.db"));
         {
             let mut s = RolloutStore::open(&loc, "test").unwrap();
@@ -202,7 +202,7 @@ mod tests {
 
     #[test]
     fn postgres_store_records_and_notifies() {
-        let db = pgtemp::fresh_database("state").unwrap();
+        let db = testkit::pg::fresh_database("state").unwrap();
         let loc = StateLocation::parse(&db.url);
         let mut a = RolloutStore::open(&loc, "test-a").unwrap();
         let b = RolloutStore::open(&loc, "test-b").unwrap();

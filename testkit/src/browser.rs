@@ -1,11 +1,10 @@
 //! Running a `tests/browser/*.mjs` script (playwright-core driving headless Chromium) from a
 //! Rust test: find `node` and Chromium (`FICUS_CHROMIUM`, default `/usr/bin/chromium`) or skip
 //! loudly, `npm ci` the tools if `node_modules/playwright-core` is missing, run the script with
-//! its environment and a time limit, check it passed. Screenshots go to `<target>/browser-test/`.
+//! its environment and a time limit, check it passed. Screenshots go to [`out_dir`].
 //!
-//! Used by `proxy/tests/admin_page.rs` (crate `ficus-proxy`) and `tests/prometheus_live.rs`
-//! (the root crate). They are in different crates, so both include this file with
-//! `#[path = "..."] mod browser;` rather than sharing a `tests/common` module.
+//! The scripts and their `node_modules` stay in the workspace's `tests/browser/`; this module
+//! finds that directory from any crate's tests ([`tools_dir`]).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -15,21 +14,45 @@ use std::time::Duration;
 /// How long a browser script may take (a loaded CI machine included).
 const TIMEOUT: Duration = Duration::from_secs(180);
 
-/// `<target>/browser-test`, beside the build output (`CARGO_TARGET_TMPDIR` is `<target>/tmp`).
+/// Environment variable naming the browser tools directory, overriding the search.
+pub const TOOLS_ENV: &str = "FICUS_BROWSER_TOOLS";
+
+/// `<target>/browser-test`, beside the build output, where scripts write screenshots.
 pub fn out_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .expect("target dir")
+    pgtemp::target_dir()
+        .unwrap_or_else(|| workspace_dir().join("target"))
         .join("browser-test")
 }
 
-/// `tests/browser` of the workspace, whichever crate includes this file.
-fn tools_dir() -> PathBuf {
+/// The workspace root: the nearest directory above this crate with a `Cargo.lock`.
+fn workspace_dir() -> PathBuf {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    here.ancestors()
+        .find(|d| d.join("Cargo.lock").is_file())
+        .unwrap_or_else(|| here.parent().unwrap_or(here))
+        .to_path_buf()
+}
+
+/// The browser tools (`package.json`, the `.mjs` scripts, `node_modules`): `$FICUS_BROWSER_TOOLS`
+/// if set, else the first `tests/browser` with a `package.json` above this crate's source or
+/// above the current directory (cargo runs tests in their package's directory).
+pub fn tools_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os(TOOLS_ENV) {
+        return PathBuf::from(dir);
+    }
+    let cwd = std::env::current_dir().unwrap_or_default();
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .ancestors()
+        .chain(cwd.ancestors())
         .map(|d| d.join("tests/browser"))
         .find(|d| d.join("package.json").is_file())
-        .expect("tests/browser/package.json above the crate")
+        .unwrap_or_else(|| {
+            panic!(
+                "tests/browser/package.json not found above {} or {} (set {TOOLS_ENV})",
+                env!("CARGO_MANIFEST_DIR"),
+                cwd.display()
+            )
+        })
 }
 
 fn found(cmd: &str, arg: &str) -> bool {
@@ -49,7 +72,7 @@ pub struct Browser {
 
 impl Browser {
     /// `None`, after a loud SKIPPED banner naming `what`, when `node` or Chromium is not
-    /// installed; otherwise `npm ci` in `tests/browser` if playwright-core is missing.
+    /// installed; otherwise `npm ci` in the tools directory if playwright-core is missing.
     pub fn find(what: &str) -> Option<Browser> {
         let chromium =
             std::env::var("FICUS_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
@@ -79,9 +102,9 @@ impl Browser {
         Some(Browser { chromium, tools })
     }
 
-    /// Runs `node <script>` in `tests/browser` with `env` plus `FICUS_OUT_DIR` ([`out_dir`])
-    /// and `FICUS_CHROMIUM`, within 3 minutes; prints its output and fails with `failed`
-    /// unless it exits 0.
+    /// Runs `node <script>` in the tools directory with `env` plus `FICUS_OUT_DIR`
+    /// ([`out_dir`]) and `FICUS_CHROMIUM`, within 3 minutes; prints its output and fails with
+    /// `failed` unless it exits 0.
     pub async fn run(&self, script: &str, env: &[(&str, OsString)], failed: &str) {
         let mut cmd = tokio::process::Command::new("node");
         cmd.arg(script)
