@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use tempfile::TempDir;
+use testkit::TempDir;
 
 const FICUS: &str = env!("CARGO_BIN_EXE_ficus");
 const TASKS: usize = 50_000;
@@ -30,7 +30,7 @@ struct Live {
 }
 
 fn ficus(args: &[&str]) -> std::process::Output {
-    Command::new(FICUS).args(args).output().unwrap()
+    testkit::cli::run(FICUS, args)
 }
 
 fn start_follower(l: &Live) -> Child {
@@ -57,11 +57,7 @@ fn start_follower(l: &Live) -> Child {
 }
 
 async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    c
+    testkit::pg::connect(url).await
 }
 
 /// Rounds the follower has committed (0 before it started following).
@@ -185,7 +181,7 @@ fn cron_job(db: PathBuf, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 }
 
 async fn live(name: &str) -> Live {
-    let dir = TempDir::with_prefix(format!("ficus-follow-{name}-")).unwrap();
+    let dir = testkit::temp_dir(&format!("follow-{name}"));
     let db = dir.path().join("legacy.db");
     ficus_taskapp::seed_sqlite(&db, &ficus_taskapp::seed_tasks(TASKS, 11)).unwrap();
     let pg = pgtemp::fresh_database(name).unwrap();

@@ -12,6 +12,7 @@ use common::{build_plan, pg, run, sqlite, temp_dir, verify};
 use ficus_migrator::capture::{self, Installed};
 use ficus_migrator::follow::{self, FollowMetrics, FollowOptions, FollowStop};
 use ficus_migrator::{MigrationConfig, Plan, RunOptions};
+use testkit::pgtemp;
 
 const SCHEMA: &str = "
 PRAGMA foreign_keys = ON;

@@ -12,12 +12,14 @@ mod dualwrite;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dualwrite::{listener, stamp, Http};
+use dualwrite::{stamp, Http};
 use ficus_migrator::follow::{self, FollowMetrics, FollowOptions};
 use ficus_migrator::{MigrationConfig, Observer, RunOptions, VerifyOptions};
+use testkit::backend::listener;
+use testkit::pgtemp;
 
 async fn mirrored_writes_after_follow(settle: Duration) -> bool {
-    let dir = tempfile::TempDir::with_prefix("ficus-follow-dw-").unwrap();
+    let dir = testkit::temp_dir("follow-dw");
     let db = dir.path().join("legacy.db");
     ficus_taskapp::seed_sqlite(&db, &ficus_taskapp::seed_tasks(30, 5)).unwrap();
     let pg = pgtemp::fresh_database("follow_dw").unwrap();
@@ -65,10 +67,10 @@ async fn mirrored_writes_after_follow(settle: Duration) -> bool {
         let path = format!("/api/tasks/{id}/update-notes");
         let body = format!(r#"{{"notes":"dual write to {id}"}}"#);
         let at = stamp();
-        let (s, _) = http
-            .call(&legacy.url(), "POST", &path, Some(&body), Some(&at))
+        let r = http
+            .call_at(&legacy.url(), "POST", &path, Some(&body), Some(&at))
             .await;
-        assert_eq!(s, 200);
+        assert_eq!(r.status, 200);
         // The follower applies legacy's row first...
         let before = metrics.applied.get();
         while metrics.applied.get() == before {
@@ -76,10 +78,10 @@ async fn mirrored_writes_after_follow(settle: Duration) -> bool {
         }
         // ...then the mirror lands, stamped by a clock of its own.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let (s, _) = http
-            .call(&new.url(), "POST", &path, Some(&body), Some(&stamp()))
+        let r = http
+            .call_at(&new.url(), "POST", &path, Some(&body), Some(&stamp()))
             .await;
-        assert_eq!(s, 200);
+        assert_eq!(r.status, 200);
     }
     // Past the settle window (and a few polls).
     tokio::time::sleep(settle + Duration::from_millis(400)).await;
