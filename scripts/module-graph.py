@@ -201,6 +201,7 @@ class Module:
         self.uses = []  # (segments, alias, is_reexport)
         self.code_paths = []  # segment lists found in code
         self.text = ""
+        self.code = ""  # the text without `use` items
 
     @property
     def name(self):
@@ -246,6 +247,7 @@ def load(mod, modules):
         for segs, alias in parse_use_tree(m.group(2)):
             mod.uses.append((segs, alias, reexport))
     no_use = re.sub(r"\buse\s+[^;]+;", lambda k: "\n" * k.group(0).count("\n"), text)
+    mod.code = re.sub(r"\bmod\s+" + IDENT + r"\s*;", "", no_use)
     for m in re.finditer(r"(?<![\w:])((?:" + IDENT + r")(?:\s*::\s*" + IDENT + r")+)", no_use):
         segs = [s.strip() for s in m.group(1).split("::")]
         if segs[0] in ("crate", "super", "self") or segs[0] in mod.children:
@@ -298,13 +300,15 @@ def edges_of(mod, modules):
         if target is not None and target.path != mod.path:
             out.add(target.path)
 
-    for segs, _alias, reexport in mod.uses:
+    for segs, alias, reexport in mod.uses:
         target = resolve(mod, segs, modules)
         if target is None:
             continue
-        # A module re-exporting its own descendant is a facade, not a dependency.
+        # A module re-exporting its own descendant is a facade, not a dependency — unless
+        # the module's own code uses the name too.
         if reexport and target.path[: len(mod.path)] == mod.path:
-            continue
+            if alias is None or not re.search(r"(?<![\w:])" + re.escape(alias) + r"\b", mod.code):
+                continue
         add(target)
     for segs in mod.code_paths:
         add(resolve(mod, segs, modules))

@@ -5,10 +5,12 @@
 //! timeout → 504, a dual write that did not get its row's turn (see [`crate::order`]) → 503.
 //! `Upgrade` requests (WebSocket) are passed through to the routed side.
 //!
-//! The exchange is split in steps — `prepare` (decide and rewrite), `exchange` (send, await
-//! head), `respond` (rewrite head, wrap body). Shadow mode sits between them ([`crate::tee`]):
-//! decided before forwarding, the bodies teed as they stream, the exchange handed over when the
-//! primary response has ended. Guarded routes count the new side's answers on the way out.
+//! A request's state lives in one [`Exchange`], which also says in what order it is released
+//! at the end of the response. Its steps — `take_turn` (dual writes), `begin_tee` (shadow mode
+//! decides and stamps), `forward` (rewrite, send, await the head, wrap the body), `finish` —
+//! are where shadow mode sits ([`crate::tee`]): decided before forwarding, the bodies teed as
+//! they stream, the exchange handed over when the primary response has ended. Guarded routes
+//! count the new side's answers in `finish`.
 
 use std::cell::{Cell, RefCell};
 use std::convert::Infallible;
@@ -26,14 +28,17 @@ use hyper::body::{Body, Incoming};
 use hyper_util::rt::TokioIo;
 
 use ficus_core::headers::HOP_BY_HOP;
+use ficus_core::Side;
 
-use crate::body::{DownstreamBodyError, ReqBody, RespBody, Return, UpstreamBody};
-use crate::control::Shared;
+use crate::dualwrite::DualWrite;
 use crate::error::{BodyTooLarge, ErrorKind};
-use crate::split::Side;
+use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::table::{Backend, Route, Table};
-use crate::tee::{self, RespTee};
-use crate::upstream::{ConnectError, Pool};
+use crate::tee::{self, Plan, RespTee};
+use crate::upstream::{
+    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RespBody, Sender, UpstreamBody,
+};
 
 /// `X-Ficus-Backend: legacy|new` asks for a side; honoured only with a valid override token.
 pub const OVERRIDE_HEADER: HeaderName = ficus_core::headers::BACKEND;
@@ -130,75 +135,134 @@ impl Failure {
     }
 }
 
-struct InflightGuard<'a>(&'a prometheus::IntGauge);
+/// The in-flight gauge, incremented while a request is being served.
+struct Inflight<'a>(&'a prometheus::IntGauge);
 
-impl Drop for InflightGuard<'_> {
+impl<'a> Inflight<'a> {
+    fn new(gauge: &'a prometheus::IntGauge) -> Inflight<'a> {
+        gauge.inc();
+        Inflight(gauge)
+    }
+}
+
+impl Drop for Inflight<'_> {
     fn drop(&mut self) {
         self.0.dec();
     }
 }
 
-/// Serves one request.
-pub(crate) async fn handle(
-    worker: Rc<Worker>,
-    conn: Rc<ConnInfo>,
-    mut req: Request<Incoming>,
-) -> Result<Response<RespBody>, Infallible> {
-    let start = Instant::now();
-    let table = worker.table();
-    let metrics = &worker.shared.metrics;
-    metrics.inflight.inc();
-    let _inflight = InflightGuard(&metrics.inflight);
+/// One request's state, from the split decision to its response head, and the one place that
+/// says in what order it is let go.
+///
+/// # Architecture invariant: what is released when
+/// Correctness depends on the order (a dual write's row must be on record before the next
+/// write to the row may go; a connection goes back to the pool only once its response was read
+/// to the end), so it is written down here and done explicitly, not left to drop order:
+///
+/// At the response head, [`Exchange::finish`]:
+/// 1. the rollback guard counts the new side's answer (status, time to head);
+/// 2. a dual write that will not be mirrored (the primary failed, the request was not
+///    mirrored): its row is recorded in the dual-write log, then its turn on the row is
+///    released ([`DualWrite::finish`]); a mirrored write travels on with the response tee;
+/// 3. the status and duration metrics;
+/// 4. the in-flight gauge.
+///
+/// At the end of the response body (`UpstreamBody::finish`):
+/// 5. the upstream connection goes back to the worker's pool ([`Lease::give_back`]);
+/// 6. the response tee hands the exchange, with the dual write, to shadow mode.
+///
+/// When shadow mode is done with that job (its `on_done`, which fires exactly once however
+/// the job ends; see `tee`):
+/// 7. the guard counts the comparison (match or mismatch);
+/// 8. the write's row is recorded with the mirror's status, then 9. its turn released.
+///
+/// A response body dropped before its end (client gone) closes its connection instead of
+/// pooling it, and drops the tee unsubmitted: 8–9 at once, without the mirror's status. An
+/// exchange dropped before `finish` (the client left while the request waited for its turn or
+/// for the backend) drops its fields in declaration order, which is the same order: the shadow
+/// plan, the dual write (row, then turn), the in-flight gauge.
+pub(crate) struct Exchange<'a> {
+    table: &'a Table,
+    route: &'a Route,
+    backend: &'a Backend,
+    side: Side,
+    request_id: HeaderValue,
+    /// When the request arrived, on the table's clock.
+    started: Instant,
+    /// Shadow mode's plan for a mirrored request, until the response head turns it into the
+    /// response tee.
+    plan: Option<Plan>,
+    /// A write on a dual-write route: its pending row and its turn.
+    write: DualWrite,
+    inflight: Inflight<'a>,
+}
 
-    let route = table.match_route(req.method(), req.uri().path());
-    let request_id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
-        _ => {
-            let id = worker.request_id();
-            req.headers_mut().insert(REQUEST_ID, id.clone());
-            id
+impl<'a> Exchange<'a> {
+    /// Taking turns, teeing and forwarding are still to come.
+    fn new(
+        table: &'a Table,
+        route: &'a Route,
+        side: Side,
+        request_id: HeaderValue,
+        started: Instant,
+        inflight: Inflight<'a>,
+    ) -> Exchange<'a> {
+        Exchange {
+            table,
+            route,
+            backend: &table.backends[side.index()],
+            side,
+            request_id,
+            started,
+            plan: None,
+            write: DualWrite::default(),
+            inflight,
         }
-    };
-    let forced = check_override(&table, route, req.headers_mut());
-    let upgrade = is_upgrade(req.headers());
-    let down_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (mut parts, body) = req.into_parts();
-    let side = forced.unwrap_or_else(|| route.decide(&parts));
-    let backend: &Backend = &table.backends[side.index()];
-    let bm = &route.metrics.backend[side.index()];
-    // A write on a dual-write route first waits for its row's turn (`order`); it is stamped
-    // and recorded only once it has it.
-    let (mut turn, refused) = match &route.write_order {
-        Some((order, timeouts)) if !tee::is_safe(&parts.method) => {
-            let key = route.write_key.as_ref().and_then(|k| k.get(&parts));
-            match order.acquire(key, backend.cfg.timeout).await {
-                Ok(t) => (Some(t), None),
-                Err(e) => {
-                    timeouts.inc();
-                    (
-                        None,
-                        Some(Failure::new(ErrorKind::WriteTurn, e.to_string())),
-                    )
-                }
+    }
+
+    /// A write on a dual-write route first waits for its row's turn (`order`); it is stamped
+    /// and recorded only once it has it. A write that cannot get it in time fails here.
+    async fn take_turn(&mut self, parts: &http::request::Parts) -> Result<(), Failure> {
+        let Some((order, timeouts)) = &self.route.write_order else {
+            return Ok(());
+        };
+        if tee::is_safe(&parts.method) {
+            return Ok(());
+        }
+        let key = self.route.write_key.as_ref().and_then(|k| k.get(parts));
+        match order.acquire(key, self.backend.cfg.timeout).await {
+            Ok(t) => {
+                self.write.turn = Some(t);
+                Ok(())
+            }
+            Err(e) => {
+                timeouts.inc();
+                Err(Failure::new(ErrorKind::WriteTurn, e.to_string()))
             }
         }
-        _ => (None, None),
-    };
-    let tee::Begun {
-        mut plan,
-        mut write,
-    } = match refused {
-        None => tee::begin(&table, route, side, &mut parts, &request_id),
-        Some(_) => tee::Begun {
-            plan: None,
-            write: None,
-        },
-    };
+    }
 
-    let result = async {
-        if let Some(f) = refused {
-            return Err(f);
-        }
+    /// Shadow mode's decision for the request (and, on a dual-write route, its stamp and
+    /// pending row).
+    fn begin_tee(&mut self, parts: &mut http::request::Parts) {
+        let tee::Begun { plan, write } =
+            tee::begin(self.table, self.route, self.side, parts, &self.request_id);
+        self.plan = plan;
+        self.write.row = write;
+    }
+
+    /// Rewrites the request, sends it, waits for the response head and wraps the response
+    /// body (pool return, tee).
+    async fn forward(
+        &mut self,
+        worker: &Worker,
+        conn: &ConnInfo,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        down_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<RespBody>, Failure> {
+        let table = self.table;
+        let upgrade = down_upgrade.is_some();
         // Refuse early what is declared too large; chunked bodies are counted as they stream.
         let declared = content_length(&parts.headers);
         if let Some(len) = declared {
@@ -212,12 +276,15 @@ pub(crate) async fn handle(
                 ));
             }
         }
-        prepare(&table, backend, &conn, &mut parts, upgrade)?;
-        if let Some(p) = plan.as_mut() {
+        prepare(table, self.backend, conn, &mut parts, upgrade)?;
+        if let Some(p) = self.plan.as_mut() {
             p.forwarded(&parts.headers);
         }
         let empty = body.is_end_stream();
-        let req_tee = plan.as_ref().and_then(|p| p.request_tee(declared, empty));
+        let req_tee = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.request_tee(declared, empty));
         let body = if empty {
             ReqBody::Empty
         } else {
@@ -228,63 +295,121 @@ pub(crate) async fn handle(
                 tee: req_tee,
             }
         };
-        let (resp, sender) = exchange(
+        let (resp, sender) = send(
             &worker.pool,
-            backend,
+            self.backend,
             Request::from_parts(parts, body),
-            metrics,
+            &worker.shared.metrics,
         )
         .await?;
-        if let Some(w) = write.as_mut() {
-            w.set_status(side, Some(resp.status().as_u16()));
-        }
-        let resp_tee = plan
+        self.write
+            .set_status(self.side, Some(resp.status().as_u16()));
+        // A mirrored write travels on with the response tee (see the release order above).
+        let resp_tee = self
+            .plan
             .take()
-            .map(|p| p.response_tee(resp.status(), resp.headers(), write.take(), turn.take()));
+            .map(|p| p.response_tee(resp.status(), resp.headers(), self.write.take()));
         Ok(respond(
-            &worker,
-            backend,
-            route,
+            worker,
+            self.backend,
+            self.route,
             resp,
             sender,
             down_upgrade,
-            &request_id,
+            &self.request_id,
             resp_tee,
         ))
     }
-    .await;
 
-    let resp = match result {
-        Ok(r) => {
-            if let (Side::New, Some(g)) = (side, &route.guard) {
-                g.request(r.status().as_u16(), start.elapsed());
-            }
-            r
-        }
-        Err(f) => {
-            bm.error(f.kind);
-            if matches!(
-                f.kind,
-                ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
-            ) {
-                if let (Side::New, Some(g)) = (side, &route.guard) {
-                    g.request(f.kind.status().as_u16(), start.elapsed());
+    /// The response head is ready (or the exchange failed): counts it and releases what the
+    /// request still holds, in the order documented on [`Exchange`].
+    fn finish(self, result: Result<Response<RespBody>, Failure>) -> Response<RespBody> {
+        let Exchange {
+            table,
+            route,
+            side,
+            request_id,
+            started,
+            plan,
+            write,
+            inflight,
+            ..
+        } = self;
+        // Not mirrored after all (the exchange failed before its head).
+        drop(plan);
+        let took = table.clock.now().saturating_duration_since(started);
+        let bm = &route.metrics.backend[side.index()];
+        let guard = match side {
+            Side::New => route.guard.as_deref(),
+            Side::Legacy => None,
+        };
+        // 1. The guard counts the new side's answer.
+        let resp = match result {
+            Ok(r) => {
+                if let Some(g) = guard {
+                    g.request(r.status().as_u16(), took);
                 }
-                tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
+                r
             }
-            if f.kind == ErrorKind::WriteTurn {
-                tracing::warn!(route = %route.name, detail = %f.detail, "dual write refused");
+            Err(f) => {
+                bm.error(f.kind);
+                if matches!(
+                    f.kind,
+                    ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
+                ) {
+                    if let Some(g) = guard {
+                        g.request(f.kind.status().as_u16(), took);
+                    }
+                    tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
+                }
+                if f.kind == ErrorKind::WriteTurn {
+                    tracing::warn!(route = %route.name, detail = %f.detail, "dual write refused");
+                }
+                error_response(f, route, side, &request_id)
             }
-            error_response(f, route, side, &request_id)
+        };
+        // 2. Not handed to shadow mode: recorded now, then the row's next write may go.
+        write.finish(None);
+        // 3. The request's metrics, 4. the in-flight gauge.
+        bm.count(resp.status().as_u16());
+        bm.duration.observe(took.as_secs_f64());
+        drop(inflight);
+        resp
+    }
+}
+
+/// Serves one request.
+pub(crate) async fn handle(
+    worker: Rc<Worker>,
+    conn: Rc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let table = worker.table();
+    let started = table.clock.now();
+    let inflight = Inflight::new(&worker.shared.metrics.inflight);
+
+    let route = table.match_route(req.method(), req.uri().path());
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let id = worker.request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
         }
     };
-    // Not handed to shadow mode (not mirrored, or the primary failed): recorded now, then the
-    // row's next write may go.
-    drop(write);
-    drop(turn);
-    bm.count(resp.status().as_u16());
-    bm.duration.observe(start.elapsed().as_secs_f64());
-    Ok(resp)
+    let forced = check_override(&table, route, req.headers_mut());
+    let down_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let side = forced.unwrap_or_else(|| route.decide(&parts));
+    let mut ex = Exchange::new(&table, route, side, request_id, started, inflight);
+    let result = match ex.take_turn(&parts).await {
+        Ok(()) => {
+            ex.begin_tee(&mut parts);
+            ex.forward(&worker, &conn, parts, body, down_upgrade).await
+        }
+        Err(refused) => Err(refused),
+    };
+    Ok(ex.finish(result))
 }
 
 /// Applies `X-Ficus-Backend`: honoured only with the override token; both headers are removed
@@ -451,12 +576,12 @@ fn prepare(
 /// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
 /// A request that never left (a pooled connection turned out closed) is retried once on a
 /// fresh connection.
-async fn exchange(
+async fn send(
     pool: &Pool,
     backend: &Backend,
     req: Request<ReqBody>,
-    metrics: &crate::metrics::Metrics,
-) -> Result<(Response<Incoming>, crate::upstream::Sender), Failure> {
+    metrics: &Metrics,
+) -> Result<(Response<Incoming>, Sender), Failure> {
     let mut req = req;
     for attempt in 0..2 {
         let opened = &metrics.connections_opened[backend.side.index()];
@@ -525,7 +650,7 @@ fn respond(
     backend: &Backend,
     route: &Route,
     resp: Response<Incoming>,
-    sender: crate::upstream::Sender,
+    sender: Sender,
     down_upgrade: Option<hyper::upgrade::OnUpgrade>,
     request_id: &HeaderValue,
     tee: Option<Box<RespTee>>,
@@ -559,7 +684,7 @@ fn respond(
             return Response::from_parts(parts, RespBody::empty());
         }
     }
-    let ret = Return {
+    let lease = Lease {
         pool: worker.pool.clone(),
         side: backend.side,
         backend_id: backend.id,
@@ -568,7 +693,7 @@ fn respond(
     };
     Response::from_parts(
         parts,
-        RespBody::Upstream(UpstreamBody::new(body, Some(ret), tee)),
+        RespBody::Upstream(UpstreamBody::new(body, Some(lease), tee)),
     )
 }
 

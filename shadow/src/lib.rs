@@ -84,7 +84,6 @@
 //! - `metrics`: the `ficus_shadow_*` metrics.
 
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 pub mod capture;
 pub mod compare;
