@@ -19,8 +19,12 @@ use crate::error::ProxyError;
 /// How often the guards are judged.
 const JUDGE_EVERY: Duration = Duration::from_secs(1);
 /// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
-/// notification: the fallback for notifications lost while the listener reconnects.
+/// notification: the fallback for notifications lost while the listener reconnects. Measured
+/// on the proxy's clock.
 const STATE_POLL: Duration = Duration::from_secs(2);
+/// How often the follower looks at the clock for that fallback (a manual clock moves without
+/// waking anyone).
+const CLOCK_TICK: Duration = Duration::from_millis(100);
 
 /// Starts the admin thread; `done` is sent when it has stopped.
 pub(crate) fn spawn(
@@ -74,19 +78,27 @@ async fn judge_guards(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
 }
 
 /// Follows a shared state store: applies other replicas' changes on each notification and, as a
-/// fallback, every [`STATE_POLL`]. Returns at once for SQLite.
+/// fallback, [`STATE_POLL`] after the last re-read on the proxy's clock. Returns at once for
+/// SQLite.
 async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
     let Some(changes) = control.state_changes() else {
         return;
     };
+    let clock = control.clock().clone();
+    let mut last_read = clock.now();
     let mut failing = false;
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => return,
             _ = changes.notified() => {}
-            _ = tokio::time::sleep(STATE_POLL) => {}
+            _ = tokio::time::sleep(CLOCK_TICK) => {
+                if clock.now().saturating_duration_since(last_read) < STATE_POLL {
+                    continue;
+                }
+            }
         }
+        last_read = clock.now();
         match control.sync_from_state() {
             Ok(_) => {
                 if failing {

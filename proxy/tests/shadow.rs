@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -39,11 +39,23 @@ fn proxy(
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
+    proxy_with_mirror_timeout(tmp, legacy, new, 1000, shadow, routes)
+}
+
+/// [`proxy`] with the shadow `timeout_ms` given.
+fn proxy_with_mirror_timeout(
+    tmp: &TempDir,
+    legacy: SocketAddr,
+    new: SocketAddr,
+    timeout_ms: u64,
+    shadow: &str,
+    routes: &str,
+) -> ProxyHandle {
     let toml = config_toml(legacy, new, "", routes).replace(
         "state = \":memory:\"",
         &format!("state = {:?}", tmp.path().join("state.db")),
     ) + &format!(
-        "\n[shadow]\nstore = {:?}\ntimeout_ms = 1000\n{shadow}\n",
+        "\n[shadow]\nstore = {:?}\ntimeout_ms = {timeout_ms}\n{shadow}\n",
         tmp.path().join("shadow.db")
     );
     start_toml(&toml)
@@ -555,27 +567,86 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     );
     p.shutdown().await;
 
-    // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
+    // A mirror side that holds every request until the test lets it answer: all the primary
+    // answers come while it holds them, then the mirrors are answered and compared. (A proxy
+    // waiting for its mirror would never answer the first request: the mirror side answers
+    // only after the twentieth.)
     let tmp = TempDir::with_prefix("ficus-proxy-shadow-slow-").unwrap();
-    let (legacy, slow_new) = sqlite_sides(tmp.path(), &["slow:3000"]).await;
-    let p = proxy(&tmp, legacy.addr, slow_new.addr, "", READ_ROUTE);
+    let (legacy, _new) = sqlite_sides(tmp.path(), &[]).await;
+    let mirror = Held::start().await;
+    let p = proxy_with_mirror_timeout(&tmp, legacy.addr, mirror.addr, 30_000, "", READ_ROUTE);
     let mut c = Client::connect(p.listen_addr()).await;
-    let started = Instant::now();
     for _ in 0..20 {
         assert_eq!(c.get("/api/tasks/TASK-101", &[]).await.status, 200);
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "20 primary answers took {:?} with a 3 s mirror",
-        started.elapsed()
-    );
-    p.flush_shadow().await;
+    assert_eq!(mirror.answered.load(Ordering::SeqCst), 0);
+    let ended: f64 = ["match", "mismatch", "noise", "error", "dropped", "skipped"]
+        .iter()
+        .map(|r| results(&p, "tasks-read", r))
+        .sum();
     assert_eq!(
-        results(&p, "tasks-read", "error"),
+        ended, 0.0,
+        "no mirror ended before the primaries were answered"
+    );
+    mirror.open();
+    tokio::time::timeout(Duration::from_secs(20), p.flush_shadow())
+        .await
+        .expect("flush");
+    assert_eq!(mirror.answered.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        results(&p, "tasks-read", "match") + results(&p, "tasks-read", "mismatch"),
         20.0,
-        "mirrors time out after 1 s"
+        "every mirror compared once its side answered"
     );
     p.shutdown().await;
+}
+
+/// A mirror side that holds every request until [`Held::open`]; then it answers `{}`.
+struct Held {
+    addr: SocketAddr,
+    gate: tokio::sync::watch::Sender<bool>,
+    answered: Arc<AtomicU64>,
+}
+
+impl Held {
+    async fn start() -> Held {
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let answered = Arc::new(AtomicU64::new(0));
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let counter = answered.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((s, _)) = l.accept().await else { break };
+                let (open, counter) = (open.clone(), counter.clone());
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |_req: Request<Incoming>| {
+                        let (mut open, counter) = (open.clone(), counter.clone());
+                        async move {
+                            let _ = open.wait_for(|o| *o).await;
+                            counter.fetch_add(1, Ordering::SeqCst);
+                            let mut r = Response::new(Full::new(Bytes::from_static(b"{}")));
+                            r.headers_mut()
+                                .insert("content-type", "application/json".parse().unwrap());
+                            Ok::<_, Infallible>(r)
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(s), svc)
+                        .await;
+                });
+            }
+        });
+        Held {
+            addr,
+            gate,
+            answered,
+        }
+    }
+
+    fn open(&self) {
+        let _ = self.gate.send(true);
+    }
 }
 
 #[test]
