@@ -28,8 +28,9 @@
 //! trip it after a re-raise.
 //!
 //! Time comes from the proxy's [`Clock`](ficus_core::Clock) (the system clock unless a test
-//! passes a `ManualClock`): the window's buckets and the requests' latencies are read from it,
-//! so a test moves the window by advancing the clock instead of sleeping.
+//! passes a `ManualClock`): the window's buckets are read from it, and the latencies handed to
+//! [`Guard::request`] are measured on it (by `forward`), so a test moves the window, or makes
+//! the new side slow, by advancing the clock instead of sleeping.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
