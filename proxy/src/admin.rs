@@ -37,9 +37,9 @@ use serde::Deserialize;
 use serde_json::json;
 use tokio::sync::watch;
 
-use crate::body::RespBody;
 use crate::control::{Auth, Control};
 use crate::error::ProxyError;
+use crate::upstream::RespBody;
 
 const MAX_ADMIN_BODY: usize = 64 * 1024;
 

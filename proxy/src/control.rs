@@ -10,32 +10,20 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use ficus_core::SharedClock;
 use serde::{Deserialize, Serialize};
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
-use crate::config::{bp_to_percent, Config, RouteConfig};
+use crate::config::{bp_to_percent, Config, ConfigError, RouteConfig};
 use crate::error::ProxyError;
+use crate::guard::Reason;
 use crate::metrics::Metrics;
+use crate::shared::Shared;
 use crate::sidecars::Sidecars;
-use ficus_state::{AuditEntry, Change, Override, RolloutStore as StateStore, StateLocation};
-
-/// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
-/// notification: the fallback for notifications lost while the listener reconnects.
-pub(crate) const STATE_POLL: Duration = Duration::from_secs(2);
 use crate::table::Table;
-
-/// What the data plane shares with the control plane.
-pub(crate) struct Shared {
-    pub table: ArcSwap<Table>,
-    /// Bumped after every table swap; workers compare it to refresh their cached table.
-    pub generation: AtomicU64,
-    pub metrics: Arc<Metrics>,
-    /// Set when shutdown starts: `/readyz` answers 503.
-    pub draining: AtomicBool,
-}
+use ficus_state::{AuditEntry, Change, Override, RolloutStore as StateStore, StateLocation};
 
 /// One route as the admin API reports it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -75,6 +63,17 @@ pub struct RolloutChange {
     pub to: f64,
 }
 
+/// A route its rollback guard set to 0 %.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GuardRollback {
+    /// Route name.
+    pub route: String,
+    /// The broken threshold.
+    pub reason: Reason,
+    /// The numbers behind the verdict (`new-side 5xx share 100.00% > 2.00% (60 of 60 ...)`).
+    pub detail: String,
+}
+
 /// Result of a reload.
 #[derive(Debug, Clone, Default)]
 pub struct ReloadReport {
@@ -105,6 +104,11 @@ pub(crate) struct Control {
     state_kind: &'static str,
     /// The shadow mismatch store the admin page reads, when there is one.
     shadow_store: Mutex<Option<PathBuf>>,
+    /// Where the guards, shadow mode's breakers and request timings read the time.
+    clock: SharedClock,
+    /// Held while the guards are judged: one judge at a time (the admin thread's loop, or
+    /// [`crate::ProxyHandle::check_guards`]).
+    judging: Mutex<()>,
 }
 
 /// How a bearer token compared.
@@ -121,7 +125,11 @@ fn effective(state: &StateStore, rc: &RouteConfig) -> Result<(u32, Option<Overri
 }
 
 impl Control {
-    pub fn new(config: Config, config_path: Option<PathBuf>) -> Result<Control, ProxyError> {
+    pub fn new(
+        config: Config,
+        config_path: Option<PathBuf>,
+        clock: SharedClock,
+    ) -> Result<Control, ProxyError> {
         let location =
             StateLocation::resolve(&config.proxy.state, config.proxy.state_env.as_deref())?;
         let state = StateStore::open(&location, "ficus-proxy")?;
@@ -129,22 +137,24 @@ impl Control {
         let state_kind = state.kind();
         let metrics = Arc::new(Metrics::new()?);
         let mut sidecars = Sidecars::default();
-        sidecars.ensure(&config, &location, &metrics)?;
+        sidecars.ensure(&config, &location, &metrics, &clock)?;
         let mut failed = None;
-        let table = Table::build(
-            &config,
-            &metrics,
-            None,
-            &sidecars.extras,
-            |rc| match effective(&state, rc) {
-                Ok((bp, _)) => bp,
-                Err(e) => {
-                    failed = Some(e);
-                    rc.percent_bp
-                }
-            },
-        )
-        .map_err(|m| internal_config(&config_path, m))?;
+        let table =
+            Table::build(
+                &config,
+                &metrics,
+                None,
+                &sidecars.extras,
+                &clock,
+                |rc| match effective(&state, rc) {
+                    Ok((bp, _)) => bp,
+                    Err(e) => {
+                        failed = Some(e);
+                        rc.percent_bp
+                    }
+                },
+            )
+            .map_err(|m| internal_config(&config_path, m))?;
         if let Some(e) = failed {
             return Err(e);
         }
@@ -177,6 +187,8 @@ impl Control {
             state_changes,
             state_kind,
             shadow_store: Mutex::new(None),
+            clock,
+            judging: Mutex::new(()),
         })
     }
 
@@ -235,6 +247,17 @@ impl Control {
             }
         }
         Ok(applied)
+    }
+
+    /// Signalled when another replica may have changed the shared state (`None`: SQLite, no
+    /// other replica).
+    pub fn state_changes(&self) -> Option<Arc<Notify>> {
+        self.state_changes.clone()
+    }
+
+    /// The clock the proxy reads time from.
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     /// `sqlite` or `postgres`.
@@ -355,15 +378,42 @@ impl Control {
         self.rollback_as(routes, actor, "rollback")
     }
 
-    /// The rollback guard's rollback of one route: the operator's rollback path, audited as
-    /// actor `guard` with action `rollback:<reason>` (`rollback:error_rate`, ...).
-    pub fn guard_rollback(
-        &self,
-        route: &str,
-        reason: crate::guard::Reason,
-    ) -> Result<Vec<RolloutChange>, ProxyError> {
-        let action = format!("rollback:{}", reason.as_str());
-        self.rollback_as(&[route.to_string()], "guard", &action)
+    /// Judges every guarded route's window now; a broken threshold (with `min_requests`
+    /// behind it) rolls the route back through the operator's rollback path, audited as actor
+    /// `guard` with action `rollback:<reason>`, counted in `ficus_guard_rollbacks_total`.
+    /// Returns the routes rolled back. One judge at a time; the admin thread calls this once a
+    /// second.
+    pub fn judge_guards(&self) -> Vec<GuardRollback> {
+        let _judging = self.judging.lock().unwrap_or_else(|p| p.into_inner());
+        let table = self.shared.table.load_full();
+        let mut fired = Vec::new();
+        for route in &table.routes {
+            let Some(guard) = &route.guard else { continue };
+            let bp = route.percent_bp.load(Ordering::Relaxed);
+            let Some(v) = guard.check(bp) else {
+                continue;
+            };
+            let action = format!("rollback:{}", v.reason.as_str());
+            match self.rollback_as(&[route.name.to_string()], "guard", &action) {
+                Ok(_) => {
+                    guard.fired[v.reason as usize].inc();
+                    tracing::warn!(route = %route.name, reason = v.reason.as_str(), detail = %v.detail,
+                        "guard: new side broke a threshold; route set to 0% (raise it again with `ficus rollout set`)");
+                    fired.push(GuardRollback {
+                        route: route.name.to_string(),
+                        reason: v.reason,
+                        detail: v.detail,
+                    });
+                }
+                Err(e) => {
+                    // Persisting failed: traffic keeps its percentage; try again next time.
+                    guard.rearm();
+                    tracing::error!(route = %route.name, reason = v.reason.as_str(), detail = %v.detail, error = %e,
+                        "guard: rollback failed");
+                }
+            }
+        }
+        fired
     }
 
     /// Shadow mode and the dual-write log, for shutdown.
@@ -508,7 +558,9 @@ impl Control {
         let metrics = self.shared.metrics.clone();
         {
             let inner = &mut *inner;
-            let restart = inner.sidecars.ensure(&new, &inner.location, &metrics)?;
+            let restart = inner
+                .sidecars
+                .ensure(&new, &inner.location, &metrics, &self.clock)?;
             if !restart.is_empty() {
                 // Like the proxy settings above: the running values stay in force.
                 new.shadow = inner.config.shadow.clone();
@@ -522,6 +574,7 @@ impl Control {
             &metrics,
             Some(&previous),
             &inner.sidecars.extras,
+            &self.clock,
             |rc| match effective(&inner.state, rc) {
                 Ok((bp, _)) => bp,
                 Err(e) => {
@@ -603,7 +656,7 @@ fn parse_file(src: &str, path: &Path) -> Result<Config, ProxyError> {
 }
 
 fn internal_config(path: &Option<PathBuf>, message: String) -> ProxyError {
-    ProxyError::Config(crate::config::ConfigError {
+    ProxyError::Config(ConfigError {
         file: path.clone(),
         line: None,
         field: "(routes)".into(),
@@ -616,35 +669,4 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Follows a shared state store: applies other replicas' changes on each notification and, as a
-/// fallback, every [`STATE_POLL`]. Returns at once for SQLite.
-pub(crate) async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
-    let Some(changes) = control.state_changes.clone() else {
-        return;
-    };
-    let mut failing = false;
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            _ = changes.notified() => {}
-            _ = tokio::time::sleep(STATE_POLL) => {}
-        }
-        match control.sync_from_state() {
-            Ok(_) => {
-                if failing {
-                    tracing::info!("shared rollout state readable again");
-                }
-                failing = false;
-            }
-            Err(e) => {
-                if !failing {
-                    tracing::error!(error = %e, "cannot read the shared rollout state; traffic keeps the last applied values");
-                }
-                failing = true;
-            }
-        }
-    }
 }

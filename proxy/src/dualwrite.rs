@@ -1,4 +1,5 @@
-//! One write on a dual-write route, from the decision to its row in the dual-write log.
+//! One write on a dual-write route, from the decision to its row in the dual-write log and
+//! the release of its row's turn ([`DualWrite`]).
 //!
 //! On routes with `dual_write = true`, every write (a method other than GET, HEAD and OPTIONS)
 //! is recorded in table `dual_writes` of the proxy's state store once both sides answered or
@@ -11,6 +12,8 @@ use std::sync::Arc;
 use ficus_core::Side;
 use ficus_state::{DualWriteLog, DualWriteRecord};
 use prometheus::IntCounter;
+
+use crate::order::Turn;
 
 /// What a dual-write route needs to record its writes.
 pub(crate) struct DualRoute {
@@ -69,6 +72,57 @@ impl PendingWrite {
 impl Drop for PendingWrite {
     fn drop(&mut self) {
         self.record();
+    }
+}
+
+/// A write in flight on a dual-write route: its row for the log and its turn on the row (see
+/// `order`), both optional (a write whose turn timed out has neither; without a dual-write log
+/// there is a turn but no row).
+///
+/// # Architecture invariant: the row is recorded before the turn is released
+/// So the log holds a row's writes in the order both sides applied them, and the next write to
+/// the row is forwarded only after this one is on record. [`DualWrite::finish`] does it in that
+/// order, and so does dropping a `DualWrite` unfinished (then without the mirror's status).
+#[derive(Default)]
+pub(crate) struct DualWrite {
+    pub row: Option<PendingWrite>,
+    pub turn: Option<Turn>,
+}
+
+impl DualWrite {
+    /// Whether there is anything to record or release.
+    pub fn is_some(&self) -> bool {
+        self.row.is_some() || self.turn.is_some()
+    }
+
+    /// Sets the status `side` answered with (the primary's, at its response head).
+    pub fn set_status(&mut self, side: Side, status: Option<u16>) {
+        if let Some(row) = &mut self.row {
+            row.set_status(side, status);
+        }
+    }
+
+    /// Moves the write out (to travel with the response tee), leaving nothing here.
+    pub fn take(&mut self) -> DualWrite {
+        std::mem::take(self)
+    }
+
+    /// Records the row (with the mirror's status: `None` when it was not sent or did not
+    /// answer), then releases the turn.
+    pub fn finish(mut self, mirror_status: Option<u16>) {
+        if let Some(row) = self.row.take() {
+            row.finish(mirror_status);
+        }
+        drop(self.turn.take());
+    }
+}
+
+impl Drop for DualWrite {
+    fn drop(&mut self) {
+        // Unfinished (not mirrored, the primary failed, the client left): recorded with what
+        // is known, then the row's next write may go.
+        drop(self.row.take());
+        drop(self.turn.take());
     }
 }
 

@@ -21,24 +21,25 @@
 //! The p99 test is exact without a histogram: p99 > `max_p99_ms` exactly when more than 1 % of
 //! the requests took longer than `max_p99_ms`, so each request only compares its latency.
 //!
-//! The verdicts are made off the hot path, once a second on the admin thread ([`run`]). After
-//! firing, a guard is disarmed and its window cleared; it re-arms (with a fresh window) when an
-//! operator raises the route's percentage above 0 again, so it never fires twice on one
-//! incident and stale samples never trip it after a re-raise.
+//! The verdicts are made off the hot path, once a second on the admin thread
+//! (`Control::judge_guards`, one judge at a time). After firing, a guard is disarmed and its
+//! window cleared; it re-arms (with a fresh window) when an operator raises the route's
+//! percentage above 0 again, so it never fires twice on one incident and stale samples never
+//! trip it after a re-raise.
+//!
+//! Time comes from the proxy's [`Clock`](ficus_core::Clock) (the system clock unless a test
+//! passes a `ManualClock`): the window's buckets are read from it, and the latencies handed to
+//! [`Guard::request`] are measured on it (by `forward`), so a test moves the window, or makes
+//! the new side slow, by advancing the clock instead of sleeping.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use ficus_core::SharedClock;
 use prometheus::IntCounter;
-use tokio::sync::watch;
-
-use crate::control::Control;
 
 /// Time buckets per window.
 pub(crate) const BUCKETS: usize = 20;
-/// How often the verdicts are made.
-const CHECK_EVERY: Duration = Duration::from_secs(1);
 
 /// A route's `[routes.guard]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,12 +137,6 @@ pub(crate) struct Verdict {
     pub detail: String,
 }
 
-/// Milliseconds on a monotonic clock local to this process.
-fn mono_ms() -> u64 {
-    static BASE: OnceLock<Instant> = OnceLock::new();
-    BASE.get_or_init(Instant::now).elapsed().as_millis() as u64
-}
-
 #[derive(Default)]
 struct Bucket {
     /// Which bucket-length period these counts belong to (`now / bucket_ms`), plus 1 (0: never).
@@ -180,6 +175,9 @@ pub(crate) struct Totals {
 /// One route's guard: settings, window, arming and its metric handles.
 pub(crate) struct Guard {
     pub cfg: GuardConfig,
+    clock: SharedClock,
+    /// The clock's reading when the guard was made: bucket periods count from here.
+    origin: Instant,
     bucket_ms: u64,
     slow_ms: u64,
     buckets: [Bucket; BUCKETS],
@@ -189,16 +187,29 @@ pub(crate) struct Guard {
 }
 
 impl Guard {
-    pub fn new(cfg: GuardConfig, fired: [IntCounter; 3]) -> Guard {
+    /// A guard with `cfg`, counting its rollbacks in `fired` (by [`Reason::ALL`] index) and
+    /// reading time from `clock`.
+    pub fn new(cfg: GuardConfig, fired: [IntCounter; 3], clock: SharedClock) -> Guard {
         let bucket_ms = (cfg.window.as_millis() as u64 / BUCKETS as u64).max(1);
         Guard {
             slow_ms: cfg.max_p99_ms.unwrap_or(u64::MAX),
             cfg,
+            origin: clock.now(),
+            clock,
             bucket_ms,
             buckets: Default::default(),
             armed: AtomicBool::new(true),
             fired,
         }
+    }
+
+    /// Milliseconds since the guard was made, on its clock.
+    #[inline]
+    fn now_ms(&self) -> u64 {
+        self.clock
+            .now()
+            .saturating_duration_since(self.origin)
+            .as_millis() as u64
     }
 
     /// The bucket for now, recycled first if it holds an older period.
@@ -217,10 +228,11 @@ impl Guard {
         b
     }
 
-    /// Counts one request answered by (or failed at) the new side.
+    /// Counts one request answered by (or failed at) the new side; `took`: its time to the
+    /// response head, measured on the same clock.
     #[inline]
     pub fn request(&self, status: u16, took: Duration) {
-        let b = self.bucket(mono_ms());
+        let b = self.bucket(self.now_ms());
         b.requests.fetch_add(1, Ordering::Relaxed);
         if status >= 500 {
             b.errors.fetch_add(1, Ordering::Relaxed);
@@ -232,7 +244,7 @@ impl Guard {
 
     /// Counts one shadow comparison.
     pub fn compared(&self, mismatch: bool) {
-        let b = self.bucket(mono_ms());
+        let b = self.bucket(self.now_ms());
         b.compared.fetch_add(1, Ordering::Relaxed);
         if mismatch {
             b.mismatched.fetch_add(1, Ordering::Relaxed);
@@ -240,8 +252,8 @@ impl Guard {
     }
 
     /// Sums the buckets of the window ending now.
-    pub fn totals(&self, now_ms: u64) -> Totals {
-        let current = now_ms / self.bucket_ms + 1;
+    pub fn totals(&self) -> Totals {
+        let current = self.now_ms() / self.bucket_ms + 1;
         let mut t = Totals::default();
         for b in &self.buckets {
             let e = b.epoch.load(Ordering::Relaxed);
@@ -317,9 +329,10 @@ impl Guard {
         None
     }
 
-    /// One check: re-arms after an operator re-raised the percentage, else judges the window.
-    /// Returns the verdict to act on (the guard is then disarmed with a cleared window).
-    pub fn check(&self, percent_bp: u32, now_ms: u64) -> Option<Verdict> {
+    /// One check: re-arms after an operator re-raised the percentage, else judges the window
+    /// ending now. Returns the verdict to act on (the guard is then disarmed with a cleared
+    /// window). Called by one judge at a time (`Control::judge_guards`).
+    pub fn check(&self, percent_bp: u32) -> Option<Verdict> {
         if percent_bp == 0 {
             return None;
         }
@@ -329,10 +342,16 @@ impl Guard {
             self.armed.store(true, Ordering::Relaxed);
             return None;
         }
-        let v = self.verdict(self.totals(now_ms))?;
+        let v = self.verdict(self.totals())?;
         self.armed.store(false, Ordering::Relaxed);
         self.reset();
         Some(v)
+    }
+
+    /// Arms the guard again after its verdict could not be acted on (the rollback was not
+    /// persisted): the next check judges afresh.
+    pub fn rearm(&self) {
+        self.armed.store(true, Ordering::Relaxed);
     }
 
     /// Whether the guard may fire (it is not waiting for an operator).
@@ -342,54 +361,22 @@ impl Guard {
     }
 }
 
-/// Judges every guarded route once a second until `stop`; a broken threshold rolls the route
-/// back through [`Control::guard_rollback`].
-pub(crate) async fn run(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
-    let mut every = tokio::time::interval(CHECK_EVERY);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            biased;
-            _ = stop.changed() => return,
-            _ = every.tick() => {}
-        }
-        let table = control.shared.table.load_full();
-        let now = mono_ms();
-        for route in &table.routes {
-            let Some(guard) = &route.guard else { continue };
-            let bp = route.percent_bp.load(Ordering::Relaxed);
-            let Some(v) = guard.check(bp, now) else {
-                continue;
-            };
-            match control.guard_rollback(&route.name, v.reason) {
-                Ok(_) => {
-                    guard.fired[v.reason as usize].inc();
-                    tracing::warn!(route = %route.name, reason = v.reason.as_str(), detail = %v.detail,
-                        "guard: new side broke a threshold; route set to 0% (raise it again with `ficus rollout set`)");
-                }
-                Err(e) => {
-                    // Persisting failed: traffic keeps its percentage; try again next time.
-                    guard.armed.store(true, Ordering::Relaxed);
-                    tracing::error!(route = %route.name, reason = v.reason.as_str(), detail = %v.detail, error = %e,
-                        "guard: rollback failed");
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ficus_core::ManualClock;
+    use std::sync::Arc;
 
-    fn guard(cfg: GuardConfig) -> Guard {
+    fn guard(cfg: GuardConfig, clock: &Arc<ManualClock>) -> Guard {
         let c = || IntCounter::new("x", "x").unwrap();
-        Guard::new(cfg, [c(), c(), c()])
+        Guard::new(cfg, [c(), c(), c()], clock.clone())
     }
 
     fn cfg() -> GuardConfig {
         GuardConfig::new(Some(0.02), Some(500), Some(0.01), Some(60), Some(100)).unwrap()
     }
+
+    const MS: Duration = Duration::from_millis(1);
 
     #[test]
     fn validation_names_the_field() {
@@ -417,53 +404,106 @@ mod tests {
 
     #[test]
     fn thin_traffic_gets_no_verdict_and_thresholds_fire() {
-        let g = guard(cfg());
+        let clock = ManualClock::new();
+        let g = guard(cfg(), &clock);
         for _ in 0..99 {
-            g.request(500, Duration::from_millis(1));
+            g.request(500, MS);
         }
-        assert_eq!(g.check(10_000, mono_ms()), None, "99 < min_requests");
-        g.request(500, Duration::from_millis(1));
-        let v = g.check(10_000, mono_ms()).unwrap();
+        assert_eq!(g.check(10_000), None, "99 < min_requests");
+        clock.advance(Duration::from_secs(30));
+        g.request(500, MS);
+        let v = g.check(10_000).unwrap();
         assert_eq!(v.reason, Reason::ErrorRate);
+        assert!(
+            v.detail.contains("100 of 100 requests in 60 s"),
+            "{}",
+            v.detail
+        );
         assert!(!g.armed());
-        assert_eq!(g.totals(mono_ms()), Totals::default(), "cleared");
+        assert_eq!(g.totals(), Totals::default(), "cleared");
         // Disarmed until the percentage is raised again (seen as > 0 after a 0).
-        assert_eq!(g.check(0, mono_ms()), None);
+        g.request(500, MS);
+        assert_eq!(g.check(0), None);
         assert!(!g.armed());
-        assert_eq!(g.check(1_000, mono_ms()), None);
+        assert_eq!(g.check(1_000), None);
         assert!(g.armed());
-    }
-
-    #[test]
-    fn p99_is_more_than_one_percent_slower() {
-        let g = guard(cfg());
-        for i in 0..200 {
-            let ms = if i < 2 { 900 } else { 10 };
-            g.request(200, Duration::from_millis(ms));
-        }
-        assert_eq!(g.check(10_000, mono_ms()), None, "exactly 1 % slow");
-        g.request(200, Duration::from_millis(501));
-        assert_eq!(g.check(10_000, mono_ms()).unwrap().reason, Reason::P99);
-    }
-
-    #[test]
-    fn mismatch_share_needs_enough_comparisons() {
-        let g = guard(cfg());
-        for i in 0..100 {
-            g.compared(i < 2);
-        }
         assert_eq!(
-            g.check(10_000, mono_ms()).unwrap().reason,
-            Reason::MismatchRate
+            g.totals(),
+            Totals::default(),
+            "re-armed with a fresh window"
         );
     }
 
     #[test]
-    fn old_buckets_leave_the_window() {
-        let g = guard(GuardConfig::new(Some(0.5), None, None, Some(1), Some(1)).unwrap());
-        g.request(500, Duration::ZERO);
-        let now = mono_ms();
-        assert_eq!(g.totals(now).requests, 1);
-        assert_eq!(g.totals(now + 1_100).requests, 0);
+    fn p99_is_more_than_one_percent_slower() {
+        let clock = ManualClock::new();
+        let g = guard(cfg(), &clock);
+        for i in 0..200 {
+            let ms = if i < 2 { 900 } else { 10 };
+            g.request(200, Duration::from_millis(ms));
+        }
+        assert_eq!(g.check(10_000), None, "exactly 1 % slow");
+        g.request(200, Duration::from_millis(500));
+        assert_eq!(g.check(10_000), None, "at the limit is not over it");
+        g.request(200, Duration::from_millis(501));
+        assert_eq!(g.check(10_000).unwrap().reason, Reason::P99);
+    }
+
+    #[test]
+    fn mismatch_share_needs_enough_comparisons() {
+        let clock = ManualClock::new();
+        let g = guard(cfg(), &clock);
+        for i in 0..99 {
+            g.compared(i < 2);
+        }
+        assert_eq!(g.check(10_000), None, "99 comparisons < min_requests");
+        g.compared(false);
+        assert_eq!(g.check(10_000).unwrap().reason, Reason::MismatchRate);
+    }
+
+    #[test]
+    fn samples_leave_the_window_as_the_clock_moves() {
+        // 10 s window of 20 buckets of 500 ms; 10 failures needed for a verdict.
+        let clock = ManualClock::new();
+        let g = guard(
+            GuardConfig::new(Some(0.5), None, None, Some(10), Some(10)).unwrap(),
+            &clock,
+        );
+        for _ in 0..6 {
+            g.request(500, MS);
+        }
+        clock.advance(Duration::from_secs(6));
+        for _ in 0..6 {
+            g.request(500, MS);
+        }
+        assert_eq!(g.totals().requests, 12, "both halves in the window");
+        clock.advance(Duration::from_secs(5));
+        assert_eq!(g.totals().requests, 6, "the first six are older than 10 s");
+        assert_eq!(
+            g.check(10_000),
+            None,
+            "6 < min_requests once the old ones left"
+        );
+        for _ in 0..4 {
+            g.request(500, MS);
+        }
+        assert_eq!(g.check(10_000).unwrap().reason, Reason::ErrorRate);
+    }
+
+    #[test]
+    fn a_guard_idle_for_longer_than_its_window_starts_from_nothing() {
+        let clock = ManualClock::new();
+        let g = guard(
+            GuardConfig::new(Some(0.5), None, None, Some(10), Some(10)).unwrap(),
+            &clock,
+        );
+        for _ in 0..10 {
+            g.request(500, MS);
+        }
+        clock.advance(Duration::from_secs(3600));
+        assert_eq!(g.totals(), Totals::default());
+        assert_eq!(g.check(10_000), None);
+        g.request(500, MS);
+        assert_eq!(g.totals().requests, 1, "the recycled bucket starts at zero");
     }
 }

@@ -27,33 +27,45 @@
 //! ```
 //!
 //! # Layout
-//! - [`config`]: TOML → validated [`Config`]; errors name field and line.
-//! - [`route`]: path templates (`{param}`, `/*` prefix).
-//! - [`split`]: xxh3 into 10,000 buckets, monotone in the percentage; sticky key sources.
-//! - `table`: the configuration compiled for the hot path (published through `ArcSwap`).
-//! - `forward`: one request — decide, rewrite, exchange, respond; 502/504 JSON.
-//! - `body`: streamed request/response bodies (size limit; pool return at end of stream).
-//! - `upstream`: per-worker pools of HTTP/1 connections, no locks.
-//! - `control`: rollout changes, rollbacks and reloads, persisted before applied.
-//! - the rollout state, audit log and dual-write log live in `ficus-state` (SQLite, or
-//!   PostgreSQL shared by replicas with LISTEN/NOTIFY); `to_legacy`: [`LegacySwitch`], every
-//!   route to legacy from outside the proxy (admin API, else the state store).
-//! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON; [`client`]: a client of it (used by the CLI); `reload`: SIGHUP and file watch; [`metrics`]: per-proxy registry; `metrics_endpoint`: [`serve_metrics`], a bare `/metrics` for another registry (the migrator's).
-//! - `server`: listeners (`SO_REUSEPORT`), thread-per-core workers, graceful shutdown.
+//! Modules in dependency order: each uses only modules above it (no module cycles; checked by
+//! `scripts/module-graph.py proxy`).
+//! - [`route`]: path templates (`{param}`, `/*` prefix). [`split`]: xxh3 into 10,000
+//!   buckets, monotone in the percentage; sticky key sources.
+//! - `guard`: per-route rollback guard — its settings ([`GuardConfig`]), the sliding window
+//!   and the verdicts, on the proxy's clock. `order`: write order on dual-write routes — a
+//!   write waits for its row's turn until the previous write to the row reached both sides.
+//!   `dualwrite`: one write on a dual-write route, its log row and its turn.
+//! - [`config`]: TOML → validated [`Config`]; errors name field and line
+//!   (`config/{raw, parse, proxy, backend, route, validate, error, percent}`).
+//! - `error`: [`ProxyError`], and [`ErrorKind`], who failed a request. [`metrics`]: the
+//!   per-proxy registry and the handles the hot path bumps.
+//! - `table`: the configuration compiled for the hot path (published through `ArcSwap`);
+//!   `shared`: what workers and the control plane share (the table, its generation, metrics).
 //! - `tee`: shadow mode per request — the mirror decision, `X-Ficus-Request-Time`, the body
-//!   copies, the hand-over to `ficus-shadow`; `sidecars`: shadow mode and the dual-write log
-//!   started when the configuration needs them.
-//! - `dualwrite`: one write on a dual-write route, from decision to its dual-write log row.
-//! - `order`: write order on dual-write routes — a write waits for its row's turn until the
-//!   previous write to the row has reached both sides.
-//! - `guard`: per-route rollback guard (sliding window, automatic rollback to 0 %).
+//!   copies, the hand-over to `ficus-shadow`.
+//! - `upstream`: per-worker pools of HTTP/1 connections, no locks (`upstream/pool`), and the
+//!   bodies streamed through them (`upstream/body`: size limit; pool return at end of stream).
+//! - `forward`: one request — an `Exchange` that decides, rewrites, sends and responds, and
+//!   that states the order in which a request's state is released; 502/504 JSON.
+//! - `sidecars`: shadow mode and the dual-write log, started when the configuration needs
+//!   them. `control`: rollout changes, rollbacks, reloads and the guards' verdicts, persisted
+//!   before applied. The rollout state, audit log and dual-write log live in `ficus-state`
+//!   (SQLite, or PostgreSQL shared by replicas with LISTEN/NOTIFY).
+//! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
+//!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
+//!   verdicts once a second and the shared-state follower.
+//! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), thread-per-core
+//!   workers, graceful shutdown.
+//! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
+//!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
+//!   store); `metrics_endpoint`: [`serve_metrics`], a bare `/metrics` for another registry (the
+//!   migrator's).
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
 #![forbid(unsafe_code)]
-#![warn(missing_docs)]
 
 mod admin;
-mod body;
+mod admin_thread;
 pub mod client;
 pub mod config;
 mod control;
@@ -68,6 +80,7 @@ mod page;
 mod reload;
 pub mod route;
 mod server;
+mod shared;
 mod sidecars;
 pub mod split;
 mod table;
@@ -76,7 +89,7 @@ mod to_legacy;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
-pub use self::control::{ReloadReport, RolloutChange, RouteStatus};
+pub use self::control::{GuardRollback, ReloadReport, RolloutChange, RouteStatus};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
@@ -88,4 +101,5 @@ pub use self::split::Side;
 pub use self::table::UNMATCHED;
 pub use self::to_legacy::LegacySwitch;
 pub use ficus_core::headers::REQUEST_TIME;
+pub use ficus_core::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ficus_state::{AuditEntry, StateError, StateLocation};

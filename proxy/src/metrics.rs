@@ -31,7 +31,7 @@ use prometheus::{
 };
 
 use crate::error::ErrorKind;
-use crate::split::Side;
+use ficus_core::Side;
 
 /// Handles for one (route, backend) pair.
 #[derive(Clone)]
@@ -266,17 +266,15 @@ impl Metrics {
             .get_metric_with_label_values(&[route])
     }
 
-    /// `ficus_guard_rollbacks_total{route,reason}` for every reason (created at 0).
-    pub(crate) fn guard_rollbacks(
+    /// `ficus_guard_rollbacks_total{route,reason}` (created at 0); `reason` as the guard
+    /// names it (`error_rate`, `p99`, `mismatch_rate`).
+    pub(crate) fn guard_rollback(
         &self,
         route: &str,
-    ) -> Result<[IntCounter; 3], prometheus::Error> {
-        let c = |r: crate::guard::Reason| {
-            self.guard_rollbacks
-                .get_metric_with_label_values(&[route, r.as_str()])
-        };
-        let [a, b, d] = crate::guard::Reason::ALL;
-        Ok([c(a)?, c(b)?, c(d)?])
+        reason: &str,
+    ) -> Result<IntCounter, prometheus::Error> {
+        self.guard_rollbacks
+            .get_metric_with_label_values(&[route, reason])
     }
 
     /// The registry, to gather or to register more collectors (e.g. shadow metrics) into.

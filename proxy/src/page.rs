@@ -131,9 +131,7 @@ pub(crate) fn summary(control: &Control) -> Result<Value, ProxyError> {
         &["ficus_drift_", "ficus_dual_write"],
         "no dual-write drift metrics in this proxy; `ficus migrate watch` checks and exports drift",
     );
-    let at_ms = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let at_ms = control.clock().unix_us() / 1000;
     Ok(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "at_ms": at_ms,

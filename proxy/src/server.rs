@@ -4,9 +4,10 @@
 //! `workers` threads each run a current-thread tokio runtime with its own listener on the same
 //! address (`SO_REUSEPORT`: the kernel spreads connections), its own upstream pools and its own
 //! cached routing table — thread per core, nothing shared-mutable per request. One more thread
-//! runs the admin API and the reload watcher, so SQLite writes and metric encoding never stall
-//! the data plane. Shutdown stops accepting, lets every connection finish its in-flight request
-//! (bounded by `shutdown_grace_ms`), then ends the threads.
+//! runs the admin API, the reload watcher, the guards' verdicts and the state follower
+//! (`admin_thread`), so SQLite writes and metric encoding never stall the data plane. Shutdown
+//! stops accepting, lets every connection finish its in-flight request (bounded by
+//! `shutdown_grace_ms`), then ends the threads.
 
 use std::cell::{Cell, RefCell};
 use std::future::{poll_fn, Future};
@@ -18,18 +19,20 @@ use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
+use ficus_core::{SharedClock, SystemClock};
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::config::Config;
-use crate::control::{Control, ReloadReport, RolloutChange, RouteStatus, Shared};
+use crate::config::{percent_to_bp, Config, ConfigError};
+use crate::control::{Control, GuardRollback, ReloadReport, RolloutChange, RouteStatus};
 use crate::error::ProxyError;
 use crate::forward::{self, ConnInfo, Worker};
+use crate::shared::Shared;
 use ficus_state::AuditEntry;
 
-/// Entry point: `Proxy::start(config, path)`.
+/// Entry point: `Proxy::start(config, path)` (or [`Proxy::start_with_clock`]).
 pub struct Proxy;
 
 /// A running proxy. Dropping it starts a shutdown without waiting; call
@@ -48,6 +51,19 @@ impl Proxy {
     /// port: read it back with [`ProxyHandle::listen_addr`]) and starts the threads.
     /// `config_path` enables reload on SIGHUP and (with `watch_config`) on file change.
     pub fn start(config: Config, config_path: Option<PathBuf>) -> Result<ProxyHandle, ProxyError> {
+        Proxy::start_with_clock(config, config_path, SystemClock::shared())
+    }
+
+    /// [`Proxy::start`] with the time read from `clock` instead of the system's: the rollback
+    /// guards' windows, the requests' durations, the dual-write stamps and shadow mode's
+    /// circuit breakers. Tests pass a [`ficus_core::ManualClock`] and advance it rather than
+    /// sleep. (Timeouts — of backends, of mirror exchanges, of turns — stay on the runtime's
+    /// timer.)
+    pub fn start_with_clock(
+        config: Config,
+        config_path: Option<PathBuf>,
+        clock: SharedClock,
+    ) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
         let workers = config.effective_workers().max(1);
         let listen = config.proxy.listen;
@@ -55,7 +71,7 @@ impl Proxy {
         let grace = config.proxy.shutdown_grace;
         let header_timeout = config.proxy.header_read_timeout;
         let watch_config = config.proxy.watch_config;
-        let control = Arc::new(Control::new(config, config_path)?);
+        let control = Arc::new(Control::new(config, config_path, clock)?);
 
         let listeners = bind_reuseport(listen, workers)?;
         let listen = listeners
@@ -96,31 +112,9 @@ impl Proxy {
                     source,
                 })?;
         }
-        {
-            let rt = runtime()?;
-            let (tx, rx) = oneshot::channel();
-            done.push(rx);
-            let control = control.clone();
-            std::thread::Builder::new()
-                .name("ficus-admin".into())
-                .spawn(move || {
-                    let local = tokio::task::LocalSet::new();
-                    local.block_on(&rt, async move {
-                        let reload =
-                            crate::reload::run(control.clone(), stop_rx.clone(), watch_config);
-                        let follow = crate::control::follow_state(control.clone(), stop_rx.clone());
-                        let guard = crate::guard::run(control.clone(), stop_rx.clone());
-                        let admin = crate::admin::serve(admin_listener, control, stop_rx);
-                        tokio::join!(reload, follow, guard, admin);
-                    });
-                    drop(local);
-                    let _ = tx.send(());
-                })
-                .map_err(|source| ProxyError::Start {
-                    what: "admin thread",
-                    source,
-                })?;
-        }
+        let (tx, rx) = oneshot::channel();
+        done.push(rx);
+        crate::admin_thread::spawn(control.clone(), admin_listener, stop_rx, watch_config, tx)?;
         tracing::info!(%listen, %admin, workers, "ficus proxy listening");
         Ok(ProxyHandle {
             listen,
@@ -166,14 +160,8 @@ impl ProxyHandle {
         percent: f64,
         actor: &str,
     ) -> Result<RolloutChange, ProxyError> {
-        let bp = crate::config::percent_to_bp(percent).map_err(|m| {
-            ProxyError::Config(crate::config::ConfigError {
-                file: None,
-                line: None,
-                field: "percent".into(),
-                message: m,
-            })
-        })?;
+        let bp = percent_to_bp(percent)
+            .map_err(|m| ProxyError::Config(ConfigError::in_code("percent", m)))?;
         self.control.set_rollout(route, bp, actor)
     }
 
@@ -207,6 +195,13 @@ impl ProxyHandle {
     /// Newest audit rows first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, ProxyError> {
         self.control.audit(limit)
+    }
+
+    /// Judges every guarded route's window now, as the admin thread does once a second, and
+    /// rolls back those that broke a threshold (persisted, audited as actor `guard`, counted).
+    /// Returns the routes rolled back by this call.
+    pub fn check_guards(&self) -> Vec<GuardRollback> {
+        self.control.judge_guards()
     }
 
     /// Points the admin page's mismatch list at a shadow mismatch store; `None` goes back to

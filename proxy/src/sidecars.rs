@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use ficus_core::SharedClock;
 use ficus_shadow::{Shadow, ShadowGlobalConfig};
 
 use crate::config::Config;
@@ -26,20 +27,22 @@ pub(crate) struct Sidecars {
 }
 
 impl Sidecars {
-    /// Starts what `config` needs and is not running yet. Returns the settings that changed
-    /// but only take effect after a restart (`shadow`).
+    /// Starts what `config` needs and is not running yet (shadow mode reading the time from
+    /// `clock`). Returns the settings that changed but only take effect after a restart
+    /// (`shadow`).
     pub fn ensure(
         &mut self,
         config: &Config,
         state: &StateLocation,
         metrics: &Metrics,
+        clock: &SharedClock,
     ) -> Result<Vec<String>, ProxyError> {
         let mut needs_restart = Vec::new();
         let wanted = config.shadow.clone().unwrap_or_default();
         if config.routes.iter().any(|r| r.shadow.is_some()) {
             match &self.shadow_settings {
                 None => {
-                    let shadow = Shadow::new(&wanted, metrics.registry())?;
+                    let shadow = Shadow::with_clock(&wanted, metrics.registry(), clock.clone())?;
                     tracing::info!(store = %wanted.store.display(), "shadow mode on");
                     self.extras.shadow = Some(Arc::new(shadow));
                     self.shadow_settings = Some(wanted);

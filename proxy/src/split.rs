@@ -50,7 +50,7 @@ impl Sticky {
             return Err(format!("{s:?}: the name after ':' is empty"));
         }
         match kind {
-            "header" => Ok(Sticky::Header(crate::config::header_name(name)?)),
+            "header" => Ok(Sticky::Header(header_name(name)?)),
             "cookie" => Ok(Sticky::Cookie(name.to_string())),
             "path" => Ok(Sticky::Path(name.to_string())),
             "query" => Ok(Sticky::Query(name.to_string())),
@@ -59,6 +59,11 @@ impl Sticky {
             )),
         }
     }
+}
+
+/// The `HeaderName` of a sticky header, lower-cased.
+fn header_name(s: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(s.as_bytes()).map_err(|_| format!("{s:?} is not a valid header name"))
 }
 
 impl fmt::Display for Sticky {

@@ -10,17 +10,19 @@
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use ficus_core::SharedClock;
 use ficus_shadow::{RouteSpec, Shadow, ShadowRoute};
 use http::{HeaderName, HeaderValue, Method};
 use prometheus::IntCounter;
 
-use crate::config::{BackendConfig, Config, RouteConfig, WriteOrderScope};
+use crate::config::{bp_to_percent, BackendConfig, Config, RouteConfig, WriteOrderScope};
 use crate::dualwrite::DualRoute;
-use crate::guard::Guard;
+use crate::guard::{Guard, Reason};
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::order::WriteOrder;
 use crate::route::PathTemplate;
-use crate::split::{self, cookie_value, query_value, MissingKey, Side, Sticky};
+use crate::split::{self, cookie_value, query_value, MissingKey, Sticky};
+use ficus_core::Side;
 use ficus_state::DualWriteLog;
 
 /// Name used in metrics and headers for requests no route matched.
@@ -129,10 +131,11 @@ impl Route {
         extras: &Extras,
         config: &Config,
         previous: Option<&Route>,
+        clock: &SharedClock,
     ) -> Result<Route, String> {
         let key = KeySource::new(&rc.sticky, rc)?;
         let m = metrics.route(&rc.name).map_err(|e| e.to_string())?;
-        m.percent.set(crate::config::bp_to_percent(percent_bp));
+        m.percent.set(bp_to_percent(percent_bp));
         let shadow = match (&rc.shadow, &extras.shadow) {
             (None, _) => None,
             (Some(cfg), Some(shadow)) => Some(
@@ -183,12 +186,16 @@ impl Route {
             None => None,
             Some(g) => match previous.and_then(|p| p.guard.as_ref()) {
                 Some(prev) if prev.cfg == *g => Some(prev.clone()),
-                _ => Some(Arc::new(Guard::new(
-                    g.clone(),
-                    metrics
-                        .guard_rollbacks(&rc.name)
-                        .map_err(|e| e.to_string())?,
-                ))),
+                _ => {
+                    let fired = |r: Reason| {
+                        metrics
+                            .guard_rollback(&rc.name, r.as_str())
+                            .map_err(|e| e.to_string())
+                    };
+                    let [a, b, c] = Reason::ALL;
+                    let fired = [fired(a)?, fired(b)?, fired(c)?];
+                    Some(Arc::new(Guard::new(g.clone(), fired, clock.clone())))
+                }
             },
         };
         Ok(Route {
@@ -265,16 +272,20 @@ pub(crate) struct Table {
     pub override_token: Option<Box<[u8]>>,
     /// Shadow mode, when any route is shadowed.
     pub shadow: Option<Arc<Shadow>>,
+    /// Where requests read the time (their duration, the dual-write stamp).
+    pub clock: SharedClock,
 }
 
 impl Table {
     /// Builds a table; `percent_of(route)` gives each route's effective rollout, and backends
     /// whose configuration did not change are taken over from `previous` (keeping pools warm).
+    /// Guards and requests read the time from `clock`.
     pub fn build(
         config: &Config,
         metrics: &Metrics,
         previous: Option<&Table>,
         extras: &Extras,
+        clock: &SharedClock,
         mut percent_of: impl FnMut(&RouteConfig) -> u32,
     ) -> Result<Table, String> {
         let backend = |side: Side, cfg: &BackendConfig| -> Result<Arc<Backend>, String> {
@@ -296,6 +307,7 @@ impl Table {
                 extras,
                 config,
                 prev,
+                clock,
             )?);
         }
         Ok(Table {
@@ -312,6 +324,7 @@ impl Table {
                 .resolved_override_token()
                 .map(|t| t.into_bytes().into_boxed_slice()),
             shadow: extras.shadow.clone(),
+            clock: clock.clone(),
         })
     }
 

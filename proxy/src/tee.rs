@@ -25,9 +25,8 @@ use ficus_shadow::{
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 
-use crate::dualwrite::PendingWrite;
+use crate::dualwrite::{DualWrite, PendingWrite};
 use crate::guard::Guard;
-use crate::order::Turn;
 use crate::table::{Route, Table};
 use ficus_core::headers::REQUEST_TIME;
 use ficus_core::Side;
@@ -76,7 +75,7 @@ pub(crate) fn begin(
     let stamp = dual_write_route.then(|| {
         // One stamp per request, overwriting any the client sent: the proxy is the clock
         // both sides agree on.
-        let t = ficus_core::stamp::request_time(time::OffsetDateTime::now_utc());
+        let t = ficus_core::stamp::request_time(table.clock.utc());
         if let Ok(v) = HeaderValue::from_str(&t) {
             parts.headers.insert(REQUEST_TIME, v);
         }
@@ -152,14 +151,13 @@ impl Plan {
         }))
     }
 
-    /// The response copy, from the head as the backend sent it; `write` is completed with the
-    /// mirror's status when shadow mode reports, and `turn` released after that.
+    /// The response copy, from the head as the backend sent it; `write` is finished (row
+    /// recorded with the mirror's status, then its turn released) when shadow mode reports.
     pub fn response_tee(
         self,
         status: StatusCode,
         headers: &HeaderMap,
-        write: Option<PendingWrite>,
-        turn: Option<Turn>,
+        write: DualWrite,
     ) -> Box<RespTee> {
         let limit = self.shadow.max_body_bytes();
         Box::new(RespTee {
@@ -169,7 +167,6 @@ impl Plan {
             limit,
             plan: self,
             write,
-            turn,
         })
     }
 }
@@ -193,15 +190,15 @@ impl ReqTee {
 
 /// Copies primary response body frames as they go to the client; submits the mirror job at
 /// end of stream. Dropped before that (client gone, body failed), nothing is mirrored, a
-/// pending dual write is recorded without the mirror and its turn released.
+/// pending dual write is recorded without the mirror and its turn released ([`DualWrite`]'s
+/// drop).
 pub(crate) struct RespTee {
     status: StatusCode,
     headers: HeaderMap,
     captured: CapturedBody,
     limit: usize,
     plan: Plan,
-    write: Option<PendingWrite>,
-    turn: Option<Turn>,
+    write: DualWrite,
 }
 
 impl RespTee {
@@ -217,22 +214,22 @@ impl RespTee {
             captured,
             plan,
             write,
-            turn,
             ..
         } = *self;
         // The request body has not ended (the backend answered before reading it all): there
         // is no complete request to mirror.
         let Some(request_body) = plan.request_body.take() else {
             // Recorded without the mirror, then the row's next write may go.
-            drop(write);
-            drop(turn);
+            write.finish(None);
             return;
         };
         let guard = plan.guard;
         // Every way the job ends fires `on_done` exactly once (shadow's contract), so the
         // turn is released whether the mirror answered, failed or was dropped.
-        let on_done = (write.is_some() || guard.is_some() || turn.is_some()).then(|| {
+        let on_done = (write.is_some() || guard.is_some()).then(|| {
             OnDone::new(move |r: MirrorReport| {
+                // The comparison first (the guard's window), then the row with the mirror's
+                // status, then the turn (`DualWrite::finish`).
                 if let Some(g) = &guard {
                     match r.outcome {
                         Outcome::Match | Outcome::Noise => g.compared(false),
@@ -240,11 +237,7 @@ impl RespTee {
                         _ => {}
                     }
                 }
-                if let Some(w) = write {
-                    w.finish(r.status.map(|s| s.as_u16()));
-                }
-                // After the row is recorded: the next write to the row may go.
-                drop(turn);
+                write.finish(r.status.map(|s| s.as_u16()));
             })
         });
         plan.shadow.submit(MirrorJob {

@@ -7,7 +7,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
@@ -34,12 +36,24 @@ fn proxy(
     shadow: &str,
     routes: &str,
 ) -> ProxyHandle {
+    proxy_with_mirror_timeout(dir, legacy, new, 1000, shadow, routes)
+}
+
+/// [`proxy`] with the shadow `timeout_ms` given.
+fn proxy_with_mirror_timeout(
+    dir: &Path,
+    legacy: SocketAddr,
+    new: SocketAddr,
+    timeout_ms: u64,
+    shadow: &str,
+    routes: &str,
+) -> ProxyHandle {
     let toml = ProxyToml::new(&legacy, &new)
         .state_file(&dir.join("state.db"))
         .new_backend("timeout_ms = 2000")
         .shadow(
             &dir.join("shadow.db"),
-            &format!("timeout_ms = 1000\n{shadow}"),
+            &format!("timeout_ms = {timeout_ms}\n{shadow}"),
         )
         .routes(routes);
     start_toml(&toml.to_string())
@@ -499,32 +513,81 @@ async fn a_down_or_slow_mirror_side_leaves_the_primary_alone() {
     );
     p.shutdown().await;
 
-    // A mirror slower than the shadow timeout: primary answers keep coming at their pace.
-    let apps = sqlite_sides("proxy-shadow-slow", &["slow:3000"]).await;
-    let p = proxy(
+    // A mirror side that holds every request until the test lets it answer: all the primary
+    // answers come while it holds them, then the mirrors are answered and compared. (A proxy
+    // waiting for its mirror would never answer the first request: the mirror side answers
+    // only after the twentieth.)
+    let apps = sqlite_sides("proxy-shadow-slow", &[]).await;
+    let mirror = Held::start().await;
+    let p = proxy_with_mirror_timeout(
         apps.dir.path(),
         apps.legacy.addr,
-        apps.new.addr,
+        mirror.server.addr,
+        30_000,
         "",
         READ_ROUTE,
     );
     let mut c = Conn::connect(p.listen_addr()).await;
-    let started = Instant::now();
     for _ in 0..20 {
         assert_eq!(c.get("/api/tasks/TASK-101", &[]).await.status, 200);
     }
-    assert!(
-        started.elapsed() < Duration::from_millis(2500),
-        "20 primary answers took {:?} with a 3 s mirror",
-        started.elapsed()
-    );
-    p.flush_shadow().await;
+    assert_eq!(mirror.answered.load(Ordering::SeqCst), 0);
+    let ended: f64 = ["match", "mismatch", "noise", "error", "dropped", "skipped"]
+        .iter()
+        .map(|r| results(&p, "tasks-read", r))
+        .sum();
     assert_eq!(
-        results(&p, "tasks-read", "error"),
+        ended, 0.0,
+        "no mirror ended before the primaries were answered"
+    );
+    mirror.open();
+    tokio::time::timeout(Duration::from_secs(20), p.flush_shadow())
+        .await
+        .expect("flush");
+    assert_eq!(mirror.answered.load(Ordering::SeqCst), 20);
+    assert_eq!(
+        results(&p, "tasks-read", "match") + results(&p, "tasks-read", "mismatch"),
         20.0,
-        "mirrors time out after 1 s"
+        "every mirror compared once its side answered"
     );
     p.shutdown().await;
+}
+
+/// A mirror side that holds every request until [`Held::open`]; then it answers `{}`.
+struct Held {
+    server: TestServer,
+    gate: tokio::sync::watch::Sender<bool>,
+    answered: Arc<AtomicU64>,
+}
+
+impl Held {
+    async fn start() -> Held {
+        let (gate, open) = tokio::sync::watch::channel(false);
+        let answered = Arc::new(AtomicU64::new(0));
+        let counter = answered.clone();
+        let server = testkit::backend::serve_async(move |_, _| {
+            let (mut open, counter) = (open.clone(), counter.clone());
+            async move {
+                let _ = open.wait_for(|o| *o).await;
+                counter.fetch_add(1, Ordering::SeqCst);
+                (
+                    200,
+                    vec![("content-type", "application/json".to_string())],
+                    "{}".to_string(),
+                )
+            }
+        })
+        .await;
+        Held {
+            server,
+            gate,
+            answered,
+        }
+    }
+
+    fn open(&self) {
+        let _ = self.gate.send(true);
+    }
 }
 
 #[test]

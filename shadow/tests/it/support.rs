@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use ficus_core::{SharedClock, SystemClock};
 use ficus_shadow::{
     CapturedBody, CapturedResponse, MirrorJob, RouteShadowConfig, RouteSpec, Shadow,
     ShadowGlobalConfig, ShadowRoute, Side,
@@ -72,11 +73,20 @@ pub struct Harness {
 }
 
 pub fn harness(name: &str, tweak: impl FnOnce(&mut ShadowGlobalConfig)) -> Harness {
+    harness_with_clock(name, SystemClock::shared(), tweak)
+}
+
+/// A harness whose shadow mode reads the time from `clock` (a `ManualClock` in tests).
+pub fn harness_with_clock(
+    name: &str,
+    clock: SharedClock,
+    tweak: impl FnOnce(&mut ShadowGlobalConfig),
+) -> Harness {
     let tmp = temp_dir(name);
     let mut g = global(tmp.path());
     tweak(&mut g);
     let registry = Registry::new();
-    let shadow = Shadow::new(&g, &registry).unwrap();
+    let shadow = Shadow::with_clock(&g, &registry, clock).unwrap();
     Harness {
         shadow,
         registry,

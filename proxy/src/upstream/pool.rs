@@ -5,34 +5,67 @@
 //! measured about 15 % slower here: every wake-up then polls both hyper dispatchers.)
 //!
 //! Each worker thread owns one pool per backend side: a LIFO stack of idle `SendRequest`s. A
-//! connection goes back on the stack when its response body has been read to the end (see
-//! [`crate::body::UpstreamBody`]), so a pooled connection is idle by construction. Nothing here
-//! is shared between threads: no locks and no cross-thread wake-ups on the hot path.
+//! connection goes back on the stack when its response body has been read to the end (its
+//! [`Lease`] is given back, see `super::body::UpstreamBody`), so a pooled connection is idle
+//! by construction. Nothing here is shared between threads: no locks and no cross-thread
+//! wake-ups on the hot path.
+//!
+//! The pool is generic over the request body type `B` only so that it does not depend on the
+//! body wrappers (which depend on it, to give connections back); the proxy uses one `B`.
 
 use std::cell::RefCell;
+use std::error::Error as StdError;
 use std::io;
+use std::rc::Rc;
 
+use hyper::body::Body;
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
-use crate::body::ReqBody;
-use crate::split::Side;
 use crate::table::Backend;
+use ficus_core::Side;
 
-pub(crate) type Sender = SendRequest<ReqBody>;
+/// The sending half of an upstream connection carrying `B` request bodies.
+pub(crate) type Sender<B> = SendRequest<B>;
 
-#[derive(Default)]
-struct Slot {
+struct Slot<B> {
     backend_id: u64,
-    idle: Vec<Sender>,
+    idle: Vec<Sender<B>>,
+}
+
+impl<B> Default for Slot<B> {
+    fn default() -> Self {
+        Slot {
+            backend_id: 0,
+            idle: Vec::new(),
+        }
+    }
 }
 
 /// A connection checked out for one request.
-pub(crate) struct Conn {
-    pub sender: Sender,
+pub(crate) struct Conn<B> {
+    pub sender: Sender<B>,
     /// Taken from the idle stack (it may have been closed by the backend meanwhile).
     pub reused: bool,
+}
+
+/// A connection on loan to one response: given back to its pool when the response body has
+/// been read to the end; dropped instead (closing the connection) when it has not.
+pub(crate) struct Lease<B> {
+    pub pool: Rc<Pool<B>>,
+    pub side: Side,
+    pub backend_id: u64,
+    pub max_idle: usize,
+    pub sender: Sender<B>,
+}
+
+impl<B> Lease<B> {
+    /// Puts the connection back on its pool's idle stack (its response was read to the end).
+    pub fn give_back(self) {
+        self.pool
+            .checkin(self.side, self.backend_id, self.max_idle, self.sender);
+    }
 }
 
 /// Why no connection could be had.
@@ -54,18 +87,30 @@ impl std::fmt::Display for ConnectError {
 }
 
 /// The pools of one worker.
-#[derive(Default)]
-pub(crate) struct Pool {
-    slots: [RefCell<Slot>; 2],
+pub(crate) struct Pool<B> {
+    slots: [RefCell<Slot<B>>; 2],
 }
 
-impl Pool {
+impl<B> Default for Pool<B> {
+    fn default() -> Self {
+        Pool {
+            slots: Default::default(),
+        }
+    }
+}
+
+impl<B> Pool<B>
+where
+    B: Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     /// An idle connection to `backend`, or a new one.
     pub async fn checkout(
         &self,
         backend: &Backend,
         on_open: impl FnOnce(),
-    ) -> Result<Conn, ConnectError> {
+    ) -> Result<Conn<B>, ConnectError> {
         loop {
             let next = {
                 let mut slot = self.slots[backend.side.index()].borrow_mut();
@@ -113,9 +158,11 @@ impl Pool {
             reused: false,
         })
     }
+}
 
+impl<B> Pool<B> {
     /// Returns an idle connection (its response fully read) to the pool.
-    pub fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender) {
+    fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender<B>) {
         if sender.is_closed() {
             return;
         }
@@ -129,7 +176,12 @@ impl Pool {
     }
 }
 
-async fn connect(backend: &Backend) -> Result<Sender, ConnectError> {
+async fn connect<B>(backend: &Backend) -> Result<Sender<B>, ConnectError>
+where
+    B: Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
     let host = backend.cfg.authority.host();
     let host = host
         .strip_prefix('[')

@@ -7,20 +7,19 @@
 //!
 //! Shadow mode hooks in here: on a mirrored request both wrappers carry a tee
 //! ([`crate::tee`]) that keeps the data frames (up to `max_body_bytes`) as they pass; the
-//! response's submits the exchange to shadow mode at end of stream.
+//! response's submits the exchange to shadow mode at end of stream (after the connection went
+//! back to the pool: see `forward::Exchange` for the whole release order).
 
 use std::cell::Cell;
 use std::pin::Pin;
-use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 
+use super::pool::Lease;
 use crate::error::BodyTooLarge;
-use crate::split::Side;
 use crate::tee::{ReqTee, RespTee};
-use crate::upstream::{Pool, Sender};
 
 /// Boxed error type of request bodies.
 pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -110,38 +109,37 @@ impl Body for ReqBody {
     }
 }
 
-/// Where a finished upstream connection goes back to.
-pub(crate) struct Return {
-    pub pool: Rc<Pool>,
-    pub side: Side,
-    pub backend_id: u64,
-    pub max_idle: usize,
-    pub sender: Sender,
-}
-
-/// A backend's response body; returns its connection to the pool at end of stream.
+/// A backend's response body; at end of stream it gives its connection back to the pool,
+/// then submits the mirror job.
 pub(crate) struct UpstreamBody {
     inner: Incoming,
-    ret: Cell<Option<Return>>,
+    lease: Cell<Option<Lease<ReqBody>>>,
     done: Cell<bool>,
     /// The copy for the mirror, on a mirrored request; submitted at end of stream.
     tee: Cell<Option<Box<RespTee>>>,
 }
 
 impl UpstreamBody {
-    pub fn new(inner: Incoming, ret: Option<Return>, tee: Option<Box<RespTee>>) -> UpstreamBody {
+    pub fn new(
+        inner: Incoming,
+        lease: Option<Lease<ReqBody>>,
+        tee: Option<Box<RespTee>>,
+    ) -> UpstreamBody {
         UpstreamBody {
             inner,
-            ret: Cell::new(ret),
+            lease: Cell::new(lease),
             done: Cell::new(false),
             tee: Cell::new(tee),
         }
     }
 
+    /// The body has been read to the end. In this order: the connection goes back to the
+    /// pool (the next request on this worker may use it at once), then the exchange goes to
+    /// shadow mode (the mirror job carries the dual write, finished when the job is done).
     fn finish(&self) {
         self.done.set(true);
-        if let Some(r) = self.ret.take() {
-            r.pool.checkin(r.side, r.backend_id, r.max_idle, r.sender);
+        if let Some(lease) = self.lease.take() {
+            lease.give_back();
         }
         if let Some(t) = self.tee.take() {
             t.submit();

@@ -12,194 +12,42 @@
 //!
 //! The proxy never touches SQLite on a request: a writer thread owns the connection and is
 //! fed through a bounded channel (`Op`), committing what has queued up in one transaction.
+//!
+//! # Layout
+//! - this file: [`Store`] and its queries;
+//! - `record`: the stored values ([`MismatchRecord`], [`StoredResponse`], [`StoredBody`],
+//!   [`NoiseRow`]); `schema`: the tables; `sql`: statements shared with the writer;
+//! - `writer`: the writer thread and its [`Op`]s.
 
-use std::collections::{BTreeSet, HashMap};
+mod record;
+mod schema;
+mod sql;
+mod writer;
+
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
-use serde::{Deserialize, Serialize, Serializer};
 
+use self::schema::SCHEMA;
+use self::sql::{add_count_tx, insert_mismatch_tx, record_noise_tx, store_err};
 use crate::capture::Side;
-use crate::compare::{DiffEntry, DiffKind};
+use crate::compare::DiffKind;
 use crate::error::ShadowError;
 use crate::metrics::Outcome;
 
-/// Stored bodies are cut to this many bytes (after redaction).
-pub const STORED_BODY_BYTES: usize = 64 * 1024;
-/// Pending writes the writer thread accepts before senders wait (mirror workers) or drop
-/// (counts from the proxy's threads).
-pub(crate) const WRITER_QUEUE: usize = 4096;
 /// Milliseconds in a day.
 const DAY_MS: i64 = 86_400_000;
 
-const SCHEMA: &str = r#"
-CREATE TABLE IF NOT EXISTS mismatches (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_ms         INTEGER NOT NULL,
-    route           TEXT NOT NULL,
-    method          TEXT NOT NULL,
-    path            TEXT NOT NULL,
-    request_id      TEXT NOT NULL,
-    primary_side    TEXT NOT NULL,
-    request_headers TEXT NOT NULL,
-    request_body    BLOB NOT NULL,
-    request_body_truncated INTEGER NOT NULL,
-    legacy_status   INTEGER NOT NULL,
-    legacy_headers  TEXT NOT NULL,
-    legacy_body     BLOB NOT NULL,
-    legacy_body_truncated INTEGER NOT NULL,
-    new_status      INTEGER NOT NULL,
-    new_headers     TEXT NOT NULL,
-    new_body        BLOB NOT NULL,
-    new_body_truncated INTEGER NOT NULL,
-    diff            TEXT NOT NULL,
-    diff_truncated  INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS mismatches_time ON mismatches(time_ms);
-CREATE TABLE IF NOT EXISTS mismatch_fields (
-    mismatch_id INTEGER NOT NULL REFERENCES mismatches(id) ON DELETE CASCADE,
-    route       TEXT NOT NULL,
-    field       TEXT NOT NULL,
-    kind        TEXT NOT NULL,
-    time_ms     INTEGER NOT NULL,
-    legacy      TEXT,
-    new         TEXT,
-    PRIMARY KEY (mismatch_id, field, kind)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS mismatch_fields_group ON mismatch_fields(route, field, kind, time_ms);
-CREATE TABLE IF NOT EXISTS counts (
-    route  TEXT NOT NULL,
-    minute INTEGER NOT NULL,
-    result TEXT NOT NULL,
-    n      INTEGER NOT NULL,
-    PRIMARY KEY (route, minute, result)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS noise (
-    route    TEXT NOT NULL,
-    field    TEXT NOT NULL,
-    kind     TEXT NOT NULL,
-    count    INTEGER NOT NULL,
-    first_ms INTEGER NOT NULL,
-    last_ms  INTEGER NOT NULL,
-    PRIMARY KEY (route, field, kind)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS noise_probes (
-    route    TEXT PRIMARY KEY,
-    probes   INTEGER NOT NULL,
-    first_ms INTEGER NOT NULL,
-    last_ms  INTEGER NOT NULL
-);
-"#;
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
-fn lossy<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&String::from_utf8_lossy(bytes))
-}
-
-/// A stored body (redacted, cut to [`STORED_BODY_BYTES`]).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StoredBody {
-    /// The bytes (serialised as lossy UTF-8).
-    #[serde(serialize_with = "lossy")]
-    pub data: Vec<u8>,
-    /// Whether the body was cut.
-    pub truncated: bool,
-}
-
-impl StoredBody {
-    /// Cuts `data` to [`STORED_BODY_BYTES`].
-    pub(crate) fn cut(mut data: Vec<u8>) -> StoredBody {
-        let truncated = data.len() > STORED_BODY_BYTES;
-        data.truncate(STORED_BODY_BYTES);
-        StoredBody { data, truncated }
-    }
-}
-
-/// One side's stored response.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct StoredResponse {
-    /// The status code.
-    pub status: u16,
-    /// Headers, secrets fingerprinted.
-    pub headers: Vec<(String, String)>,
-    /// The body.
-    pub body: StoredBody,
-}
-
-/// One mismatched exchange as stored.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct MismatchRecord {
-    /// Store id (0 before insertion).
-    pub id: i64,
-    /// When it was compared, ms since the Unix epoch.
-    pub time_ms: i64,
-    /// The configured route name.
-    pub route: String,
-    /// The request method.
-    pub method: String,
-    /// Path and query (secret query parameters redacted).
-    pub path: String,
-    /// The proxy's request id.
-    pub request_id: String,
-    /// Which side served the client.
-    pub primary: Side,
-    /// Request headers, secrets fingerprinted.
-    pub request_headers: Vec<(String, String)>,
-    /// The request body.
-    pub request_body: StoredBody,
-    /// The legacy side's response.
-    pub legacy: StoredResponse,
-    /// The new side's response.
-    pub new: StoredResponse,
-    /// The differences (learned noise excluded).
-    pub diff: Vec<DiffEntry>,
-    /// More differences existed than were listed.
-    pub diff_truncated: bool,
-}
-
-/// One learned noise field.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct NoiseRow {
-    /// The route.
-    pub route: String,
-    /// The generalised field (`/*/generated_at`, `header:etag`, ...).
-    pub field: String,
-    /// The kind of difference seen between two primary answers.
-    pub kind: DiffKind,
-    /// How many probes showed it.
-    pub count: u64,
-    /// Probes made on the route so far.
-    pub probes: u64,
-    /// First and last seen, ms since the Unix epoch.
-    pub first_ms: i64,
-    /// Last seen.
-    pub last_ms: i64,
-}
-
-/// One row of `mismatch_fields`, for reports.
-#[derive(Debug, Clone)]
-pub(crate) struct FieldRow {
-    pub route: String,
-    pub field: String,
-    pub kind: String,
-    pub mismatch_id: i64,
-    pub time_ms: i64,
-    pub legacy: Option<String>,
-    pub new: Option<String>,
-}
+pub(crate) use self::record::{now_ms, FieldRow};
+pub use self::record::{MismatchRecord, NoiseRow, StoredBody, StoredResponse, STORED_BODY_BYTES};
+pub(crate) use self::writer::{spawn_writer, Op, Retention};
 
 /// A handle on the SQLite file.
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    pub(super) conn: Connection,
+    pub(super) path: PathBuf,
 }
 
 impl Store {
@@ -558,269 +406,10 @@ impl Store {
     }
 }
 
-fn store_err(path: &Path, source: rusqlite::Error) -> ShadowError {
-    ShadowError::Store {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
-fn insert_mismatch_tx(
-    tx: &rusqlite::Transaction<'_>,
-    rec: &MismatchRecord,
-) -> rusqlite::Result<i64> {
-    tx.execute(
-        "INSERT INTO mismatches (time_ms, route, method, path, request_id, primary_side,
-            request_headers, request_body, request_body_truncated,
-            legacy_status, legacy_headers, legacy_body, legacy_body_truncated,
-            new_status, new_headers, new_body, new_body_truncated, diff, diff_truncated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)",
-        params![
-            rec.time_ms,
-            rec.route,
-            rec.method,
-            rec.path,
-            rec.request_id,
-            rec.primary.as_str(),
-            json(&rec.request_headers),
-            rec.request_body.data,
-            rec.request_body.truncated,
-            rec.legacy.status,
-            json(&rec.legacy.headers),
-            rec.legacy.body.data,
-            rec.legacy.body.truncated,
-            rec.new.status,
-            json(&rec.new.headers),
-            rec.new.body.data,
-            rec.new.body.truncated,
-            json(&rec.diff),
-            rec.diff_truncated,
-        ],
-    )?;
-    let id = tx.last_insert_rowid();
-    let mut seen = BTreeSet::new();
-    let mut stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO mismatch_fields (mismatch_id, route, field, kind, time_ms, legacy, new)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for e in &rec.diff {
-        if !seen.insert((e.field.as_str(), e.kind)) {
-            continue;
-        }
-        let example =
-            |v: &Option<serde_json::Value>| v.as_ref().map(|v| clip_example(&v.to_string()));
-        stmt.execute(params![
-            id,
-            rec.route,
-            e.field,
-            e.kind.as_str(),
-            rec.time_ms,
-            example(&e.legacy),
-            example(&e.new)
-        ])?;
-    }
-    Ok(id)
-}
-
-fn clip_example(s: &str) -> String {
-    const MAX: usize = 200;
-    if s.chars().count() <= MAX {
-        s.to_string()
-    } else {
-        let mut out: String = s.chars().take(MAX).collect();
-        out.push('…');
-        out
-    }
-}
-
-/// A JSON column; serde_json cannot fail on these types (string keys, no maps with other
-/// keys), an empty array is written if it somehow does.
-fn json<T: Serialize>(v: &T) -> String {
-    serde_json::to_string(v).unwrap_or_else(|_| "[]".to_string())
-}
-
-fn add_count_tx(
-    conn: &Connection,
-    route: &str,
-    minute: i64,
-    result: &str,
-    n: u64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO counts (route, minute, result, n) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (route, minute, result) DO UPDATE SET n = n + excluded.n",
-    )?
-    .execute(params![
-        route,
-        minute,
-        result,
-        i64::try_from(n).unwrap_or(i64::MAX)
-    ])?;
-    Ok(())
-}
-
-fn record_noise_tx(
-    conn: &Connection,
-    route: &str,
-    observed: &[(String, DiffKind)],
-    time_ms: i64,
-) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO noise_probes (route, probes, first_ms, last_ms) VALUES (?1, 1, ?2, ?2)
-         ON CONFLICT (route) DO UPDATE SET probes = probes + 1, last_ms = excluded.last_ms",
-    )?
-    .execute(params![route, time_ms])?;
-    let mut stmt = conn.prepare_cached(
-        "INSERT INTO noise (route, field, kind, count, first_ms, last_ms) VALUES (?1, ?2, ?3, 1, ?4, ?4)
-         ON CONFLICT (route, field, kind) DO UPDATE SET count = count + 1, last_ms = excluded.last_ms",
-    )?;
-    for (field, kind) in observed {
-        stmt.execute(params![route, field, kind.as_str(), time_ms])?;
-    }
-    Ok(())
-}
-
-/// A write for the writer thread.
-pub(crate) enum Op {
-    /// Store a mismatch.
-    Mismatch(Box<MismatchRecord>),
-    /// Add request counts (route, outcome, n), all in the minute of `time_ms`.
-    Counts {
-        counts: Vec<(Arc<str>, Outcome, u64)>,
-        time_ms: i64,
-    },
-    /// Record one noise probe.
-    Noise {
-        route: Arc<str>,
-        observed: Vec<(String, DiffKind)>,
-        time_ms: i64,
-    },
-    /// Reply once everything sent before has been committed.
-    Flush(tokio::sync::oneshot::Sender<()>),
-}
-
-/// Retention settings the writer applies.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Retention {
-    pub keep: u64,
-    pub keep_days: u32,
-}
-
-/// Starts the writer thread; it runs until every sender is dropped, then commits what is
-/// left and exits.
-pub(crate) fn spawn_writer(
-    mut store: Store,
-    retention: Retention,
-    errors: prometheus::IntCounter,
-) -> Result<tokio::sync::mpsc::Sender<Op>, ShadowError> {
-    store.enforce_retention(retention.keep, retention.keep_days, now_ms())?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<Op>(WRITER_QUEUE);
-    std::thread::Builder::new()
-        .name("ficus-shadow-store".into())
-        .spawn(move || {
-            let mut since_retention = 0usize;
-            let mut last_retention = Instant::now();
-            while let Some(op) = rx.blocking_recv() {
-                let mut batch = vec![op];
-                while batch.len() < 512 {
-                    match rx.try_recv() {
-                        Ok(op) => batch.push(op),
-                        Err(_) => break,
-                    }
-                }
-                let (inserted, flushes) = match apply(&mut store, batch) {
-                    Ok(x) => x,
-                    Err((e, flushes)) => {
-                        errors.inc();
-                        tracing::warn!(error = %e, "shadow store write failed");
-                        (0, flushes)
-                    }
-                };
-                since_retention += inserted;
-                // Also before answering a flush, so a flushed store honours `keep`.
-                let due = since_retention >= 1000
-                    || (since_retention > 0
-                        && (!flushes.is_empty()
-                            || last_retention.elapsed() >= Duration::from_secs(60)));
-                if due {
-                    if let Err(e) =
-                        store.enforce_retention(retention.keep, retention.keep_days, now_ms())
-                    {
-                        errors.inc();
-                        tracing::warn!(error = %e, "shadow store retention failed");
-                    }
-                    since_retention = 0;
-                    last_retention = Instant::now();
-                }
-                for f in flushes {
-                    let _ = f.send(());
-                }
-            }
-            if since_retention > 0 {
-                let _ = store.enforce_retention(retention.keep, retention.keep_days, now_ms());
-            }
-        })
-        .map_err(|source| ShadowError::Start {
-            what: "shadow store writer",
-            source,
-        })?;
-    Ok(tx)
-}
-
-type Flushes = Vec<tokio::sync::oneshot::Sender<()>>;
-
-/// Commits a batch in one transaction; returns the mismatches inserted and the flush replies
-/// to send.
-fn apply(store: &mut Store, batch: Vec<Op>) -> Result<(usize, Flushes), (ShadowError, Flushes)> {
-    let mut flushes = Vec::new();
-    let mut counts: HashMap<(Arc<str>, i64, Outcome), u64> = HashMap::new();
-    let mut mismatches = Vec::new();
-    let mut noise = Vec::new();
-    for op in batch {
-        match op {
-            Op::Mismatch(m) => mismatches.push(m),
-            Op::Counts {
-                counts: list,
-                time_ms,
-            } => {
-                for (route, outcome, n) in list {
-                    *counts
-                        .entry((route, time_ms / 60_000, outcome))
-                        .or_default() += n;
-                }
-            }
-            Op::Noise {
-                route,
-                observed,
-                time_ms,
-            } => noise.push((route, observed, time_ms)),
-            Op::Flush(f) => flushes.push(f),
-        }
-    }
-    let path = store.path.clone();
-    let run = |conn: &mut Connection| -> rusqlite::Result<usize> {
-        let tx = conn.transaction()?;
-        for m in &mismatches {
-            insert_mismatch_tx(&tx, m)?;
-        }
-        for ((route, minute, outcome), n) in &counts {
-            add_count_tx(&tx, route, *minute, outcome.as_str(), *n)?;
-        }
-        for (route, observed, time_ms) in &noise {
-            record_noise_tx(&tx, route, observed, *time_ms)?;
-        }
-        tx.commit()?;
-        Ok(mismatches.len())
-    };
-    match run(&mut store.conn) {
-        Ok(n) => Ok((n, flushes)),
-        Err(e) => Err((store_err(&path, e), flushes)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::DiffEntry;
     use serde_json::json;
 
     /// A store path in a fresh directory, removed when the guard drops.

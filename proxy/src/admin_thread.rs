@@ -1,0 +1,117 @@
+//! The admin thread: everything the proxy runs beside the data plane, on one thread with a
+//! current-thread runtime of its own, so SQLite writes, metric encoding and state-store reads
+//! never stall a worker. It runs until the stop signal:
+//!
+//! - the admin API ([`crate::admin`]);
+//! - configuration reload on SIGHUP and file change ([`crate::reload`]);
+//! - the rollback guards' verdicts, once a second ([`Control::judge_guards`]);
+//! - with a shared (PostgreSQL) state store, the follower that applies other replicas'
+//!   rollout changes on each notification and, as a fallback, every [`STATE_POLL`].
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{oneshot, watch};
+
+use crate::control::Control;
+use crate::error::ProxyError;
+
+/// How often the guards are judged.
+const JUDGE_EVERY: Duration = Duration::from_secs(1);
+/// With a shared (PostgreSQL) state store, how often the overrides are re-read even without a
+/// notification: the fallback for notifications lost while the listener reconnects. Measured
+/// on the proxy's clock.
+const STATE_POLL: Duration = Duration::from_secs(2);
+/// How often the follower looks at the clock for that fallback (a manual clock moves without
+/// waking anyone).
+const CLOCK_TICK: Duration = Duration::from_millis(100);
+
+/// Starts the admin thread; `done` is sent when it has stopped.
+pub(crate) fn spawn(
+    control: Arc<Control>,
+    admin_listener: std::net::TcpListener,
+    stop: watch::Receiver<bool>,
+    watch_config: bool,
+    done: oneshot::Sender<()>,
+) -> Result<(), ProxyError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|source| ProxyError::Start {
+            what: "tokio runtime",
+            source,
+        })?;
+    std::thread::Builder::new()
+        .name("ficus-admin".into())
+        .spawn(move || {
+            let local = tokio::task::LocalSet::new();
+            local.block_on(&rt, async move {
+                let reload = crate::reload::run(control.clone(), stop.clone(), watch_config);
+                let follow = follow_state(control.clone(), stop.clone());
+                let guards = judge_guards(control.clone(), stop.clone());
+                let admin = crate::admin::serve(admin_listener, control, stop);
+                tokio::join!(reload, follow, guards, admin);
+            });
+            drop(local);
+            let _ = done.send(());
+        })
+        .map_err(|source| ProxyError::Start {
+            what: "admin thread",
+            source,
+        })?;
+    Ok(())
+}
+
+/// Judges every guarded route once a second until `stop`; a broken threshold rolls the route
+/// back (see [`Control::judge_guards`]).
+async fn judge_guards(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    let mut every = tokio::time::interval(JUDGE_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = every.tick() => {}
+        }
+        control.judge_guards();
+    }
+}
+
+/// Follows a shared state store: applies other replicas' changes on each notification and, as a
+/// fallback, [`STATE_POLL`] after the last re-read on the proxy's clock. Returns at once for
+/// SQLite.
+async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    let Some(changes) = control.state_changes() else {
+        return;
+    };
+    let clock = control.clock().clone();
+    let mut last_read = clock.now();
+    let mut failing = false;
+    loop {
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = changes.notified() => {}
+            _ = tokio::time::sleep(CLOCK_TICK) => {
+                if clock.now().saturating_duration_since(last_read) < STATE_POLL {
+                    continue;
+                }
+            }
+        }
+        last_read = clock.now();
+        match control.sync_from_state() {
+            Ok(_) => {
+                if failing {
+                    tracing::info!("shared rollout state readable again");
+                }
+                failing = false;
+            }
+            Err(e) => {
+                if !failing {
+                    tracing::error!(error = %e, "cannot read the shared rollout state; traffic keeps the last applied values");
+                }
+                failing = true;
+            }
+        }
+    }
+}

@@ -1,0 +1,79 @@
+//! The file as written: serde structs with every key optional where the file may leave it
+//! out, unknown keys rejected (`deny_unknown_fields`), values `Spanned` where an error has to
+//! name their line. Turned into the validated types by the sibling modules.
+
+use ficus_shadow::{RouteShadowConfig, ShadowGlobalConfig};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    pub proxy: RawProxy,
+    pub backends: Spanned<RawBackends>,
+    #[serde(default)]
+    pub routes: Vec<Spanned<RawRoute>>,
+    pub shadow: Option<Spanned<ShadowGlobalConfig>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProxy {
+    pub listen: Option<Spanned<String>>,
+    pub admin_listen: Option<Spanned<String>>,
+    pub state: Option<String>,
+    pub state_env: Option<Spanned<String>>,
+    pub admin_token_env: Option<String>,
+    pub override_token_env: Option<String>,
+    pub workers: Option<usize>,
+    pub max_request_bytes: Option<u64>,
+    pub shutdown_grace_ms: Option<u64>,
+    pub header_read_timeout_ms: Option<u64>,
+    pub preserve_host: Option<bool>,
+    pub watch_config: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackends {
+    pub legacy: Option<RawBackend>,
+    pub new: Option<RawBackend>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawBackend {
+    pub url: Spanned<String>,
+    pub connect_timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
+    pub max_idle_per_worker: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRoute {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub methods: Option<Spanned<Vec<String>>>,
+    pub path: Spanned<String>,
+    pub target: Option<Spanned<String>>,
+    pub percent: Option<Spanned<f64>>,
+    pub sticky: Option<Spanned<String>>,
+    pub missing_key: Option<Spanned<String>>,
+    pub shadow: Option<Spanned<RouteShadowConfig>>,
+    pub dual_write: Option<Spanned<bool>>,
+    pub key: Option<Spanned<String>>,
+    pub write_order: Option<Spanned<String>>,
+    pub guard: Option<Spanned<RawGuard>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawGuard {
+    pub max_error_rate: Option<f64>,
+    pub max_p99_ms: Option<u64>,
+    pub max_mismatch_rate: Option<f64>,
+    pub window_s: Option<u64>,
+    pub min_requests: Option<u64>,
+}

@@ -1,0 +1,52 @@
+//! [`Config::validate`]: the rules a parsed file already passed, checked again for a
+//! configuration built or changed in code (tests, the demo, `ProxyHandle::apply_config`).
+
+use super::error::{shadow_field, ConfigError};
+use super::route::{check_extras, check_name, WriteOrderScope};
+use super::Config;
+use crate::split::{Sticky, BUCKETS};
+
+impl Config {
+    /// Checks the cross-field rules again; useful after changing a parsed `Config` in code.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (i, r) in self.routes.iter().enumerate() {
+            check_name(&r.name)
+                .map_err(|m| ConfigError::in_code(format!("routes[{i}].name"), m))?;
+            if self.routes[..i].iter().any(|o| o.name == r.name) {
+                return Err(ConfigError::in_code(
+                    format!("routes[{i}].name"),
+                    format!("duplicate route name {:?}", r.name),
+                ));
+            }
+            if r.percent_bp > BUCKETS {
+                return Err(ConfigError::in_code(
+                    format!("routes[{i}].percent"),
+                    "must be between 0 and 100",
+                ));
+            }
+            if let Sticky::Path(p) = &r.sticky {
+                if r.path.param_index(p).is_none() {
+                    return Err(ConfigError::in_code(
+                        format!("routes[{i}].sticky"),
+                        format!("path has no parameter {{{p}}}"),
+                    ));
+                }
+            }
+            check_extras(r, r.write_order != WriteOrderScope::Key)
+                .map_err(|(f, m)| ConfigError::in_code(format!("routes[{i}].{f}"), m))?;
+        }
+        if let Some(g) = &self.shadow {
+            g.validate().map_err(|err| {
+                let (f, m) = shadow_field(err);
+                ConfigError::in_code(f, m)
+            })?;
+        }
+        if self.proxy.max_request_bytes == 0 {
+            return Err(ConfigError::in_code(
+                "proxy.max_request_bytes",
+                "must be greater than 0",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,393 @@
+//! One request's state, [`Exchange`], and its steps: the dual write's turn, shadow mode's
+//! decision, the rewrite and upstream exchange, the response head — and the order in which
+//! all of it is released.
+
+use std::error::Error as _;
+use std::time::Instant;
+
+use http::header::HeaderValue;
+use http::{Request, Response, StatusCode};
+use hyper::body::{Body, Incoming};
+use hyper_util::rt::TokioIo;
+
+use ficus_core::headers::{BACKEND as BACKEND_HEADER, REQUEST_ID, ROUTE as ROUTE_HEADER};
+use ficus_core::Side;
+
+use super::failure::{error_response, Failure};
+use super::rewrite::{content_length, prepare, strip_hop_by_hop};
+use super::worker::{ConnInfo, Worker};
+use crate::dualwrite::DualWrite;
+use crate::error::{BodyTooLarge, ErrorKind};
+use crate::metrics::Metrics;
+use crate::table::{Backend, Route, Table};
+use crate::tee::{self, Plan, RespTee};
+use crate::upstream::{
+    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RespBody, Sender, UpstreamBody,
+};
+
+/// The in-flight gauge, incremented while a request is being served.
+pub(super) struct Inflight<'a>(&'a prometheus::IntGauge);
+
+impl<'a> Inflight<'a> {
+    pub(super) fn new(gauge: &'a prometheus::IntGauge) -> Inflight<'a> {
+        gauge.inc();
+        Inflight(gauge)
+    }
+}
+
+impl Drop for Inflight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+/// One request's state, from the split decision to its response head, and the one place that
+/// says in what order it is let go.
+///
+/// # Architecture invariant: what is released when
+/// Correctness depends on the order (a dual write's row must be on record before the next
+/// write to the row may go; a connection goes back to the pool only once its response was read
+/// to the end), so it is written down here and done explicitly, not left to drop order:
+///
+/// At the response head, [`Exchange::finish`]:
+/// 1. the rollback guard counts the new side's answer (status, time to head);
+/// 2. a dual write that will not be mirrored (the primary failed, the request was not
+///    mirrored): its row is recorded in the dual-write log, then its turn on the row is
+///    released ([`DualWrite::finish`]); a mirrored write travels on with the response tee;
+/// 3. the status and duration metrics;
+/// 4. the in-flight gauge.
+///
+/// At the end of the response body (`UpstreamBody::finish`):
+/// 5. the upstream connection goes back to the worker's pool ([`Lease::give_back`]);
+/// 6. the response tee hands the exchange, with the dual write, to shadow mode.
+///
+/// When shadow mode is done with that job (its `on_done`, which fires exactly once however
+/// the job ends; see `tee`):
+/// 7. the guard counts the comparison (match or mismatch);
+/// 8. the write's row is recorded with the mirror's status, then 9. its turn released.
+///
+/// A response body dropped before its end (client gone) closes its connection instead of
+/// pooling it, and drops the tee unsubmitted: 8–9 at once, without the mirror's status. An
+/// exchange dropped before `finish` (the client left while the request waited for its turn or
+/// for the backend) drops its fields in declaration order, which is the same order: the shadow
+/// plan, the dual write (row, then turn), the in-flight gauge.
+pub(crate) struct Exchange<'a> {
+    table: &'a Table,
+    route: &'a Route,
+    backend: &'a Backend,
+    side: Side,
+    request_id: HeaderValue,
+    /// When the request arrived, on the table's clock.
+    started: Instant,
+    /// Shadow mode's plan for a mirrored request, until the response head turns it into the
+    /// response tee.
+    plan: Option<Plan>,
+    /// A write on a dual-write route: its pending row and its turn.
+    write: DualWrite,
+    inflight: Inflight<'a>,
+}
+
+impl<'a> Exchange<'a> {
+    /// Taking turns, teeing and forwarding are still to come.
+    pub(super) fn new(
+        table: &'a Table,
+        route: &'a Route,
+        side: Side,
+        request_id: HeaderValue,
+        started: Instant,
+        inflight: Inflight<'a>,
+    ) -> Exchange<'a> {
+        Exchange {
+            table,
+            route,
+            backend: &table.backends[side.index()],
+            side,
+            request_id,
+            started,
+            plan: None,
+            write: DualWrite::default(),
+            inflight,
+        }
+    }
+
+    /// A write on a dual-write route first waits for its row's turn (`order`); it is stamped
+    /// and recorded only once it has it. A write that cannot get it in time fails here.
+    pub(super) async fn take_turn(&mut self, parts: &http::request::Parts) -> Result<(), Failure> {
+        let Some((order, timeouts)) = &self.route.write_order else {
+            return Ok(());
+        };
+        if tee::is_safe(&parts.method) {
+            return Ok(());
+        }
+        let key = self.route.write_key.as_ref().and_then(|k| k.get(parts));
+        match order.acquire(key, self.backend.cfg.timeout).await {
+            Ok(t) => {
+                self.write.turn = Some(t);
+                Ok(())
+            }
+            Err(e) => {
+                timeouts.inc();
+                Err(Failure::new(ErrorKind::WriteTurn, e.to_string()))
+            }
+        }
+    }
+
+    /// Shadow mode's decision for the request (and, on a dual-write route, its stamp and
+    /// pending row).
+    pub(super) fn begin_tee(&mut self, parts: &mut http::request::Parts) {
+        let tee::Begun { plan, write } =
+            tee::begin(self.table, self.route, self.side, parts, &self.request_id);
+        self.plan = plan;
+        self.write.row = write;
+    }
+
+    /// Rewrites the request, sends it, waits for the response head and wraps the response
+    /// body (pool return, tee).
+    pub(super) async fn forward(
+        &mut self,
+        worker: &Worker,
+        conn: &ConnInfo,
+        mut parts: http::request::Parts,
+        body: Incoming,
+        down_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    ) -> Result<Response<RespBody>, Failure> {
+        let table = self.table;
+        let upgrade = down_upgrade.is_some();
+        // Refuse early what is declared too large; chunked bodies are counted as they stream.
+        let declared = content_length(&parts.headers);
+        if let Some(len) = declared {
+            if len > table.max_request_bytes {
+                return Err(Failure::new(
+                    ErrorKind::RequestTooLarge,
+                    format!(
+                        "request body of {len} bytes exceeds max_request_bytes = {}",
+                        table.max_request_bytes
+                    ),
+                ));
+            }
+        }
+        prepare(table, self.backend, conn, &mut parts, upgrade)?;
+        if let Some(p) = self.plan.as_mut() {
+            p.forwarded(&parts.headers);
+        }
+        let empty = body.is_end_stream();
+        let req_tee = self
+            .plan
+            .as_ref()
+            .and_then(|p| p.request_tee(declared, empty));
+        let body = if empty {
+            ReqBody::Empty
+        } else {
+            ReqBody::Stream {
+                inner: body,
+                seen: 0,
+                limit: table.max_request_bytes,
+                tee: req_tee,
+            }
+        };
+        let (resp, sender) = send(
+            &worker.pool,
+            self.backend,
+            Request::from_parts(parts, body),
+            &worker.shared.metrics,
+        )
+        .await?;
+        self.write
+            .set_status(self.side, Some(resp.status().as_u16()));
+        // A mirrored write travels on with the response tee (see the release order above).
+        let resp_tee = self
+            .plan
+            .take()
+            .map(|p| p.response_tee(resp.status(), resp.headers(), self.write.take()));
+        Ok(respond(
+            worker,
+            self.backend,
+            self.route,
+            resp,
+            sender,
+            down_upgrade,
+            &self.request_id,
+            resp_tee,
+        ))
+    }
+
+    /// The response head is ready (or the exchange failed): counts it and releases what the
+    /// request still holds, in the order documented on [`Exchange`].
+    pub(super) fn finish(self, result: Result<Response<RespBody>, Failure>) -> Response<RespBody> {
+        let Exchange {
+            table,
+            route,
+            side,
+            request_id,
+            started,
+            plan,
+            write,
+            inflight,
+            ..
+        } = self;
+        // Not mirrored after all (the exchange failed before its head).
+        drop(plan);
+        let took = table.clock.now().saturating_duration_since(started);
+        let bm = &route.metrics.backend[side.index()];
+        let guard = match side {
+            Side::New => route.guard.as_deref(),
+            Side::Legacy => None,
+        };
+        // 1. The guard counts the new side's answer.
+        let resp = match result {
+            Ok(r) => {
+                if let Some(g) = guard {
+                    g.request(r.status().as_u16(), took);
+                }
+                r
+            }
+            Err(f) => {
+                bm.error(f.kind);
+                if matches!(
+                    f.kind,
+                    ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
+                ) {
+                    if let Some(g) = guard {
+                        g.request(f.kind.status().as_u16(), took);
+                    }
+                    tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
+                }
+                if f.kind == ErrorKind::WriteTurn {
+                    tracing::warn!(route = %route.name, detail = %f.detail, "dual write refused");
+                }
+                error_response(f, route, side, &request_id)
+            }
+        };
+        // 2. Not handed to shadow mode: recorded now, then the row's next write may go.
+        write.finish(None);
+        // 3. The request's metrics, 4. the in-flight gauge.
+        bm.count(resp.status().as_u16());
+        bm.duration.observe(took.as_secs_f64());
+        drop(inflight);
+        resp
+    }
+}
+
+/// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
+/// A request that never left (a pooled connection turned out closed) is retried once on a
+/// fresh connection.
+async fn send(
+    pool: &Pool,
+    backend: &Backend,
+    req: Request<ReqBody>,
+    metrics: &Metrics,
+) -> Result<(Response<Incoming>, Sender), Failure> {
+    let mut req = req;
+    for attempt in 0..2 {
+        let opened = &metrics.connections_opened[backend.side.index()];
+        let mut conn = pool
+            .checkout(backend, || opened.inc())
+            .await
+            .map_err(|e| match e {
+                ConnectError::Timeout => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!(
+                        "connect to {} timed out after {:?}",
+                        backend.cfg.authority, backend.cfg.connect_timeout
+                    ),
+                ),
+                other => Failure::new(
+                    ErrorKind::UpstreamConnect,
+                    format!("{}: {other}", backend.cfg.authority),
+                ),
+            })?;
+        let fut = conn.sender.try_send_request(req);
+        match tokio::time::timeout(backend.cfg.timeout, fut).await {
+            Err(_) => {
+                return Err(Failure::new(
+                    ErrorKind::UpstreamTimeout,
+                    format!(
+                        "no response head from {} within {:?}",
+                        backend.cfg.authority, backend.cfg.timeout
+                    ),
+                ))
+            }
+            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
+            Ok(Err(mut e)) => match e.take_message() {
+                Some(back) if conn.reused && attempt == 0 => {
+                    req = back;
+                    continue;
+                }
+                _ => return Err(classify(e.into_error(), backend)),
+            },
+        }
+    }
+    Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
+}
+
+fn classify(e: hyper::Error, backend: &Backend) -> Failure {
+    let mut src: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = src {
+        if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
+            return Failure::new(ErrorKind::RequestTooLarge, t.to_string());
+        }
+        if s.downcast_ref::<DownstreamBodyError>().is_some() {
+            return Failure::new(ErrorKind::Downstream, s.to_string());
+        }
+        src = s.source();
+    }
+    Failure::new(
+        ErrorKind::UpstreamIo,
+        format!("{}: {e}", backend.cfg.authority),
+    )
+}
+
+/// Rewrites the response head and wraps its body so the connection returns to the pool (and,
+/// on a mirrored request, so the body is teed).
+#[allow(clippy::too_many_arguments)] // the seams of one exchange, each used once
+fn respond(
+    worker: &Worker,
+    backend: &Backend,
+    route: &Route,
+    resp: Response<Incoming>,
+    sender: Sender,
+    down_upgrade: Option<hyper::upgrade::OnUpgrade>,
+    request_id: &HeaderValue,
+    tee: Option<Box<RespTee>>,
+) -> Response<RespBody> {
+    let (mut parts, body) = resp.into_parts();
+    let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && down_upgrade.is_some();
+    strip_hop_by_hop(&mut parts.headers, switching);
+    parts.headers.insert(ROUTE_HEADER, route.name_hv.clone());
+    parts
+        .headers
+        .insert(BACKEND_HEADER, backend.name_hv.clone());
+    parts.headers.insert(REQUEST_ID, request_id.clone());
+    if switching {
+        let up = parts.extensions.remove::<hyper::upgrade::OnUpgrade>();
+        if let (Some(down), Some(up)) = (down_upgrade, up) {
+            // The upstream connection now belongs to the tunnel; it never returns to the pool.
+            drop(sender);
+            drop(body);
+            tokio::task::spawn_local(async move {
+                match tokio::try_join!(down, up) {
+                    Ok((d, u)) => {
+                        let mut d = TokioIo::new(d);
+                        let mut u = TokioIo::new(u);
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut d, &mut u).await {
+                            tracing::debug!(error = %e, "upgraded connection ended");
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "upgrade failed"),
+                }
+            });
+            return Response::from_parts(parts, RespBody::empty());
+        }
+    }
+    let lease = Lease {
+        pool: worker.pool.clone(),
+        side: backend.side,
+        backend_id: backend.id,
+        max_idle: backend.cfg.max_idle_per_worker,
+        sender,
+    };
+    Response::from_parts(
+        parts,
+        RespBody::Upstream(UpstreamBody::new(body, Some(lease), tee)),
+    )
+}

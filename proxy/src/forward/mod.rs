@@ -1,0 +1,74 @@
+//! Forwarding one request: route match, override check, split decision, request rewrite
+//! (hop-by-hop headers removed per RFC 9110 §7.6.1, `X-Forwarded-*` and `X-Request-Id` added),
+//! the upstream exchange with its timeout, and the response rewrite (`x-ficus-route`,
+//! `x-ficus-backend`). Failures become JSON bodies naming route and backend: connect → 502,
+//! timeout → 504, a dual write that did not get its row's turn (see [`crate::order`]) → 503.
+//! `Upgrade` requests (WebSocket) are passed through to the routed side.
+//!
+//! A request's state lives in one [`Exchange`], which also says in what order it is released
+//! at the end of the response. Its steps — `take_turn` (dual writes), `begin_tee` (shadow mode
+//! decides and stamps), `forward` (rewrite, send, await the head, wrap the body), `finish` —
+//! are where shadow mode sits ([`crate::tee`]): decided before forwarding, the bodies teed as
+//! they stream, the exchange handed over when the primary response has ended. Guarded routes
+//! count the new side's answers in `finish`.
+//!
+//! # Layout
+//! - this file: [`handle`], one request from arrival to response head;
+//! - `exchange`: [`Exchange`](exchange::Exchange), the request's state and its release order;
+//! - `rewrite`: override check, hop-by-hop removal, `Host` and `X-Forwarded-*`;
+//! - `failure`: why a request failed and the JSON answer for it;
+//! - `worker`: the per-worker and per-connection state.
+
+mod exchange;
+mod failure;
+mod rewrite;
+mod worker;
+
+use std::convert::Infallible;
+use std::rc::Rc;
+
+use http::{Request, Response};
+use hyper::body::Incoming;
+
+use self::exchange::{Exchange, Inflight};
+use self::rewrite::{check_override, is_upgrade};
+use crate::upstream::RespBody;
+
+pub use self::rewrite::{
+    BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
+};
+pub(crate) use self::worker::{ConnInfo, Worker};
+
+/// Serves one request.
+pub(crate) async fn handle(
+    worker: Rc<Worker>,
+    conn: Rc<ConnInfo>,
+    mut req: Request<Incoming>,
+) -> Result<Response<RespBody>, Infallible> {
+    let table = worker.table();
+    let started = table.clock.now();
+    let inflight = Inflight::new(&worker.shared.metrics.inflight);
+
+    let route = table.match_route(req.method(), req.uri().path());
+    let request_id = match req.headers().get(&REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let id = worker.request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let forced = check_override(&table, route, req.headers_mut());
+    let down_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
+    let (mut parts, body) = req.into_parts();
+    let side = forced.unwrap_or_else(|| route.decide(&parts));
+    let mut ex = Exchange::new(&table, route, side, request_id, started, inflight);
+    let result = match ex.take_turn(&parts).await {
+        Ok(()) => {
+            ex.begin_tee(&mut parts);
+            ex.forward(&worker, &conn, parts, body, down_upgrade).await
+        }
+        Err(refused) => Err(refused),
+    };
+    Ok(ex.finish(result))
+}
