@@ -157,6 +157,8 @@ def main():
         reexports[mod] = rx
         text = facade.sub("", text)
         text = re.sub(r"^\s*(pub(\([^)]*\))?\s+)?mod\s+\w+\s*;", "", text, flags=re.M)
+        # Visibility (`pub(super)`, `pub(in crate::x)`) names no item.
+        text = re.sub(r"\bpub\s*\([^)]*\)", "pub", text)
         code[mod] = text
 
     def owner(segs, seen=()):

@@ -36,6 +36,7 @@ pub mod drift;
 pub mod error;
 pub mod introspect;
 pub mod metrics;
+pub mod pg;
 pub mod plan;
 pub mod profile;
 pub mod progress;

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::{display_sqlite, parse_datetime, Conversion, DateFormat, EpochUnit};
 use crate::error::Result;
-use crate::plan::TablePlan;
+use crate::source::SourceTable;
 
 /// Samples of unconvertible values kept per column.
 pub const MAX_SAMPLES: usize = 20;
@@ -106,7 +106,7 @@ pub struct ProfileSpec {
 /// Profile every column of `table` in one scan. Returns (row count, per-column profiles).
 pub fn profile_table(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     specs: &[ProfileSpec],
 ) -> Result<(u64, Vec<ColumnProfile>)> {
     profile_range(conn, table, specs, None)
@@ -115,11 +115,11 @@ pub fn profile_table(
 /// Profile the rows of a rowid range `(after, until]` (None: the whole table).
 pub fn profile_range(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     specs: &[ProfileSpec],
     range: Option<(i64, i64)>,
 ) -> Result<(u64, Vec<ColumnProfile>)> {
-    let mut profs = vec![ColumnProfile::default(); table.columns.len()];
+    let mut profs = vec![ColumnProfile::default(); table.column_count()];
     let mut scratch = Vec::with_capacity(256);
     let after = range.map(|(a, _)| crate::source::SourceKey::Rowid(a));
     let end = crate::source::read_rows_until(

@@ -49,15 +49,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MigrationConfig;
 use crate::drift::{
-    compare, key_from_display, source_rows_by_key, target_rows_by_key, verify_views, ColumnDiff,
-    Drift, DualWriteError, DwResult, LegacyRow, TableView,
+    compare, drift_line, key_from_display, source_rows_by_key, table_views, target_rows_by_key,
+    verify_views, ColumnDiff, Drift, LegacyRow, TableView,
 };
+use crate::error::{DualWriteError, DwResult};
 use crate::introspect::{introspect, quote_sqlite};
 use crate::plan::Plan;
 use crate::rows::{canon_source_row, scan_target, CanonRow};
 use crate::source::{open_source, read_rows_where, KeyValue};
 use crate::verify::Difference;
-use crate::watch::table_views;
 use crate::writeback::{canon_unix_us, utc_text, LegacyStyle};
 
 /// Who the write-back trusts when both sides changed a row.
@@ -253,7 +253,7 @@ impl RollbackReport {
                     let _ = writeln!(
                         s,
                         "  DIFFERENT after write-back: {}",
-                        crate::watch::drift_line(d)
+                        drift_line(d)
                     );
                 }
             }
@@ -355,7 +355,7 @@ pub async fn rollback(
     let started = Instant::now();
     let plan = crate::verify::plan_for(&opts.source, &opts.target, &opts.schema, config).await?;
     let views = table_views(&plan, &config.watch)?;
-    let client = crate::run::connect(&opts.target).await?;
+    let client = crate::pg::connect(&opts.target).await?;
     let since = match &opts.since {
         Some(s) => parse_since(s)?,
         None => match crate::checkpoint::load_migration(&client, &opts.schema).await? {

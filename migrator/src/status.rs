@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::error::{MigrateError, PgContext, Result};
-use crate::run::connect;
+use crate::pg::connect;
 
 /// State of one migration.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -24,7 +24,7 @@ use crate::quarantine;
 use crate::rows::{
     canon_key_display, display_canon, scan_source, scan_target, CanonRow, SourceItem,
 };
-use crate::run::connect;
+use crate::pg::connect;
 
 /// Options of verify.
 #[derive(Debug, Clone)]
@@ -415,7 +415,7 @@ async fn verify_table(
                 if let SourceItem::Row(r) = item {
                     if bad2[chunk_of(&t2, r, r.hash(), n)] {
                         if nr.rows.len() < cap {
-                            nr.rows.push((row.key_display(&t2), r.clone()));
+                            nr.rows.push((row.key_display(&*t2), r.clone()));
                         } else {
                             nr.overflow = true;
                         }

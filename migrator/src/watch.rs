@@ -94,11 +94,12 @@ use ficus_state::{DualWriteEntry, DualWriteReader, StateLocation};
 
 use crate::config::MigrationConfig;
 use crate::convert::PgType;
+use crate::config::WatchConfig;
 use crate::drift::{
-    compare, key_from_display, key_value_from_text, source_rows_by_key, target_rows_by_key,
-    verify_views, Drift, DriftClass, DualWriteError, DwResult, LegacyRow, TableView,
+    compare, drift_line, key_from_display, key_value_from_text, source_rows_by_key,
+    table_views, target_rows_by_key, verify_views, Drift, DriftClass, LegacyRow, TableView,
 };
-use crate::error::MigrateError;
+use crate::error::{DualWriteError, DwResult, MigrateError};
 use crate::introspect::{introspect, quote_sqlite};
 use crate::metrics::Metrics;
 use crate::plan::{qualified, Plan};
@@ -116,66 +117,6 @@ const MAX_GAP_IDS: i64 = 10_000;
 const WATERMARK_MARGIN_US: i64 = 30_000_000;
 /// Dual-write rows read per poll.
 const POLL_ROWS: i64 = 20_000;
-
-/// `[watch]` in `migration.toml`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WatchConfig {
-    /// Per proxy route: which table and column its key names.
-    pub routes: BTreeMap<String, WatchRoute>,
-    /// Per table (SQLite name).
-    pub tables: BTreeMap<String, WatchTable>,
-}
-
-/// Which table and column a route's key names.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WatchRoute {
-    pub table: Option<String>,
-    pub column: Option<String>,
-}
-
-/// Settings of one watched table.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct WatchTable {
-    pub skip: bool,
-    pub key: Option<String>,
-    pub ignore_columns: Vec<String>,
-    pub updated_at: Option<String>,
-}
-
-/// The tables of `plan` as the dual-write tools see them (skipped ones left out), with the
-/// `[watch]` settings applied. Also used by rollback.
-pub fn table_views(plan: &Plan, cfg: &WatchConfig) -> DwResult<Vec<TableView>> {
-    for name in cfg.tables.keys() {
-        if plan.table(name).is_none() {
-            return Err(DualWriteError::Config(format!(
-                "tables.{name}: no such table in the plan"
-            )));
-        }
-    }
-    let mut views = Vec::new();
-    for t in &plan.tables {
-        let tc = cfg.tables.get(&t.source_name).cloned().unwrap_or_default();
-        if tc.skip {
-            continue;
-        }
-        let route_col = cfg
-            .routes
-            .values()
-            .find(|r| r.table.as_deref() == Some(&t.source_name))
-            .and_then(|r| r.column.clone());
-        let key = tc.key.clone().or(route_col);
-        views.push(TableView::new(
-            t,
-            &tc.ignore_columns,
-            key.as_deref(),
-            tc.updated_at.as_deref(),
-        )?);
-    }
-    Ok(views)
-}
 
 /// How `migrate watch` runs.
 #[derive(Debug, Clone)]
@@ -337,21 +278,6 @@ impl WatchSummary {
         );
         s
     }
-}
-
-/// One line for a drifting row.
-pub fn drift_line(d: &Drift) -> String {
-    let mut s = format!("{} {} {}", d.class.as_str(), d.table, d.key);
-    for c in &d.columns {
-        s.push_str(&format!(
-            "; column {}: legacy {} new {}",
-            c.column, c.legacy, c.new
-        ));
-    }
-    if let Some(n) = &d.note {
-        s.push_str(&format!(" ({n})"));
-    }
-    s
 }
 
 impl WatchEvent {
@@ -665,7 +591,7 @@ pub async fn watch<F: FnMut(&WatchEvent) + Send>(
     .await
     .map_err(|e| DualWriteError::Internal(format!("reading the source: {e}")))??;
 
-    let client = crate::run::connect(&opts.target).await?;
+    let client = crate::pg::connect(&opts.target).await?;
     let report = match &opts.report {
         Some(p) => Some(
             std::fs::OpenOptions::new()

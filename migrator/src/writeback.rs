@@ -18,9 +18,9 @@ use rusqlite::Connection;
 use crate::convert::{canon_field, civil_from_days, EpochUnit, PgType};
 use crate::error::{Result, SqliteContext};
 use crate::introspect::quote_sqlite;
-use crate::plan::{ReadKey, TablePlan};
+use crate::plan::TablePlan;
 use crate::profile::ColumnProfile;
-use crate::source::KeyValue;
+use crate::source::{KeyValue, ReadKey};
 
 /// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
 const PG_EPOCH_US: i64 = 946_684_800_000_000;
