@@ -10,8 +10,8 @@ B defines: every `crate::`, `super::` and `self::` path in A (in `use` lines and
 resolved segment by segment to the module that defines its item, following `pub use`
 re-exports to the module that owns the item (so `crate::Plan` is an edge to `plan::types`,
 not to the crate root). Re-export lines themselves (`pub use`, `pub(crate) use`) and `mod`
-declarations are a facade, not dependencies. Comments and the trailing `#[cfg(test)]` module
-of a file are left out: tests may reach anywhere.
+declarations are a facade, not dependencies. Comments, the trailing `#[cfg(test)]` module of
+a file and `tests.rs` files are left out: tests may reach anywhere.
 
 It prints the graph twice — per top-level module (the edges between sub-modules folded into
 their top-level parent) and per module (file) — with the strongly connected components of
@@ -139,7 +139,7 @@ def main():
     files = {}
     for d, _, names in os.walk(root):
         for nm in names:
-            if nm.endswith(".rs"):
+            if nm.endswith(".rs") and nm != "tests.rs":
                 p = os.path.join(d, nm)
                 files[module_of(root, p)] = p
     modules = set(files)

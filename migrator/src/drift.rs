@@ -23,8 +23,8 @@ use crate::convert::{canon_field, display_sqlite, PgType};
 use crate::error::{DualWriteError, DwResult};
 use crate::introspect::quote_sqlite;
 use crate::plan::{quote_literal, Plan, TablePlan};
-use crate::source::ReadKey;
 use crate::rows::{canon_key_display, canon_source_row, display_canon, scan_target, CanonRow};
+use crate::source::ReadKey;
 use crate::source::{read_rows_where, KeyValue};
 
 /// Keys looked up per query.

@@ -48,6 +48,7 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MigrationConfig;
+use crate::convert::utc_text;
 use crate::drift::{
     compare, drift_line, key_from_display, source_rows_by_key, table_views, target_rows_by_key,
     verify_views, ColumnDiff, Drift, LegacyRow, TableView,
@@ -58,7 +59,7 @@ use crate::plan::Plan;
 use crate::rows::{canon_source_row, scan_target, CanonRow};
 use crate::source::{open_source, read_rows_where, KeyValue};
 use crate::verify::Difference;
-use crate::writeback::{canon_unix_us, utc_text, LegacyStyle};
+use crate::writeback::{canon_unix_us, LegacyStyle};
 
 /// Who the write-back trusts when both sides changed a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -250,11 +251,7 @@ impl RollbackReport {
                     );
                 }
                 for d in &t.differences {
-                    let _ = writeln!(
-                        s,
-                        "  DIFFERENT after write-back: {}",
-                        drift_line(d)
-                    );
+                    let _ = writeln!(s, "  DIFFERENT after write-back: {}", drift_line(d));
                 }
             }
         };

@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::error::{MigrateError, PgContext, Result};
+use crate::pg::connect;
 use crate::plan::{Plan, TablePlan};
 use crate::progress::Observer;
 use crate::quarantine;
 use crate::rows::{
     canon_key_display, display_canon, scan_source, scan_target, CanonRow, SourceItem,
 };
-use crate::pg::connect;
 
 /// Options of verify.
 #[derive(Debug, Clone)]

@@ -93,11 +93,12 @@ use serde::{Deserialize, Serialize};
 use ficus_state::{DualWriteEntry, DualWriteReader, StateLocation};
 
 use crate::config::MigrationConfig;
-use crate::convert::PgType;
 use crate::config::WatchConfig;
+use crate::convert::utc_text;
+use crate::convert::PgType;
 use crate::drift::{
-    compare, drift_line, key_from_display, key_value_from_text, source_rows_by_key,
-    table_views, target_rows_by_key, verify_views, Drift, DriftClass, LegacyRow, TableView,
+    compare, drift_line, key_from_display, key_value_from_text, source_rows_by_key, table_views,
+    target_rows_by_key, verify_views, Drift, DriftClass, LegacyRow, TableView,
 };
 use crate::error::{DualWriteError, DwResult, MigrateError};
 use crate::introspect::{introspect, quote_sqlite};
@@ -106,7 +107,7 @@ use crate::plan::{qualified, Plan};
 use crate::rows::{canon_source_row, scan_target, CanonRow};
 use crate::source::{open_source, read_rows_where, KeyValue};
 use crate::verify::Difference;
-use crate::writeback::{utc_text, LegacyStyle};
+use crate::writeback::LegacyStyle;
 
 /// How long an id skipped below the highest id read is looked for (see the module docs).
 pub const GAP_GRACE: Duration = Duration::from_secs(30);

@@ -237,7 +237,6 @@ fn pg_literal(ty: PgType, field: &[u8]) -> String {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -22,6 +22,5 @@ mod types;
 
 pub use self::ddl::{qualified, quote_literal, Step};
 pub use self::types::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, TablePlan, ViewPlan,
-    PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, TablePlan, ViewPlan, PLAN_VERSION,
 };
