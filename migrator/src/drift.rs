@@ -43,6 +43,7 @@ pub enum DriftClass {
 }
 
 impl DriftClass {
+    /// All three, in label order.
     pub const ALL: [DriftClass; 3] = [
         DriftClass::MissingInNew,
         DriftClass::MissingInLegacy,
@@ -61,6 +62,7 @@ impl DriftClass {
 /// One differing column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnDiff {
+    /// The column.
     pub column: String,
     /// The legacy (SQLite) value, as PostgreSQL would hold it after conversion.
     pub legacy: String,
@@ -71,12 +73,16 @@ pub struct ColumnDiff {
 /// One drifting row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
+    /// The table (its PostgreSQL name).
     pub table: String,
     /// The row's key as JSON, e.g. `{"task_id":"TASK-101"}`.
     pub key: String,
+    /// How it differs.
     pub class: DriftClass,
+    /// The differing columns (`value_differs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnDiff>,
+    /// Why, when the class alone does not say (e.g. a legacy value that does not convert).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }

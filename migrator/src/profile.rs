@@ -19,17 +19,26 @@ pub const MAX_SAMPLES: usize = 20;
 /// Profile of one column.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ColumnProfile {
+    /// NULLs.
     pub nulls: u64,
+    /// Values stored as integers.
     pub integers: u64,
+    /// Values stored as reals.
     pub reals: u64,
+    /// Values stored as text.
     pub texts: u64,
+    /// Values stored as blobs.
     pub blobs: u64,
+    /// Smallest integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int_min: Option<i64>,
+    /// Largest integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int_max: Option<i64>,
+    /// Smallest real.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_min: Option<f64>,
+    /// Largest real.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_max: Option<f64>,
     /// Non-finite reals (inf, -inf).
@@ -76,6 +85,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl ColumnProfile {
+    /// Values that are not NULL.
     pub fn non_null(&self) -> u64 {
         self.integers + self.reals + self.texts + self.blobs
     }
@@ -88,8 +98,11 @@ impl ColumnProfile {
 /// One value that will not convert.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RejectSample {
+    /// The row's key as JSON.
     pub key: String,
+    /// The value, as shown to people.
     pub value: String,
+    /// Why it does not convert.
     pub reason: String,
 }
 
@@ -101,15 +114,6 @@ pub struct ProfileSpec {
     pub datetime: bool,
     pub boolean: bool,
     pub varchar: Option<u32>,
-}
-
-/// Profile every column of `table` in one scan. Returns (row count, per-column profiles).
-pub fn profile_table(
-    conn: &Connection,
-    table: &(impl SourceTable + ?Sized),
-    specs: &[ProfileSpec],
-) -> Result<(u64, Vec<ColumnProfile>)> {
-    profile_range(conn, table, specs, None)
 }
 
 /// Profile the rows of a rowid range `(after, until]` (None: the whole table).

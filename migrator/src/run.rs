@@ -52,27 +52,37 @@ impl Default for RunOptions {
 /// What a run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The target schema.
     pub schema: String,
+    /// The plan's fingerprint.
     pub fingerprint: String,
     /// The migration was already complete: nothing was done.
     pub already_complete: bool,
     /// This run continued an interrupted one.
     pub resumed: bool,
+    /// Per table.
     pub tables: Vec<TableRunReport>,
     /// Post-load steps that failed without failing the run (e.g. an untranslatable CHECK,
     /// a foreign key with orphans, left NOT VALID).
     pub warnings: Vec<String>,
+    /// Rows copied, all runs together.
     pub rows_copied: u64,
+    /// Rows quarantined, all runs together.
     pub rows_quarantined: u64,
+    /// How long this run took.
     pub seconds: f64,
 }
 
 /// Per table outcome (totals over all runs of this migration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableRunReport {
+    /// The table (its PostgreSQL name).
     pub table: String,
+    /// Rows in the source when it was planned.
     pub source_rows: u64,
+    /// Rows copied, all runs together.
     pub rows_copied: u64,
+    /// Rows quarantined, all runs together.
     pub rows_quarantined: u64,
     /// Rows copied by this run.
     pub copied_now: u64,

@@ -80,6 +80,7 @@ pub fn open_source(path: &Path) -> Result<Connection> {
 pub struct SourceIdentity {
     /// Path as given (shown, not fingerprinted: a moved file is the same source).
     pub path: String,
+    /// File size in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since 1970.
     pub mtime_ns: i128,
@@ -200,10 +201,6 @@ impl SourceRow<'_, '_> {
     /// Value of the table's column `i` (plan order).
     pub fn value(&self, i: usize) -> ValueRef<'_> {
         self.row.get_ref(i + self.offset).unwrap_or(ValueRef::Null)
-    }
-    /// Rowid, for rowid tables.
-    pub fn rowid(&self) -> Option<i64> {
-        self.rowid
     }
     /// The read-order key of this row.
     pub fn key(&self, table: &(impl SourceTable + ?Sized)) -> SourceKey {

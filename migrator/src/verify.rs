@@ -59,17 +59,26 @@ impl Default for VerifyOptions {
 pub enum Difference {
     /// In SQLite, not in PostgreSQL (and not quarantined).
     MissingInTarget {
+        /// The row's key as JSON.
         key: String,
+        /// Why it is not in the target, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// In PostgreSQL, not in SQLite.
-    ExtraInTarget { key: String },
+    ExtraInTarget {
+        /// The row's key as JSON.
+        key: String,
+    },
     /// Both have the row; this column differs.
     ValueDiffers {
+        /// The row's key as JSON.
         key: String,
+        /// The column.
         column: String,
+        /// The value SQLite holds, converted.
         source: String,
+        /// The value PostgreSQL holds.
         target: String,
     },
 }
@@ -77,31 +86,44 @@ pub enum Difference {
 /// Verify result of one table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TableVerify {
+    /// The table (its PostgreSQL name).
     pub table: String,
+    /// No difference.
     pub clean: bool,
+    /// Rows in SQLite.
     pub source_rows: u64,
+    /// Rows in PostgreSQL.
     pub target_rows: u64,
     /// Source rows that do not convert and are in ficus.quarantine.
     pub quarantined: u64,
+    /// Rows missing in the target.
     pub missing: u64,
+    /// Rows only the target has.
     pub extra: u64,
     /// Rows with at least one differing column.
     pub differs: u64,
+    /// Chunks the rows were spread over.
     pub chunks: usize,
+    /// Chunks whose checksums differed.
     pub mismatched_chunks: usize,
     /// Up to `max_listed` differences.
     pub differences: Vec<Difference>,
     /// Mismatching chunks held more rows than could be narrowed down.
     pub truncated: bool,
+    /// How long it took.
     pub seconds: f64,
 }
 
 /// Verify result of the whole migration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
+    /// The target schema.
     pub schema: String,
+    /// No table differs.
     pub clean: bool,
+    /// Per table.
     pub tables: Vec<TableVerify>,
+    /// How long it took.
     pub seconds: f64,
 }
 

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dualwrite::{dual_write, once, record, stamp, watch_once, DualWrite, Env, Http, BASE_CONFIG};
-use ficus_migrator::drift::DriftClass;
-use ficus_migrator::watch::FoundBy;
+use ficus_migrator::DriftClass;
+use ficus_migrator::FoundBy;
 use ficus_migrator::WatchEvent;
 use tokio::sync::Mutex;
 
@@ -217,7 +217,7 @@ async fn set_status_payloads_are_identical_on_both_sides() {
         payload,
         r#"{"blocked_reason": "wartet auf Zo\u00eb", "from": "in_progress", "to": "blocked"}"#
     );
-    let plan = ficus_migrator::verify::plan_for(&env.sqlite, &env.pg.url, "public", &env.config)
+    let plan = ficus_migrator::plan_for(&env.sqlite, &env.pg.url, "public", &env.config)
         .await
         .unwrap();
     let v = ficus_migrator::verify(

@@ -312,7 +312,7 @@ fn verify(c: Common) -> anyhow::Result<i32> {
     let rt = super::runtime()?;
     let rep = rt.block_on(async {
         let server = serve_metrics(&c, &obs).await?;
-        let plan = ficus_migrator::verify::plan_for(src, tgt, &c.schema, &cfg).await?;
+        let plan = ficus_migrator::plan_for(src, tgt, &c.schema, &cfg).await?;
         let opts = VerifyOptions {
             jobs: c.jobs,
             ..VerifyOptions::default()

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ficus_migrator::drift::DriftClass;
+use ficus_migrator::DriftClass;
 use ficus_migrator::{Metrics, WatchOptions, WatchSummary};
 
 use crate::narrator::Narrator;
@@ -65,7 +65,7 @@ async fn watch_once(
         n.say(format!("warning: {w}"));
     }
     for d in &s.drift {
-        n.say(ficus_migrator::watch::drift_line(d));
+        n.say(ficus_migrator::drift_line(d));
     }
     if let Some(last) = s.text().lines().last() {
         n.say(last);
