@@ -15,6 +15,9 @@ use crate::source::KeyValue;
 /// (view, key columns, canonical key bytes).
 pub(super) type PendKey = (usize, Vec<usize>, Vec<u8>);
 
+/// Keys due together: (view, key columns) and their canonical key bytes.
+pub(super) type DueGroup = ((usize, Vec<usize>), Vec<Vec<u8>>);
+
 /// One key waiting.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct Pending {
@@ -117,7 +120,7 @@ impl PendingKeys {
     /// The keys due at `now`, grouped by (view, key columns); groups holding a written key
     /// first: when a sweep found the same row (by its primary key, a different column set) in
     /// the same tick, the drift is the write's, reported with its route.
-    pub(super) fn due(&self, now: i64) -> Vec<((usize, Vec<usize>), Vec<Vec<u8>>)> {
+    pub(super) fn due(&self, now: i64) -> Vec<DueGroup> {
         let mut groups: BTreeMap<(usize, Vec<usize>), Vec<Vec<u8>>> = BTreeMap::new();
         for (k, p) in &self.keys {
             if p.due <= now {
