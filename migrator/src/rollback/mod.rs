@@ -49,6 +49,8 @@ mod write_back;
 
 use std::time::Instant;
 
+use ficus_state::RouteSwitch;
+
 pub use self::options::{ConflictPolicy, RollbackOptions};
 pub use self::report::{Pass, RollbackReport, RowAction, RowChange, TableRollback};
 use self::reverse_verify::reverse_verify;
@@ -59,7 +61,6 @@ use crate::convert::utc_text;
 use crate::drift::{table_views, TableView};
 use crate::error::{DualWriteError, DwResult};
 use crate::plan::Plan;
-use ficus_state::RouteSwitch;
 
 /// Parse `--since` (the one syntax of [`ficus_core::since`]: RFC 3339, a UTC date or
 /// date-time, or an age like `2h`) → µs since 1970.

@@ -1,10 +1,10 @@
 //! What `migrate rollback` did, per pass and per table, and its text for people.
 
+use ficus_state::RouteSwitch;
 use serde::{Deserialize, Serialize};
 
 use super::options::ConflictPolicy;
 use crate::drift::{drift_line, ColumnDiff, Drift};
-use ficus_state::RouteSwitch;
 
 /// What happens to one row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
