@@ -110,7 +110,7 @@ fn migrate_plan_run_verify_status_through_the_binary() {
             .build()
             .unwrap();
         rt.block_on(async {
-            let c = ficus_migrator::run::connect(&url).await.unwrap();
+            let c = ficus_migrator::connect(&url).await.unwrap();
             c.batch_execute("UPDATE tasks SET notes = 'note 1234!' WHERE id = 1234")
                 .await
                 .unwrap();

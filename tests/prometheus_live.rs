@@ -318,7 +318,7 @@ async fn watch_once(m: &Migrator, db_url: &str, proxy_state: &Path) {
     let mut cfg = ficus_migrator::MigrationConfig::default();
     cfg.watch.routes.insert(
         "claims".into(),
-        ficus_migrator::watch::WatchRoute {
+        ficus_migrator::WatchRoute {
             table: Some("tasks".into()),
             column: Some("task_id".into()),
         },

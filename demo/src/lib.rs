@@ -74,7 +74,7 @@ pub enum DemoError {
     #[error("migration: {0}")]
     Migrate(#[from] ficus_migrator::MigrateError),
     #[error("watch or rollback: {0}")]
-    DualWrite(#[from] ficus_migrator::drift::DualWriteError),
+    DualWrite(#[from] ficus_migrator::DualWriteError),
     #[error(transparent)]
     State(#[from] Box<ficus_state::StateError>),
     #[error("proxy: {0}")]

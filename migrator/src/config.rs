@@ -1,5 +1,6 @@
-//! `migration.toml`: settings and per-column overrides. Every field is optional; an empty
-//! file (or none) gives the defaults.
+//! `migration.toml`: settings and per-column overrides of the plan, and the `[watch]` section
+//! read by `migrate watch` and `migrate rollback`. Every field is optional; an empty file (or
+//! none) gives the defaults.
 
 use std::collections::BTreeMap;
 
@@ -23,7 +24,7 @@ pub struct MigrationConfig {
     /// `[watch]`: settings of `migrate watch` and `migrate rollback` (not part of the plan, so
     /// not serialized into its configuration hash).
     #[serde(skip_serializing)]
-    pub watch: crate::watch::WatchConfig,
+    pub watch: WatchConfig,
 }
 
 /// Settings of one table.
@@ -54,6 +55,41 @@ pub struct ColumnConfig {
     pub lossy_utf8: bool,
     /// PostgreSQL default expression, replacing the translated SQLite default.
     pub default: Option<String>,
+}
+
+/// `[watch]` in `migration.toml`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// Per proxy route: which table and column its key names.
+    pub routes: BTreeMap<String, WatchRoute>,
+    /// Per table (SQLite name).
+    pub tables: BTreeMap<String, WatchTable>,
+}
+
+/// Which table and column a route's key names.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchRoute {
+    /// The SQLite table (or its PostgreSQL name).
+    pub table: Option<String>,
+    /// A UNIQUE (or primary key) column of it.
+    pub column: Option<String>,
+}
+
+/// Settings of one watched table.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchTable {
+    /// Not watched (nor written back by rollback).
+    pub skip: bool,
+    /// The column rows are shown by (default: the route's column, else the primary key).
+    pub key: Option<String>,
+    /// Side-local columns (per-side surrogate ids), left out of every comparison; without
+    /// its key the table is compared as a multiset.
+    pub ignore_columns: Vec<String>,
+    /// The change-time column (default: one named `updated_at`, if it is a timestamp).
+    pub updated_at: Option<String>,
 }
 
 impl MigrationConfig {

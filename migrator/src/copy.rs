@@ -78,7 +78,7 @@ fn reader(
             };
             let end = read_rows(
                 &conn,
-                &table,
+                &*table,
                 after.as_ref(),
                 Some(limits.batch_rows),
                 |row| {
@@ -90,7 +90,7 @@ fn reader(
                         if let Err(e) = c.conversion.encode(v, &mut b.tuples) {
                             failed = true;
                             b.quarantine.push(QuarantineRecord::new(
-                                row.key_display(&table),
+                                row.key_display(&*table),
                                 &c.name,
                                 &v,
                                 e.0,

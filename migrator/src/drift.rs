@@ -4,77 +4,31 @@
 //! - [`TableView`]: a table of the plan as the dual-write tools see it — minus side-local
 //!   columns (`ignore_columns`, e.g. an event log's per-side surrogate id: the table is then
 //!   compared as a multiset of rows), with the key rows are shown by (the route's key column,
-//!   else the primary key) and its `updated_at` column if it has one.
+//!   else the primary key) and its `updated_at` column if it has one; [`table_views`] applies
+//!   the `[watch]` settings to every table of a plan.
 //! - Reading rows by key from either side ([`source_rows_by_key`], [`target_rows_by_key`]):
 //!   both give canonical rows ([`crate::rows`]), keyed by the canonical bytes of the key, so a
 //!   row hashes and compares the same whichever engine it came from.
 //! - [`compare`]: the drift between the two versions of one row, classified
 //!   ([`DriftClass`]: `missing_in_new`, `missing_in_legacy`, `value_differs` with the column
-//!   and both values).
-//! - [`DualWriteError`]: the errors of watch and rollback, naming table, key and column.
+//!   and both values), and [`drift_line`], its one line for people.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
+use crate::config::WatchConfig;
 use crate::convert::{canon_field, display_sqlite, PgType};
-use crate::error::MigrateError;
+use crate::error::{DualWriteError, DwResult};
 use crate::introspect::quote_sqlite;
-use crate::plan::{quote_literal, Plan, ReadKey, TablePlan};
+use crate::plan::{quote_literal, Plan, TablePlan};
 use crate::rows::{canon_key_display, canon_source_row, display_canon, scan_target, CanonRow};
+use crate::source::ReadKey;
 use crate::source::{read_rows_where, KeyValue};
 
 /// Keys looked up per query.
 const LOOKUP_BATCH: usize = 400;
-
-/// Errors of `migrate watch` and `migrate rollback`.
-#[derive(Debug, thiserror::Error)]
-pub enum DualWriteError {
-    #[error(transparent)]
-    Migrate(#[from] MigrateError),
-    /// The proxy's state store (its dual-write log).
-    #[error(transparent)]
-    State(#[from] Box<ficus_state::StateError>),
-    #[error("[watch] configuration: {0}")]
-    Config(String),
-    #[error("table {table}: {detail}")]
-    Table { table: String, detail: String },
-    #[error("table {table}, key {key}, column {column}: {detail}")]
-    Value {
-        table: String,
-        key: String,
-        column: String,
-        detail: String,
-    },
-    #[error("writing back to SQLite {}: table {table}, key {key}: {source}", path.display())]
-    WriteBack {
-        path: PathBuf,
-        table: String,
-        key: String,
-        source: Box<rusqlite::Error>,
-    },
-    #[error("opening SQLite {} for writing: {source}", path.display())]
-    OpenLegacy {
-        path: PathBuf,
-        source: Box<rusqlite::Error>,
-    },
-    #[error(transparent)]
-    Since(#[from] ficus_core::since::SinceError),
-    #[error("--since: {0}")]
-    NoSince(String),
-    #[error("report {}: {source}", path.display())]
-    Report {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("internal: {0}")]
-    Internal(String),
-}
-
-/// Result alias of watch and rollback.
-pub type DwResult<T> = std::result::Result<T, DualWriteError>;
 
 /// The drift classes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -89,6 +43,7 @@ pub enum DriftClass {
 }
 
 impl DriftClass {
+    /// All three, in label order.
     pub const ALL: [DriftClass; 3] = [
         DriftClass::MissingInNew,
         DriftClass::MissingInLegacy,
@@ -107,6 +62,7 @@ impl DriftClass {
 /// One differing column.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ColumnDiff {
+    /// The column.
     pub column: String,
     /// The legacy (SQLite) value, as PostgreSQL would hold it after conversion.
     pub legacy: String,
@@ -117,12 +73,16 @@ pub struct ColumnDiff {
 /// One drifting row.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Drift {
+    /// The table (its PostgreSQL name).
     pub table: String,
     /// The row's key as JSON, e.g. `{"task_id":"TASK-101"}`.
     pub key: String,
+    /// How it differs.
     pub class: DriftClass,
+    /// The differing columns (`value_differs`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub columns: Vec<ColumnDiff>,
+    /// Why, when the class alone does not say (e.g. a legacy value that does not convert).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
 }
@@ -285,6 +245,53 @@ impl TableView {
     pub fn row_display(&self, row: &CanonRow) -> String {
         canon_key_display(&self.display, row)
     }
+}
+
+/// The tables of `plan` as the dual-write tools see them (skipped ones left out), with the
+/// `[watch]` settings applied. Also used by rollback.
+pub fn table_views(plan: &Plan, cfg: &WatchConfig) -> DwResult<Vec<TableView>> {
+    for name in cfg.tables.keys() {
+        if plan.table(name).is_none() {
+            return Err(DualWriteError::Config(format!(
+                "tables.{name}: no such table in the plan"
+            )));
+        }
+    }
+    let mut views = Vec::new();
+    for t in &plan.tables {
+        let tc = cfg.tables.get(&t.source_name).cloned().unwrap_or_default();
+        if tc.skip {
+            continue;
+        }
+        let route_col = cfg
+            .routes
+            .values()
+            .find(|r| r.table.as_deref() == Some(&t.source_name))
+            .and_then(|r| r.column.clone());
+        let key = tc.key.clone().or(route_col);
+        views.push(TableView::new(
+            t,
+            &tc.ignore_columns,
+            key.as_deref(),
+            tc.updated_at.as_deref(),
+        )?);
+    }
+    Ok(views)
+}
+
+/// One line for a drifting row.
+pub fn drift_line(d: &Drift) -> String {
+    let mut s = format!("{} {} {}", d.class.as_str(), d.table, d.key);
+    for c in &d.columns {
+        s.push_str(&format!(
+            "; column {}: legacy {} new {}",
+            c.column, c.legacy, c.new
+        ));
+    }
+    if let Some(n) = &d.note {
+        s.push_str(&format!(" ({n})"));
+    }
+    s
 }
 
 /// Key value of a canonical integer or text column.
@@ -571,10 +578,4 @@ pub async fn verify_views(
     )
     .await?;
     Ok(rep.tables)
-}
-
-impl From<ficus_state::StateError> for DualWriteError {
-    fn from(e: ficus_state::StateError) -> DualWriteError {
-        DualWriteError::State(Box::new(e))
-    }
 }

@@ -1,4 +1,5 @@
-//! ficus-migrator: SQLite → PostgreSQL schema plan, resumable backfill, verification.
+//! ficus-migrator: SQLite → PostgreSQL schema plan, resumable backfill, verification, and the
+//! dual-write tools (watch, rollback).
 //!
 //! # Entry points
 //! - [`Plan::build`] introspects and profiles a SQLite file and decides every PostgreSQL type,
@@ -13,52 +14,84 @@
 //!   [`RollbackReport`].
 //!
 //! # Layout
+//! The modules follow the data flow, introspect → profile → plan → copy/run → verify →
+//! watch/rollback, and depend only on modules before them in it (and on the shared ones:
+//! `error`, `config`, `convert`, `source`, `pg`, `metrics`/`progress`). There are no module
+//! cycles; `python3 scripts/module-graph.py migrator` checks it. All modules are private: the API
+//! is what this file re-exports.
+//!
+//! - `error` — [`MigrateError`], [`DualWriteError`]; `config` — `migration.toml`, its
+//!   `[watch]` section included;
+//! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding, display
+//!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
+//! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
+//!   [`ReadKey`]-ordered table; `pg` — PostgreSQL connections;
 //! - `introspect` — what SQLite declares; `profile` — what it stores;
-//! - `plan` — decisions, DDL, report; `config` — `migration.toml` overrides;
-//! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding;
-//! - `source` — read-only SQLite access, source identity, keyset-paginated reads;
-//! - `rows` — canonical rows from either side (reused by the dual-write watch);
-//! - `copy` — one table's reader thread → bounded channel → binary COPY writer;
+//! - `plan` — the plan's types apart from the planner (`types`, `build`, `decide`,
+//!   `defaults`, `constraints`, `ddl`, `report`);
 //! - `checkpoint` — the `ficus` schema: migration, checkpoints, steps; `quarantine`;
-//! - `run`, `verify`, `status` — the commands; `progress`, `metrics` — what they show;
-//! - `watch`, `rollback` — the dual-write commands; `drift` — row comparison by key shared by
-//!   both; `writeback` — the legacy's storage format, PostgreSQL values turned back into it.
+//! - `copy` — one table's reader thread → bounded channel → binary COPY writer; `run` — the
+//!   command; `progress`, `metrics` — what commands show;
+//! - `rows` — canonical rows from either side; `verify`, `status` — the commands;
+//! - `drift` — the dual-write tools' view of a table and row comparison by key;
+//!   `writeback` — the legacy's storage format, PostgreSQL values turned back into it;
+//! - `watch` — `migrate watch` (`options`, `event`, `metrics`, `write_log`, `route_map`,
+//!   `pending`, `sides`, `report`, `sweep`); `rollback` — `migrate rollback` (`options`,
+//!   `scope`, `write_back`, `reverse_verify`, `report`).
 //!
 //! Architecture invariant: a batch's rows, its quarantine records and its checkpoint are
 //! committed in one transaction; nothing else writes data rows. Hence a killed run resumes
 //! with no gap and no duplicate, and a finished one re-runs as a no-op.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod capture;
-pub mod checkpoint;
-pub mod config;
-pub mod convert;
-pub mod copy;
-pub mod drift;
-pub mod error;
+mod checkpoint;
+mod config;
+mod convert;
+mod copy;
+mod drift;
+mod error;
 pub mod follow;
-pub mod introspect;
-pub mod metrics;
-pub mod plan;
-pub mod profile;
-pub mod progress;
-pub mod quarantine;
+mod introspect;
+mod metrics;
+mod pg;
+mod plan;
+mod profile;
+mod progress;
+mod quarantine;
 pub mod repair;
-pub mod rollback;
-pub mod rows;
-pub mod run;
-pub mod source;
-pub mod status;
-pub mod verify;
-pub mod watch;
-pub mod writeback;
+mod rollback;
+mod rows;
+mod run;
+mod source;
+mod status;
+mod verify;
+mod watch;
+mod writeback;
 
-pub use self::config::{ColumnConfig, MigrationConfig, TableConfig};
-pub use self::error::{MigrateError, Result};
+pub use self::config::{
+    ColumnConfig, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
+};
+pub use self::convert::{Conversion, ConvertError, EpochUnit, PgType};
+pub use self::drift::{drift_line, ColumnDiff, Drift, DriftClass};
+pub use self::error::{DualWriteError, DwResult, MigrateError, Result};
 pub use self::metrics::Metrics;
-pub use self::plan::Plan;
+pub use self::pg::connect;
+pub use self::plan::{
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, Step, TablePlan, ViewPlan,
+    PLAN_VERSION,
+};
+pub use self::profile::{ColumnProfile, RejectSample};
 pub use self::progress::Observer;
-pub use self::rollback::{rollback, ConflictPolicy, RollbackOptions, RollbackReport};
-pub use self::run::{plan_for_run, run, RunOptions, RunReport};
-pub use self::status::{status, StatusReport};
-pub use self::verify::{verify, Difference, VerifyOptions, VerifyReport};
-pub use self::watch::{watch, WatchEvent, WatchOptions, WatchSummary};
+pub use self::rollback::{
+    rollback, ConflictPolicy, Pass, RollbackOptions, RollbackReport, RowAction, RowChange,
+    TableRollback,
+};
+pub use self::run::{plan_for_run, run, RunOptions, RunReport, TableRunReport};
+pub use self::source::{ReadKey, SourceIdentity};
+pub use self::status::{status, StatusReport, TableStatus};
+pub use self::verify::{plan_for, verify, Difference, TableVerify, VerifyOptions, VerifyReport};
+pub use self::watch::{watch, FoundBy, WatchEvent, WatchOptions, WatchSummary, GAP_GRACE};
+/// How `migrate rollback` switched routes to legacy (from `ficus-state`).
+pub use ficus_state::RouteSwitch;

@@ -10,12 +10,19 @@ pub const PHASES: [&str; 6] = ["plan", "copy", "postload", "verify", "done", "fa
 
 /// Metric handles (resolved once) and their registry.
 pub struct Metrics {
+    /// The registry every metric below is registered in (served as `/metrics`).
     pub registry: Registry,
+    /// `ficus_migrate_rows_copied_total{table}`.
     pub rows_copied: IntCounterVec,
+    /// `ficus_migrate_rows_quarantined_total{table}`.
     pub rows_quarantined: IntCounterVec,
+    /// `ficus_migrate_rows_per_second{table}`.
     pub rows_per_second: GaugeVec,
+    /// `ficus_migrate_source_rows{table}`.
     pub source_rows: IntGaugeVec,
+    /// `ficus_migrate_phase{phase}`: 1 for the current phase.
     pub phase: IntGaugeVec,
+    /// `ficus_migrate_verify_rows{table,kind}`: the last verify's counts.
     pub verify_rows: IntGaugeVec,
 }
 
@@ -24,6 +31,7 @@ fn err(e: prometheus::Error) -> MigrateError {
 }
 
 impl Metrics {
+    /// A fresh registry with every metric registered.
     pub fn new() -> Result<Metrics> {
         let registry = Registry::new();
         let rows_copied = IntCounterVec::new(

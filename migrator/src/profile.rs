@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::convert::{display_sqlite, parse_datetime, Conversion, DateFormat, EpochUnit};
 use crate::error::Result;
-use crate::plan::TablePlan;
+use crate::source::SourceTable;
 
 /// Samples of unconvertible values kept per column.
 pub const MAX_SAMPLES: usize = 20;
@@ -19,17 +19,26 @@ pub const MAX_SAMPLES: usize = 20;
 /// Profile of one column.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct ColumnProfile {
+    /// NULLs.
     pub nulls: u64,
+    /// Values stored as integers.
     pub integers: u64,
+    /// Values stored as reals.
     pub reals: u64,
+    /// Values stored as text.
     pub texts: u64,
+    /// Values stored as blobs.
     pub blobs: u64,
+    /// Smallest integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int_min: Option<i64>,
+    /// Largest integer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub int_max: Option<i64>,
+    /// Smallest real.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_min: Option<f64>,
+    /// Largest real.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub real_max: Option<f64>,
     /// Non-finite reals (inf, -inf).
@@ -76,6 +85,7 @@ fn is_zero(v: &u64) -> bool {
 }
 
 impl ColumnProfile {
+    /// Values that are not NULL.
     pub fn non_null(&self) -> u64 {
         self.integers + self.reals + self.texts + self.blobs
     }
@@ -88,8 +98,11 @@ impl ColumnProfile {
 /// One value that will not convert.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RejectSample {
+    /// The row's key as JSON.
     pub key: String,
+    /// The value, as shown to people.
     pub value: String,
+    /// Why it does not convert.
     pub reason: String,
 }
 
@@ -103,23 +116,14 @@ pub struct ProfileSpec {
     pub varchar: Option<u32>,
 }
 
-/// Profile every column of `table` in one scan. Returns (row count, per-column profiles).
-pub fn profile_table(
-    conn: &Connection,
-    table: &TablePlan,
-    specs: &[ProfileSpec],
-) -> Result<(u64, Vec<ColumnProfile>)> {
-    profile_range(conn, table, specs, None)
-}
-
 /// Profile the rows of a rowid range `(after, until]` (None: the whole table).
 pub fn profile_range(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     specs: &[ProfileSpec],
     range: Option<(i64, i64)>,
 ) -> Result<(u64, Vec<ColumnProfile>)> {
-    let mut profs = vec![ColumnProfile::default(); table.columns.len()];
+    let mut profs = vec![ColumnProfile::default(); table.column_count()];
     let mut scratch = Vec::with_capacity(256);
     let after = range.map(|(a, _)| crate::source::SourceKey::Rowid(a));
     let end = crate::source::read_rows_until(

@@ -22,6 +22,7 @@ struct TableState {
 
 /// Progress display + metrics of one command.
 pub struct Observer {
+    /// The metrics this observer updates.
     pub metrics: Arc<Metrics>,
     multi: Option<MultiProgress>,
     quiet: bool,
@@ -49,6 +50,7 @@ impl Observer {
         Observer::new(metrics, true)
     }
 
+    /// The command entered `phase` (one of the `ficus_migrate_phase` labels).
     pub fn phase(&self, phase: &str) {
         self.metrics.set_phase(phase);
         self.log(&format!("phase {phase}"));
@@ -104,6 +106,7 @@ impl Observer {
         }
     }
 
+    /// A batch of `table` committed: totals read, copied and quarantined so far.
     pub fn batch(&self, table: &str, read: u64, copied: u64, quarantined: u64) {
         self.metrics
             .rows_copied
@@ -142,6 +145,7 @@ impl Observer {
         }
     }
 
+    /// `table` is copied.
     pub fn table_done(&self, table: &str) {
         let Ok(mut g) = self.tables.lock() else {
             return;

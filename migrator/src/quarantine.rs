@@ -78,31 +78,3 @@ pub async fn keys(
         .ctx("reading ficus.quarantine")?;
     Ok(rows.iter().map(|r| r.get(0)).collect())
 }
-
-/// Quarantine records of a table (at most `limit`).
-pub async fn list(
-    client: &impl GenericClient,
-    schema: &str,
-    table: &str,
-    limit: i64,
-) -> Result<Vec<QuarantineRecord>> {
-    let rows = client
-        .query(
-            "SELECT key, column_name, storage_class, raw_value, raw_display, reason FROM ficus.quarantine \
-             WHERE target_schema = $1 AND table_name = $2 ORDER BY id LIMIT $3",
-            &[&schema, &table, &limit],
-        )
-        .await
-        .ctx("reading ficus.quarantine")?;
-    Ok(rows
-        .iter()
-        .map(|r| QuarantineRecord {
-            key: r.get(0),
-            column: r.get(1),
-            storage_class: r.get(2),
-            raw_value: r.get(3),
-            raw_display: r.get(4),
-            reason: r.get(5),
-        })
-        .collect())
-}

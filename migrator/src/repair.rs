@@ -236,7 +236,7 @@ pub async fn repair(
     })
     .await
     .map_err(|e| MigrateError::Internal(format!("repair thread: {e}")))??;
-    let mut client = crate::run::connect(target).await?;
+    let mut client = crate::pg::connect(target).await?;
     let tx = client.transaction().await.ctx("begin the repair")?;
     crate::follow::apply::apply_deltas(&tx, &plan, &deltas).await?;
     tx.commit().await.ctx("committing the repair")?;

@@ -15,6 +15,7 @@ use crate::checkpoint::{self, Checkpoint};
 use crate::config::MigrationConfig;
 use crate::copy::{copy_table, CopyLimits};
 use crate::error::{MigrateError, PgContext, Result};
+use crate::pg::{connect, pg_message};
 use crate::plan::{Plan, Step};
 use crate::progress::Observer;
 
@@ -51,47 +52,40 @@ impl Default for RunOptions {
 /// What a run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RunReport {
+    /// The target schema.
     pub schema: String,
+    /// The plan's fingerprint.
     pub fingerprint: String,
     /// The migration was already complete: nothing was done.
     pub already_complete: bool,
     /// This run continued an interrupted one.
     pub resumed: bool,
+    /// Per table.
     pub tables: Vec<TableRunReport>,
     /// Post-load steps that failed without failing the run (e.g. an untranslatable CHECK,
     /// a foreign key with orphans, left NOT VALID).
     pub warnings: Vec<String>,
+    /// Rows copied, all runs together.
     pub rows_copied: u64,
+    /// Rows quarantined, all runs together.
     pub rows_quarantined: u64,
+    /// How long this run took.
     pub seconds: f64,
 }
 
 /// Per table outcome (totals over all runs of this migration).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableRunReport {
+    /// The table (its PostgreSQL name).
     pub table: String,
+    /// Rows in the source when it was planned.
     pub source_rows: u64,
+    /// Rows copied, all runs together.
     pub rows_copied: u64,
+    /// Rows quarantined, all runs together.
     pub rows_quarantined: u64,
     /// Rows copied by this run.
     pub copied_now: u64,
-}
-
-/// Connect to the target.
-pub async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(MigrateError::Connect)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("postgres connection closed: {e}");
-        }
-    });
-    client
-        .batch_execute("SET client_min_messages = warning")
-        .await
-        .ctx("session setup")?;
-    Ok(client)
 }
 
 /// The plan to run: the one stored in the target by an earlier (interrupted or finished) run
@@ -408,17 +402,6 @@ async fn run_step(c: &mut Client, schema: &str, s: &Step) -> Result<(Step, StepO
             .ctx("recording a step")?;
             Ok((s.clone(), StepOutcome::Warning(msg)))
         }
-    }
-}
-
-/// The server's message (and detail) of a PostgreSQL error.
-pub(crate) fn pg_message(e: &tokio_postgres::Error) -> String {
-    match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(d) => format!("{} ({d})", db.message()),
-            None => db.message().to_string(),
-        },
-        None => e.to_string(),
     }
 }
 

@@ -1,6 +1,10 @@
 //! Reading the SQLite source: opening it read-only, its identity (for the fingerprint), and
-//! keyset-paginated reads of a table from a key onward. Run, verify (and the dual-write
-//! watch) read rows only through here.
+//! keyset-paginated reads of a table from a key onward. Profile, run, verify (and the
+//! dual-write watch and rollback) read rows only through here.
+//!
+//! What a read needs to know about a table — its name, its read order ([`ReadKey`]), its
+//! columns and key — is the [`SourceTable`] trait, which the plan's table implements: this
+//! module sits below the plan in the data flow and does not depend on it.
 
 use std::path::Path;
 
@@ -11,7 +15,36 @@ use serde::{Deserialize, Serialize};
 use crate::convert::display_bytes;
 use crate::error::{MigrateError, Result, SqliteContext};
 use crate::introspect::quote_sqlite;
-use crate::plan::{ReadKey, TablePlan};
+
+/// How a source table is read in order (and checkpointed).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum ReadKey {
+    /// By rowid (every rowid table), selected under this name.
+    Rowid(String),
+    /// By primary key columns (WITHOUT ROWID tables).
+    Pk(Vec<usize>),
+}
+
+/// What reading a table needs to know about it (the plan's `TablePlan` implements it).
+pub trait SourceTable {
+    /// The table's name in SQLite.
+    fn source_name(&self) -> &str;
+    /// The order rows are read in.
+    fn read_key(&self) -> &ReadKey;
+    /// How many columns a row has.
+    fn column_count(&self) -> usize;
+    /// The SQLite name of column `i`.
+    fn column_name(&self, i: usize) -> &str;
+    /// The primary key columns (indexes into the columns); empty when the table has none.
+    fn key_columns(&self) -> &[usize];
+}
+
+fn quoted_columns(table: &(impl SourceTable + ?Sized)) -> Vec<String> {
+    (0..table.column_count())
+        .map(|i| quote_sqlite(table.column_name(i)))
+        .collect()
+}
 
 /// Open a SQLite file read-only.
 pub fn open_source(path: &Path) -> Result<Connection> {
@@ -49,6 +82,7 @@ pub fn open_source(path: &Path) -> Result<Connection> {
 pub struct SourceIdentity {
     /// Path as given (shown, not fingerprinted: a moved file is the same source).
     pub path: String,
+    /// File size in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since 1970.
     pub mtime_ns: i128,
@@ -186,13 +220,9 @@ impl SourceRow<'_, '_> {
     pub fn value(&self, i: usize) -> ValueRef<'_> {
         self.row.get_ref(i + self.offset).unwrap_or(ValueRef::Null)
     }
-    /// Rowid, for rowid tables.
-    pub fn rowid(&self) -> Option<i64> {
-        self.rowid
-    }
     /// The read-order key of this row.
-    pub fn key(&self, table: &TablePlan) -> SourceKey {
-        match &table.read_key {
+    pub fn key(&self, table: &(impl SourceTable + ?Sized)) -> SourceKey {
+        match table.read_key() {
             ReadKey::Rowid(_) => SourceKey::Rowid(self.rowid.unwrap_or(0)),
             ReadKey::Pk(cols) => SourceKey::Pk(
                 cols.iter()
@@ -202,13 +232,16 @@ impl SourceRow<'_, '_> {
         }
     }
     /// The row's key as people see it: `{"id": 42}` (primary key columns) or `{"rowid": 7}`.
-    pub fn key_display(&self, table: &TablePlan) -> String {
+    pub fn key_display(&self, table: &(impl SourceTable + ?Sized)) -> String {
         let mut m = serde_json::Map::new();
-        if table.key_columns.is_empty() {
+        if table.key_columns().is_empty() {
             m.insert("rowid".into(), self.rowid.unwrap_or(0).into());
         } else {
-            for &c in &table.key_columns {
-                m.insert(table.columns[c].name.clone(), key_json_value(self.value(c)));
+            for &c in table.key_columns() {
+                m.insert(
+                    table.column_name(c).to_string(),
+                    key_json_value(self.value(c)),
+                );
             }
         }
         serde_json::Value::Object(m).to_string()
@@ -230,7 +263,7 @@ pub struct ReadEnd {
 /// count as exhausted).
 pub fn read_rows(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     after: Option<&SourceKey>,
     limit: Option<u64>,
     f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
@@ -241,20 +274,16 @@ pub fn read_rows(
 /// [`read_rows`] stopping at rowid `until` (inclusive; rowid tables only, ignored otherwise).
 pub fn read_rows_until(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     after: Option<&SourceKey>,
     until: Option<i64>,
     limit: Option<u64>,
     mut f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
 ) -> Result<ReadEnd> {
-    let cols: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| quote_sqlite(&c.name))
-        .collect();
-    let tname = quote_sqlite(&table.source_name);
+    let cols = quoted_columns(table);
+    let tname = quote_sqlite(table.source_name());
     let (select, offset, order, cond): (String, usize, String, Option<String>) =
-        match &table.read_key {
+        match table.read_key() {
             ReadKey::Rowid(r) => (
                 format!("{r}, {}", cols.join(", ")),
                 1,
@@ -273,7 +302,7 @@ pub fn read_rows_until(
             }
         };
     let mut conds: Vec<String> = cond.into_iter().collect();
-    if let (Some(u), ReadKey::Rowid(r)) = (until, &table.read_key) {
+    if let (Some(u), ReadKey::Rowid(r)) = (until, table.read_key()) {
         conds.push(format!("{r} <= {u}"));
     }
     let mut sql = format!("SELECT {select} FROM {tname}");
@@ -286,7 +315,7 @@ pub fn read_rows_until(
     if let Some(l) = limit {
         sql.push_str(&format!(" LIMIT {l}"));
     }
-    let mut st = conn.prepare_cached(&sql).table(&table.source_name)?;
+    let mut st = conn.prepare_cached(&sql).table(table.source_name())?;
     let params: Vec<KeyValue> = match after {
         None => Vec::new(),
         Some(SourceKey::Rowid(r)) => vec![KeyValue::Int(*r)],
@@ -294,13 +323,13 @@ pub fn read_rows_until(
     };
     let mut rows = st
         .query(rusqlite::params_from_iter(params.iter()))
-        .table(&table.source_name)?;
+        .table(table.source_name())?;
     let mut n = 0u64;
     let mut last: Option<SourceKey> = None;
     let mut stopped = false;
-    while let Some(row) = rows.next().table(&table.source_name)? {
+    while let Some(row) = rows.next().table(table.source_name())? {
         let rowid = if offset == 1 {
-            Some(row.get::<_, i64>(0).table(&table.source_name)?)
+            Some(row.get::<_, i64>(0).table(table.source_name())?)
         } else {
             None
         };
@@ -327,17 +356,13 @@ pub fn read_rows_until(
 /// dual-write watch and rollback read rows by key or by `updated_at` through here.
 pub fn read_rows_where(
     conn: &Connection,
-    table: &TablePlan,
+    table: &(impl SourceTable + ?Sized),
     cond: &str,
     params: &[KeyValue],
     mut f: impl FnMut(&SourceRow<'_, '_>) -> Result<bool>,
 ) -> Result<u64> {
-    let cols: Vec<String> = table
-        .columns
-        .iter()
-        .map(|c| quote_sqlite(&c.name))
-        .collect();
-    let (select, offset, order) = match &table.read_key {
+    let cols = quoted_columns(table);
+    let (select, offset, order) = match table.read_key() {
         ReadKey::Rowid(r) => (format!("{r}, {}", cols.join(", ")), 1, r.clone()),
         ReadKey::Pk(pk) => {
             let names: Vec<&str> = pk.iter().map(|i| cols[*i].as_str()).collect();
@@ -346,16 +371,16 @@ pub fn read_rows_where(
     };
     let sql = format!(
         "SELECT {select} FROM {} WHERE {cond} ORDER BY {order}",
-        quote_sqlite(&table.source_name)
+        quote_sqlite(table.source_name())
     );
-    let mut st = conn.prepare(&sql).table(&table.source_name)?;
+    let mut st = conn.prepare(&sql).table(table.source_name())?;
     let mut rows = st
         .query(rusqlite::params_from_iter(params.iter()))
-        .table(&table.source_name)?;
+        .table(table.source_name())?;
     let mut n = 0u64;
-    while let Some(row) = rows.next().table(&table.source_name)? {
+    while let Some(row) = rows.next().table(table.source_name())? {
         let rowid = if offset == 1 {
-            Some(row.get::<_, i64>(0).table(&table.source_name)?)
+            Some(row.get::<_, i64>(0).table(table.source_name())?)
         } else {
             None
         };

@@ -5,18 +5,24 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::error::{MigrateError, PgContext, Result};
-use crate::run::connect;
+use crate::pg::connect;
 
 /// State of one migration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StatusReport {
+    /// The target schema.
     pub schema: String,
+    /// The plan's fingerprint.
     pub fingerprint: String,
+    /// The SQLite file it was started from.
     pub source_path: String,
     /// `copy`, `postload` or `done`.
     pub phase: String,
+    /// When the migration started.
     pub started_at: String,
+    /// When it finished.
     pub finished_at: Option<String>,
+    /// Per table.
     pub tables: Vec<TableStatus>,
     /// Post-load steps that did not apply (reported, not retried).
     pub failed_steps: Vec<String>,
@@ -29,15 +35,23 @@ pub struct StatusReport {
 /// State of one table.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TableStatus {
+    /// The table (its PostgreSQL name).
     pub table: String,
+    /// Rows in the source when it was planned.
     pub source_rows: u64,
+    /// Rows copied.
     pub rows_copied: u64,
+    /// Rows quarantined.
     pub rows_quarantined: u64,
+    /// Every row is copied.
     pub copy_done: bool,
     /// Last key read, as stored.
     pub last_checkpoint: Option<String>,
+    /// When the checkpoint was written.
     pub checkpoint_at: String,
+    /// When it was last verified.
     pub verified_at: Option<String>,
+    /// Whether that verification was clean.
     pub verified_clean: Option<bool>,
     /// missing / extra / differs of the last verification.
     pub verify_summary: Option<String>,

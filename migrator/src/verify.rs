@@ -18,13 +18,13 @@ use serde::{Deserialize, Serialize};
 
 use crate::checkpoint;
 use crate::error::{MigrateError, PgContext, Result};
+use crate::pg::connect;
 use crate::plan::{Plan, TablePlan};
 use crate::progress::Observer;
 use crate::quarantine;
 use crate::rows::{
     canon_key_display, display_canon, scan_source, scan_target, CanonRow, SourceItem,
 };
-use crate::run::connect;
 
 /// Options of verify.
 #[derive(Debug, Clone)]
@@ -59,17 +59,26 @@ impl Default for VerifyOptions {
 pub enum Difference {
     /// In SQLite, not in PostgreSQL (and not quarantined).
     MissingInTarget {
+        /// The row's key as JSON.
         key: String,
+        /// Why it is not in the target, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         reason: Option<String>,
     },
     /// In PostgreSQL, not in SQLite.
-    ExtraInTarget { key: String },
+    ExtraInTarget {
+        /// The row's key as JSON.
+        key: String,
+    },
     /// Both have the row; this column differs.
     ValueDiffers {
+        /// The row's key as JSON.
         key: String,
+        /// The column.
         column: String,
+        /// The value SQLite holds, converted.
         source: String,
+        /// The value PostgreSQL holds.
         target: String,
     },
 }
@@ -77,31 +86,44 @@ pub enum Difference {
 /// Verify result of one table.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TableVerify {
+    /// The table (its PostgreSQL name).
     pub table: String,
+    /// No difference.
     pub clean: bool,
+    /// Rows in SQLite.
     pub source_rows: u64,
+    /// Rows in PostgreSQL.
     pub target_rows: u64,
     /// Source rows that do not convert and are in ficus.quarantine.
     pub quarantined: u64,
+    /// Rows missing in the target.
     pub missing: u64,
+    /// Rows only the target has.
     pub extra: u64,
     /// Rows with at least one differing column.
     pub differs: u64,
+    /// Chunks the rows were spread over.
     pub chunks: usize,
+    /// Chunks whose checksums differed.
     pub mismatched_chunks: usize,
     /// Up to `max_listed` differences.
     pub differences: Vec<Difference>,
     /// Mismatching chunks held more rows than could be narrowed down.
     pub truncated: bool,
+    /// How long it took.
     pub seconds: f64,
 }
 
 /// Verify result of the whole migration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VerifyReport {
+    /// The target schema.
     pub schema: String,
+    /// No table differs.
     pub clean: bool,
+    /// Per table.
     pub tables: Vec<TableVerify>,
+    /// How long it took.
     pub seconds: f64,
 }
 
@@ -415,7 +437,7 @@ async fn verify_table(
                 if let SourceItem::Row(r) = item {
                     if bad2[chunk_of(&t2, r, r.hash(), n)] {
                         if nr.rows.len() < cap {
-                            nr.rows.push((row.key_display(&t2), r.clone()));
+                            nr.rows.push((row.key_display(&*t2), r.clone()));
                         } else {
                             nr.overflow = true;
                         }

@@ -15,16 +15,15 @@
 use rusqlite::types::{Value, ValueRef};
 use rusqlite::Connection;
 
-use crate::convert::{canon_field, civil_from_days, EpochUnit, PgType};
+use crate::convert::{
+    canon_field, date_text, hms, split_us, utc_text, EpochUnit, PgType, PG_EPOCH_DAYS, PG_EPOCH_US,
+};
 use crate::error::{Result, SqliteContext};
 use crate::introspect::quote_sqlite;
-use crate::plan::{ReadKey, TablePlan};
+use crate::plan::TablePlan;
 use crate::profile::ColumnProfile;
-use crate::source::KeyValue;
+use crate::source::{KeyValue, ReadKey};
 
-/// Microseconds from 1970-01-01 to 2000-01-01 (PostgreSQL's epoch).
-const PG_EPOCH_US: i64 = 946_684_800_000_000;
-const DAY_US: i64 = 86_400_000_000;
 /// Date/time text values sampled per column to learn their shape.
 const SAMPLES: usize = 200;
 
@@ -154,26 +153,6 @@ impl TextShape {
         s.push_str(&self.zone);
         s
     }
-}
-
-fn split_us(unix_us: i64) -> (String, i64) {
-    let (y, m, d) = civil_from_days(unix_us.div_euclid(DAY_US));
-    (format!("{y:04}-{m:02}-{d:02}"), unix_us.rem_euclid(DAY_US))
-}
-
-fn hms(t: i64) -> String {
-    format!(
-        "{:02}:{:02}:{:02}",
-        t / 3_600_000_000,
-        t / 60_000_000 % 60,
-        t / 1_000_000 % 60
-    )
-}
-
-/// `YYYY-MM-DD HH:MM:SS.ffffff` (UTC) of microseconds since 1970.
-pub fn utc_text(unix_us: i64) -> String {
-    let (date, t) = split_us(unix_us);
-    format!("{date} {}.{:06}", hms(t), t % 1_000_000)
 }
 
 /// How the legacy stores each column of one table (plan column order).
@@ -502,8 +481,7 @@ fn candidates(
                     .and_then(|s| s.try_into().ok())
                     .ok_or("truncated date")?,
             ));
-            let (y, m, d) = civil_from_days(days + 10_957);
-            vec![Value::Text(format!("{y:04}-{m:02}-{d:02}"))]
+            vec![Value::Text(date_text(days + PG_EPOCH_DAYS))]
         }
         PgType::Time => {
             let t = be_i64(body)?;

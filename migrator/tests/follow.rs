@@ -54,13 +54,14 @@ fn capture_records_keys_and_remove_restores_the_schema() {
     let src = sqlite(&d, SCHEMA);
     let before = schema_dump(&src);
     let plan = build_plan(&src, &MigrationConfig::default());
-    let Installed::Created { tables } = capture::install(&src, &plan).unwrap() else {
+    let Installed::Created { tables } = capture::install(&src, &plan.capture_tables()).unwrap()
+    else {
         panic!("not created")
     };
     assert_eq!(tables, ["teams", "people", "tags", "log"]);
     // Idempotent.
     assert!(matches!(
-        capture::install(&src, &plan).unwrap(),
+        capture::install(&src, &plan.capture_tables()).unwrap(),
         Installed::AlreadyThere { .. }
     ));
     exec(
@@ -110,7 +111,9 @@ fn install_refuses_a_name_it_would_take() {
         "CREATE TABLE t (id INTEGER PRIMARY KEY); CREATE TABLE _ficus_changes (x);",
     );
     let plan = build_plan(&src, &MigrationConfig::default());
-    let e = capture::install(&src, &plan).unwrap_err().to_string();
+    let e = capture::install(&src, &plan.capture_tables())
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("table _ficus_changes already exists"), "{e}");
     assert!(e.contains(&src.display().to_string()), "{e}");
 }
@@ -126,7 +129,7 @@ async fn follow_once(plan: &Plan, src: &Path, url: &str) -> follow::FollowSummar
 
 async fn capture_and_copy(src: &Path, url: &str) -> Plan {
     let plan0 = build_plan(src, &MigrationConfig::default());
-    capture::install(src, &plan0).unwrap();
+    capture::install(src, &plan0.capture_tables()).unwrap();
     let plan = ficus_migrator::plan_for_run(src, url, "public", &MigrationConfig::default())
         .await
         .unwrap();

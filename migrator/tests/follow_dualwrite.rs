@@ -26,7 +26,9 @@ async fn mirrored_writes_after_follow(settle: Duration) -> bool {
     let cfg = MigrationConfig::default();
     ficus_migrator::capture::install(
         &db,
-        &ficus_migrator::Plan::build(&db, &cfg, "public").unwrap(),
+        &ficus_migrator::Plan::build(&db, &cfg, "public")
+            .unwrap()
+            .capture_tables(),
     )
     .unwrap();
     let plan = ficus_migrator::plan_for_run(&db, &pg.url, "public", &cfg)

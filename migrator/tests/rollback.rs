@@ -10,8 +10,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use dualwrite::{record, stamp, DualWrite, Env, Http, BASE_CONFIG};
-use ficus_migrator::rollback::{RouteSwitch, RowAction};
 use ficus_migrator::{ConflictPolicy, RollbackOptions};
+use ficus_migrator::{RouteSwitch, RowAction};
 use ficus_proxy::{LegacySwitch, StateLocation};
 use ficus_state::{Change, RolloutStore};
 

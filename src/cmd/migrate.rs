@@ -243,7 +243,7 @@ fn repair(r: RepairArgs) -> anyhow::Result<i32> {
     let obs = observer(c)?;
     let rt = super::runtime()?;
     let rep = rt.block_on(async {
-        let plan = ficus_migrator::verify::plan_for(src, tgt, &c.schema, &cfg).await?;
+        let plan = ficus_migrator::plan_for(src, tgt, &c.schema, &cfg).await?;
         let opts = ficus_migrator::repair::RepairOptions {
             table: r.table.clone(),
             dry_run: r.dry_run,
@@ -276,7 +276,7 @@ fn capture(a: CaptureArgs) -> anyhow::Result<i32> {
                 None => MigrationConfig::default(),
             };
             let plan = Plan::build(&c.source, &cfg, &c.schema)?;
-            let r = ficus_migrator::capture::install(&c.source, &plan)?;
+            let r = ficus_migrator::capture::install(&c.source, &plan.capture_tables())?;
             let text = match &r {
                 ficus_migrator::capture::Installed::Created { tables } => format!(
                     "capture installed on {}: change log _ficus_changes, triggers on {} table(s): {}\n",
@@ -444,7 +444,10 @@ async fn install_capture(
     let (s, c, sc) = (src.to_path_buf(), cfg.clone(), schema.to_string());
     let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
         let plan = Plan::build(&s, &c, &sc)?;
-        Ok(ficus_migrator::capture::install(&s, &plan)?)
+        Ok(ficus_migrator::capture::install(
+            &s,
+            &plan.capture_tables(),
+        )?)
     })
     .await??;
     if let ficus_migrator::capture::Installed::Created { tables } = installed {
@@ -575,7 +578,7 @@ fn verify(c: Common) -> anyhow::Result<i32> {
     let rt = super::runtime()?;
     let rep = rt.block_on(async {
         let server = serve_metrics(&c, &obs).await?;
-        let plan = ficus_migrator::verify::plan_for(src, tgt, &c.schema, &cfg).await?;
+        let plan = ficus_migrator::plan_for(src, tgt, &c.schema, &cfg).await?;
         let opts = VerifyOptions {
             jobs: c.jobs,
             ..VerifyOptions::default()

@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use ficus_migrator::drift::DriftClass;
+use ficus_migrator::DriftClass;
 use ficus_migrator::{Metrics, WatchOptions, WatchSummary};
 
 use crate::narrator::Narrator;
@@ -65,7 +65,7 @@ async fn watch_once(
         n.say(format!("warning: {w}"));
     }
     for d in &s.drift {
-        n.say(ficus_migrator::watch::drift_line(d));
+        n.say(ficus_migrator::drift_line(d));
     }
     if let Some(last) = s.text().lines().last() {
         n.say(last);
@@ -153,8 +153,7 @@ pub async fn injected_drift(n: &mut Narrator<'_>, stage: &Stage) -> Result<(), D
     // Legacy is the source of truth while it is primary: make PostgreSQL hold what SQLite
     // holds, row by row, for every difference verify finds.
     n.cli("ficus migrate repair --source legacy.db --table tasks   # --dry-run lists first");
-    let plan =
-        ficus_migrator::verify::plan_for(&db, &stage.pg_url, "public", &stage.migration).await?;
+    let plan = ficus_migrator::plan_for(&db, &stage.pg_url, "public", &stage.migration).await?;
     let obs = std::sync::Arc::new(ficus_migrator::Observer::silent());
     let opts = ficus_migrator::repair::RepairOptions {
         table: Some("tasks".into()),

@@ -154,9 +154,11 @@ pub async fn live_migration(
     };
     let installed = {
         let db = db.clone();
-        tokio::task::spawn_blocking(move || ficus_migrator::capture::install(&db, &plan0))
-            .await?
-            .map_err(|e| DemoError::Step(e.to_string()))?
+        tokio::task::spawn_blocking(move || {
+            ficus_migrator::capture::install(&db, &plan0.capture_tables())
+        })
+        .await?
+        .map_err(|e| DemoError::Step(e.to_string()))?
     };
     if let ficus_migrator::capture::Installed::Created { tables } = installed {
         n.say(format!(

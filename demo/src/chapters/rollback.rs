@@ -3,8 +3,8 @@
 //! the legacy's format, verifies it in reverse, and sets every route to legacy through the
 //! admin API — and a task created on the new side is then served by legacy.
 
-use ficus_migrator::rollback::{RollbackReport, RouteSwitch};
 use ficus_migrator::RollbackOptions;
+use ficus_migrator::{RollbackReport, RouteSwitch};
 
 use crate::narrator::Narrator;
 use crate::proxy_config::{Phase, Writes};
@@ -121,9 +121,8 @@ fn tell(n: &mut Narrator<'_>, r: &RollbackReport) {
             if t.differences.is_empty() { "clean" } else { "DIFFERENT" }
         ));
     }
-    let count = |f: fn(&ficus_migrator::rollback::TableRollback) -> u64| -> u64 {
-        r.pass.tables.iter().map(f).sum()
-    };
+    let count =
+        |f: fn(&ficus_migrator::TableRollback) -> u64| -> u64 { r.pass.tables.iter().map(f).sum() };
     n.say(format!(
         "SQLite: {} rows inserted, {} updated in one transaction; reverse verify {}",
         count(|t| t.inserted),

@@ -2,8 +2,12 @@
 
 use rusqlite::{Connection, OptionalExtension};
 
-use super::{LOG_TABLE, META_TABLE};
-use crate::introspect::quote_sqlite;
+use crate::introspect::{quote_literal, quote_sqlite};
+
+/// The change-log table.
+pub const LOG_TABLE: &str = "_ficus_changes";
+/// The table describing the installed capture.
+pub const META_TABLE: &str = "_ficus_capture";
 
 /// Version of the capture objects (in `_ficus_capture`).
 const VERSION: &str = "1";
@@ -81,7 +85,7 @@ pub(super) fn objects_for(tables: &[(String, Vec<String>)]) -> Vec<(String, Stri
     let mut out = Vec::new();
     for (t, key) in tables {
         let qt = quote_sqlite(t);
-        let lit = crate::plan::quote_literal(t);
+        let lit = quote_literal(t);
         let (new_k, old_k) = (key_expr("NEW", key), key_expr("OLD", key));
         let changed = if key.is_empty() {
             "NULL".to_string()

@@ -2,7 +2,7 @@
 
 use rusqlite::Connection;
 
-use super::LOG_TABLE;
+use super::ddl::LOG_TABLE;
 
 /// What happened to a row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

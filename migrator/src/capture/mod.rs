@@ -29,14 +29,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use serde::Serialize;
 
-use crate::plan::Plan;
-
 pub use self::log::{Change, ChangeLog, Op, PendingStats};
 
-/// The change-log table.
-pub const LOG_TABLE: &str = "_ficus_changes";
-/// The table describing the installed capture.
-pub const META_TABLE: &str = "_ficus_capture";
+pub use self::ddl::{LOG_TABLE, META_TABLE};
 /// Prefix of every object capture creates (introspection and the fingerprint ignore them).
 pub const PREFIX: &str = "_ficus_";
 /// How long capture waits for the app's locks before giving up.
@@ -171,26 +166,13 @@ pub fn open_rw(path: &Path) -> Result<Connection, CaptureError> {
     Ok(conn)
 }
 
-/// The tables the plan migrates, with their key columns (empty: no key).
-fn planned(plan: &Plan) -> Vec<(String, Vec<String>)> {
-    plan.tables
-        .iter()
-        .map(|t| {
-            (
-                t.source_name.clone(),
-                t.key_columns
-                    .iter()
-                    .map(|&c| t.columns[c].name.clone())
-                    .collect(),
-            )
-        })
-        .collect()
-}
+/// A table to capture: its name and its key columns (empty: no key — the follower re-copies
+/// the table whole when it changed). `Plan::capture_tables` gives them for a plan.
+pub type CapturedTable = (String, Vec<String>);
 
-/// Installs capture for every table of `plan` (idempotent).
-pub fn install(path: &Path, plan: &Plan) -> Result<Installed, CaptureError> {
+/// Installs capture on `tables` (idempotent).
+pub fn install(path: &Path, tables: &[CapturedTable]) -> Result<Installed, CaptureError> {
     let mut conn = open_rw(path)?;
-    let tables = planned(plan);
     let names: Vec<String> = tables.iter().map(|(t, _)| t.clone()).collect();
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -199,7 +181,7 @@ pub fn install(path: &Path, plan: &Plan) -> Result<Installed, CaptureError> {
             "begin (waiting for the app's write lock)",
         ))?;
     let existing = ddl::objects(&tx).map_err(CaptureError::sqlite(path, "read the schema"))?;
-    let ours = ddl::objects_for(&tables);
+    let ours = ddl::objects_for(tables);
     if let Some(meta) =
         ddl::read_meta(&tx).map_err(CaptureError::sqlite(path, "read _ficus_capture"))?
     {
@@ -296,11 +278,11 @@ pub fn remove(path: &Path) -> Result<Vec<String>, CaptureError> {
 
 /// The state of capture on the source at `path` (read-only).
 pub fn status(path: &Path) -> Result<CaptureStatus, CaptureError> {
-    let conn = crate::source::open_source(path).map_err(|e| CaptureError::Sqlite {
-        path: path.to_path_buf(),
-        what: e.to_string(),
-        source: rusqlite::Error::InvalidQuery,
-    })?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(CaptureError::sqlite(path, "open read-only"))?;
     status_on(&conn, path)
 }
 

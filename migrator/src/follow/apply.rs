@@ -233,7 +233,7 @@ async fn replace_rows(
             "follow: table {schema}.{}: {} — rows swapped a unique value, and foreign key(s) {} \
              cascade deletes from it, so the rows cannot be replaced; the round is retried",
             t.name,
-            crate::run::pg_message(cause),
+            crate::pg::pg_message(cause),
             cascading.join(", ")
         )));
     }

@@ -257,7 +257,7 @@ async fn begin(
 
 /// Resets the follower's record to position 0 of `epoch` (after a fresh snapshot copy).
 pub async fn reset(target: &str, schema: &str, epoch: &str) -> Result<()> {
-    let client = crate::run::connect(target).await?;
+    let client = crate::pg::connect(target).await?;
     state::ensure(&client).await?;
     state::begin(&client, schema, epoch).await
 }
@@ -330,7 +330,7 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
             detail: "change capture is not installed (run `ficus migrate capture install`)".into(),
         })?
     };
-    let mut client = crate::run::connect(&opts.target).await?;
+    let mut client = crate::pg::connect(&opts.target).await?;
     let (mut position, fks) = begin(&client, plan, &epoch).await?;
     trimmer.advance(position);
     metrics.position.set(position);
@@ -493,7 +493,7 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
                     error: e.to_string(),
                 });
                 if client.is_closed() {
-                    if let Ok(c) = crate::run::connect(&opts.target).await {
+                    if let Ok(c) = crate::pg::connect(&opts.target).await {
                         client = c;
                     }
                 }

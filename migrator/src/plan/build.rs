@@ -1,0 +1,228 @@
+//! The planner: introspect the SQLite file, profile every table (in parallel, big rowid
+//! tables cut into ranges), decide every column ([`super::decide`]), then the keys,
+//! constraints and views ([`super::constraints`]) — and whether a stored plan is still valid
+//! for the source and configuration it was built from.
+
+use std::path::Path;
+
+use super::constraints::{fk_plans, index_and_check_plans};
+use super::ddl::qualified;
+use super::decide::{decide_columns, prepare_table};
+use super::types::{Plan, TablePlan, ViewPlan, PLAN_VERSION};
+use crate::config::MigrationConfig;
+use crate::error::{MigrateError, Result};
+use crate::introspect::{introspect, quote_sqlite, view_select, TableInfo};
+use crate::profile::{profile_range, ColumnProfile, ProfileSpec};
+use crate::source::{open_source, ReadKey, SourceIdentity};
+
+fn config_hash(config: &MigrationConfig) -> String {
+    let json = serde_json::to_vec(config).unwrap_or_default();
+    format!("{:032x}", xxhash_rust::xxh3::xxh3_128(&json))
+}
+
+/// Row count and column profiles of one table (or range).
+type Profiled = Result<(u64, Vec<ColumnProfile>)>;
+
+impl Plan {
+    /// Introspect and profile `source`, and decide everything (a dry run: nothing is written).
+    pub fn build(source: &Path, config: &MigrationConfig, schema: &str) -> Result<Plan> {
+        if schema == "ficus" {
+            return Err(MigrateError::Config {
+                path: "--schema".into(),
+                detail: "the ficus schema holds the migrator's own state; choose another".into(),
+            });
+        }
+        let conn = open_source(source)?;
+        let identity = SourceIdentity::of(source, &conn)?;
+        let src = introspect(&conn)?;
+        let mut warnings = Vec::new();
+        if !src.triggers.is_empty() {
+            warnings.push(format!(
+                "triggers are not migrated: {}",
+                src.triggers.join(", ")
+            ));
+        }
+        let mut prepared: Vec<(TableInfo, TablePlan, Vec<ProfileSpec>)> = Vec::new();
+        for t in &src.tables {
+            let tc = config.tables.get(&t.name);
+            if tc.is_some_and(|c| c.skip) {
+                warnings.push(format!("table {} skipped by configuration", t.name));
+                continue;
+            }
+            let (tp, specs) = prepare_table(t, config, &conn)?;
+            prepared.push((t.clone(), tp, specs));
+        }
+        drop(conn);
+
+        // Profile in parallel: rowid tables are cut into ranges of ~200k rowids, so one big
+        // table does not leave the other core idle.
+        let mut units: Vec<(usize, Option<(i64, i64)>)> = Vec::new();
+        {
+            let conn = open_source(source)?;
+            for (ti, (info, tp, _)) in prepared.iter().enumerate() {
+                let ReadKey::Rowid(r) = &tp.read_key else {
+                    units.push((ti, None));
+                    continue;
+                };
+                let (lo, hi): (Option<i64>, Option<i64>) = conn
+                    .query_row(
+                        &format!(
+                            "SELECT min({r}), max({r}) FROM {}",
+                            quote_sqlite(&info.name)
+                        ),
+                        [],
+                        |row| Ok((row.get(0)?, row.get(1)?)),
+                    )
+                    .map_err(|source| MigrateError::Source {
+                        table: info.name.clone(),
+                        source,
+                    })?;
+                match (lo, hi) {
+                    (Some(lo), Some(hi)) if (hi as i128 - lo as i128) > 300_000 => {
+                        let span = (hi as i128 - lo as i128 + 1) as f64;
+                        let parts = (span / 200_000.0).ceil().min(64.0) as i128;
+                        let step = (hi as i128 - lo as i128 + 1) / parts + 1;
+                        let mut after = lo as i128 - 1;
+                        while after < hi as i128 {
+                            let until = (after + step).min(hi as i128);
+                            units.push((ti, Some((after as i64, until as i64))));
+                            after = until;
+                        }
+                    }
+                    _ => units.push((ti, None)),
+                }
+            }
+        }
+        let results: Vec<Profiled> = {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            let slots: Vec<std::sync::Mutex<Option<Profiled>>> =
+                units.iter().map(|_| std::sync::Mutex::new(None)).collect();
+            let workers = std::thread::available_parallelism()
+                .map_or(2, |n| n.get())
+                .clamp(1, 4);
+            std::thread::scope(|s| {
+                for _ in 0..workers.min(units.len().max(1)) {
+                    s.spawn(|| loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some((ti, range)) = units.get(i) else {
+                            break;
+                        };
+                        let (_, tp, specs) = &prepared[*ti];
+                        let r =
+                            open_source(source).and_then(|c| profile_range(&c, tp, specs, *range));
+                        if let Ok(mut g) = slots[i].lock() {
+                            *g = Some(r);
+                        }
+                    });
+                }
+            });
+            let mut per_table: Vec<Option<Profiled>> = prepared.iter().map(|_| None).collect();
+            for ((ti, _), m) in units.iter().zip(slots) {
+                let r =
+                    m.into_inner().ok().flatten().unwrap_or_else(|| {
+                        Err(MigrateError::Internal("profiling thread died".into()))
+                    });
+                per_table[*ti] = Some(match (per_table[*ti].take(), r) {
+                    (None, r) => r,
+                    (Some(Err(e)), _) | (Some(Ok(_)), Err(e)) => Err(e),
+                    (Some(Ok((n, mut a))), Ok((m, b))) => {
+                        for (x, y) in a.iter_mut().zip(b) {
+                            x.merge(y);
+                        }
+                        Ok((n + m, a))
+                    }
+                });
+            }
+            per_table
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|| Err(MigrateError::Internal("table not profiled".into())))
+                })
+                .collect()
+        };
+
+        let widen_over = config.widen_over.unwrap_or(0.5);
+        let mut tables = Vec::new();
+        let mut infos = Vec::new();
+        for ((info, mut tp, _), r) in prepared.into_iter().zip(results) {
+            let (rows, profs) = r?;
+            tp.rows = rows;
+            decide_columns(&info, &mut tp, profs, config, widen_over, &mut warnings);
+            tables.push(tp);
+            infos.push(info);
+        }
+        for (info, i) in infos.iter().zip(0..tables.len()) {
+            let (idx, checks) = index_and_check_plans(info, &tables[i], schema);
+            tables[i].indexes = idx;
+            tables[i].checks = checks;
+        }
+        for i in 0..tables.len() {
+            let fks = fk_plans(
+                &infos[i],
+                &tables[i],
+                &infos,
+                &tables,
+                schema,
+                &mut warnings,
+            );
+            tables[i].foreign_keys = fks;
+        }
+        let views = src
+            .views
+            .iter()
+            .filter_map(|v| match view_select(&v.sql) {
+                Some(sel) => Some(ViewPlan {
+                    name: v.name.clone(),
+                    sql: format!(
+                        "CREATE OR REPLACE VIEW {} AS {}",
+                        qualified(schema, &v.name),
+                        sel
+                    ),
+                }),
+                None => {
+                    warnings.push(format!(
+                        "view {}: cannot read its SELECT; not migrated",
+                        v.name
+                    ));
+                    None
+                }
+            })
+            .collect();
+        let mut plan = Plan {
+            version: PLAN_VERSION,
+            source: identity,
+            schema: schema.to_string(),
+            fingerprint: String::new(),
+            config_hash: config_hash(config),
+            tables,
+            views,
+            warnings,
+        };
+        plan.fingerprint = plan.compute_fingerprint();
+        Ok(plan)
+    }
+
+    /// Whether this (stored) plan still describes `source` under `config`: same file content
+    /// identity, same configuration, same schema — so it need not be profiled again.
+    pub fn still_valid_for(
+        &self,
+        source: &Path,
+        config: &MigrationConfig,
+        schema: &str,
+    ) -> Result<bool> {
+        let conn = open_source(source)?;
+        let id = SourceIdentity::of(source, &conn)?;
+        let same = |a: &SourceIdentity, b: &SourceIdentity| {
+            a.size == b.size
+                && a.mtime_ns == b.mtime_ns
+                && a.change_counter == b.change_counter
+                && a.schema_hash == b.schema_hash
+                && a.capture_epoch == b.capture_epoch
+        };
+        Ok(self.version == PLAN_VERSION
+            && self.schema == schema
+            && self.config_hash == config_hash(config)
+            && same(&self.source, &id)
+            && self.fingerprint == self.compute_fingerprint())
+    }
+}

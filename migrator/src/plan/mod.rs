@@ -1,0 +1,26 @@
+//! The migration plan: for each table, the PostgreSQL type and conversion of every column
+//! (from the declared type, the profile of stored values and the config overrides), defaults,
+//! keys, constraints, indexes, foreign keys, views; the DDL; and the human report saying each
+//! decision and each value that will not convert. `plan` prints it; `run` executes it.
+//!
+//! - `types` — the plan itself, apart from the planner: what is stored in the target and
+//!   read by every later command;
+//! - `build` — the planner: introspect, profile, decide, assemble ([`Plan::build`]); whether a
+//!   stored plan is still valid;
+//! - `decide` — each column's type and conversion; `defaults` — SQLite defaults translated;
+//! - `constraints` — keys, UNIQUE, indexes, CHECKs and foreign keys;
+//! - `ddl` — CREATE TABLE, the post-load steps, `COPY`, quoting;
+//! - `report` — the human report.
+
+mod build;
+mod constraints;
+mod ddl;
+mod decide;
+mod defaults;
+mod report;
+mod types;
+
+pub use self::ddl::{qualified, quote_literal, Step};
+pub use self::types::{
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, TablePlan, ViewPlan, PLAN_VERSION,
+};

@@ -1,0 +1,141 @@
+//! The human report of a plan: each table's key and read order, each column's decision with
+//! what the profile found, each value that will not convert (sampled), the constraints, notes
+//! and warnings — what `migrate plan` prints.
+
+use std::fmt::Write as _;
+
+use super::types::Plan;
+use crate::source::ReadKey;
+
+impl Plan {
+    /// The human report: each decision and each value that will not convert (sampled).
+    pub fn report(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "source {} ({} bytes) → schema {}  fingerprint {}",
+            self.source.path,
+            self.source.size,
+            self.schema,
+            &self.fingerprint[..16.min(self.fingerprint.len())]
+        );
+        for t in &self.tables {
+            let key = if t.key_columns.is_empty() {
+                "no primary key (rows compared as a multiset by verify)".to_string()
+            } else {
+                format!(
+                    "primary key ({})",
+                    t.key_columns
+                        .iter()
+                        .map(|c| t.columns[*c].name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            let read = match &t.read_key {
+                ReadKey::Rowid(_) => "read by rowid",
+                ReadKey::Pk(_) => "WITHOUT ROWID, read by primary key",
+            };
+            let _ = writeln!(
+                s,
+                "\ntable {} → {}.{}: {} rows, {key}, {read}",
+                t.source_name, self.schema, t.name, t.rows
+            );
+            for c in &t.columns {
+                let nn = if c.conversion.not_null {
+                    " NOT NULL"
+                } else {
+                    ""
+                };
+                let decl = if c.declared.is_empty() {
+                    "(no type)"
+                } else {
+                    &c.declared
+                };
+                let _ = writeln!(
+                    s,
+                    "  {:<20} {:<12} → {}{}: {}",
+                    c.name,
+                    decl,
+                    c.conversion.pg_type.sql(),
+                    nn,
+                    c.decision
+                );
+                if let Some(d) = &c.default {
+                    let _ = writeln!(s, "  {:<20} default {d}", "");
+                }
+                if c.rejects > 0 {
+                    let _ = writeln!(s, "  {:<20} ! {} value(s) will not convert; their rows go to ficus.quarantine:", "", c.rejects);
+                    for r in &c.samples {
+                        let _ = writeln!(
+                            s,
+                            "  {:<20}   key {} value {}: {}",
+                            "", r.key, r.value, r.reason
+                        );
+                    }
+                    if (c.samples.len() as u64) < c.rejects {
+                        let _ = writeln!(
+                            s,
+                            "  {:<20}   … and {} more",
+                            "",
+                            c.rejects - c.samples.len() as u64
+                        );
+                    }
+                }
+            }
+            for i in &t.indexes {
+                let _ = writeln!(
+                    s,
+                    "  {}{}",
+                    i.sql,
+                    i.note
+                        .as_ref()
+                        .map(|n| format!("  -- {n}"))
+                        .unwrap_or_default()
+                );
+            }
+            for c in &t.checks {
+                match (&c.sql, &c.note) {
+                    (Some(sql), n) => {
+                        let _ = writeln!(
+                            s,
+                            "  {sql}{}",
+                            n.as_ref().map(|n| format!("  -- {n}")).unwrap_or_default()
+                        );
+                    }
+                    (None, n) => {
+                        let _ = writeln!(
+                            s,
+                            "  CHECK ({}) not created: {}",
+                            c.sqlite,
+                            n.clone().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+            for f in &t.foreign_keys {
+                let _ = writeln!(s, "  {}", f.add_sql);
+            }
+            for n in &t.notes {
+                let _ = writeln!(s, "  note: {n}");
+            }
+        }
+        for v in &self.views {
+            let _ = writeln!(s, "\nview {}: {}", v.name, v.sql);
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(s, "\nwarnings:");
+            for w in &self.warnings {
+                let _ = writeln!(s, "  - {w}");
+            }
+        }
+        let _ = writeln!(
+            s,
+            "\n{} tables, {} rows, {} value(s) will not convert",
+            self.tables.len(),
+            self.tables.iter().map(|t| t.rows).sum::<u64>(),
+            self.expected_rejects()
+        );
+        s
+    }
+}
