@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::Client;
 
-use super::{AuditEntry, Change, Override};
+use super::types::{AuditEntry, Change, Override};
 use crate::schema::CHANNEL;
 use crate::StateError;
 

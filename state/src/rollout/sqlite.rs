@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::{AuditEntry, Change, Override};
+use super::types::{AuditEntry, Change, Override};
 use crate::StateError;
 
 /// The SQLite rollout store.
