@@ -73,10 +73,12 @@ mod dualwrite;
 mod error;
 mod forward;
 mod guard;
+mod hold;
 pub mod metrics;
 mod metrics_endpoint;
 mod order;
 mod page;
+mod recent;
 mod reload;
 pub mod route;
 mod server;
@@ -89,12 +91,13 @@ mod to_legacy;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
-pub use self::control::{GuardRollback, ReloadReport, RolloutChange, RouteStatus};
+pub use self::control::{GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
 };
 pub use self::guard::{GuardConfig, Reason as GuardReason};
+pub use self::hold::MAX_HOLD;
 pub use self::metrics_endpoint::serve_metrics;
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
