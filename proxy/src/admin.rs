@@ -309,9 +309,7 @@ async fn route(
             let name = name.to_string();
             let actor = authorize(&control, &req)?;
             if m == Method::DELETE {
-                let s = control
-                    .release(&name, &actor)
-                    .map_err(from_proxy_error)?;
+                let s = control.release(&name, &actor).map_err(from_proxy_error)?;
                 return Ok(json_response(StatusCode::OK, json!(s)));
             }
             let b: HoldBody = read_json(req.into_body(), false).await?;

@@ -297,7 +297,9 @@ impl Metrics {
         Ok(HoldMetrics {
             held: self.route_held.get_metric_with_label_values(&[route])?,
             waiting: self.held_writes.get_metric_with_label_values(&[route])?,
-            in_flight: self.in_flight_writes.get_metric_with_label_values(&[route])?,
+            in_flight: self
+                .in_flight_writes
+                .get_metric_with_label_values(&[route])?,
             wait_seconds: self.hold_wait.clone(),
         })
     }

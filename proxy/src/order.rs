@@ -152,18 +152,19 @@ impl WriteOrder {
             let slot = lock(rows).entry(Box::from(k)).or_default().clone();
             let g = match slot.clone().try_lock_owned() {
                 Ok(g) => g,
-                Err(_) => match tokio::time::timeout_at(deadline, slot.clone().lock_owned()).await
-                {
-                    Ok(g) => g,
-                    Err(_) => {
-                        drop(slot);
-                        forget(rows, k);
-                        return Err(TurnTimeout {
-                            row: format!("key {:?}", String::from_utf8_lossy(k)),
-                            limit,
-                        });
+                Err(_) => {
+                    match tokio::time::timeout_at(deadline, slot.clone().lock_owned()).await {
+                        Ok(g) => g,
+                        Err(_) => {
+                            drop(slot);
+                            forget(rows, k);
+                            return Err(TurnTimeout {
+                                row: format!("key {:?}", String::from_utf8_lossy(k)),
+                                limit,
+                            });
+                        }
                     }
-                },
+                }
             };
             turn.row = Some((g, Box::from(k), self.rows.clone()));
         }
@@ -176,7 +177,10 @@ impl std::fmt::Debug for Turn {
         f.debug_struct("Turn")
             .field(
                 "row",
-                &self.row.as_ref().map(|(_, k, _)| String::from_utf8_lossy(k)),
+                &self
+                    .row
+                    .as_ref()
+                    .map(|(_, k, _)| String::from_utf8_lossy(k)),
             )
             .field("route", &self.route.is_some())
             .finish()

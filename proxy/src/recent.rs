@@ -70,7 +70,10 @@ impl RecentWrites {
 
     fn ms(&self, now: Instant) -> u64 {
         let ms = now.saturating_duration_since(self.base).as_millis();
-        u64::try_from(ms).unwrap_or(u64::MAX).saturating_add(1).min(MS_MASK)
+        u64::try_from(ms)
+            .unwrap_or(u64::MAX)
+            .saturating_add(1)
+            .min(MS_MASK)
     }
 
     fn set(&self, hash: u64) -> &[AtomicU64] {
@@ -111,8 +114,7 @@ impl RecentWrites {
         let mut newest: Option<u64> = None;
         for slot in self.set(hash) {
             let v = slot.load(Ordering::Relaxed);
-            if v != 0 && v >> TAG_SHIFT == tag && newest.is_none_or(|n| v & MS_MASK > n & MS_MASK)
-            {
+            if v != 0 && v >> TAG_SHIFT == tag && newest.is_none_or(|n| v & MS_MASK > n & MS_MASK) {
                 newest = Some(v);
             }
         }
