@@ -554,7 +554,7 @@ impl Control {
             .note(route, bp, actor, "release")
             .map_err(|source| ProxyError::Unaudited {
                 what: format!("the hold on route {route:?} was released"),
-                source,
+                source: Box::new(source),
             })?;
         Ok(hold_status(route, Some(hold)))
     }
@@ -896,4 +896,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route status from a proxy that knows nothing of holds still parses (the hold fields
+    /// default), so a newer client reads an older proxy.
+    #[test]
+    fn route_status_without_hold_fields_parses() {
+        let old = serde_json::json!({
+            "name": "tasks", "methods": ["GET"], "path": "/api/tasks/*", "target": "split",
+            "percent": 25.0, "config_percent": 25.0, "source": "config",
+            "sticky": "header:x-user-id", "missing_key": "legacy",
+            "updated_by": null, "updated_at": null,
+        });
+        let r: RouteStatus = serde_json::from_value(old).unwrap();
+        assert!(!r.held && r.held_by.is_none() && r.held_until.is_none());
+        assert_eq!((r.waiting_writes, r.in_flight_writes), (0, 0));
+        let h: HoldStatus =
+            serde_json::from_value(serde_json::json!({"route": "tasks", "held": false})).unwrap();
+        assert_eq!(h.held_since, None);
+    }
 }

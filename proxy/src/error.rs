@@ -73,10 +73,10 @@ pub enum ProxyError {
     /// A hold was released (writes go on) but its audit row could not be written.
     #[error("{what}, but its audit row could not be written: {source}")]
     Unaudited {
-        /// What was done (`hold on route "tasks" released`).
+        /// What was done (`the hold on route "tasks" was released`).
         what: String,
         /// Why the row was not written.
-        source: StateError,
+        source: Box<StateError>,
     },
     /// A metric could not be registered (duplicate name: a bug).
     #[error("metrics: {0}")]

@@ -223,7 +223,12 @@ mod tests {
         assert_eq!(s.get("r").unwrap().unwrap().percent_bp, 4000);
         let a = s.audit(1).unwrap();
         assert_eq!(
-            (a[0].from_bp, a[0].to_bp, a[0].actor.as_str(), a[0].action.as_str()),
+            (
+                a[0].from_bp,
+                a[0].to_bp,
+                a[0].actor.as_str(),
+                a[0].action.as_str()
+            ),
             (4000, 4000, "cutover", "hold")
         );
     }
