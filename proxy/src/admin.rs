@@ -8,16 +8,18 @@
 //! | `GET /healthz` | — | 200 `ok` |
 //! | `GET /readyz` | — | 200, or 503 while draining |
 //! | `GET /metrics` | — | Prometheus text exposition |
-//! | `GET /admin/routes` | — | `{"routes": [{name, target, percent, config_percent, source, sticky, ...}]}` |
+//! | `GET /admin/routes` | — | `{"routes": [{name, target, percent, config_percent, source, sticky, ..., held, held_by, held_since, held_until, waiting_writes, in_flight_writes}]}` |
 //! | `GET /admin/audit?limit=N` | — | `{"audit": [...]}` newest first |
 //! | `PUT /admin/routes/{name}/rollout` `{"percent": 30}` | bearer | `{"route", "from", "to"}` |
 //! | `DELETE /admin/routes/{name}/rollout` | bearer | back to the file's percentage |
 //! | `POST /admin/rollback` `{"route": "x"}`, `{"routes": [..]}` or `{}` (all) | bearer | `{"rolled_back": [...]}` |
 //! | `POST /admin/reload` | bearer | re-read the configuration file |
+//! | `POST /admin/routes/{name}/hold` `{"max_ms": 2000, "actor": "cutover"}` | bearer | hold the route's writes: `{route, held, held_by, held_since, held_until, waiting_writes, in_flight_writes}`; 409 when held, 400 unless `max_ms` is 1..=60000 |
+//! | `DELETE /admin/routes/{name}/hold` | bearer | release them (same answer); 409 when not held |
 //!
 //! Mutations need `Authorization: Bearer <token>`: 401 without one, 403 with a wrong one (or
 //! when no token is configured, which disables mutations). `X-Ficus-Actor` names who acts in
-//! the audit log (default `admin-api`).
+//! the audit log (default `admin-api`); a hold's `actor` field, when given, wins over it.
 
 // Handlers return ready-made error responses through `?`; their size does not matter here.
 #![allow(clippy::result_large_err)]
@@ -134,6 +136,32 @@ fn from_proxy_error(e: ProxyError) -> Response<RespBody> {
             error(StatusCode::NOT_FOUND, format!("no route named {r:?}"))
         }
         ProxyError::Config(c) => error(StatusCode::BAD_REQUEST, c.to_string()),
+        e @ ProxyError::Invalid { .. } => error(StatusCode::BAD_REQUEST, e.to_string()),
+        ProxyError::AlreadyHeld {
+            route,
+            by,
+            since,
+            until,
+        } => {
+            let message = ProxyError::AlreadyHeld {
+                route: route.clone(),
+                by: by.clone(),
+                since: since.clone(),
+                until: until.clone(),
+            }
+            .to_string();
+            json_response(
+                StatusCode::CONFLICT,
+                json!({
+                    "error": message,
+                    "route": route,
+                    "held_by": by,
+                    "held_since": since,
+                    "held_until": until,
+                }),
+            )
+        }
+        e @ ProxyError::NotHeld(_) => error(StatusCode::CONFLICT, e.to_string()),
         other => {
             tracing::error!(error = %other, "admin request failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
@@ -145,6 +173,15 @@ fn from_proxy_error(e: ProxyError) -> Response<RespBody> {
 #[serde(deny_unknown_fields)]
 struct RolloutBody {
     percent: f64,
+}
+
+/// `POST /admin/routes/{name}/hold`: `max_ms` checked by hand, so a wrong value is answered
+/// naming the field.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct HoldBody {
+    max_ms: Option<serde_json::Value>,
+    actor: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -268,6 +305,43 @@ async fn route(
                 .map_err(from_proxy_error)?;
             Ok(json_response(StatusCode::OK, json!(c)))
         }
+        (m, ["admin", "routes", name, "hold"]) if m == Method::POST || m == Method::DELETE => {
+            let name = name.to_string();
+            let actor = authorize(&control, &req)?;
+            if m == Method::DELETE {
+                let s = control.release(&name, &actor).map_err(from_proxy_error)?;
+                return Ok(json_response(StatusCode::OK, json!(s)));
+            }
+            let b: HoldBody = read_json(req.into_body(), false).await?;
+            let max_ms = match &b.max_ms {
+                None => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "max_ms: missing (how long the hold may last at most, 1 to 60000 ms)",
+                    ))
+                }
+                Some(v) => v.as_u64().ok_or_else(|| {
+                    error(
+                        StatusCode::BAD_REQUEST,
+                        format!("max_ms: must be an integer from 1 to 60000 (got {v})"),
+                    )
+                })?,
+            };
+            let actor = match b.actor {
+                Some(a) if !a.is_empty() && a.len() <= 200 => a,
+                Some(_) => {
+                    return Err(error(
+                        StatusCode::BAD_REQUEST,
+                        "actor: must be 1 to 200 characters",
+                    ))
+                }
+                None => actor,
+            };
+            let s = control
+                .hold(&name, max_ms, &actor)
+                .map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!(s)))
+        }
         (&Method::POST, ["admin", "rollback"]) => {
             let actor = authorize(&control, &req)?;
             let b: RollbackBody = read_json(req.into_body(), true).await?;
@@ -306,7 +380,7 @@ async fn route(
             | ["admin", "rollback"]
             | ["admin", "reload"],
         )
-        | (_, ["admin", "routes", _, "rollout"]) => Err(error(
+        | (_, ["admin", "routes", _, "rollout" | "hold"]) => Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} not allowed on {path}"),
         )),

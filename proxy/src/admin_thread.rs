@@ -5,6 +5,9 @@
 //! - the admin API ([`crate::admin`]);
 //! - configuration reload on SIGHUP and file change ([`crate::reload`]);
 //! - the rollback guards' verdicts, once a second ([`Control::judge_guards`]);
+//! - the write holds' deadlines ([`Control::judge_holds`]): judged when a hold is placed or a
+//!   waiting write saw one expire, and every [`CLOCK_TICK`] while a hold is in force (at its
+//!   deadline at the latest);
 //! - with a shared (PostgreSQL) state store, the follower that applies other replicas'
 //!   rollout changes on each notification and, as a fallback, every [`STATE_POLL`].
 
@@ -49,8 +52,9 @@ pub(crate) fn spawn(
                 let reload = crate::reload::run(control.clone(), stop.clone(), watch_config);
                 let follow = follow_state(control.clone(), stop.clone());
                 let guards = judge_guards(control.clone(), stop.clone());
+                let holds = judge_holds(control.clone(), stop.clone());
                 let admin = crate::admin::serve(admin_listener, control, stop);
-                tokio::join!(reload, follow, guards, admin);
+                tokio::join!(reload, follow, guards, holds, admin);
             });
             drop(local);
             let _ = done.send(());
@@ -74,6 +78,24 @@ async fn judge_guards(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {}
         }
         control.judge_guards();
+    }
+}
+
+/// Ends write holds at their deadline on the proxy's clock and records their expiry (see
+/// [`Control::judge_holds`]). While a hold is in force it looks every [`CLOCK_TICK`] (a manual
+/// clock moves without waking anyone) and at the deadline; otherwise it sleeps until a hold
+/// is placed.
+async fn judge_holds(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    let events = control.hold_events();
+    loop {
+        let (_, left) = control.judge_holds();
+        let nap = left.map(|l| l.min(CLOCK_TICK));
+        tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = events.notified() => {}
+            _ = tokio::time::sleep(nap.unwrap_or(CLOCK_TICK)), if nap.is_some() => {}
+        }
     }
 }
 

@@ -9,7 +9,7 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::control::{RolloutChange, RouteStatus};
+use crate::control::{HoldStatus, RolloutChange, RouteStatus};
 
 /// Errors of an admin API call.
 #[derive(Debug, thiserror::Error)]
@@ -115,6 +115,24 @@ impl AdminClient {
             )
             .await?;
         Ok(r.rolled_back)
+    }
+
+    /// `POST /admin/routes/{name}/hold`: holds the route's writes for at most `max_ms`
+    /// (1..=60000), on behalf of this client's actor. A route already held answers 409
+    /// ([`ClientError::Status`] naming who holds it since when).
+    pub async fn hold(&self, route: &str, max_ms: u64) -> Result<HoldStatus, ClientError> {
+        let path = format!("/admin/routes/{}/hold", route);
+        let mut body = json!({ "max_ms": max_ms });
+        if let Some(a) = &self.actor {
+            body["actor"] = json!(a);
+        }
+        self.call(Method::POST, &path, Some(body)).await
+    }
+
+    /// `DELETE /admin/routes/{name}/hold`: releases the route's writes (409 when not held).
+    pub async fn release(&self, route: &str) -> Result<HoldStatus, ClientError> {
+        let path = format!("/admin/routes/{}/hold", route);
+        self.call(Method::DELETE, &path, None).await
     }
 
     /// Any call returning JSON.

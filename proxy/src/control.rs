@@ -1,6 +1,8 @@
 //! The control plane: the one place that changes what traffic sees — rollout changes,
-//! rollbacks, resets and configuration reloads. Each change is persisted (state store + audit)
-//! before it is applied, under one mutex, so the admin API and a reload never interleave.
+//! rollbacks, resets, configuration reloads and write holds. Each change is persisted (state
+//! store + audit) before it is applied, under one mutex, so the admin API and a reload never
+//! interleave. (One exception, on purpose: releasing a hold takes effect even when its audit
+//! row cannot be written — a bookkeeping failure must not keep writes waiting.)
 //!
 //! Precedence (see `ARCHITECTURE.md`): an operator's run-time value for a route stays in force
 //! across reloads and restarts until an operator changes it again or resets the route to the
@@ -10,6 +12,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use ficus_core::SharedClock;
@@ -19,10 +22,12 @@ use tokio::sync::Notify;
 use crate::config::{bp_to_percent, Config, ConfigError, RouteConfig};
 use crate::error::ProxyError;
 use crate::guard::Reason;
+use crate::hold::{Active, Hold, MAX_HOLD};
 use crate::metrics::Metrics;
 use crate::shared::Shared;
 use crate::sidecars::Sidecars;
-use crate::table::Table;
+use crate::table::{Route, Table};
+use ficus_core::stamp::rfc3339;
 use ficus_state::{AuditEntry, Change, Override, RolloutStore as StateStore, StateLocation};
 
 /// One route as the admin API reports it.
@@ -50,6 +55,49 @@ pub struct RouteStatus {
     pub updated_by: Option<String>,
     /// When the run-time value was set.
     pub updated_at: Option<String>,
+    /// Whether the route's writes are held now (`POST /admin/routes/{name}/hold`).
+    #[serde(default)]
+    pub held: bool,
+    /// Who holds them.
+    #[serde(default)]
+    pub held_by: Option<String>,
+    /// Since when (RFC 3339).
+    #[serde(default)]
+    pub held_since: Option<String>,
+    /// Until when at the latest: the hold ends by itself then (RFC 3339).
+    #[serde(default)]
+    pub held_until: Option<String>,
+    /// Writes waiting on the hold now.
+    #[serde(default)]
+    pub waiting_writes: u64,
+    /// Writes past their routing decision whose answer (and, on a dual-write route, mirror)
+    /// is not in yet; a cut-over waits for 0 after holding.
+    #[serde(default)]
+    pub in_flight_writes: u64,
+}
+
+/// A route's write hold, as `POST` / `DELETE /admin/routes/{name}/hold` answer.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct HoldStatus {
+    /// Route name.
+    pub route: String,
+    /// Whether the route's writes are held now.
+    pub held: bool,
+    /// Who holds them.
+    #[serde(default)]
+    pub held_by: Option<String>,
+    /// Since when (RFC 3339).
+    #[serde(default)]
+    pub held_since: Option<String>,
+    /// Until when at the latest: the hold ends by itself then (RFC 3339).
+    #[serde(default)]
+    pub held_until: Option<String>,
+    /// Writes waiting on the hold now.
+    #[serde(default)]
+    pub waiting_writes: u64,
+    /// Writes past their routing decision whose answer (and mirror) is not in yet.
+    #[serde(default)]
+    pub in_flight_writes: u64,
 }
 
 /// One applied rollout change.
@@ -109,6 +157,42 @@ pub(crate) struct Control {
     /// Held while the guards are judged: one judge at a time (the admin thread's loop, or
     /// [`crate::ProxyHandle::check_guards`]).
     judging: Mutex<()>,
+    /// Signalled when a hold is placed or ended at its deadline by a waiting write.
+    hold_events: Arc<Notify>,
+}
+
+/// Holds that ended at their deadline, to be recorded: route, its percentage, its hold and the
+/// expired holds.
+type Expired = Vec<(String, u32, Arc<Hold>, Vec<Active>)>;
+
+fn hold_status(route: &str, hold: Option<&Hold>) -> HoldStatus {
+    let active = hold.and_then(Hold::active);
+    HoldStatus {
+        route: route.to_string(),
+        held: active.is_some(),
+        held_by: active.as_ref().map(|a| a.by.clone()),
+        held_since: active.as_ref().map(|a| rfc3339(a.since)),
+        held_until: active.as_ref().map(|a| rfc3339(a.until)),
+        waiting_writes: hold.map_or(0, Hold::waiting),
+        in_flight_writes: hold.map_or(0, Hold::in_flight),
+    }
+}
+
+fn already_held(route: &str, a: &Active) -> ProxyError {
+    ProxyError::AlreadyHeld {
+        route: route.to_string(),
+        by: a.by.clone(),
+        since: rfc3339(a.since),
+        until: rfc3339(a.until),
+    }
+}
+
+/// The hold of a route of `table`.
+fn hold_of<'t>(table: &'t Table, route: &str) -> Result<(&'t Route, &'t Arc<Hold>), ProxyError> {
+    table
+        .route(route)
+        .and_then(|r| Some((r, r.hold.as_ref()?)))
+        .ok_or_else(|| ProxyError::UnknownRoute(route.to_string()))
 }
 
 /// How a bearer token compared.
@@ -168,6 +252,7 @@ impl Control {
         let last_src = config_path
             .as_deref()
             .and_then(|p| std::fs::read_to_string(p).ok());
+        let hold_events = sidecars.extras.hold_events.clone();
         Ok(Control {
             shared: Arc::new(Shared {
                 table: ArcSwap::from_pointee(table),
@@ -189,6 +274,7 @@ impl Control {
             shadow_store: Mutex::new(None),
             clock,
             judging: Mutex::new(()),
+            hold_events,
         })
     }
 
@@ -416,6 +502,126 @@ impl Control {
         fired
     }
 
+    /// Holds `route`'s writes for at most `max_ms` (1..=60000) on behalf of `actor`: audited
+    /// (`hold`) before it takes effect. 409 ([`ProxyError::AlreadyHeld`]) when it is held.
+    pub fn hold(&self, route: &str, max_ms: u64, actor: &str) -> Result<HoldStatus, ProxyError> {
+        let max = Duration::from_millis(max_ms);
+        if max_ms == 0 || max > MAX_HOLD {
+            return Err(ProxyError::Invalid {
+                field: "max_ms",
+                message: format!(
+                    "must be from 1 to {} milliseconds (got {max_ms})",
+                    MAX_HOLD.as_millis()
+                ),
+            });
+        }
+        let mut inner = self.lock();
+        // A hold past its deadline ends (and is on record) before another may be placed.
+        let (expired, _) = self.collect_expired();
+        self.record_expired(&mut inner, expired);
+        let table = self.shared.table.load_full();
+        let (r, hold) = hold_of(&table, route)?;
+        if let Some(a) = hold.active() {
+            return Err(already_held(route, &a));
+        }
+        let bp = r.percent_bp.load(Ordering::Relaxed);
+        inner.state.note(route, bp, actor, "hold")?;
+        let a = hold
+            .begin(actor, max, &self.clock)
+            .map_err(|a| already_held(route, &a))?;
+        tracing::warn!(route, held_by = actor, until = %rfc3339(a.until), max_ms,
+            "writes held: they wait in the proxy until released or until max_ms");
+        Ok(hold_status(route, Some(hold)))
+    }
+
+    /// Releases `route`'s hold: its waiting writes go where the route sends them now. 409
+    /// ([`ProxyError::NotHeld`]) when it is not held. The release takes effect even when its
+    /// audit row (`release`) cannot be written ([`ProxyError::Unaudited`] then says so).
+    pub fn release(&self, route: &str, actor: &str) -> Result<HoldStatus, ProxyError> {
+        let mut inner = self.lock();
+        let (expired, _) = self.collect_expired();
+        self.record_expired(&mut inner, expired);
+        let table = self.shared.table.load_full();
+        let (r, hold) = hold_of(&table, route)?;
+        let Some(a) = hold.release() else {
+            return Err(ProxyError::NotHeld(route.to_string()));
+        };
+        let held_ms = (self.clock.utc() - a.since).whole_milliseconds();
+        tracing::info!(route, by = actor, held_by = %a.by, held_ms, "writes released");
+        let bp = r.percent_bp.load(Ordering::Relaxed);
+        inner
+            .state
+            .note(route, bp, actor, "release")
+            .map_err(|source| ProxyError::Unaudited {
+                what: format!("the hold on route {route:?} was released"),
+                source: Box::new(source),
+            })?;
+        Ok(hold_status(route, Some(hold)))
+    }
+
+    /// Judges every hold on the clock now: those past their deadline end (their writes go)
+    /// and are audited `hold-expired` (actor: who held). Returns the routes whose hold expired
+    /// and how long until the next deadline of a hold still in force.
+    pub fn judge_holds(&self) -> (Vec<String>, Option<Duration>) {
+        let (expired, left) = self.collect_expired();
+        if expired.is_empty() {
+            return (Vec::new(), left);
+        }
+        let mut inner = self.lock();
+        (self.record_expired(&mut inner, expired), left)
+    }
+
+    /// Signalled when a hold is placed or ended at its deadline by a waiting write.
+    pub fn hold_events(&self) -> Arc<Notify> {
+        self.hold_events.clone()
+    }
+
+    /// Ends every hold past its deadline; returns them (and whose expiry a waiting write
+    /// already saw) with the shortest time left of the holds still in force.
+    fn collect_expired(&self) -> (Expired, Option<Duration>) {
+        let table = self.shared.table.load_full();
+        let mut out = Vec::new();
+        let mut next: Option<Duration> = None;
+        for r in &table.routes {
+            let Some(hold) = &r.hold else { continue };
+            let (expired, left) = hold.take_expired(&self.clock);
+            if let Some(l) = left {
+                next = Some(next.map_or(l, |n| n.min(l)));
+            }
+            if !expired.is_empty() {
+                let bp = r.percent_bp.load(Ordering::Relaxed);
+                out.push((r.name.to_string(), bp, hold.clone(), expired));
+            }
+        }
+        (out, next)
+    }
+
+    /// Audits expired holds (`hold-expired`); those that cannot be recorded are kept for the
+    /// next attempt. Returns the routes recorded.
+    fn record_expired(&self, inner: &mut Inner, expired: Expired) -> Vec<String> {
+        let mut done = Vec::new();
+        for (route, bp, hold, list) in expired {
+            let mut failed = Vec::new();
+            for a in list {
+                match inner.state.note(&route, bp, &a.by, "hold-expired") {
+                    Ok(()) => {
+                        tracing::warn!(route = %route, held_by = %a.by, since = %rfc3339(a.since),
+                            until = %rfc3339(a.until), "hold expired: writes released by the proxy (max_ms reached)");
+                        done.push(route.clone());
+                    }
+                    Err(e) => {
+                        tracing::error!(route = %route, error = %e, "cannot record a hold's expiry; will retry");
+                        failed.push(a);
+                    }
+                }
+            }
+            if !failed.is_empty() {
+                hold.unrecorded(failed);
+            }
+        }
+        done
+    }
+
     /// Shadow mode and the dual-write log, for shutdown.
     pub fn sidecar_handles(
         &self,
@@ -482,12 +688,17 @@ impl Control {
             .collect())
     }
 
-    /// Status of every route.
+    /// Status of every route (holds judged on the clock first).
     pub fn routes(&self) -> Result<Vec<RouteStatus>, ProxyError> {
-        let inner = self.lock();
+        let mut inner = self.lock();
+        let (expired, _) = self.collect_expired();
+        self.record_expired(&mut inner, expired);
+        let table = self.shared.table.load_full();
         let mut out = Vec::with_capacity(inner.config.routes.len());
         for rc in &inner.config.routes {
             let (bp, o) = effective(&inner.state, rc)?;
+            let hold = table.route(&rc.name).and_then(|r| r.hold.as_deref());
+            let h = hold_status(&rc.name, hold);
             out.push(RouteStatus {
                 name: rc.name.clone(),
                 methods: rc.methods.iter().map(|m| m.to_string()).collect(),
@@ -500,6 +711,12 @@ impl Control {
                 missing_key: rc.missing_key.as_str().into(),
                 updated_by: o.as_ref().map(|o| o.actor.clone()),
                 updated_at: o.map(|o| o.updated_at),
+                held: h.held,
+                held_by: h.held_by,
+                held_since: h.held_since,
+                held_until: h.held_until,
+                waiting_writes: h.waiting_writes,
+                in_flight_writes: h.in_flight_writes,
             });
         }
         Ok(out)
@@ -602,8 +819,18 @@ impl Control {
                 metrics.rollout_changed(r, "config");
             }
         }
+        let (expired, _) = self.collect_expired();
+        self.record_expired(&mut inner, expired);
         for r in &previous.routes {
             if new.route(&r.name).is_none() {
+                // Its waiting writes go (to the route that matches them in the new table).
+                if let Some(a) = r.hold.as_ref().and_then(|h| h.release()) {
+                    let bp = r.percent_bp.load(Ordering::Relaxed);
+                    tracing::warn!(route = %r.name, held_by = %a.by, "route removed by a reload: its hold is released");
+                    if let Err(e) = inner.state.note(&r.name, bp, "config-reload", "release") {
+                        tracing::error!(route = %r.name, error = %e, "cannot record the release of a removed route's hold");
+                    }
+                }
                 metrics.forget_route(&r.name);
             }
         }
@@ -669,4 +896,27 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
         return false;
     }
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A route status from a proxy that knows nothing of holds still parses (the hold fields
+    /// default), so a newer client reads an older proxy.
+    #[test]
+    fn route_status_without_hold_fields_parses() {
+        let old = serde_json::json!({
+            "name": "tasks", "methods": ["GET"], "path": "/api/tasks/*", "target": "split",
+            "percent": 25.0, "config_percent": 25.0, "source": "config",
+            "sticky": "header:x-user-id", "missing_key": "legacy",
+            "updated_by": null, "updated_at": null,
+        });
+        let r: RouteStatus = serde_json::from_value(old).unwrap();
+        assert!(!r.held && r.held_by.is_none() && r.held_until.is_none());
+        assert_eq!((r.waiting_writes, r.in_flight_writes), (0, 0));
+        let h: HoldStatus =
+            serde_json::from_value(serde_json::json!({"route": "tasks", "held": false})).unwrap();
+        assert_eq!(h.held_since, None);
+    }
 }

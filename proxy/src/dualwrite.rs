@@ -13,6 +13,7 @@ use ficus_core::Side;
 use ficus_state::{DualWriteLog, DualWriteRecord};
 use prometheus::IntCounter;
 
+use crate::hold::InFlightWrite;
 use crate::order::Turn;
 
 /// What a dual-write route needs to record its writes.
@@ -75,24 +76,28 @@ impl Drop for PendingWrite {
     }
 }
 
-/// A write in flight on a dual-write route: its row for the log and its turn on the row (see
+/// A write in flight: on a dual-write route its row for the log and its turn on the row (see
 /// `order`), both optional (a write whose turn timed out has neither; without a dual-write log
-/// there is a turn but no row).
+/// there is a turn but no row); on any route, its place in the route's count of writes in
+/// flight (`ficus_in_flight_writes`, which a cut-over waits on; see `hold`).
 ///
 /// # Architecture invariant: the row is recorded before the turn is released
 /// So the log holds a row's writes in the order both sides applied them, and the next write to
 /// the row is forwarded only after this one is on record. [`DualWrite::finish`] does it in that
 /// order, and so does dropping a `DualWrite` unfinished (then without the mirror's status).
+/// The write leaves the in-flight count last, so a count of 0 means every write is answered,
+/// mirrored and on record.
 #[derive(Default)]
 pub(crate) struct DualWrite {
     pub row: Option<PendingWrite>,
     pub turn: Option<Turn>,
+    pub in_flight: Option<InFlightWrite>,
 }
 
 impl DualWrite {
     /// Whether there is anything to record or release.
     pub fn is_some(&self) -> bool {
-        self.row.is_some() || self.turn.is_some()
+        self.row.is_some() || self.turn.is_some() || self.in_flight.is_some()
     }
 
     /// Sets the status `side` answered with (the primary's, at its response head).
@@ -108,12 +113,13 @@ impl DualWrite {
     }
 
     /// Records the row (with the mirror's status: `None` when it was not sent or did not
-    /// answer), then releases the turn.
+    /// answer), then releases the turn, then leaves the in-flight count.
     pub fn finish(mut self, mirror_status: Option<u16>) {
         if let Some(row) = self.row.take() {
             row.finish(mirror_status);
         }
         drop(self.turn.take());
+        drop(self.in_flight.take());
     }
 }
 
@@ -123,6 +129,7 @@ impl Drop for DualWrite {
         // is known, then the row's next write may go.
         drop(self.row.take());
         drop(self.turn.take());
+        drop(self.in_flight.take());
     }
 }
 

@@ -47,6 +47,37 @@ pub enum ProxyError {
     /// A named route does not exist.
     #[error("no route named {0:?}")]
     UnknownRoute(String),
+    /// A value given to the admin API (or a handle method) is out of range.
+    #[error("{field}: {message}")]
+    Invalid {
+        /// The field, e.g. `max_ms`.
+        field: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A hold was asked for on a route that is already held.
+    #[error("route {route:?} is already held by {by} since {since} (until {until})")]
+    AlreadyHeld {
+        /// Route name.
+        route: String,
+        /// Who holds it.
+        by: String,
+        /// Since when (RFC 3339).
+        since: String,
+        /// Until when at the latest (RFC 3339).
+        until: String,
+    },
+    /// A release was asked for on a route that is not held.
+    #[error("route {0:?} is not held")]
+    NotHeld(String),
+    /// A hold was released (writes go on) but its audit row could not be written.
+    #[error("{what}, but its audit row could not be written: {source}")]
+    Unaudited {
+        /// What was done (`the hold on route "tasks" was released`).
+        what: String,
+        /// Why the row was not written.
+        source: Box<StateError>,
+    },
     /// A metric could not be registered (duplicate name: a bug).
     #[error("metrics: {0}")]
     Metrics(#[from] prometheus::Error),

@@ -29,12 +29,17 @@
 //! # Layout
 //! Modules in dependency order: each uses only modules above it (no module cycles; checked by
 //! `scripts/module-graph.py proxy`).
-//! - [`route`]: path templates (`{param}`, `/*` prefix). [`split`]: xxh3 into 10,000
-//!   buckets, monotone in the percentage; sticky key sources.
+//! - [`route`]: path templates (`{param}`, `/*` prefix), which methods are writes. [`split`]:
+//!   xxh3 into 10,000 buckets, monotone in the percentage; sticky key sources. `recent`: read
+//!   your writes — which side took each sticky key's latest write, in a bounded lock-free map
+//!   per proxy whose entries expire on the proxy's clock (`read_your_writes_ms`).
 //! - `guard`: per-route rollback guard — its settings ([`GuardConfig`]), the sliding window
 //!   and the verdicts, on the proxy's clock. `order`: write order on dual-write routes — a
-//!   write waits for its row's turn until the previous write to the row reached both sides.
-//!   `dualwrite`: one write on a dual-write route, its log row and its turn.
+//!   write waits for its row's turn (one turn per row, shared by every dual-write route) until
+//!   the previous write to the row reached both sides. `hold`: the write hold — a held route's
+//!   writes wait before their routing decision until released or until the deadline on the
+//!   proxy's clock; the route's writes waiting and in flight. `dualwrite`: one write in flight,
+//!   its log row, its turn and its place in the in-flight count.
 //! - [`config`]: TOML → validated [`Config`]; errors name field and line
 //!   (`config/{raw, parse, proxy, backend, route, validate, error, percent}`).
 //! - `error`: [`ProxyError`], and [`ErrorKind`], who failed a request. [`metrics`]: the
@@ -47,13 +52,13 @@
 //!   bodies streamed through them (`upstream/body`: size limit; pool return at end of stream).
 //! - `forward`: one request — an `Exchange` that decides, rewrites, sends and responds, and
 //!   that states the order in which a request's state is released; 502/504 JSON.
-//! - `sidecars`: shadow mode and the dual-write log, started when the configuration needs
-//!   them. `control`: rollout changes, rollbacks, reloads and the guards' verdicts, persisted
-//!   before applied. The rollout state, audit log and dual-write log live in `ficus-state`
+//! - `sidecars`: shadow mode, the dual-write log and the read-your-writes map, started when
+//!   the configuration needs them. `control`: rollout changes, rollbacks, reloads, write holds
+//!   (hold, release, expiry) and the guards' verdicts, persisted (audited) before applied. The rollout state, audit log and dual-write log live in `ficus-state`
 //!   (SQLite, or PostgreSQL shared by replicas with LISTEN/NOTIFY).
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
-//!   verdicts once a second and the shared-state follower.
+//!   verdicts once a second, the holds' deadlines and the shared-state follower.
 //! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), thread-per-core
 //!   workers, graceful shutdown.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
@@ -73,10 +78,12 @@ mod dualwrite;
 mod error;
 mod forward;
 mod guard;
+mod hold;
 pub mod metrics;
 mod metrics_endpoint;
 mod order;
 mod page;
+mod recent;
 mod reload;
 pub mod route;
 mod server;
@@ -89,12 +96,13 @@ mod to_legacy;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
-pub use self::control::{GuardRollback, ReloadReport, RolloutChange, RouteStatus};
+pub use self::control::{GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus};
 pub use self::error::{ErrorKind, ProxyError};
 pub use self::forward::{
     BACKEND_HEADER, OVERRIDE_HEADER, OVERRIDE_TOKEN_HEADER, REQUEST_ID, ROUTE_HEADER,
 };
 pub use self::guard::{GuardConfig, Reason as GuardReason};
+pub use self::hold::MAX_HOLD;
 pub use self::metrics_endpoint::serve_metrics;
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;

@@ -18,6 +18,11 @@
 //! | `ficus_dual_write_divergent_total` | route (writes that succeeded on one side only) |
 //! | `ficus_dual_write_turn_timeouts_total` | route (writes answered 503: the previous write to their row had not reached both sides in time) |
 //! | `ficus_guard_rollbacks_total` | route, reason (error_rate, p99, mismatch_rate) |
+//! | `ficus_route_held` | route (1 while the route's writes are held) |
+//! | `ficus_held_writes` | route (writes waiting on the hold now) |
+//! | `ficus_hold_wait_seconds` | — (how long held writes waited, on the proxy's clock) |
+//! | `ficus_in_flight_writes` | route (writes past their routing decision, not yet answered and mirrored) |
+//! | `ficus_read_your_writes_total` | route (reads sent to the side that took their key's recent write instead of where the split sent them) |
 //!
 //! With shadow mode on, the `ficus_shadow_*` families of `ficus-shadow` are in the same
 //! registry.
@@ -27,10 +32,11 @@
 
 use prometheus::{
     Gauge, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    Opts, Registry,
+    IntGaugeVec, Opts, Registry,
 };
 
 use crate::error::ErrorKind;
+use crate::hold::HoldMetrics;
 use ficus_core::Side;
 
 /// Handles for one (route, backend) pair.
@@ -86,6 +92,11 @@ pub struct Metrics {
     dual_write_divergent: IntCounterVec,
     dual_write_turn_timeouts: IntCounterVec,
     guard_rollbacks: IntCounterVec,
+    route_held: IntGaugeVec,
+    held_writes: IntGaugeVec,
+    in_flight_writes: IntGaugeVec,
+    hold_wait: Histogram,
+    read_your_writes: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -193,6 +204,46 @@ impl Metrics {
             ),
             &["route", "reason"],
         )?;
+        let route_held = IntGaugeVec::new(
+            Opts::new(
+                "ficus_route_held",
+                "1 while the route's writes are held (POST /admin/routes/{name}/hold), by route.",
+            ),
+            &["route"],
+        )?;
+        let held_writes = IntGaugeVec::new(
+            Opts::new(
+                "ficus_held_writes",
+                "Writes waiting on their route's hold now, by route.",
+            ),
+            &["route"],
+        )?;
+        let in_flight_writes = IntGaugeVec::new(
+            Opts::new(
+                "ficus_in_flight_writes",
+                "Writes past their routing decision whose answer (and, on dual-write routes, mirror) is not in yet, by route.",
+            ),
+            &["route"],
+        )?;
+        let hold_wait = Histogram::with_opts(
+            HistogramOpts::new(
+                "ficus_hold_wait_seconds",
+                "How long writes waited on a route's hold before being routed.",
+            )
+            .buckets(BUCKETS.to_vec()),
+        )?;
+        let read_your_writes = IntCounterVec::new(
+            Opts::new(
+                "ficus_read_your_writes_total",
+                "Reads sent to the side that took their sticky key's recent write instead of where the split sent them, by route.",
+            ),
+            &["route"],
+        )?;
+        registry.register(Box::new(route_held.clone()))?;
+        registry.register(Box::new(held_writes.clone()))?;
+        registry.register(Box::new(in_flight_writes.clone()))?;
+        registry.register(Box::new(hold_wait.clone()))?;
+        registry.register(Box::new(read_your_writes.clone()))?;
         registry.register(Box::new(dual_write_records.clone()))?;
         registry.register(Box::new(dual_write_divergent.clone()))?;
         registry.register(Box::new(dual_write_turn_timeouts.clone()))?;
@@ -233,7 +284,29 @@ impl Metrics {
             dual_write_divergent,
             dual_write_turn_timeouts,
             guard_rollbacks,
+            route_held,
+            held_writes,
+            in_flight_writes,
+            hold_wait,
+            read_your_writes,
         })
+    }
+
+    /// The handles of a route's write hold (series created at 0).
+    pub(crate) fn hold(&self, route: &str) -> Result<HoldMetrics, prometheus::Error> {
+        Ok(HoldMetrics {
+            held: self.route_held.get_metric_with_label_values(&[route])?,
+            waiting: self.held_writes.get_metric_with_label_values(&[route])?,
+            in_flight: self
+                .in_flight_writes
+                .get_metric_with_label_values(&[route])?,
+            wait_seconds: self.hold_wait.clone(),
+        })
+    }
+
+    /// `ficus_read_your_writes_total{route}` (created at 0).
+    pub(crate) fn read_your_writes(&self, route: &str) -> Result<IntCounter, prometheus::Error> {
+        self.read_your_writes.get_metric_with_label_values(&[route])
     }
 
     /// The dual-write log's outcome counters (series created at 0).
@@ -357,5 +430,8 @@ impl Metrics {
     /// reporting a stale rollout gauge for it.
     pub(crate) fn forget_route(&self, route: &str) {
         let _ = self.rollout_percent.remove_label_values(&[route]);
+        let _ = self.route_held.remove_label_values(&[route]);
+        let _ = self.held_writes.remove_label_values(&[route]);
+        let _ = self.in_flight_writes.remove_label_values(&[route]);
     }
 }

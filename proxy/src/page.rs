@@ -3,9 +3,10 @@
 //! The page (`page/index.html`, `page/app.js`, `page/style.css`) is compiled into the binary
 //! with `include_str!`: no CDN, no external fonts, nothing fetched from elsewhere (a
 //! `Content-Security-Policy` of `'self'` says so to the browser). It polls
-//! `GET /admin/summary` every 2 s — routes with percent and source, recent audit rows, and every
-//! `ficus_*` sample of this proxy's registry (request and shadow counters, migration and drift
-//! metrics when a component registered them) — and, once the operator entered the admin token
+//! `GET /admin/summary` every 2 s — routes with percent and source (a held route with a
+//! "held" badge, who holds its writes until when, how many wait and are in flight), recent
+//! audit rows, and every `ficus_*` sample of this proxy's registry (request and shadow
+//! counters, migration and drift metrics when a component registered them) — and, once the operator entered the admin token
 //! (kept in the tab's `sessionStorage`), `GET /admin/mismatches`, which reads the newest rows of
 //! the shadow mismatch store given with [`crate::ProxyHandle::set_shadow_store`]. Mutations go
 //! through the ordinary admin API (`PUT .../rollout`, `POST /admin/rollback`).

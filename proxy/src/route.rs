@@ -10,6 +10,14 @@
 
 use std::fmt;
 
+use http::Method;
+
+/// Methods that are not writes (GET, HEAD, OPTIONS): never held, recorded or given a turn.
+#[inline]
+pub(crate) fn is_safe(m: &Method) -> bool {
+    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Seg {
     Lit(Box<str>),

@@ -26,7 +26,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::config::{percent_to_bp, Config, ConfigError};
-use crate::control::{Control, GuardRollback, ReloadReport, RolloutChange, RouteStatus};
+use crate::control::{
+    Control, GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus,
+};
 use crate::error::ProxyError;
 use crate::forward::{self, ConnInfo, Worker};
 use crate::shared::Shared;
@@ -55,8 +57,8 @@ impl Proxy {
     }
 
     /// [`Proxy::start`] with the time read from `clock` instead of the system's: the rollback
-    /// guards' windows, the requests' durations, the dual-write stamps and shadow mode's
-    /// circuit breakers. Tests pass a [`ficus_core::ManualClock`] and advance it rather than
+    /// guards' windows, the requests' durations, the dual-write stamps, shadow mode's circuit
+    /// breakers, the write holds' deadlines and the read-your-writes windows. Tests pass a [`ficus_core::ManualClock`] and advance it rather than
     /// sleep. (Timeouts — of backends, of mirror exchanges, of turns — stay on the runtime's
     /// timer.)
     pub fn start_with_clock(
@@ -202,6 +204,26 @@ impl ProxyHandle {
     /// Returns the routes rolled back by this call.
     pub fn check_guards(&self) -> Vec<GuardRollback> {
         self.control.judge_guards()
+    }
+
+    /// Holds `route`'s writes for at most `max_ms` (1..=60000) on behalf of `actor`, as
+    /// `POST /admin/routes/{name}/hold` does: writes (not GET/HEAD/OPTIONS) wait before their
+    /// routing decision until [`ProxyHandle::release`] or the deadline; audited `hold`.
+    pub fn hold(&self, route: &str, max_ms: u64, actor: &str) -> Result<HoldStatus, ProxyError> {
+        self.control.hold(route, max_ms, actor)
+    }
+
+    /// Releases `route`'s hold: the waiting writes go where the route sends them now; audited
+    /// `release`.
+    pub fn release(&self, route: &str, actor: &str) -> Result<HoldStatus, ProxyError> {
+        self.control.release(route, actor)
+    }
+
+    /// Judges every hold on the proxy's clock now, as the admin thread does at each deadline:
+    /// a hold past its deadline ends and is audited `hold-expired`. Returns the routes whose
+    /// hold expired (and was recorded) by this call.
+    pub fn check_holds(&self) -> Vec<String> {
+        self.control.judge_holds().0
     }
 
     /// Points the admin page's mismatch list at a shadow mismatch store; `None` goes back to

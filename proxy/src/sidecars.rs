@@ -1,6 +1,6 @@
 //! What runs beside the data plane when the configuration asks for it: shadow mode (one
-//! [`Shadow`] per proxy, its metrics in the proxy's registry) and the dual-write log (a writer
-//! thread on the state store, SQLite or PostgreSQL). Each is started the first time a
+//! [`Shadow`] per proxy, its metrics in the proxy's registry), the dual-write log (a writer
+//! thread on the state store, SQLite or PostgreSQL) and the read-your-writes map (`recent`). Each is started the first time a
 //! configuration needs it — at start or by a reload — and kept until shutdown; changing the
 //! `[shadow]` section of a running proxy needs a restart (the reload report says so).
 
@@ -13,6 +13,7 @@ use ficus_shadow::{Shadow, ShadowGlobalConfig};
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
+use crate::recent::RecentWrites;
 use crate::table::Extras;
 use ficus_state::{DualWriteLog, StateLocation};
 
@@ -57,6 +58,11 @@ impl Sidecars {
             let counters = metrics.dual_write_counters()?;
             let log = DualWriteLog::open(state, counters)?;
             self.extras.dual_log = Some(Arc::new(log));
+        }
+        if config.routes.iter().any(|r| r.read_your_writes.is_some())
+            && self.extras.recent.is_none()
+        {
+            self.extras.recent = Some(Arc::new(RecentWrites::new(clock.now())));
         }
         Ok(needs_restart)
     }

@@ -5,22 +5,29 @@
 //! Architecture invariant: a request reads the table and the rollout atomics, nothing else
 //! shared and mutable; it never takes a lock and never looks a metric label up. (Shadowed
 //! routes add shadow mode's own lock-free queue; guarded routes a few atomic adds; writes on
-//! dual-write routes take their row's turn, see `order`.)
+//! dual-write routes take their row's turn, see `order`; writes on a held route wait, see
+//! `hold`; writes and reads keyed for read-your-writes touch a few words of `recent`.)
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use ficus_core::SharedClock;
 use ficus_shadow::{RouteSpec, Shadow, ShadowRoute};
 use http::{HeaderName, HeaderValue, Method};
 use prometheus::IntCounter;
+use tokio::sync::Notify;
 
-use crate::config::{bp_to_percent, BackendConfig, Config, RouteConfig, WriteOrderScope};
+use crate::config::{
+    bp_to_percent, takes_writes, BackendConfig, Config, RouteConfig, WriteOrderScope,
+};
 use crate::dualwrite::DualRoute;
 use crate::guard::{Guard, Reason};
+use crate::hold::Hold;
 use crate::metrics::{Metrics, RouteMetrics};
-use crate::order::WriteOrder;
-use crate::route::PathTemplate;
+use crate::order::{RowTurns, WriteOrder};
+use crate::recent::{self, RecentWrites};
+use crate::route::{is_safe, PathTemplate};
 use crate::split::{self, cookie_value, query_value, MissingKey, Sticky};
 use ficus_core::Side;
 use ficus_state::DualWriteLog;
@@ -89,12 +96,26 @@ impl KeySource {
     }
 }
 
-/// What a table needs beyond the configuration: shadow mode and the dual-write log, when the
-/// configuration uses them (see `sidecars`).
+/// What a table needs beyond the configuration and what outlives one table: shadow mode, the
+/// dual-write log and the read-your-writes map, when the configuration uses them (see
+/// `sidecars`), the proxy's row turns, and how holds wake the control plane.
 #[derive(Clone, Default)]
 pub(crate) struct Extras {
     pub shadow: Option<Arc<Shadow>>,
     pub dual_log: Option<Arc<DualWriteLog>>,
+    /// The turns of keyed rows, shared by every dual-write route (`order`).
+    pub turns: RowTurns,
+    /// Which side took recent writes, per sticky key (`read_your_writes_ms`).
+    pub recent: Option<Arc<RecentWrites>>,
+    /// Signalled when a hold is placed or ends at its deadline (`hold`).
+    pub hold_events: Arc<Notify>,
+}
+
+/// Read your writes on a read route: the window, the key source's seed, the counter.
+pub(crate) struct ReadYourWrites {
+    within: std::time::Duration,
+    seed: u64,
+    redirected: IntCounter,
 }
 
 /// One compiled route.
@@ -121,6 +142,12 @@ pub(crate) struct Route {
     pub write_order: Option<(WriteOrder, IntCounter)>,
     /// The rollback guard, when the route has `[routes.guard]`.
     pub guard: Option<Arc<Guard>>,
+    /// The write hold (`None` only for the catch-all route); a reload keeps it.
+    pub hold: Option<Arc<Hold>>,
+    /// `read_your_writes_ms`: reads follow their key's recent write.
+    ryw_read: Option<ReadYourWrites>,
+    /// Writes whose sticky key some read route follows: the key source's seed.
+    ryw_record: Option<u64>,
 }
 
 impl Route {
@@ -171,7 +198,7 @@ impl Route {
             let whole_route = rc.write_order == WriteOrderScope::Route;
             let order = match previous.and_then(|p| p.write_order.as_ref()) {
                 Some((prev, _)) => prev.with_scope(whole_route),
-                None => WriteOrder::new(whole_route),
+                None => WriteOrder::new(&extras.turns, whole_route),
             };
             let timeouts = metrics
                 .dual_write_turn_timeouts(&rc.name)
@@ -180,6 +207,34 @@ impl Route {
         } else {
             None
         };
+        let hold = match previous.and_then(|p| p.hold.as_ref()) {
+            Some(h) => h.clone(),
+            None => Arc::new(Hold::new(
+                metrics.hold(&rc.name).map_err(|e| e.to_string())?,
+                extras.hold_events.clone(),
+            )),
+        };
+        // Read your writes: reads on this route follow recent writes of their key; writes on
+        // any route with the same sticky source are remembered.
+        let ryw_read = match (rc.read_your_writes, &extras.recent) {
+            (Some(within), Some(_)) => Some(ReadYourWrites {
+                within,
+                seed: recent::source_seed(&rc.sticky),
+                redirected: metrics
+                    .read_your_writes(&rc.name)
+                    .map_err(|e| e.to_string())?,
+            }),
+            _ => None,
+        };
+        let followed = config
+            .routes
+            .iter()
+            .any(|r| r.read_your_writes.is_some() && r.sticky == rc.sticky);
+        let ryw_record = (extras.recent.is_some()
+            && followed
+            && rc.sticky != Sticky::Random
+            && takes_writes(rc))
+        .then(|| recent::source_seed(&rc.sticky));
         // A guard whose settings did not change keeps its window (and its disarmed state)
         // across reloads.
         let guard = match &rc.guard {
@@ -205,6 +260,9 @@ impl Route {
             write_key,
             write_order,
             guard,
+            hold: Some(hold),
+            ryw_read,
+            ryw_record,
             name: rc.name.as_str().into(),
             name_hv: HeaderValue::from_str(&rc.name).map_err(|e| e.to_string())?,
             methods: rc.methods.clone(),
@@ -232,6 +290,9 @@ impl Route {
             write_key: None,
             write_order: None,
             guard: None,
+            hold: None,
+            ryw_read: None,
+            ryw_record: None,
         })
     }
 
@@ -260,6 +321,47 @@ impl Route {
         }
         split::decide(bp, true, key, self.missing)
     }
+
+    /// Read your writes: a read on a route with `read_your_writes_ms` whose sticky key was
+    /// written less than that long before `now` goes to the side that took the write;
+    /// otherwise `side` (the split's decision) stands. Counts the reads it redirects.
+    #[inline]
+    pub fn follow_recent_write(
+        &self,
+        recent: Option<&RecentWrites>,
+        parts: &http::request::Parts,
+        side: Side,
+        now: Instant,
+    ) -> Side {
+        let (Some(ryw), Some(recent)) = (&self.ryw_read, recent) else {
+            return side;
+        };
+        if !is_safe(&parts.method) {
+            return side;
+        }
+        let Some(key) = self.key.get(parts).filter(|k| !k.is_empty()) else {
+            return side;
+        };
+        match recent.lookup(recent::key_hash(ryw.seed, key), ryw.within, now) {
+            Some(wrote) if wrote != side => {
+                ryw.redirected.inc();
+                wrote
+            }
+            _ => side,
+        }
+    }
+
+    /// For a write on a route whose sticky key some read route follows: the key's hash, to
+    /// remember which side takes the write.
+    #[inline]
+    pub fn written_key(&self, parts: &http::request::Parts) -> Option<u64> {
+        let seed = self.ryw_record?;
+        if is_safe(&parts.method) {
+            return None;
+        }
+        let key = self.key.get(parts).filter(|k| !k.is_empty())?;
+        Some(recent::key_hash(seed, key))
+    }
 }
 
 /// A compiled configuration.
@@ -272,6 +374,8 @@ pub(crate) struct Table {
     pub override_token: Option<Box<[u8]>>,
     /// Shadow mode, when any route is shadowed.
     pub shadow: Option<Arc<Shadow>>,
+    /// Which side took recent writes, when a route reads its writes.
+    pub recent: Option<Arc<RecentWrites>>,
     /// Where requests read the time (their duration, the dual-write stamp).
     pub clock: SharedClock,
 }
@@ -324,6 +428,7 @@ impl Table {
                 .resolved_override_token()
                 .map(|t| t.into_bytes().into_boxed_slice()),
             shadow: extras.shadow.clone(),
+            recent: extras.recent.clone(),
             clock: clock.clone(),
         })
     }

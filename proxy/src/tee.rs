@@ -55,10 +55,7 @@ pub(crate) struct Begun {
     pub write: Option<PendingWrite>,
 }
 
-/// Methods that are not writes: never recorded, never given a turn.
-pub(crate) fn is_safe(m: &Method) -> bool {
-    matches!(*m, Method::GET | Method::HEAD | Method::OPTIONS)
-}
+pub(crate) use crate::route::is_safe;
 
 /// Decides, before forwarding, whether the request is mirrored and whether it is a dual
 /// write to record; stamps `X-Ficus-Request-Time` on dual-write routes and drops

@@ -75,7 +75,6 @@ async fn setup(dir: &Path) -> ProxyHandle {
         r#"
 [[routes]]
 name = "tasks-read"
-methods = ["GET"]
 path = "/api/tasks/*"
 percent = 0.0
 sticky = "header:X-User-Id"
@@ -207,11 +206,22 @@ async fn admin_page_in_headless_chromium() {
     assert!(out.join("admin.png").exists());
     println!("screenshots in {}", out.display());
 
-    // What the page did is on record.
+    // What the page did (and the hold the script placed beside it) is on record.
     let audit = p.audit(10).unwrap();
-    assert_eq!(audit[0].action, "rollback");
-    assert_eq!(audit[1].to_bp, 4000);
-    assert_eq!(audit[1].actor, "admin-page");
+    let rows: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|a| (a.action.as_str(), a.actor.as_str()))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            ("release", "admin-api"),
+            ("hold", "cutover"),
+            ("rollback", "admin-page"),
+            ("set", "admin-page")
+        ]
+    );
+    assert_eq!(audit[3].to_bp, 4000);
     p.shutdown().await;
 }
 

@@ -381,3 +381,94 @@ async fn a_dropped_mirror_releases_its_row_and_is_recorded_divergent() {
     assert_eq!(b, &("B".to_string(), Some(200), Some(200), 0));
     p.shutdown().await;
 }
+
+/// One row, one turn: a create (route `tasks-create`, keyed by the `X-Task-Id` header, its
+/// mirror held at the new side) and a claim on the same task (route `tasks-claim`, keyed by
+/// the path) share the task's turn. While the create is being mirrored the claim waits — and,
+/// here, gives up after the legacy timeout, having reached neither side; once the create is
+/// on both sides, the claim goes, and reaches the mirror side after the create did.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_waits_for_the_create_of_its_task_on_another_route() {
+    let tmp = testkit::temp_dir("proxy-order-one-row");
+    let r = recorders(false).await;
+    let routes = r#"
+[[routes]]
+name = "tasks-create"
+methods = ["POST"]
+path = "/api/tasks/"
+dual_write = true
+key = "header:X-Task-Id"
+write_order = "route"
+[routes.shadow]
+
+[[routes]]
+name = "tasks-claim"
+methods = ["POST"]
+path = "/api/tasks/{task_id}/claim"
+dual_write = true
+key = "path:task_id"
+[routes.shadow]
+"#;
+    let p = proxy(tmp.path(), r.legacy.addr, r.new.addr, 1_000, "", routes);
+    let addr = p.listen_addr();
+    let create = |body: &'static str| async move {
+        tokio::time::timeout(
+            STEP,
+            send(
+                addr,
+                "POST",
+                "/api/tasks/",
+                &[("content-type", "application/json"), ("x-task-id", "T-7")],
+                body,
+            ),
+        )
+        .await
+        .expect("create answered")
+    };
+    assert_eq!(create("create T-7 hold").await.status, 200);
+    // The create's mirror is held at the new side: the claim on T-7 waits for its turn.
+    let refused = post(addr, "/api/tasks/T-7/claim", "claim T-7 early").await;
+    assert_eq!(refused.status, 503, "{:?}", refused.body);
+    let j = refused.json();
+    assert_eq!(
+        (&j["error"], &j["route"]),
+        (&"write_turn_timeout".into(), &"tasks-claim".into())
+    );
+    assert!(
+        j["message"].as_str().unwrap().contains("key \"T-7\""),
+        "{j}"
+    );
+    assert!(
+        !r.arrived().iter().any(|e| e.contains("early")),
+        "the claim reached a side while the create was being mirrored: {:#?}",
+        r.arrived()
+    );
+    // A claim on another task does not wait.
+    assert_eq!(
+        post(addr, "/api/tasks/T-8/claim", "claim T-8").await.status,
+        200
+    );
+    // The create reaches the new side: the claim goes.
+    r.gate.send(true).unwrap();
+    assert_eq!(
+        post(addr, "/api/tasks/T-7/claim", "claim T-7").await.status,
+        200
+    );
+    flush(&p).await;
+    let tl = r.timeline();
+    let at = |e: &str| {
+        tl.iter()
+            .position(|x| x == e)
+            .unwrap_or_else(|| panic!("{e}: {tl:#?}"))
+    };
+    assert!(
+        at("new POST /api/tasks/ create T-7 hold")
+            < at("legacy POST /api/tasks/T-7/claim claim T-7"),
+        "{tl:#?}"
+    );
+    assert!(
+        at("new POST /api/tasks/ create T-7 hold") < at("new POST /api/tasks/T-7/claim claim T-7"),
+        "{tl:#?}"
+    );
+    p.shutdown().await;
+}

@@ -102,6 +102,26 @@ await inChromium({
   await waitFor(async () => (await page.locator('#audit tbody').textContent()).includes('rollback'), 'audit row on the page');
   step(`rolled back from the page: admin API 0 %, traffic ${JSON.stringify(t0)}, audit row shown`);
 
+  // A write hold (what `ficus migrate cutover` places) shows on the route's card: a badge, who
+  // holds the writes until when, and the writes waiting.
+  const auth = { 'Authorization': `Bearer ${TOKEN}`, 'Content-Type': 'application/json' };
+  const held = await fetch(`${ADMIN}/admin/routes/${ROUTE}/hold`, { method: 'POST', headers: auth, body: JSON.stringify({ max_ms: 60000, actor: 'cutover' }) });
+  check(held.ok, `hold placed: ${held.status} ${await held.text()}`);
+  const waitingWrite = fetch(`${PROXY}/api/tasks/1`, { method: 'POST', body: '{}' });
+  const badge = card.locator('.badge.held');
+  await badge.waitFor({ state: 'visible' });
+  await page.locator(`.card[data-route="${ROUTE}"] .hold[data-waiting="1"]`).waitFor();
+  const holdText = await card.locator('.hold').textContent();
+  check(/^writes held by cutover until .+ · 1 waiting · 0 in flight$/.test(holdText), `hold shown: ${holdText}`);
+  await page.screenshot({ path: join(OUT, 'admin-held.png'), fullPage: true });
+  const released = await fetch(`${ADMIN}/admin/routes/${ROUTE}/hold`, { method: 'DELETE', headers: auth });
+  check(released.ok, `hold released: ${released.status}`);
+  const w = await waitingWrite;
+  check(w.status === 200, `the held write went on after the release: ${w.status}`);
+  await badge.waitFor({ state: 'hidden' });
+  check(await card.locator('.hold').isHidden(), 'hold line gone after the release');
+  step(`hold shown on the card (${holdText}), gone after the release; screenshot ${join(OUT, 'admin-held.png')}`);
+
   // A wrong token is refused and asked for again.
   await page.evaluate(() => sessionStorage.setItem('ficus-admin-token', 'wrong'));
   await page.reload();

@@ -44,10 +44,16 @@ fn parse(src: &str, file: Option<&Path>) -> Result<Config, ConfigError> {
         }
     };
     let mut routes = Vec::with_capacity(raw.routes.len());
+    let mut ryw_spans = Vec::with_capacity(raw.routes.len());
     for (i, r) in raw.routes.into_iter().enumerate() {
+        ryw_spans.push(r.get_ref().read_your_writes_ms.as_ref().map(|v| v.span()));
         let rc = route::from_raw(&cx, i, r, &routes)?;
         routes.push(rc);
     }
+    route::check_read_your_writes(&routes).map_err(|(i, m)| {
+        let span = ryw_spans.get(i).cloned().flatten();
+        cx.err(format!("routes[{i}].read_your_writes_ms"), span, m)
+    })?;
     Ok(Config {
         proxy,
         backends,

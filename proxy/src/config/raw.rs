@@ -65,6 +65,7 @@ pub(super) struct RawRoute {
     pub dual_write: Option<Spanned<bool>>,
     pub key: Option<Spanned<String>>,
     pub write_order: Option<Spanned<String>>,
+    pub read_your_writes_ms: Option<Spanned<u64>>,
     pub guard: Option<Spanned<RawGuard>>,
 }
 

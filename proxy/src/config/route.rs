@@ -1,6 +1,8 @@
 //! One `[[routes]]` entry: what it matches, where its traffic goes, and its shadow, dual-write
 //! and guard settings — with the rules that tie those fields together.
 
+use std::time::Duration;
+
 use http::Method;
 use toml::Spanned;
 
@@ -12,6 +14,9 @@ use super::raw::RawRoute;
 use crate::guard::GuardConfig;
 use crate::route::PathTemplate;
 use crate::split::{MissingKey, Sticky, BUCKETS};
+
+/// The longest `read_your_writes_ms`.
+pub const MAX_READ_YOUR_WRITES_MS: u64 = 600_000;
 
 /// Which writes of a dual-write route take turns (`write_order`; see `order.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -83,6 +88,9 @@ pub struct RouteConfig {
     pub key: Option<Sticky>,
     /// `write_order`: which writes of a dual-write route wait for each other.
     pub write_order: WriteOrderScope,
+    /// `read_your_writes_ms` (`None`: 0 or absent, off): a read whose sticky key was written
+    /// through this proxy less than this long ago goes to the side that took the write.
+    pub read_your_writes: Option<Duration>,
     /// `[routes.guard]`: automatic rollback when the new side misbehaves.
     pub guard: Option<GuardConfig>,
 }
@@ -246,11 +254,18 @@ pub(super) fn from_raw(
         dual_write: r.dual_write.as_ref().is_some_and(|d| *d.get_ref()),
         key,
         write_order,
+        read_your_writes: r
+            .read_your_writes_ms
+            .as_ref()
+            .map(|v| *v.get_ref())
+            .filter(|&ms| ms > 0)
+            .map(Duration::from_millis),
         guard,
     };
     check_extras(&rc, r.write_order.is_some()).map_err(|(field, m)| {
         let span = match field.as_str() {
             "key" => r.key.as_ref().map(|k| k.span()),
+            "read_your_writes_ms" => r.read_your_writes_ms.as_ref().map(|v| v.span()),
             "write_order" => r.write_order.as_ref().map(|w| w.span()),
             "dual_write" => r.dual_write.as_ref().map(|d| d.span()),
             _ => None,
@@ -258,6 +273,37 @@ pub(super) fn from_raw(
         cx.err(f(&field), Some(span.unwrap_or(rspan.clone())), m)
     })?;
     Ok(rc)
+}
+
+/// Whether a route takes writes (its methods include one that is not GET, HEAD or OPTIONS,
+/// or it matches every method).
+pub(crate) fn takes_writes(r: &RouteConfig) -> bool {
+    r.methods.is_empty() || r.methods.iter().any(|m| !crate::route::is_safe(m))
+}
+
+/// The rule across routes for `read_your_writes_ms`: some route that takes writes must have
+/// the same sticky source, or no write would ever be remembered for the read route. Returns
+/// the index of the first route breaking it and the message.
+pub(super) fn check_read_your_writes(routes: &[RouteConfig]) -> Result<(), (usize, String)> {
+    for (i, r) in routes.iter().enumerate() {
+        if r.read_your_writes.is_none() {
+            continue;
+        }
+        if !routes
+            .iter()
+            .any(|w| takes_writes(w) && w.sticky == r.sticky)
+        {
+            return Err((
+                i,
+                format!(
+                    "no route that takes writes has sticky = \"{}\": reads are matched to \
+                     writes made on routes with the same sticky key source",
+                    r.sticky
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// A route name: letters, digits, `-`, `_`, `.`; not starting with `_` (reserved).
@@ -331,6 +377,25 @@ pub(super) fn check_extras(r: &RouteConfig, write_order_set: bool) -> Result<(),
             return err(
                 "key",
                 "dual_write = true needs key = \"path:PARAM\" (or header:/cookie:/query:) naming the row"
+                    .into(),
+            );
+        }
+    }
+    if let Some(d) = r.read_your_writes {
+        if d > Duration::from_millis(MAX_READ_YOUR_WRITES_MS) {
+            return err(
+                "read_your_writes_ms",
+                format!(
+                    "{} ms: at most {MAX_READ_YOUR_WRITES_MS} (0 turns it off)",
+                    d.as_millis()
+                ),
+            );
+        }
+        if r.sticky == Sticky::Random {
+            return err(
+                "read_your_writes_ms",
+                "needs a sticky key (sticky = \"header:NAME\", cookie:, path: or query:): \
+                 a read is matched to earlier writes by it"
                     .into(),
             );
         }

@@ -2,7 +2,7 @@
 //! configuration built or changed in code (tests, the demo, `ProxyHandle::apply_config`).
 
 use super::error::{shadow_field, ConfigError};
-use super::route::{check_extras, check_name, WriteOrderScope};
+use super::route::{check_extras, check_name, check_read_your_writes, WriteOrderScope};
 use super::Config;
 use crate::split::{Sticky, BUCKETS};
 
@@ -35,6 +35,9 @@ impl Config {
             check_extras(r, r.write_order != WriteOrderScope::Key)
                 .map_err(|(f, m)| ConfigError::in_code(format!("routes[{i}].{f}"), m))?;
         }
+        check_read_your_writes(&self.routes).map_err(|(i, m)| {
+            ConfigError::in_code(format!("routes[{i}].read_your_writes_ms"), m)
+        })?;
         if let Some(g) = &self.shadow {
             g.validate().map_err(|err| {
                 let (f, m) = shadow_field(err);

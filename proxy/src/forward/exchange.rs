@@ -51,26 +51,30 @@ impl Drop for Inflight<'_> {
 ///
 /// At the response head, [`Exchange::finish`]:
 /// 1. the rollback guard counts the new side's answer (status, time to head);
-/// 2. a dual write that will not be mirrored (the primary failed, the request was not
-///    mirrored): its row is recorded in the dual-write log, then its turn on the row is
-///    released ([`DualWrite::finish`]); a mirrored write travels on with the response tee;
-/// 3. the status and duration metrics;
-/// 4. the in-flight gauge.
+/// 2. a write whose side answered is remembered for read-your-writes (before the client can
+///    see the answer and read);
+/// 3. a write that will not be mirrored (the primary failed, the request was not mirrored):
+///    on a dual-write route its row is recorded in the dual-write log, then its turn on the
+///    row is released; then it leaves the route's in-flight writes ([`DualWrite::finish`]); a
+///    mirrored write travels on with the response tee;
+/// 4. the status and duration metrics;
+/// 5. the in-flight gauge.
 ///
 /// At the end of the response body (`UpstreamBody::finish`):
-/// 5. the upstream connection goes back to the worker's pool ([`Lease::give_back`]);
-/// 6. the response tee hands the exchange, with the dual write, to shadow mode.
+/// 6. the upstream connection goes back to the worker's pool ([`Lease::give_back`]);
+/// 7. the response tee hands the exchange, with the dual write, to shadow mode.
 ///
 /// When shadow mode is done with that job (its `on_done`, which fires exactly once however
 /// the job ends; see `tee`):
-/// 7. the guard counts the comparison (match or mismatch);
-/// 8. the write's row is recorded with the mirror's status, then 9. its turn released.
+/// 8. the guard counts the comparison (match or mismatch);
+/// 9. the write's row is recorded with the mirror's status, then 10. its turn released, then
+///    11. it leaves the route's in-flight writes.
 ///
 /// A response body dropped before its end (client gone) closes its connection instead of
-/// pooling it, and drops the tee unsubmitted: 8–9 at once, without the mirror's status. An
+/// pooling it, and drops the tee unsubmitted: 9–11 at once, without the mirror's status. An
 /// exchange dropped before `finish` (the client left while the request waited for its turn or
 /// for the backend) drops its fields in declaration order, which is the same order: the shadow
-/// plan, the dual write (row, then turn), the in-flight gauge.
+/// plan, the write (row, turn, in-flight count), the in-flight gauge.
 pub(crate) struct Exchange<'a> {
     table: &'a Table,
     route: &'a Route,
@@ -82,8 +86,10 @@ pub(crate) struct Exchange<'a> {
     /// Shadow mode's plan for a mirrored request, until the response head turns it into the
     /// response tee.
     plan: Option<Plan>,
-    /// A write on a dual-write route: its pending row and its turn.
+    /// A write: on a dual-write route its pending row and its turn; its in-flight count.
     write: DualWrite,
+    /// A write whose sticky key a read route follows: the key's hash (`recent`).
+    written_key: Option<u64>,
     inflight: Inflight<'a>,
 }
 
@@ -106,8 +112,21 @@ impl<'a> Exchange<'a> {
             started,
             plan: None,
             write: DualWrite::default(),
+            written_key: None,
             inflight,
         }
+    }
+
+    /// The routing decision is made: a write counts in its route's in-flight writes from now
+    /// on, and its key is kept to remember which side took it.
+    pub(super) fn decided(&mut self, parts: &http::request::Parts) {
+        if tee::is_safe(&parts.method) {
+            return;
+        }
+        if let Some(hold) = &self.route.hold {
+            self.write.in_flight = Some(hold.write_started());
+        }
+        self.written_key = self.route.written_key(parts);
     }
 
     /// A write on a dual-write route first waits for its row's turn (`order`); it is stamped
@@ -222,6 +241,7 @@ impl<'a> Exchange<'a> {
             started,
             plan,
             write,
+            written_key,
             inflight,
             ..
         } = self;
@@ -234,6 +254,7 @@ impl<'a> Exchange<'a> {
             Side::Legacy => None,
         };
         // 1. The guard counts the new side's answer.
+        let answered = result.is_ok();
         let resp = match result {
             Ok(r) => {
                 if let Some(g) = guard {
@@ -258,9 +279,13 @@ impl<'a> Exchange<'a> {
                 error_response(f, route, side, &request_id)
             }
         };
-        // 2. Not handed to shadow mode: recorded now, then the row's next write may go.
+        // 2. The side that took a write, for the reads that follow it.
+        if let (Some(key), Some(recent), true) = (written_key, &table.recent, answered) {
+            recent.record(key, side, table.clock.now());
+        }
+        // 3. Not handed to shadow mode: recorded now, then the row's next write may go.
         write.finish(None);
-        // 3. The request's metrics, 4. the in-flight gauge.
+        // 4. The request's metrics, 5. the in-flight gauge.
         bm.count(resp.status().as_u16());
         bm.duration.observe(took.as_secs_f64());
         drop(inflight);

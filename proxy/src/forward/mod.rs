@@ -5,6 +5,10 @@
 //! timeout → 504, a dual write that did not get its row's turn (see [`crate::order`]) → 503.
 //! `Upgrade` requests (WebSocket) are passed through to the routed side.
 //!
+//! A write on a held route first waits for the hold to end ([`crate::hold`]) — before the
+//! route's split is read, so it goes where the route sends it when the hold ends. A read on a
+//! route with `read_your_writes_ms` may follow its key's recent write ([`crate::recent`]).
+//!
 //! A request's state lives in one [`Exchange`], which also says in what order it is released
 //! at the end of the response. Its steps — `take_turn` (dual writes), `begin_tee` (shadow mode
 //! decides and stamps), `forward` (rewrite, send, await the head, wrap the body), `finish` —
@@ -45,11 +49,22 @@ pub(crate) async fn handle(
     conn: Rc<ConnInfo>,
     mut req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
-    let table = worker.table();
-    let started = table.clock.now();
+    let mut table = worker.table();
     let inflight = Inflight::new(&worker.shared.metrics.inflight);
 
-    let route = table.match_route(req.method(), req.uri().path());
+    let mut route = table.match_route(req.method(), req.uri().path());
+    // A write on a held route waits here, before anything about it is decided; then it is
+    // routed by the table (and the route's percentage) in force when the hold ended.
+    if let Some(hold) = route.hold.as_ref().filter(|h| h.is_held()) {
+        if !crate::route::is_safe(req.method()) {
+            let hold = hold.clone();
+            hold.wait(&table.clock).await;
+            table = worker.table();
+            route = table.match_route(req.method(), req.uri().path());
+        }
+    }
+    // Durations (and the guard's samples) start after any hold.
+    let started = table.clock.now();
     let request_id = match req.headers().get(&REQUEST_ID) {
         Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
         _ => {
@@ -61,8 +76,17 @@ pub(crate) async fn handle(
     let forced = check_override(&table, route, req.headers_mut());
     let down_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let side = forced.unwrap_or_else(|| route.decide(&parts));
+    let side = match forced {
+        Some(side) => side,
+        None => route.follow_recent_write(
+            table.recent.as_deref(),
+            &parts,
+            route.decide(&parts),
+            started,
+        ),
+    };
     let mut ex = Exchange::new(&table, route, side, request_id, started, inflight);
+    ex.decided(&parts);
     let result = match ex.take_turn(&parts).await {
         Ok(()) => {
             ex.begin_tee(&mut parts);

@@ -151,8 +151,9 @@ function renderRoutes(s) {
       const rbBtn = el('button', { type: 'button', className: 'danger rollback-btn' }, 'Roll back');
       rbBtn.addEventListener('click', () => rollback(r.name));
       card = el('div', { className: 'card', 'data-route': r.name },
-        el('h3', {}, r.name),
+        el('h3', {}, r.name, ' ', el('span', { className: 'badge held', hidden: true }, 'held')),
         el('div', { className: 'meta' }),
+        el('div', { className: 'hold', hidden: true }),
         el('div', { className: 'pct' }),
         el('div', { className: 'bar' }, el('div', {})),
         el('div', { className: 'source' }),
@@ -171,6 +172,19 @@ function renderRoutes(s) {
     src.textContent = r.source === 'runtime'
       ? 'set at run time by ' + (r.updated_by || '?') + ' at ' + fmtTime(r.updated_at) + ' (file says ' + fmtPct(r.config_percent) + ' %)'
       : 'from the configuration file';
+    // A write hold (a cut-over in progress): who holds the writes until when, how many wait.
+    $('.badge.held', card).hidden = !r.held;
+    card.dataset.held = r.held ? '1' : '';
+    const hold = $('.hold', card);
+    hold.hidden = !r.held;
+    hold.dataset.waiting = String(r.waiting_writes || 0);
+    hold.dataset.inFlight = String(r.in_flight_writes || 0);
+    if (r.held) {
+      hold.textContent = 'writes held by ' + (r.held_by || '?') + ' until ' + fmtTime(r.held_until) +
+        ' · ' + (r.waiting_writes || 0) + ' waiting · ' + (r.in_flight_writes || 0) + ' in flight';
+    } else {
+      hold.textContent = '';
+    }
     const t = $('.traffic', card);
     const rows = [];
     for (const b of ['legacy', 'new']) {

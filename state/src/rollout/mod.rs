@@ -97,6 +97,22 @@ impl RolloutStore {
         }
     }
 
+    /// Records an audit row for an event that does not change the route's percentage (a
+    /// write hold placed, released or expired): `from_bp` and `to_bp` are both `bp`, the
+    /// override (if any) stays as it is, and no replica is notified (nothing to re-read).
+    pub fn note(
+        &mut self,
+        route: &str,
+        bp: u32,
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.note(route, bp, actor, action),
+            RolloutStore::Postgres(p) => p.note(route, bp, actor, action),
+        }
+    }
+
     /// The most recent audit rows, newest first.
     pub fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
         match self {
@@ -151,6 +167,21 @@ mod tests {
         assert_eq!(a[0].action, "reset");
         assert_eq!(a[1].to_bp, 2500);
         assert_eq!(s.known_routes().unwrap(), vec!["r".to_string()]);
+        // A note leaves the override alone and adds one row.
+        s.record(&[change("r", 0, 4000, Some(0))], "carol", "set")
+            .unwrap();
+        s.note("r", 4000, "cutover", "hold").unwrap();
+        assert_eq!(s.get("r").unwrap().unwrap().percent_bp, 4000);
+        let a = s.audit(1).unwrap();
+        assert_eq!(
+            (
+                a[0].from_bp,
+                a[0].to_bp,
+                a[0].actor.as_str(),
+                a[0].action.as_str()
+            ),
+            (4000, 4000, "cutover", "hold")
+        );
     }
 
     #[test]
@@ -180,5 +211,9 @@ mod tests {
         assert_eq!(b.get("tasks").unwrap().unwrap().percent_bp, 5000);
         assert_eq!(b.audit(5).unwrap()[0].actor, "alice");
         assert_eq!(b.known_routes().unwrap(), vec!["tasks".to_string()]);
+        a.note("tasks", 5000, "cutover", "release").unwrap();
+        let last = &b.audit(1).unwrap()[0];
+        assert_eq!((last.to_bp, last.action.as_str()), (5000, "release"));
+        assert_eq!(b.get("tasks").unwrap().unwrap().actor, "alice");
     }
 }

@@ -37,6 +37,13 @@ enum Cmd {
         action: String,
         reply: Reply<()>,
     },
+    Note {
+        route: String,
+        bp: u32,
+        actor: String,
+        action: String,
+        reply: Reply<()>,
+    },
     Audit(i64, Reply<Vec<AuditEntry>>),
     Routes(Reply<Vec<String>>),
 }
@@ -131,6 +138,22 @@ impl PgRollout {
     ) -> Result<(), StateError> {
         self.call(|reply| Cmd::Record {
             changes: changes.to_vec(),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            reply,
+        })
+    }
+
+    pub(super) fn note(
+        &self,
+        route: &str,
+        bp: u32,
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        self.call(|reply| Cmd::Note {
+            route: route.to_string(),
+            bp,
             actor: actor.to_string(),
             action: action.to_string(),
             reply,
@@ -252,6 +275,19 @@ impl Worker {
                 }
                 let _ = reply.send(r);
             }
+            Cmd::Note {
+                route,
+                bp,
+                actor,
+                action,
+                reply,
+            } => {
+                let r = self.note(&route, bp, &actor, &action).await;
+                if r.is_err() {
+                    self.reset_if_closed();
+                }
+                let _ = reply.send(r);
+            }
         }
     }
 
@@ -289,6 +325,26 @@ impl Worker {
             .map(row_override)
             .collect::<Result<_, _>>()
             .map_err(err)
+    }
+
+    async fn note(
+        &mut self,
+        route: &str,
+        bp: u32,
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        let target = self.target.clone();
+        let err = StateError::pg(&target, "record audit row");
+        let c = self.client().await?;
+        c.execute(
+            "INSERT INTO ficus_proxy.audit (at, route, from_bp, to_bp, actor, action)
+             VALUES (now(), $1, $2, $2, $3, $4)",
+            &[&route, &bp_i32(bp), &actor, &action],
+        )
+        .await
+        .map(drop)
+        .map_err(err)
     }
 
     async fn audit(&mut self, limit: i64) -> Result<Vec<AuditEntry>, StateError> {

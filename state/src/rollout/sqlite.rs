@@ -90,6 +90,23 @@ impl SqliteRollout {
         tx.commit().map_err(err)
     }
 
+    pub(super) fn note(
+        &mut self,
+        route: &str,
+        bp: u32,
+        actor: &str,
+        action: &str,
+    ) -> Result<(), StateError> {
+        let now = ficus_core::stamp::rfc3339(time::OffsetDateTime::now_utc());
+        self.conn
+            .execute(
+                "INSERT INTO audit (at, route, from_bp, to_bp, actor, action) VALUES (?1, ?2, ?3, ?3, ?4, ?5)",
+                params![now, route, bp, actor, action],
+            )
+            .map(drop)
+            .map_err(StateError::sqlite(&self.path, "record audit row"))
+    }
+
     pub(super) fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StateError> {
         let err = StateError::sqlite(&self.path, "read audit");
         let mut st = self

@@ -32,7 +32,9 @@ pub struct AuditEntry {
     pub to_bp: u32,
     /// Who.
     pub actor: String,
-    /// `set`, `rollback`, `reset` (back to the file's value) or `config` (the file changed).
+    /// `set`, `rollback`, `reset` (back to the file's value), `config` (the file changed);
+    /// for events that leave the percentage as it is (`from_bp == to_bp`, recorded with
+    /// [`super::RolloutStore::note`]): `hold`, `release`, `hold-expired` (a proxy's write hold).
     pub action: String,
 }
 
