@@ -63,7 +63,8 @@
 //!   workers, graceful shutdown.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
 //!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
-//!   store); `metrics_endpoint`: [`serve_metrics`], a bare `/metrics` for another registry (the
+//!   store); `traffic`: [`AdminTraffic`], hold/move/release routes on every replica for a
+//!   cut-over; `metrics_endpoint`: [`serve_metrics`], a bare `/metrics` for another registry (the
 //!   migrator's).
 //!
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
@@ -93,6 +94,7 @@ pub mod split;
 mod table;
 mod tee;
 mod to_legacy;
+mod traffic;
 mod upstream;
 
 pub use self::config::{Config, ConfigError};
@@ -108,6 +110,7 @@ pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
 pub use self::table::UNMATCHED;
 pub use self::to_legacy::LegacySwitch;
+pub use self::traffic::AdminTraffic;
 pub use ficus_core::headers::REQUEST_TIME;
 pub use ficus_core::{Clock, ManualClock, SharedClock, SystemClock};
 pub use ficus_state::{AuditEntry, StateError, StateLocation};

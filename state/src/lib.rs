@@ -20,6 +20,8 @@
 //! - `dual_writes`: the record type, the writer thread ([`DualWriteLog`]) and the reader;
 //! - `switch`: [`RouteSwitch`] / [`ToLegacy`] — the outcome and the interface of "send every
 //!   route to legacy", which the migrator asks for and the proxy crate implements;
+//! - `traffic`: [`TrafficControl`] — hold, watch, move and release routes, for a cut-over;
+//!   implemented by the proxy crate over its admin API;
 //! - `error`: [`StateError`].
 //!
 //! Architecture invariant: nothing outside this crate writes SQL against these tables.
@@ -32,6 +34,7 @@ pub mod pg;
 mod rollout;
 pub mod schema;
 mod switch;
+mod traffic;
 pub mod url;
 
 pub use self::dual_writes::{
@@ -41,3 +44,4 @@ pub use self::error::StateError;
 pub use self::location::StateLocation;
 pub use self::rollout::{AuditEntry, Change, Override, RolloutStore};
 pub use self::switch::{RouteSwitch, ToLegacy};
+pub use self::traffic::{Fut as TrafficFuture, RouteState, TrafficControl};

@@ -325,3 +325,31 @@ pub fn status_on(conn: &Connection, path: &Path) -> Result<CaptureStatus, Captur
 pub fn epoch(conn: &Connection) -> rusqlite::Result<Option<String>> {
     Ok(ddl::read_meta(conn)?.map(|m| m.epoch))
 }
+
+/// A value kept in `_ficus_capture` beside the capture's description (the reverse
+/// follower's position lives there, written in the same SQLite transaction as its rows).
+pub fn meta_get(conn: &Connection, name: &str) -> rusqlite::Result<Option<String>> {
+    use rusqlite::OptionalExtension;
+    conn.query_row(
+        &format!(
+            "SELECT value FROM {} WHERE name = ?1",
+            crate::introspect::quote_sqlite(META_TABLE)
+        ),
+        [name],
+        |r| r.get(0),
+    )
+    .optional()
+}
+
+/// Sets a value in `_ficus_capture` (inside the caller's transaction).
+pub fn meta_set(conn: &Connection, name: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        &format!(
+            "INSERT INTO {} (name, value) VALUES (?1, ?2)
+             ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            crate::introspect::quote_sqlite(META_TABLE)
+        ),
+        [name, value],
+    )?;
+    Ok(())
+}

@@ -32,7 +32,24 @@ use crate::plan::{qualified, Plan, TablePlan};
 pub(crate) async fn apply(client: &mut Client, plan: &Plan, round: &Round) -> Result<()> {
     let schema = &plan.schema;
     let tx = client.transaction().await.ctx("begin a follow round")?;
+    // The reverse capture (after a cut-over) ignores what the follower itself writes.
+    tx.batch_execute("SET LOCAL ficus.applying = 'on'")
+        .await
+        .ctx("begin a follow round")?;
     apply_deltas(&tx, plan, &round.tables).await?;
+    let keys: Vec<(String, String)> = round
+        .tables
+        .iter()
+        .flat_map(|d| {
+            let t = plan.tables[d.table].source_name.clone();
+            let whole = d.replace_all.then(|| (t.clone(), String::new()));
+            d.keys
+                .iter()
+                .map(move |k| (t.clone(), k.clone()))
+                .chain(whole)
+        })
+        .collect();
+    super::state::record_keys(&tx, schema, round.position, &keys).await?;
     let lag_changes = round.last_id - round.position;
     super::state::advance(
         &tx,

@@ -19,6 +19,10 @@ pub struct FollowMetrics {
     pub apply_errors: IntCounter,
     /// The applied log position.
     pub position: IntGauge,
+    /// Rows the reverse follower wrote into SQLite (after a cut-over).
+    pub reverse_applied: IntCounter,
+    /// The reverse follower's position in PostgreSQL's reverse log.
+    pub reverse_position: IntGauge,
 }
 
 impl FollowMetrics {
@@ -56,6 +60,16 @@ impl FollowMetrics {
                 "The applied change-log position",
             ))
             .map_err(err)?,
+            reverse_applied: IntCounter::with_opts(Opts::new(
+                "ficus_migrate_follow_reverse_applied_total",
+                "Rows the reverse follower wrote into SQLite after a cut-over",
+            ))
+            .map_err(err)?,
+            reverse_position: IntGauge::with_opts(Opts::new(
+                "ficus_migrate_follow_reverse_position",
+                "The reverse follower's position in ficus.reverse_changes",
+            ))
+            .map_err(err)?,
         };
         for c in [
             Box::new(m.applied.clone()) as Box<dyn prometheus::core::Collector>,
@@ -64,6 +78,8 @@ impl FollowMetrics {
             Box::new(m.lag_seconds.clone()),
             Box::new(m.apply_errors.clone()),
             Box::new(m.position.clone()),
+            Box::new(m.reverse_applied.clone()),
+            Box::new(m.reverse_position.clone()),
         ] {
             registry.register(c).map_err(err)?;
         }

@@ -36,7 +36,8 @@ use crate::error::{MigrateError, PgContext, Result};
 use crate::plan::Plan;
 
 pub use self::metrics::FollowMetrics;
-pub use self::state::FollowState;
+pub(crate) use self::state::{direction, keys_after, set_direction};
+pub use self::state::{Direction, FollowState};
 
 /// How the follower runs.
 #[derive(Debug, Clone)]
@@ -128,6 +129,22 @@ pub enum FollowEvent {
         /// `table.column` of each.
         columns: Vec<String>,
     },
+    /// A cut-over or a live rollback turned the follower around.
+    TurnedAround {
+        /// The way it applies changes now.
+        direction: state::Direction,
+        /// The position it goes on from (the reverse log's, or SQLite's log's).
+        position: i64,
+    },
+    /// A reverse round wrote PostgreSQL's changes into SQLite.
+    Reversed {
+        /// Reverse-log entries applied.
+        changes: u64,
+        /// Rows written or deleted in SQLite.
+        rows: u64,
+        /// The reverse position after it.
+        position: i64,
+    },
     /// A round failed; it is retried.
     RoundFailed {
         /// Why.
@@ -178,6 +195,20 @@ impl FollowEvent {
             FollowEvent::ColumnsAdded { columns } => format!(
                 "follow: column(s) added on the source, added in PostgreSQL with their values: {}",
                 columns.join(", ")
+            ),
+            FollowEvent::TurnedAround {
+                direction,
+                position,
+            } => format!(
+                "follow: turned {} (from position {position})",
+                direction.as_str()
+            ),
+            FollowEvent::Reversed {
+                changes,
+                rows,
+                position,
+            } => format!(
+                "follow (reverse): applied {changes} PostgreSQL change(s), {rows} row(s) written into SQLite; at {position}"
             ),
             FollowEvent::RoundFailed { error } => format!("follow: round failed (retrying): {error}"),
         }
@@ -352,8 +383,78 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
     let mut behind = false;
     let mut caught_up_said = false;
     let mut resettle: VecDeque<Recheck> = VecDeque::new();
+    let mut reverse: Option<crate::reverse::ReverseFollower> = None;
+    let mut checked = Instant::now() - Duration::from_secs(1);
+    let mut beat = Instant::now();
     tokio::pin!(stop);
     loop {
+        // Which way? A cut-over turns the follower around, a live rollback back (and sets
+        // the forward position past the reverse follower's own writes).
+        if checked.elapsed() >= DIRECTION_CHECK {
+            checked = Instant::now();
+            let (dir, at) = state::direction(&client, &plan.schema).await?;
+            match (dir, reverse.is_some()) {
+                (state::Direction::Reverse, false) => {
+                    let (p2, path2) = (plan.clone(), path.clone());
+                    let rf = tokio::task::spawn_blocking(move || {
+                        crate::reverse::ReverseFollower::open(&p2, &path2)
+                    })
+                    .await
+                    .map_err(|e| MigrateError::Internal(format!("follow thread: {e}")))??;
+                    on_event(&FollowEvent::TurnedAround {
+                        direction: dir,
+                        position: rf.position(),
+                    });
+                    reverse = Some(rf);
+                }
+                (state::Direction::Forward, true) => {
+                    reverse = None;
+                    position = at;
+                    summary.position = at;
+                    trimmer.advance(position);
+                    on_event(&FollowEvent::TurnedAround {
+                        direction: dir,
+                        position,
+                    });
+                }
+                _ => {}
+            }
+        }
+        if let Some(rf) = reverse.as_mut() {
+            match rf.round(&client, &plan.schema).await {
+                Ok(r) => {
+                    metrics.lag_changes.set(r.last_id - r.position);
+                    metrics.reverse_position.set(r.position);
+                    if r.changes > 0 {
+                        metrics.reverse_applied.inc_by(r.rows);
+                        on_event(&FollowEvent::Reversed {
+                            changes: r.changes,
+                            rows: r.rows,
+                            position: r.position,
+                        });
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    metrics.apply_errors.inc();
+                    on_event(&FollowEvent::RoundFailed {
+                        error: format!("reverse: {e}"),
+                    });
+                }
+            }
+            if beat.elapsed() >= HEARTBEAT {
+                beat = Instant::now();
+                state::heartbeat(&client, &plan.schema).await?;
+            }
+            if opts.until_caught_up {
+                summary.stop = FollowStop::CaughtUp;
+                break;
+            }
+            if pause(&mut stop, opts.poll).await {
+                break;
+            }
+            continue;
+        }
         if let Some(rows) =
             run_due_rechecks(&mut resettle, &src, &plan, &mut client, &mut on_event).await
         {
@@ -464,6 +565,10 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
                 summary.stop = FollowStop::CaughtUp;
                 break;
             }
+            if beat.elapsed() >= HEARTBEAT {
+                beat = Instant::now();
+                state::heartbeat(&client, &plan.schema).await?;
+            }
             if pause(&mut stop, opts.poll).await {
                 break;
             }
@@ -547,6 +652,11 @@ async fn follow_with<F: FnMut(&FollowEvent) + Send>(
     state::note(&client, &plan.schema, lag, metrics.lag_seconds.get(), why).await?;
     Ok(summary)
 }
+
+/// How often the follower looks whether it was turned around.
+const DIRECTION_CHECK: Duration = Duration::from_millis(100);
+/// How often an idle follower says it is alive (`ficus.follow.updated_at`).
+const HEARTBEAT: Duration = Duration::from_secs(1);
 
 /// Keys applied by a round, to be read and applied again once `due`.
 struct Recheck {

@@ -1,5 +1,7 @@
-//! `ficus migrate plan|run|verify|status|watch|rollback`: flags and printing; the work is in
-//! `ficus-migrator`.
+//! `ficus migrate plan|run|verify|status|watch|rollback` (and, in `live`, the live
+//! migration's commands): flags and printing; the work is in `ficus-migrator`.
+
+mod live;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -31,23 +33,26 @@ enum Sub {
     Watch(WatchArgs),
     /// Verify, then re-copy every row that differs from SQLite to PostgreSQL (insert, update,
     /// delete), then verify again. Exit 0 when clean afterwards (or nothing to do), 1 if not.
-    Repair(RepairArgs),
+    Repair(live::RepairArgs),
+    /// Move the write routes to new with a pause of a fraction of a second: hold them in the
+    /// proxy, drain the follower to lag 0, verify, switch, release (exit 1 naming the step).
+    Cutover(live::CutoverArgs),
     /// Change capture on the SQLite source: a change log filled by triggers, so writes that
     /// bypass the proxy (cron jobs, scripts) are followed too. install | status | remove.
-    Capture(CaptureArgs),
+    Capture(live::CaptureArgs),
     /// Write rows created or changed on PostgreSQL since T back into SQLite, verify, then set
     /// every route to legacy (admin API, else the proxy state store). Exit 1 unless complete.
     Rollback(RollbackArgs),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Format {
+pub(super) enum Format {
     Text,
     Json,
 }
 
 #[derive(clap::Args)]
-struct Common {
+pub(super) struct Common {
     /// The legacy SQLite database file.
     #[arg(long)]
     source: Option<PathBuf>,
@@ -84,7 +89,7 @@ struct Common {
 }
 
 #[derive(clap::Args)]
-struct RunArgs {
+pub(super) struct RunArgs {
     #[command(flatten)]
     common: Common,
     /// Fail the run once more than N rows have been quarantined.
@@ -112,51 +117,6 @@ struct RunArgs {
     /// write reaching PostgreSQL after the follower applied legacy's row is then undone.
     #[arg(long, value_name = "MS", default_value_t = 0, requires = "follow")]
     settle_ms: u64,
-}
-
-#[derive(clap::Args)]
-struct RepairArgs {
-    #[command(flatten)]
-    common: Common,
-    /// Only this table.
-    #[arg(long, value_name = "T")]
-    table: Option<String>,
-    /// List the rows that would be re-copied; write nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
-
-#[derive(clap::Args)]
-struct CaptureArgs {
-    #[command(subcommand)]
-    action: CaptureAction,
-}
-
-#[derive(clap::Subcommand)]
-enum CaptureAction {
-    /// Add the change log and AFTER INSERT/UPDATE/DELETE triggers on every table the plan
-    /// migrates (one short write transaction; idempotent).
-    Install(CaptureCommon),
-    /// Whether capture is installed, since when, and how many changes the log holds.
-    Status(CaptureCommon),
-    /// Remove every capture object: the app's schema is exactly as before.
-    Remove(CaptureCommon),
-}
-
-#[derive(clap::Args)]
-struct CaptureCommon {
-    /// The legacy SQLite database file.
-    #[arg(long)]
-    source: PathBuf,
-    /// migration.toml (the tables it skips get no triggers).
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Target schema the plan is for.
-    #[arg(long, default_value = "public")]
-    schema: String,
-    /// Report format.
-    #[arg(long, value_enum, default_value = "text")]
-    format: Format,
 }
 
 #[derive(clap::Args)]
@@ -221,6 +181,18 @@ struct RollbackArgs {
     /// The proxy's configuration, to know every route (state store path only).
     #[arg(long, value_name = "FILE")]
     proxy_config: Option<PathBuf>,
+    /// After a `migrate cutover`: the cut-over in reverse — hold the write routes, drain the
+    /// reverse follower (PostgreSQL's changes, deletions included) into SQLite, verify, routes
+    /// to legacy, the follower forward again, release. --admin is required; --since,
+    /// --conflict and --proxy-state do not apply.
+    #[arg(long, conflicts_with_all = ["since", "proxy_state", "proxy_config"])]
+    live: bool,
+    /// With --live: the write routes (default: those the cut-over moved).
+    #[arg(long, value_name = "R1,R2", value_delimiter = ',', requires = "live")]
+    routes: Vec<String>,
+    /// With --live: the longest write pause allowed.
+    #[arg(long, value_name = "MS", default_value_t = 2000, requires = "live")]
+    max_hold_ms: u64,
 }
 
 pub fn run(a: Args) -> anyhow::Result<i32> {
@@ -231,106 +203,30 @@ pub fn run(a: Args) -> anyhow::Result<i32> {
         Sub::Status(c) => status(c),
         Sub::Watch(w) => watch(w),
         Sub::Rollback(r) => rollback(r),
-        Sub::Capture(c) => capture(c),
-        Sub::Repair(r) => repair(r),
+        Sub::Capture(c) => live::capture(c),
+        Sub::Repair(r) => live::repair(r),
+        Sub::Cutover(c) => live::cutover(c),
     }
 }
 
-fn repair(r: RepairArgs) -> anyhow::Result<i32> {
-    let c = &r.common;
-    let (src, tgt) = (source(c)?, target(c)?);
-    let cfg = config(c)?;
-    let obs = observer(c)?;
-    let rt = super::runtime()?;
-    let rep = rt.block_on(async {
-        let plan = ficus_migrator::plan_for(src, tgt, &c.schema, &cfg).await?;
-        let opts = ficus_migrator::repair::RepairOptions {
-            table: r.table.clone(),
-            dry_run: r.dry_run,
-        };
-        Ok::<_, anyhow::Error>(ficus_migrator::repair::repair(&plan, src, tgt, &opts, &obs).await?)
-    })?;
-    match c.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&rep)?),
-        Format::Text => print!("{}", rep.text()),
-    }
-    Ok(if rep.dry_run || rep.ok() { 0 } else { 1 })
-}
-
-fn capture(a: CaptureArgs) -> anyhow::Result<i32> {
-    let (c, what) = match &a.action {
-        CaptureAction::Install(c) => (c, "install"),
-        CaptureAction::Status(c) => (c, "status"),
-        CaptureAction::Remove(c) => (c, "remove"),
-    };
-    let print = |v: serde_json::Value, text: String| {
-        match c.format {
-            Format::Json => println!("{v}"),
-            Format::Text => print!("{text}"),
-        };
-    };
-    match what {
-        "install" => {
-            let cfg = match &c.config {
-                Some(p) => MigrationConfig::load(p)?,
-                None => MigrationConfig::default(),
-            };
-            let plan = Plan::build(&c.source, &cfg, &c.schema)?;
-            let r = ficus_migrator::capture::install(&c.source, &plan.capture_tables())?;
-            let text = match &r {
-                ficus_migrator::capture::Installed::Created { tables } => format!(
-                    "capture installed on {}: change log _ficus_changes, triggers on {} table(s): {}\n",
-                    c.source.display(),
-                    tables.len(),
-                    tables.join(", ")
-                ),
-                ficus_migrator::capture::Installed::AlreadyThere { tables } => format!(
-                    "capture was already installed on {} ({} table(s)): nothing to do\n",
-                    c.source.display(),
-                    tables.len()
-                ),
-            };
-            print(serde_json::to_value(&r)?, text);
-        }
-        "status" => {
-            let st = ficus_migrator::capture::status(&c.source)?;
-            print(serde_json::to_value(&st)?, st.text());
-        }
-        _ => {
-            let dropped = ficus_migrator::capture::remove(&c.source)?;
-            let text = if dropped.is_empty() {
-                "capture was not installed: nothing to remove\n".to_string()
-            } else {
-                format!(
-                    "capture removed from {}: {} object(s) dropped\n",
-                    c.source.display(),
-                    dropped.len()
-                )
-            };
-            print(serde_json::json!({ "dropped": dropped }), text);
-        }
-    }
-    Ok(0)
-}
-
-fn config(c: &Common) -> anyhow::Result<MigrationConfig> {
+pub(super) fn config(c: &Common) -> anyhow::Result<MigrationConfig> {
     Ok(match &c.config {
         Some(p) => MigrationConfig::load(p)?,
         None => MigrationConfig::default(),
     })
 }
 
-fn source(c: &Common) -> anyhow::Result<&Path> {
+pub(super) fn source(c: &Common) -> anyhow::Result<&Path> {
     c.source.as_deref().context("--source app.db is required")
 }
 
-fn target(c: &Common) -> anyhow::Result<&str> {
+pub(super) fn target(c: &Common) -> anyhow::Result<&str> {
     c.target
         .as_deref()
         .context("--target postgres://... is required")
 }
 
-fn observer(c: &Common) -> anyhow::Result<Arc<Observer>> {
+pub(super) fn observer(c: &Common) -> anyhow::Result<Arc<Observer>> {
     let metrics = Arc::new(ficus_migrator::Metrics::new()?);
     Ok(Arc::new(Observer::new(metrics, c.quiet)))
 }
@@ -390,7 +286,7 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
         obs.phase("plan");
         let rep = async {
             if r.follow {
-                install_capture(src, &cfg, &c.schema, &obs).await?;
+                live::install_capture(src, &cfg, &c.schema, &obs).await?;
             }
             let plan = ficus_migrator::plan_for_run(src, tgt, &c.schema, &cfg).await?;
             let expected = plan.expected_rejects();
@@ -426,107 +322,12 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
                 let epoch = plan.source.capture_epoch.clone().unwrap_or_default();
                 ficus_migrator::follow::reset(tgt, &c.schema, &epoch).await?;
             }
-            code = follow(&plan, src, tgt, &r, &obs).await?;
+            code = live::follow(&plan, src, tgt, &r, &obs).await?;
         }
         stop_metrics(server, c, &obs).await;
         Ok::<_, anyhow::Error>(code)
     })?;
     Ok(result)
-}
-
-/// Installs capture before the snapshot when it is missing, and says so.
-async fn install_capture(
-    src: &Path,
-    cfg: &MigrationConfig,
-    schema: &str,
-    obs: &Observer,
-) -> anyhow::Result<()> {
-    let (s, c, sc) = (src.to_path_buf(), cfg.clone(), schema.to_string());
-    let installed = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
-        let plan = Plan::build(&s, &c, &sc)?;
-        Ok(ficus_migrator::capture::install(
-            &s,
-            &plan.capture_tables(),
-        )?)
-    })
-    .await??;
-    if let ficus_migrator::capture::Installed::Created { tables } = installed {
-        obs.log(&format!(
-            "follow: change capture was not installed on {}; installed it (triggers on {} table(s)) before the copy",
-            src.display(),
-            tables.len()
-        ));
-    }
-    Ok(())
-}
-
-/// Applies the change log until Ctrl-C (0), or a schema change on the source (3).
-async fn follow(
-    plan: &Plan,
-    src: &Path,
-    tgt: &str,
-    r: &RunArgs,
-    obs: &Observer,
-) -> anyhow::Result<i32> {
-    let c = &r.common;
-    let metrics = ficus_migrator::follow::FollowMetrics::register(&obs.metrics.registry)?;
-    let mut opts = ficus_migrator::follow::FollowOptions::new(src, tgt);
-    opts.max_lag = std::time::Duration::from_millis(r.max_lag_ms);
-    opts.until_caught_up = r.until_caught_up;
-    opts.settle = std::time::Duration::from_millis(r.settle_ms);
-    opts.config = match &c.config {
-        Some(p) => MigrationConfig::load(p)?,
-        None => MigrationConfig::default(),
-    };
-    let format = c.format;
-    let quiet = c.quiet;
-    // Registered now (not on first poll), so a Ctrl-C or SIGTERM at any moment of following
-    // ends it cleanly, after the round in hand.
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut int = signal(SignalKind::interrupt()).context("listening for SIGINT")?;
-    let mut term = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-    let stop = async move {
-        tokio::select! {
-            _ = int.recv() => {}
-            _ = term.recv() => {}
-        }
-    };
-    let summary = ficus_migrator::follow::follow(plan, &opts, &metrics, stop, |e| match format {
-        Format::Json => {
-            if let Ok(line) = serde_json::to_string(e) {
-                println!("{line}");
-            }
-        }
-        Format::Text => {
-            let routine = matches!(e, ficus_migrator::follow::FollowEvent::Applied { .. });
-            if !(quiet && routine) {
-                println!("{}", e.text());
-            }
-        }
-    })
-    .await?;
-    Ok(match summary.stop {
-        ficus_migrator::follow::FollowStop::SchemaChanged { position, changes } => {
-            eprintln!("follow stopped: the source's schema changed:");
-            for c in &changes {
-                eprintln!("  {c}");
-            }
-            eprintln!(
-                "applied up to change {position}; the change log keeps everything captured since. \
-                 Only ADD COLUMN is followed; to carry this change, copy again under capture: \
-                 `ficus migrate capture remove --source {src}` then `ficus migrate run --follow --restart`",
-                src = src.display()
-            );
-            3
-        }
-        _ => {
-            println!(
-                "follow: {} change(s), {} row(s) applied in {} round(s); at change {}",
-                summary.changes, summary.rows, summary.rounds, summary.position
-            );
-            0
-        }
-    })
 }
 
 fn print_run(c: &Common, result: &ficus_migrator::RunReport) -> anyhow::Result<()> {
@@ -666,6 +467,16 @@ fn watch(w: WatchArgs) -> anyhow::Result<i32> {
 
 fn rollback(r: RollbackArgs) -> anyhow::Result<i32> {
     let c = &r.common;
+    if r.live {
+        return live::rollback_live(live::LiveRollback {
+            common: c,
+            admin: r.admin.clone(),
+            token: r.admin_token.clone(),
+            routes: r.routes.clone(),
+            max_hold_ms: r.max_hold_ms,
+            dry_run: r.dry_run,
+        });
+    }
     let (src, tgt) = (source(c)?, target(c)?);
     let cfg = config(c)?;
     let mut opts = ficus_migrator::RollbackOptions::new(src, tgt);
