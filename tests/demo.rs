@@ -30,16 +30,17 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
         "== 2. Seed the legacy",
         "== 3. Migrate the legacy data",
         "== 4. Migrate a live database",
-        "== 5. Start everything",
-        "== 6. Shadow reads",
-        "== 7. Dual writes",
-        "== 8. Watch",
-        "== 9. Drift made behind the apps' backs",
-        "== 10. Roll reads out: 10 → 50 → 100 %",
-        "== 11. Roll writes",
-        "== 12. Guard",
-        "== 13. Cut over, then roll the migration back",
-        "== 14. Done",
+        "== 5. Cut over the live app",
+        "== 6. Start everything",
+        "== 7. Shadow reads",
+        "== 8. Dual writes",
+        "== 9. Watch",
+        "== 10. Drift made behind the apps' backs",
+        "== 11. Roll reads out: 10 → 50 → 100 %",
+        "== 12. Roll writes",
+        "== 13. Guard",
+        "== 14. Cut over, then roll the migration back",
+        "== 15. Done",
     ];
     let mut at = 0;
     for h in headings {
@@ -52,6 +53,25 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
     let want: &[(&str, &[&str])] = &[
         ("seeded", &["200 tasks (TASK-101 … TASK-300)"]),
         ("migration verified", &["verify: clean"]),
+        (
+            "live cut-over",
+            &["write pause:", "cut over: writes on new"],
+        ),
+        (
+            "live rollback",
+            &["write pause:", "rolled back: writes on legacy"],
+        ),
+        (
+            "deletion carried back",
+            &["TASK-170 is gone from live.db too"],
+        ),
+        (
+            "writes on both sides",
+            &[
+                "every one on both sides",
+                "no answer but an app's; verify clean",
+            ],
+        ),
         (
             "sides agree",
             &["set an unknown status", "422", "422", "yes"],

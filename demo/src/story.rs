@@ -5,7 +5,9 @@
 
 use std::io::Write;
 
-use crate::chapters::{drift, dualwrite, guard, live, migrate, rollback, rollout, shadow, start};
+use crate::chapters::{
+    cutover, drift, dualwrite, guard, live, migrate, rollback, rollout, shadow, start,
+};
 use crate::narrator::Narrator;
 use crate::stage::{Ground, Stage, Workspace};
 use crate::{DemoError, DemoOptions, MIN_TASKS};
@@ -24,6 +26,7 @@ pub async fn run(opts: DemoOptions, out: &mut (dyn Write + Send)) -> Result<(), 
     migrate::seed_legacy(&mut n, &ws).await?;
     let migration = migrate::migrate(&mut n, &ws, &pg_url).await?;
     live::live_migration(&mut n, &ws, &pg_url).await?;
+    cutover::live_cutover(&mut n, &ws, &pg_url).await?;
     let ground = Ground {
         ws,
         pg,

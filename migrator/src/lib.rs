@@ -37,7 +37,16 @@
 //!   `writeback` — the legacy's storage format, PostgreSQL values turned back into it;
 //! - `watch` — `migrate watch` (`options`, `event`, `metrics`, `write_log`, `route_map`,
 //!   `pending`, `sides`, `report`, `sweep`); `rollback` — `migrate rollback` (`options`,
-//!   `scope`, `write_back`, `reverse_verify`, `report`).
+//!   `scope`, `write_back`, `reverse_verify`, `report`);
+//! - `capture` — change capture on the SQLite source (`_ficus_changes`, triggers, the
+//!   `_ficus_capture` meta table); `follow` — `run --follow`: snapshot rounds read from SQLite,
+//!   staged apply into PostgreSQL, `ficus.follow` (position, direction, heartbeat), the log
+//!   trimmer, followed `ADD COLUMN`; `repair` — re-copy what verify finds different;
+//! - `reverse` — after a cut-over: capture on PostgreSQL (`ficus.reverse_changes`, triggers
+//!   that skip the follower's own writes) and the reverse follower writing PostgreSQL's changes
+//!   into SQLite in the legacy's format (through `writeback`);
+//! - `cutover` — `migrate cutover` / `rollback --live` over [`ficus_state::TrafficControl`]
+//!   (`report`, `checks`, `keys`, `to_new`, `to_legacy`).
 //!
 //! Architecture invariant: a batch's rows, its quarantine records and its checkpoint are
 //! committed in one transaction; nothing else writes data rows. Hence a killed run resumes

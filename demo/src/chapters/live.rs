@@ -258,16 +258,6 @@ pub async fn live_migration(
     n.say("verify: clean — every acknowledged create is in PostgreSQL, every deleted task is gone, no request failed");
     n.cli("ficus migrate verify --source live.db --target $FICUS_LIVE_TARGET && ficus migrate status --source live.db --target $FICUS_LIVE_TARGET");
     app.shutdown().await;
-    let dropped = {
-        let db = db.clone();
-        tokio::task::spawn_blocking(move || ficus_migrator::capture::remove(&db))
-            .await?
-            .map_err(|e| DemoError::Step(e.to_string()))?
-    };
-    n.say(format!(
-        "capture removed ({} objects): live.db's schema is as it was",
-        dropped.len()
-    ));
-    n.cli("ficus migrate capture remove --source live.db");
+    n.say("capture stays installed: the next chapter cuts this database over");
     Ok(())
 }

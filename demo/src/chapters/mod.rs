@@ -4,14 +4,17 @@
 //!
 //! - `migrate` — PostgreSQL, the legacy seed, plan/run/verify (chapters 1–3).
 //! - `live` — a live database migrated while it is written to: capture, snapshot, follow (4).
-//! - `start` — the apps, the side-by-side check, the proxy and its URLs (4).
-//! - `shadow` — shadow reads against the next build and the mismatch report (5).
-//! - `dualwrite` — concurrent writers on the dual-write routes (6).
-//! - `drift` — the watch finding no drift, then injected drift classified (7, 8).
-//! - `rollout` — reads 10 → 50 → 100 %, writes to new as primary (9, 10).
-//! - `guard` — the proxy rolling a slow build back by itself (11).
-//! - `rollback` — cut-over and the migration rollback keeping new-side writes (12).
+//! - `cutover` — that database cut over live: reads first, writes with a pause of milliseconds,
+//!   `rollback --live` carrying a deletion, cut over again (5).
+//! - `start` — the apps, the side-by-side check, the proxy and its URLs (6).
+//! - `shadow` — shadow reads against the next build and the mismatch report (7).
+//! - `dualwrite` — concurrent writers on the dual-write routes (8).
+//! - `drift` — the watch finding no drift, then injected drift classified (9, 10).
+//! - `rollout` — reads 10 → 50 → 100 %, writes to new as primary (11, 12).
+//! - `guard` — the proxy rolling a slow build back by itself (13).
+//! - `rollback` — cut-over and the migration rollback keeping new-side writes (14).
 
+pub mod cutover;
 pub mod drift;
 pub mod dualwrite;
 pub mod guard;

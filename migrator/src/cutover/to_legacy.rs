@@ -2,7 +2,21 @@
 //! verify the keys the new side changed, routes to 0 %, the follower forward again past its
 //! own writes, release.
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ficus_state::TrafficControl;
+
+use crate::capture::{self};
+use crate::drift::TableView;
+use crate::error::{MigrateError, PgContext, Result, SqliteContext};
+use crate::follow::Direction;
+use crate::plan::Plan;
+use crate::source::open_source;
+
+use super::checks::*;
+use super::keys;
+use super::report::*;
 
 pub(super) async fn to_legacy<F: FnMut(&CutoverStep)>(
     plan: &Plan,

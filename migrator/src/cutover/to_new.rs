@@ -2,7 +2,22 @@
 //! reverse capture, switch, release — and the undo of everything before the switch. The
 //! steps are listed in the module doc of [`super`].
 
-use super::*;
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use ficus_state::TrafficControl;
+
+use crate::capture::{self};
+use crate::drift::TableView;
+use crate::error::{MigrateError, PgContext, Result, SqliteContext};
+use crate::follow::Direction;
+use crate::introspect::{quote_literal, quote_sqlite};
+use crate::plan::{qualified, Plan};
+use crate::source::open_source;
+
+use super::checks::*;
+use super::keys;
+use super::report::*;
 
 pub(super) async fn to_new<F: FnMut(&CutoverStep)>(
     plan: &Plan,
