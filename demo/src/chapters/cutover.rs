@@ -6,7 +6,7 @@
 //! the writes are cut over again — no writer ever sees an answer other than an app's.
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -190,11 +190,7 @@ async fn pg_ids(pg: &tokio_postgres::Client) -> Result<BTreeSet<String>, DemoErr
 }
 
 /// Waits until both sides hold every id in `ids` (the follower, either way, has applied them).
-async fn on_both(
-    db: &PathBuf,
-    pg: &tokio_postgres::Client,
-    ids: &[String],
-) -> Result<(), DemoError> {
+async fn on_both(db: &Path, pg: &tokio_postgres::Client, ids: &[String]) -> Result<(), DemoError> {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let (s, p) = (sqlite_ids(db)?, pg_ids(pg).await?);
