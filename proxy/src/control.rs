@@ -8,6 +8,10 @@
 //! across reloads and restarts until an operator changes it again or resets the route to the
 //! file's value; a reload that changes a route's `percent` under a run-time value is logged and
 //! shown by `GET /admin/routes` (`config_percent` beside `percent`), never applied silently.
+//!
+//! One file (~900 lines) on purpose: every method here takes the one `Inner` mutex and persists
+//! before it applies; keeping them side by side keeps that lock discipline readable in one place
+//! (a split into child modules would also be a module cycle, each reaching back for `Inner`).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
