@@ -1,6 +1,6 @@
 //! What the proxy does to the headers on the way through: the override check
 //! (`X-Ficus-Backend` with its token), hop-by-hop removal (RFC 9110 §7.6.1), the request
-//! target and `Host` for the backend, `X-Forwarded-*`.
+//! target, version (always HTTP/1.1 upstream) and `Host` for the backend, `X-Forwarded-*`.
 
 use bytes::Bytes;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -152,6 +152,10 @@ pub(super) fn prepare(
         parts.uri = Uri::try_from(target)
             .map_err(|e| Failure::new(ErrorKind::Downstream, format!("bad request target: {e}")))?;
     }
+    // Upstream requests are always HTTP/1.1, whatever the client spoke: keep-alive toward the
+    // backend is the pool's business. Forwarding an HTTP/1.0 request made backends that close
+    // after a 1.0 answer (Python's http.server) hand the pool dead connections: 502s.
+    parts.version = http::Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
     // Host: from an absolute-form target, else the Host header (HTTP/1.1 requires one of them).
