@@ -321,6 +321,33 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
     let mut w = World::new("cutover_e2e").await;
     let admin = w.admin();
 
+    // A dry run checks the preconditions and changes nothing.
+    let o = w.ficus(&[
+        "migrate",
+        "cutover",
+        "--admin",
+        &admin,
+        "--routes",
+        ROUTE,
+        "--dry-run",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "dry run:\n{}", out(&o));
+    assert!(out(&o).contains("nothing changed (dry run)"), "{}", out(&o));
+    let route = w
+        .proxy
+        .routes()
+        .unwrap()
+        .into_iter()
+        .find(|r| r.name == ROUTE)
+        .unwrap();
+    assert_eq!((route.percent, route.held), (0.0, false));
+    assert!(w
+        .proxy
+        .audit(20)
+        .unwrap()
+        .iter()
+        .all(|a| a.action != "hold"));
+
     // Cut over while writing.
     let (o, tally) = under_load(
         &w,
