@@ -89,6 +89,27 @@ impl World {
             .unwrap()
     }
 
+    /// Every acknowledged create is in SQLite and in PostgreSQL.
+    async fn assert_on_both_sides(&self, created: &[(String, String)]) {
+        let (s, p) = (task_ids_sqlite(&self.db), task_ids_pg(&self.pg.url).await);
+        for (id, side) in created {
+            assert!(
+                s.contains(id) && p.contains(id),
+                "{id} (acknowledged by {side}) is not on both sides"
+            );
+        }
+    }
+
+    /// The write route as the proxy reports it now.
+    fn route(&self) -> ficus_proxy::RouteStatus {
+        self.proxy
+            .routes()
+            .unwrap()
+            .into_iter()
+            .find(|r| r.name == ROUTE)
+            .unwrap()
+    }
+
     fn admin(&self) -> String {
         format!("http://{}", self.proxy.admin_addr())
     }
@@ -200,6 +221,19 @@ struct Tally {
     /// Answers not from an app: 5xx or anything the proxy made up.
     foreign: Mutex<Vec<String>>,
     max_latency_ms: AtomicU64,
+}
+
+impl Tally {
+    /// Every answer came from an app: no 5xx, nothing the proxy made up.
+    fn assert_only_app_answers(&self) {
+        let foreign = self.foreign.lock().unwrap();
+        assert!(foreign.is_empty(), "{foreign:?}");
+    }
+
+    /// No write waited longer than the hold allows.
+    fn assert_within_hold(&self) {
+        assert!(self.max_latency_ms.load(Ordering::Relaxed) <= MAX_HOLD_MS);
+    }
 }
 
 fn writers(
@@ -333,13 +367,7 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
     ]);
     assert_eq!(o.status.code(), Some(0), "dry run:\n{}", out(&o));
     assert!(out(&o).contains("nothing changed (dry run)"), "{}", out(&o));
-    let route = w
-        .proxy
-        .routes()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == ROUTE)
-        .unwrap();
+    let route = w.route();
     assert_eq!((route.percent, route.held), (0.0, false));
     assert!(w
         .proxy
@@ -377,24 +405,14 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
         tally.writes.load(Ordering::Relaxed),
         tally.max_latency_ms.load(Ordering::Relaxed)
     );
-    assert!(
-        tally.foreign.lock().unwrap().is_empty(),
-        "{:?}",
-        tally.foreign.lock().unwrap()
-    );
-    assert!(tally.max_latency_ms.load(Ordering::Relaxed) <= MAX_HOLD_MS);
+    tally.assert_only_app_answers();
+    tally.assert_within_hold();
     let created = tally.created.lock().unwrap().clone();
     assert!(
         created.iter().any(|(_, s)| s == "legacy") && created.iter().any(|(_, s)| s == "new"),
         "writes before and after the switch: {created:?}"
     );
-    let route = w
-        .proxy
-        .routes()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == ROUTE)
-        .unwrap();
+    let route = w.route();
     assert_eq!(route.percent, 100.0);
     assert!(!route.held);
     let audit = w.proxy.audit(20).unwrap();
@@ -411,13 +429,7 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
     // Legacy stays warm: the new side's writes reach SQLite; both sides hold every create.
     w.drained().await;
     w.verify();
-    let (s, p) = (task_ids_sqlite(&w.db), task_ids_pg(&w.pg.url).await);
-    for (id, side) in &created {
-        assert!(
-            s.contains(id) && p.contains(id),
-            "{id} (acknowledged by {side}) is not on both sides"
-        );
-    }
+    w.assert_on_both_sides(&created).await;
 
     // A row deleted on new (an admin, straight in PostgreSQL) is deleted in SQLite too.
     let pg = testkit::pg::connect(&w.pg.url).await;
@@ -446,24 +458,14 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
         pause_ms(&o),
         tally.max_latency_ms.load(Ordering::Relaxed)
     );
-    assert!(
-        tally.foreign.lock().unwrap().is_empty(),
-        "{:?}",
-        tally.foreign.lock().unwrap()
-    );
-    assert!(tally.max_latency_ms.load(Ordering::Relaxed) <= MAX_HOLD_MS);
+    tally.assert_only_app_answers();
+    tally.assert_within_hold();
     let created = tally.created.lock().unwrap().clone();
     assert!(
         created.iter().any(|(_, s)| s == "new") && created.iter().any(|(_, s)| s == "legacy"),
         "writes before and after the rollback: {created:?}"
     );
-    let route = w
-        .proxy
-        .routes()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == ROUTE)
-        .unwrap();
+    let route = w.route();
     assert_eq!(route.percent, 0.0);
     assert!(
         !task_ids_sqlite(&w.db).contains("TASK-300"),
@@ -472,13 +474,7 @@ async fn cutover_and_live_rollback_under_load_lose_nothing() {
     // The follower runs forward again: legacy's writes reach PostgreSQL.
     w.drained().await;
     w.verify();
-    let (s, p) = (task_ids_sqlite(&w.db), task_ids_pg(&w.pg.url).await);
-    for (id, side) in &created {
-        assert!(
-            s.contains(id) && p.contains(id),
-            "{id} (acknowledged by {side}) is not on both sides"
-        );
-    }
+    w.assert_on_both_sides(&created).await;
     w.stop_follower();
 }
 
@@ -506,18 +502,8 @@ async fn a_drain_that_cannot_finish_releases_to_legacy_and_a_killed_orchestrator
     .await;
     assert_eq!(o.status.code(), Some(1), "{}", out(&o));
     assert!(out(&o).contains("FAILED at drain"), "{}", out(&o));
-    assert!(
-        tally.foreign.lock().unwrap().is_empty(),
-        "{:?}",
-        tally.foreign.lock().unwrap()
-    );
-    let route = w
-        .proxy
-        .routes()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == ROUTE)
-        .unwrap();
+    tally.assert_only_app_answers();
+    let route = w.route();
     assert_eq!(
         (route.percent, route.held),
         (0.0, false),
@@ -557,13 +543,7 @@ async fn a_drain_that_cannot_finish_releases_to_legacy_and_a_killed_orchestrator
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let r = w
-            .proxy
-            .routes()
-            .unwrap()
-            .into_iter()
-            .find(|r| r.name == ROUTE)
-            .unwrap();
+        let r = w.route();
         if r.held {
             break;
         }
@@ -585,13 +565,7 @@ async fn a_drain_that_cannot_finish_releases_to_legacy_and_a_killed_orchestrator
         )
         .await;
     assert_eq!((r.status, r.header("x-ficus-backend")), (200, "legacy"));
-    let r = w
-        .proxy
-        .routes()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.name == ROUTE)
-        .unwrap();
+    let r = w.route();
     assert!(!r.held);
     assert!(w
         .proxy

@@ -18,6 +18,7 @@
 
 mod chapters;
 mod client;
+mod following;
 mod narrator;
 mod proxy_config;
 mod stage;

@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ficus_migrator::cutover::{CutoverOptions, CutoverReport, Toward};
-use ficus_migrator::follow::{FollowMetrics, FollowOptions};
 use ficus_migrator::{MigrationConfig, Observer, Plan, VerifyOptions};
 use ficus_proxy::client::AdminClient;
 use ficus_proxy::config::Secret;
@@ -225,28 +224,7 @@ pub async fn live_cutover(
         ficus_migrator::plan_for(&db, &target, "public", &MigrationConfig::default()).await?;
 
     // The follower again (it resumes where chapter 4 stopped).
-    let metrics = FollowMetrics::register(&prometheus::Registry::new())
-        .map_err(|e| DemoError::Step(e.to_string()))?;
-    let (stop_follow, follow_stop) = tokio::sync::oneshot::channel::<()>();
-    let follower = {
-        let (plan, metrics, opts) = (
-            plan.clone(),
-            metrics.clone(),
-            FollowOptions::new(&db, &target),
-        );
-        tokio::spawn(async move {
-            ficus_migrator::follow::follow(
-                &plan,
-                &opts,
-                &metrics,
-                async move {
-                    let _ = follow_stop.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
+    let follower = crate::following::Following::start(&plan, &db, &target)?;
     let legacy = ficus_taskapp::serve_legacy(&db, crate::stage::loopback().await?, vec![]).await?;
     let new = ficus_taskapp::serve_new(&target, crate::stage::loopback().await?, vec![]).await?;
     let proxy = proxy(ws, &legacy.url(), &new.url())?;
@@ -361,8 +339,7 @@ pub async fn live_cutover(
         back.pause_ms.unwrap_or_default(),
         again.pause_ms.unwrap_or_default()
     ));
-    let _ = stop_follow.send(());
-    follower.await?.map_err(DemoError::Migrate)?;
+    follower.stop().await?;
     proxy.shutdown().await;
     legacy.shutdown().await;
     new.shutdown().await;

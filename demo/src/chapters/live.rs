@@ -8,7 +8,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ficus_migrator::follow::{FollowMetrics, FollowOptions};
 use ficus_migrator::{MigrationConfig, Observer, RunOptions, VerifyOptions};
 use serde_json::json;
 
@@ -173,25 +172,7 @@ pub async fn live_migration(
         "snapshot: {} rows copied in {:.2} s while the writers wrote",
         rep.rows_copied, rep.seconds
     ));
-    let metrics = FollowMetrics::register(&prometheus::Registry::new())
-        .map_err(|e| DemoError::Step(e.to_string()))?;
-    let (stop_follow, follow_stop) = tokio::sync::oneshot::channel::<()>();
-    let follower = {
-        let (plan, metrics) = (plan.clone(), metrics.clone());
-        let opts = FollowOptions::new(&db, &target);
-        tokio::spawn(async move {
-            ficus_migrator::follow::follow(
-                &plan,
-                &opts,
-                &metrics,
-                async move {
-                    let _ = follow_stop.await;
-                },
-                |_| {},
-            )
-            .await
-        })
-    };
+    let follower = crate::following::Following::start(&plan, &db, &target)?;
     let left = WRITING.saturating_sub(started.elapsed());
     tokio::time::sleep(left.max(Duration::from_millis(500))).await;
     stop.store(true, Ordering::Relaxed);
@@ -211,18 +192,17 @@ pub async fn live_migration(
         })
         .await??
     };
-    while metrics.position.get() < last_id {
+    while follower.metrics.position.get() < last_id {
         crate::expect(stopped.elapsed() < Duration::from_secs(30), || {
             format!(
                 "the follower is still behind: at change {} of {last_id}",
-                metrics.position.get()
+                follower.metrics.position.get()
             )
         })?;
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let lag0 = stopped.elapsed();
-    let _ = stop_follow.send(());
-    let summary = follower.await?.map_err(DemoError::Migrate)?;
+    let summary = follower.stop().await?;
     let created = created.lock().unwrap_or_else(|p| p.into_inner()).clone();
     n.say(format!(
         "{WRITERS} writers created {} tasks and added notes; the cron job deleted {} tasks and updated others, straight in SQLite",
