@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::url::{is_postgres_url, redact_url};
+use ficus_pg::url::{is_postgres_url, redact_url};
 use crate::StateError;
 
 /// Where the proxy's state lives.

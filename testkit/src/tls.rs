@@ -1,0 +1,154 @@
+//! Certificates for TLS tests: a throwaway CA ([`TestCa`]) that issues server and client
+//! certificates, written as PEM files where a test needs paths; and a PostgreSQL that speaks
+//! only TLS ([`TlsPostgres`]).
+
+use std::path::{Path, PathBuf};
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+};
+
+/// A certificate and its key, as PEM.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    /// The certificate (PEM).
+    pub cert_pem: String,
+    /// The private key (PKCS#8 PEM).
+    pub key_pem: String,
+}
+
+impl Issued {
+    /// Writes `<stem>.crt` and `<stem>.key` into `dir`; returns their paths.
+    pub fn write(&self, dir: &Path, stem: &str) -> (PathBuf, PathBuf) {
+        let cert = dir.join(format!("{stem}.crt"));
+        let key = dir.join(format!("{stem}.key"));
+        std::fs::write(&cert, &self.cert_pem).expect("write certificate");
+        std::fs::write(&key, &self.key_pem).expect("write key");
+        (cert, key)
+    }
+}
+
+/// A certificate authority made for one test.
+pub struct TestCa {
+    issuer: CertifiedIssuer<'static, KeyPair>,
+}
+
+impl TestCa {
+    /// A new CA named `name`.
+    pub fn new(name: &str) -> TestCa {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.distinguished_name.push(DnType::CommonName, name);
+        params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let key = KeyPair::generate().expect("CA key");
+        let issuer = CertifiedIssuer::self_signed(params, key).expect("CA certificate");
+        TestCa { issuer }
+    }
+
+    /// The CA certificate (PEM), what a client trusts.
+    pub fn cert_pem(&self) -> String {
+        self.issuer.pem()
+    }
+
+    /// Writes the CA certificate to `dir/<stem>.crt`.
+    pub fn write(&self, dir: &Path, stem: &str) -> PathBuf {
+        let path = dir.join(format!("{stem}.crt"));
+        std::fs::write(&path, self.cert_pem()).expect("write CA certificate");
+        path
+    }
+
+    /// A server certificate for `names` (DNS names or IP addresses).
+    pub fn server(&self, names: &[&str]) -> Issued {
+        let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let mut params = CertificateParams::new(names.clone()).expect("server params");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        self.sign(params)
+    }
+
+    /// A client certificate whose common name is `cn` (PostgreSQL `cert` auth maps it to the
+    /// role).
+    pub fn client(&self, cn: &str) -> Issued {
+        let mut params = CertificateParams::new(Vec::<String>::new()).expect("client params");
+        params.distinguished_name.push(DnType::CommonName, cn);
+        self.sign(params)
+    }
+
+    fn sign(&self, params: CertificateParams) -> Issued {
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &self.issuer).expect("sign");
+        Issued {
+            cert_pem: cert.pem(),
+            key_pem: key.serialize_pem(),
+        }
+    }
+}
+
+/// A PostgreSQL that accepts only TLS connections over TCP (`hostssl` lines only), its server
+/// certificate issued for `localhost` by [`TlsPostgres::ca`], client certificates from the same
+/// CA accepted for role `certuser` (`cert` authentication), everyone else trusted.
+pub struct TlsPostgres {
+    /// The CA that issued the server's certificate (and accepted client certificates).
+    pub ca: TestCa,
+    /// The running server; stopped when dropped.
+    pub cluster: pgtemp::Cluster,
+    /// Where the CA file and anything else the test writes live.
+    pub dir: tempfile::TempDir,
+}
+
+impl TlsPostgres {
+    /// Starts one (initdb + start: a second or two).
+    pub fn start() -> TlsPostgres {
+        let dir = tempfile::Builder::new()
+            .prefix("fpg")
+            .tempdir_in("/tmp")
+            .expect("temp dir");
+        let ca = TestCa::new("ficus test CA");
+        let server = ca.server(&["localhost"]);
+        let options = pgtemp::Options {
+            tls: Some(pgtemp::ServerTls {
+                cert_pem: server.cert_pem,
+                key_pem: server.key_pem,
+                client_ca_pem: Some(ca.cert_pem()),
+            }),
+            hba: Some(
+                "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust".into(),
+            ),
+        };
+        let cluster =
+            pgtemp::Cluster::start_with(&dir.path().join("pg"), &options).expect("start TLS PostgreSQL");
+        cluster
+            .execute("CREATE ROLE certuser LOGIN SUPERUSER")
+            .expect("create role certuser");
+        TlsPostgres { ca, cluster, dir }
+    }
+
+    /// The CA file's path (written on first call).
+    pub fn ca_file(&self) -> PathBuf {
+        let path = self.dir.path().join("ca.crt");
+        if !path.exists() {
+            self.ca.write(self.dir.path(), "ca");
+        }
+        path
+    }
+
+    /// A URL for database `db` as user `postgres` at `host` (`localhost` matches the
+    /// certificate, `127.0.0.1` does not), with `params` appended as the query.
+    pub fn url(&self, host: &str, db: &str, params: &str) -> String {
+        format!(
+            "postgres://postgres@{host}:{}/{db}?{params}",
+            self.cluster.port()
+        )
+    }
+
+    /// The `verify-full` URL of a new database named `db`.
+    pub fn database(&self, db: &str) -> String {
+        self.cluster.create_database(db).expect("create database");
+        self.url(
+            "localhost",
+            db,
+            &format!("sslmode=verify-full&sslrootcert={}", self.ca_file().display()),
+        )
+    }
+}
