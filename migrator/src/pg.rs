@@ -9,7 +9,8 @@ use crate::error::{MigrateError, PgContext, Result};
 /// and certificates included: ficus-pg), warnings only (no NOTICE chatter). The connection is
 /// driven by a task on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
-    let endpoint = ficus_pg::Endpoint::parse(url, "ficus-migrate").map_err(MigrateError::Connect)?;
+    let endpoint =
+        ficus_pg::Endpoint::parse(url, "ficus-migrate").map_err(MigrateError::Connect)?;
     let client = endpoint
         .connect("migrate")
         .await

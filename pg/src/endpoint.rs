@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use tokio_postgres::config::Host;
-use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_postgres::tls::MakeTlsConnect;
+use tokio_postgres::{Client, Config, Connection, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::error::{classify, Context, PgError};
@@ -69,10 +69,7 @@ impl Endpoint {
         };
         if parts.tls.mode == SslMode::VerifyFull {
             let named = !config.get_hosts().is_empty()
-                && config
-                    .get_hosts()
-                    .iter()
-                    .all(|h| matches!(h, Host::Tcp(_)));
+                && config.get_hosts().iter().all(|h| matches!(h, Host::Tcp(_)));
             if !named {
                 return Err(tls_setting(crate::tls::TlsSettingError {
                     key: "sslmode",

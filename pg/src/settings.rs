@@ -127,9 +127,9 @@ fn split_url(url: &str) -> Result<Split, String> {
     let mut kept = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = percent_decode_str(v)
-            .decode_utf8()
-            .map_err(|_| format!("query parameter {k}: value is not UTF-8 after percent-decoding"))?;
+        let value = percent_decode_str(v).decode_utf8().map_err(|_| {
+            format!("query parameter {k}: value is not UTF-8 after percent-decoding")
+        })?;
         if !take(&mut tls, k, &value)? {
             kept.push(pair.to_string());
         }
@@ -163,10 +163,7 @@ fn split_key_value(s: &str) -> Result<Split, String> {
         rest = &after[raw_len..];
     }
     kept.push_str(&format!("sslmode={}", driver_mode_str(tls.mode)));
-    Ok(Split {
-        driver: kept,
-        tls,
-    })
+    Ok(Split { driver: kept, tls })
 }
 
 /// One value of a `key=value` string: bare up to whitespace, or single-quoted with `\'` and

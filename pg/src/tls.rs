@@ -11,7 +11,9 @@ use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::settings::{RootCerts, SslMode, TlsSettings};
 
@@ -99,12 +101,21 @@ pub(crate) fn client_config(tls: &TlsSettings) -> Result<ClientConfig, TlsSettin
         .with_custom_certificate_verifier(verifier);
     match (&tls.cert, &tls.key) {
         (None, None) => Ok(builder.with_no_client_auth()),
-        (Some(_), None) => Err(bad("sslkey", "sslcert is set but sslkey is not: name the client certificate's private key")),
-        (None, Some(_)) => Err(bad("sslcert", "sslkey is set but sslcert is not: name the client certificate")),
+        (Some(_), None) => Err(bad(
+            "sslkey",
+            "sslcert is set but sslkey is not: name the client certificate's private key",
+        )),
+        (None, Some(_)) => Err(bad(
+            "sslcert",
+            "sslkey is set but sslcert is not: name the client certificate",
+        )),
         (Some(cert), Some(key)) => {
             let chain = read_certs("sslcert", cert)?;
             let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                bad("sslkey", format!("{}: no PEM private key could be read ({e})", key.display()))
+                bad(
+                    "sslkey",
+                    format!("{}: no PEM private key could be read ({e})", key.display()),
+                )
             })?;
             builder.with_client_auth_cert(chain, key_der).map_err(|e| {
                 bad(
@@ -120,15 +131,26 @@ pub(crate) fn client_config(tls: &TlsSettings) -> Result<ClientConfig, TlsSettin
     }
 }
 
-fn read_certs(key: &'static str, path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsSettingError> {
+fn read_certs(
+    key: &'static str,
+    path: &Path,
+) -> Result<Vec<CertificateDer<'static>>, TlsSettingError> {
     let bytes = std::fs::read(path).map_err(|e| bad(key, format!("{}: {e}", path.display())))?;
     let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<_, _>>()
-        .map_err(|e| bad(key, format!("{}: not a PEM certificate file ({e})", path.display())))?;
+        .map_err(|e| {
+            bad(
+                key,
+                format!("{}: not a PEM certificate file ({e})", path.display()),
+            )
+        })?;
     if certs.is_empty() {
         return Err(bad(
             key,
-            format!("{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)", path.display()),
+            format!(
+                "{}: holds no PEM certificate (-----BEGIN CERTIFICATE-----)",
+                path.display()
+            ),
         ));
     }
     Ok(certs)
@@ -140,7 +162,13 @@ fn root_store(roots: &RootCerts) -> Result<RootCertStore, TlsSettingError> {
         RootCerts::File(path) => {
             for cert in read_certs("sslrootcert", path)? {
                 store.add(cert).map_err(|e| {
-                    bad("sslrootcert", format!("{}: a certificate cannot be used as a root: {e}", path.display()))
+                    bad(
+                        "sslrootcert",
+                        format!(
+                            "{}: a certificate cannot be used as a root: {e}",
+                            path.display()
+                        ),
+                    )
                 })?;
             }
         }
@@ -238,7 +266,12 @@ impl ServerCertVerifier for NoCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -247,7 +280,12 @@ impl ServerCertVerifier for NoCheck {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

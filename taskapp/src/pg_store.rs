@@ -148,8 +148,8 @@ impl PgStore {
     /// and checks the columns the API needs are there.
     pub(crate) async fn connect(url: &str) -> Result<PgStore, TaskAppError> {
         // ficus-pg: libpq URL with sslmode / certificates, TLS over rustls.
-        let endpoint = ficus_pg::Endpoint::parse(url, "ficus-taskapp")
-            .map_err(TaskAppError::Postgres)?;
+        let endpoint =
+            ficus_pg::Endpoint::parse(url, "ficus-taskapp").map_err(TaskAppError::Postgres)?;
         let target = describe(endpoint.config());
         let explain = endpoint.clone();
         let manager = Manager::from_config(

@@ -279,7 +279,10 @@ async fn unreachable_postgres_is_a_one_line_error() {
         .await
         .unwrap_err();
     assert!(
-        matches!(err, TaskAppError::Postgres(ficus_pg::PgError::Syntax { .. })),
+        matches!(
+            err,
+            TaskAppError::Postgres(ficus_pg::PgError::Syntax { .. })
+        ),
         "{err}"
     );
 }

@@ -61,9 +61,10 @@ impl TestCa {
     pub fn server(&self, names: &[&str]) -> Issued {
         let names: Vec<String> = names.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(names.clone()).expect("server params");
-        params
-            .distinguished_name
-            .push(DnType::CommonName, names.first().cloned().unwrap_or_default());
+        params.distinguished_name.push(
+            DnType::CommonName,
+            names.first().cloned().unwrap_or_default(),
+        );
         self.sign(params)
     }
 
@@ -116,8 +117,8 @@ impl TlsPostgres {
                 "hostssl all certuser 127.0.0.1/32 cert\nhostssl all all 127.0.0.1/32 trust".into(),
             ),
         };
-        let cluster =
-            pgtemp::Cluster::start_with(&dir.path().join("pg"), &options).expect("start TLS PostgreSQL");
+        let cluster = pgtemp::Cluster::start_with(&dir.path().join("pg"), &options)
+            .expect("start TLS PostgreSQL");
         cluster
             .execute("CREATE ROLE certuser LOGIN SUPERUSER")
             .expect("create role certuser");
@@ -148,7 +149,10 @@ impl TlsPostgres {
         self.url(
             "localhost",
             db,
-            &format!("sslmode=verify-full&sslrootcert={}", self.ca_file().display()),
+            &format!(
+                "sslmode=verify-full&sslrootcert={}",
+                self.ca_file().display()
+            ),
         )
     }
 }

@@ -208,10 +208,7 @@ impl Worker {
         if !ok {
             return;
         }
-        let follower = tokio::spawn(super::follow::listen(
-            self.endpoint.clone(),
-            changes,
-        ));
+        let follower = tokio::spawn(super::follow::listen(self.endpoint.clone(), changes));
         while let Some(cmd) = rx.recv().await {
             self.handle(cmd).await;
         }
