@@ -5,7 +5,7 @@
 
 use std::error::Error as StdError;
 
-use rustls::CertificateError;
+use ficus_tls::FailureKind;
 
 use crate::tls::TlsSettingError;
 
@@ -121,23 +121,6 @@ fn chain_text(e: &(dyn StdError + 'static)) -> String {
     s
 }
 
-/// The rustls error somewhere in `e`'s chain (it travels inside an `io::Error`).
-fn rustls_cause<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(e);
-    while let Some(c) = cur {
-        if let Some(r) = c.downcast_ref::<rustls::Error>() {
-            return Some(r);
-        }
-        if let Some(io) = c.downcast_ref::<std::io::Error>() {
-            if let Some(r) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return Some(r);
-            }
-        }
-        cur = c.source();
-    }
-    None
-}
-
 /// What to say about a failed connect.
 pub(crate) struct Context<'a> {
     pub target: &'a str,
@@ -158,22 +141,20 @@ pub(crate) fn classify(e: tokio_postgres::Error, cx: Context<'_>) -> PgError {
         }
         return PgError::Refused { target, detail };
     }
-    if let Some(r) = rustls_cause(&e) {
-        let detail = r.to_string();
-        return match r {
-            rustls::Error::InvalidCertificate(
-                CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
-            ) => PgError::NameMismatch {
+    if let Some(f) = ficus_tls::find_failure(&e) {
+        let detail = f.detail;
+        return match f.kind {
+            FailureKind::NameMismatch => PgError::NameMismatch {
                 target,
                 host: cx.host,
                 detail,
             },
-            rustls::Error::InvalidCertificate(_) => PgError::Untrusted {
+            FailureKind::Untrusted => PgError::Untrusted {
                 target,
                 detail,
                 roots: cx.roots,
             },
-            _ => PgError::Tls { target, detail },
+            FailureKind::Other => PgError::Tls { target, detail },
         };
     }
     let text = chain_text(&e);

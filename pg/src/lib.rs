@@ -11,8 +11,9 @@
 //! # Layout
 //! - [`url`]: `postgres://` detection and password redaction for logs;
 //! - `settings`: the `ssl*` keys taken out of the string ([`SslMode`], [`TlsSettings`]);
-//! - `tls`: the rustls client configuration — verifiers for `verify-full` (chain and name),
-//!   `verify-ca` (chain only) and `prefer`/`require` (none, as libpq), client certificates;
+//! - `tls`: the `ssl*` settings as a rustls client configuration (through ficus-tls, which owns
+//!   PEM files, trust roots and the verifiers): `verify-full` checks chain and name, `verify-ca`
+//!   the chain, `prefer`/`require` nothing unless a root certificate is given (as libpq);
 //! - `endpoint`: [`Endpoint`] — parse once, connect anywhere; [`Endpoint::connect`] is the one
 //!   connect function;
 //! - `error`: [`PgError`] (what failed, in an operator's terms) and [`describe`] (the full text
