@@ -733,6 +733,9 @@ impl Control {
 
     /// Applies a new configuration. Listener addresses, `workers` and `state` need a restart.
     pub fn reload(&self, mut new: Config, src: Option<String>) -> Result<ReloadReport, ProxyError> {
+        for w in new.backends.warnings() {
+            tracing::warn!("{w}");
+        }
         let mut inner = self.lock();
         let mut report = ReloadReport::default();
         let old = &inner.config;

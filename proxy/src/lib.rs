@@ -41,7 +41,8 @@
 //!   proxy's clock; the route's writes waiting and in flight. `dualwrite`: one write in flight,
 //!   its log row, its turn and its place in the in-flight count.
 //! - [`config`]: TOML → validated [`Config`]; errors name field and line
-//!   (`config/{raw, parse, proxy, backend, route, validate, error, percent}`).
+//!   (`config/{raw, parse, proxy, backend, backend_tls, route, validate, error, percent}`;
+//!   `backend_tls`: an https:// backend's CA, SNI, client certificate — read and checked once).
 //! - `error`: [`ProxyError`], and [`ErrorKind`], who failed a request. [`metrics`]: the
 //!   per-proxy registry and the handles the hot path bumps.
 //! - `table`: the configuration compiled for the hot path (published through `ArcSwap`);

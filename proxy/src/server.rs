@@ -67,6 +67,9 @@ impl Proxy {
         clock: SharedClock,
     ) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
+        for w in config.backends.warnings() {
+            tracing::warn!("{w}");
+        }
         let workers = config.effective_workers().max(1);
         let listen = config.proxy.listen;
         let admin_listen = config.proxy.admin_listen;

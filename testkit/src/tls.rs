@@ -156,3 +156,91 @@ impl TlsPostgres {
         )
     }
 }
+
+/// An echo backend ([`crate::echo`]'s answers) behind TLS, with the certificate `server`; when
+/// `client_ca` is given, clients must present a certificate it issued (mTLS). Counts the
+/// handshakes that succeeded (to see connections being reused).
+pub struct TlsBackend {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Completed TLS handshakes.
+    pub handshakes: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Handshakes that failed, with the reason (e.g. the client sent no certificate).
+    pub failures: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TlsBackend {
+    /// Starts one named `name`.
+    pub async fn start(
+        name: &'static str,
+        server: &Issued,
+        client_ca: Option<&TestCa>,
+    ) -> TlsBackend {
+        use std::sync::atomic::Ordering;
+        use std::sync::Arc;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(server.cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .expect("server certificate");
+        let key = PrivateKeyDer::from_pem_slice(server.key_pem.as_bytes()).expect("server key");
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .expect("protocol versions");
+        let builder = match client_ca {
+            None => builder.with_no_client_auth(),
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                for c in CertificateDer::pem_slice_iter(ca.cert_pem().as_bytes()) {
+                    roots.add(c.expect("CA")).expect("add CA");
+                }
+                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                    Arc::new(roots),
+                    provider,
+                )
+                .build()
+                .expect("client verifier");
+                builder.with_client_cert_verifier(verifier)
+            }
+        };
+        let mut config = builder
+            .with_single_cert(certs, key)
+            .expect("server certificate and key");
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = crate::backend::listener().await;
+        let addr = listener.local_addr().expect("local addr");
+        let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (ok, bad) = (handshakes.clone(), failures.clone());
+        tokio::spawn(async move {
+            while let Ok((s, _)) = listener.accept().await {
+                let (acceptor, ok, bad) = (acceptor.clone(), ok.clone(), bad.clone());
+                tokio::spawn(async move {
+                    match acceptor.accept(s).await {
+                        Ok(tls) => {
+                            ok.fetch_add(1, Ordering::SeqCst);
+                            let svc = hyper::service::service_fn(move |r| {
+                                crate::backend::echo_handle(name, r)
+                            });
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                                .await;
+                        }
+                        Err(e) => bad.lock().expect("failures").push(e.to_string()),
+                    }
+                });
+            }
+        });
+        TlsBackend {
+            addr,
+            handshakes,
+            failures,
+        }
+    }
+}

@@ -25,6 +25,17 @@ pub use self::failure::{find_failure, Failure, FailureKind};
 pub use self::pem::{read_certs, read_key};
 pub use rustls;
 
+/// TLS to one server as a client speaks it: the configuration (roots, verification, client
+/// certificate, ALPN) and the name sent as SNI and checked in the certificate. The proxy's
+/// pool and the shadow thread's client use the same value for a backend.
+#[derive(Clone, Debug)]
+pub struct ClientTls {
+    /// The rustls configuration.
+    pub config: Arc<rustls::ClientConfig>,
+    /// SNI and the name the certificate must have.
+    pub server_name: rustls::pki_types::ServerName<'static>,
+}
+
 /// The crypto provider every ficus TLS configuration uses.
 pub fn provider() -> Arc<rustls::crypto::CryptoProvider> {
     #[allow(deprecated)]

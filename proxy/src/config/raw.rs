@@ -48,6 +48,11 @@ pub(super) struct RawBackend {
     pub connect_timeout_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
     pub max_idle_per_worker: Option<usize>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]
