@@ -61,7 +61,9 @@
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
 //!   verdicts once a second, the holds' deadlines and the shared-state follower.
 //! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), thread-per-core
-//!   workers, graceful shutdown.
+//!   workers, graceful shutdown. `conn`: one client connection — TLS handshake, protocol
+//!   (ALPN h2 / the h2c preface / HTTP/1.1), hyper's server, graceful stop. `listener_tls`:
+//!   the listeners' certificates, swapped in place on SIGHUP, reload and file change.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
 //!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
 //!   store); `traffic`: [`AdminTraffic`], hold/move/release routes on every replica for a
@@ -75,12 +77,14 @@ mod admin;
 mod admin_thread;
 pub mod client;
 pub mod config;
+mod conn;
 mod control;
 mod dualwrite;
 mod error;
 mod forward;
 mod guard;
 mod hold;
+mod listener_tls;
 pub mod metrics;
 mod metrics_endpoint;
 mod order;

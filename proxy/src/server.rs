@@ -10,27 +10,24 @@
 //! `shutdown_grace_ms`), then ends the threads.
 
 use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Duration;
 
 use ficus_core::{SharedClock, SystemClock};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 
 use crate::config::{percent_to_bp, Config, ConfigError};
+use crate::conn::{ConnCtl, Protocols};
 use crate::control::{
     Control, GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus,
 };
 use crate::error::ProxyError;
-use crate::forward::{self, ConnInfo, Worker};
+use crate::forward::Worker;
 use crate::shared::Shared;
 use ficus_state::AuditEntry;
 
@@ -104,11 +101,15 @@ impl Proxy {
             done.push(rx);
             let shared = control.shared.clone();
             let stop_rx = stop_rx.clone();
+            let tls = control.certs.data.as_ref().map(|s| s.acceptor.clone());
             std::thread::Builder::new()
                 .name(format!("ficus-worker-{i}"))
                 .spawn(move || {
                     let local = tokio::task::LocalSet::new();
-                    local.block_on(&rt, worker_loop(l, shared, stop_rx, grace, header_timeout));
+                    local.block_on(
+                        &rt,
+                        worker_loop(l, shared, stop_rx, grace, header_timeout, tls),
+                    );
                     drop(local);
                     let _ = tx.send(());
                 })
@@ -355,12 +356,6 @@ struct Tracker {
     conns: RefCell<Vec<Weak<ConnCtl>>>,
 }
 
-#[derive(Default)]
-struct ConnCtl {
-    stop: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
 impl Tracker {
     fn register(&self) -> Rc<ConnCtl> {
         let ctl = Rc::new(ConnCtl::default());
@@ -402,6 +397,7 @@ async fn worker_loop(
     mut stop: watch::Receiver<bool>,
     grace: Duration,
     header_timeout: Duration,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
@@ -411,12 +407,7 @@ async fn worker_loop(
         }
     };
     let worker = Rc::new(Worker::new(shared));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new());
-    if !header_timeout.is_zero() {
-        http.header_read_timeout(header_timeout);
-    }
-    let http = Rc::new(http);
+    let protocols = Rc::new(Protocols::new(header_timeout, tls));
     let tracker = Rc::new(Tracker::default());
     loop {
         tokio::select! {
@@ -428,9 +419,9 @@ async fn worker_loop(
                     let guard = TrackGuard(tracker.clone());
                     let ctl = tracker.register();
                     let worker = worker.clone();
-                    let http = http.clone();
+                    let protocols = protocols.clone();
                     tokio::task::spawn_local(async move {
-                        serve_conn(stream, peer, worker, &http, ctl).await;
+                        crate::conn::serve(stream, peer, worker, &protocols, ctl).await;
                         drop(guard);
                     });
                 }
@@ -459,40 +450,5 @@ async fn worker_loop(
             open = tracker.active.get(),
             "shutdown grace period over; closing remaining connections"
         );
-    }
-}
-
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    worker: Rc<Worker>,
-    http: &hyper::server::conn::http1::Builder,
-    ctl: Rc<ConnCtl>,
-) {
-    let _ = stream.set_nodelay(true);
-    let info = Rc::new(ConnInfo::new(peer));
-    let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
-    let conn = http
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let mut graceful = false;
-    let res = poll_fn(|cx| {
-        if ctl.stop.get() && !graceful {
-            // Finish the request in flight (if any), then close.
-            conn.as_mut().graceful_shutdown();
-            graceful = true;
-        }
-        {
-            let mut w = ctl.waker.borrow_mut();
-            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *w = Some(cx.waker().clone());
-            }
-        }
-        conn.as_mut().poll(cx)
-    })
-    .await;
-    if let Err(e) = res {
-        tracing::debug!(error = %e, %peer, "client connection ended with an error");
     }
 }

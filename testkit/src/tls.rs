@@ -244,3 +244,76 @@ impl TlsBackend {
         }
     }
 }
+
+/// An HTTP/1.1 client connection over TLS to `addr`, trusting only `ca_pem`, asking for
+/// `server_name` (SNI); `Err` with the handshake's reason when it fails. Requests on it reuse
+/// the one connection (to see that a certificate rotation leaves it alone).
+pub struct TlsClient {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<bytes::Bytes>>,
+    /// The leaf certificate the server presented (DER).
+    pub peer_leaf: Vec<u8>,
+}
+
+impl TlsClient {
+    /// Connects and completes the handshake.
+    pub async fn connect(
+        addr: std::net::SocketAddr,
+        server_name: &str,
+        ca_pem: &str,
+    ) -> Result<TlsClient, String> {
+        use std::sync::Arc;
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
+        let mut roots = rustls::RootCertStore::empty();
+        for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+            roots.add(c.expect("CA PEM")).expect("add CA");
+        }
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let tcp = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(server_name.to_string()).map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let peer_leaf = tls
+            .get_ref()
+            .1
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .map(|c| c.to_vec())
+            .unwrap_or_default();
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(TlsClient { sender, peer_leaf })
+    }
+
+    /// `GET path` on this connection: the status.
+    pub async fn get(&mut self, path: &str) -> u16 {
+        use http_body_util::BodyExt;
+        let req = hyper::Request::get(path)
+            .header("host", "localhost")
+            .body(http_body_util::Full::new(bytes::Bytes::new()))
+            .expect("request");
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .expect("send on TLS connection");
+        let status = resp.status().as_u16();
+        let _ = resp.into_body().collect().await;
+        status
+    }
+}

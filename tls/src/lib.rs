@@ -1,11 +1,13 @@
 //! ficus-tls: TLS as every part of ficus uses it — PostgreSQL connections (ficus-pg) and the
-//! proxy's `https://` backends — defined once.
+//! proxy's `https://` backends and its TLS listeners — defined once.
 //!
 //! # Layout
 //! - `pem`: certificates and private keys read from PEM files, errors naming the file;
 //! - `client`: trust roots (a PEM file or the system store), how much of a server certificate
 //!   is checked ([`Verify`]: chain and name, chain only, nothing), a client certificate, ALPN
 //!   → a rustls `ClientConfig`;
+//! - `server`: a certificate and key checked to go together ([`certified_key`]), replaceable
+//!   while serving ([`ReloadableCert`]), and the server configuration around it;
 //! - `failure`: a rustls error found in an error chain, said as an operator reads it
 //!   ([`Failure`]: not trusted, another host name, other).
 //!
@@ -17,12 +19,14 @@
 mod client;
 mod failure;
 mod pem;
+mod server;
 
 use std::sync::Arc;
 
 pub use self::client::{client_config, ClientIdentity, Roots, Verify};
 pub use self::failure::{find_failure, Failure, FailureKind};
 pub use self::pem::{read_certs, read_key};
+pub use self::server::{certified_key, server_config, ReloadableCert};
 pub use rustls;
 
 /// TLS to one server as a client speaks it: the configuration (roots, verification, client

@@ -4,7 +4,6 @@
 //! file, bad PEM or a key that does not match its certificate is a configuration error naming
 //! the field and line, never a 502 later.
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use ficus_tls::rustls::pki_types::ServerName;
@@ -102,7 +101,7 @@ pub(super) fn from_raw(
                  ca_file, or not at all",
             ))
         }
-        (Some(ca), false) => Verify::Full(Roots::File(resolve(cx, ca.get_ref()))),
+        (Some(ca), false) => Verify::Full(Roots::File(cx.path(ca.get_ref()))),
         (None, false) => Verify::Full(Roots::System),
         (None, true) => Verify::Nothing,
     };
@@ -122,8 +121,8 @@ pub(super) fn from_raw(
                 ))
             }
             (Some(c), Some(k)) => Some(ClientIdentity {
-                cert: resolve(cx, c.get_ref()),
-                key: resolve(cx, k.get_ref()),
+                cert: cx.path(c.get_ref()),
+                key: cx.path(k.get_ref()),
             }),
         };
     let (name, name_span, name_field) = match &b.sni {
@@ -160,14 +159,4 @@ pub(super) fn from_raw(
             server_name,
         },
     }))
-}
-
-/// A path from the configuration: relative to the configuration file's directory when there
-/// is a file (as nginx resolves relative to its prefix), else to the working directory.
-fn resolve(cx: &Ctx<'_>, p: &str) -> PathBuf {
-    let path = Path::new(p);
-    match cx.file.and_then(Path::parent) {
-        Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
-        _ => path.to_path_buf(),
-    }
 }

@@ -42,7 +42,8 @@ pub use self::backend_tls::BackendTls;
 pub use self::error::ConfigError;
 pub use self::percent::{bp_to_percent, percent_to_bp};
 pub use self::proxy::{
-    ProxySettings, Secret, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
+    ListenerTls, ProxySettings, Secret, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+    DEFAULT_MAX_REQUEST_BYTES,
 };
 pub(crate) use self::route::takes_writes;
 pub use self::route::{RouteConfig, Target, WriteOrderScope, MAX_READ_YOUR_WRITES_MS};

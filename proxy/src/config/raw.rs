@@ -32,6 +32,15 @@ pub(super) struct RawProxy {
     pub header_read_timeout_ms: Option<u64>,
     pub preserve_host: Option<bool>,
     pub watch_config: Option<bool>,
+    pub tls: Option<Spanned<RawListenerTls>>,
+    pub admin_tls: Option<Spanned<RawListenerTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
