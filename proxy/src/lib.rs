@@ -84,6 +84,7 @@ pub mod metrics;
 mod metrics_endpoint;
 mod order;
 mod page;
+mod path;
 mod recent;
 mod reload;
 pub mod route;

@@ -190,6 +190,14 @@ impl<'a> Exchange<'a> {
             p.forwarded(&parts.headers);
         }
         let empty = body.is_end_stream();
+        if !empty && declared.is_none() && !upgrade {
+            // A body of unknown length goes up chunked whatever the method: hyper's client
+            // would otherwise send a GET's or HEAD's body as empty (and drop it).
+            parts.headers.insert(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         let req_tee = self
             .plan
             .as_ref()

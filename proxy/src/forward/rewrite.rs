@@ -158,11 +158,8 @@ pub(super) fn prepare(
     parts.version = http::Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
-    // Host: from an absolute-form target, else the Host header (HTTP/1.1 requires one of them).
-    let host = match parts.uri.authority() {
-        Some(_) => None,
-        None => h.get(header::HOST).cloned(),
-    };
+    // Host: `admit` made it the absolute-form target's authority when there was one.
+    let host = h.get(header::HOST).cloned();
     if let Some(host) = &host {
         if !h.contains_key(&X_FORWARDED_HOST) {
             h.insert(X_FORWARDED_HOST, host.clone());
