@@ -14,7 +14,7 @@ use ficus_core::headers::{BACKEND as BACKEND_HEADER, REQUEST_ID, ROUTE as ROUTE_
 use ficus_core::Side;
 
 use super::failure::{error_response, Failure};
-use super::rewrite::{content_length, prepare, strip_hop_by_hop};
+use super::rewrite::{connection_has, content_length, prepare, strip_hop_by_hop};
 use super::worker::{ConnInfo, Worker};
 use crate::dualwrite::DualWrite;
 use crate::error::{BodyTooLarge, ErrorKind};
@@ -302,19 +302,24 @@ impl<'a> Exchange<'a> {
 }
 
 /// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
-/// A request that never left (a pooled connection turned out closed) is retried once on a
-/// fresh connection.
+///
+/// A request that failed on a reused connection before any answer is retried once, on a fresh
+/// connection, when that is safe: it never left (the pooled connection turned out closed), or
+/// it left but is idempotent and has no body (the backend closed the idle connection as the
+/// request arrived — its keep-alive timeout racing our reuse). Only then is its head copied,
+/// so the copy costs nothing on a fresh connection or a request with a body.
 async fn send(
     pool: &Pool,
     backend: &Backend,
     req: Request<ReqBody>,
     metrics: &Metrics,
 ) -> Result<(Response<Incoming>, Sender), Failure> {
+    let replayable = matches!(req.body(), ReqBody::Empty) && is_idempotent(req.method());
     let mut req = req;
     for attempt in 0..2 {
         let opened = &metrics.connections_opened[backend.side.index()];
         let mut conn = pool
-            .checkout(backend, || opened.inc())
+            .checkout(backend, attempt > 0, || opened.inc())
             .await
             .map_err(|e| match e {
                 ConnectError::Timeout => Failure::new(
@@ -326,9 +331,11 @@ async fn send(
                 ),
                 other => Failure::new(
                     ErrorKind::UpstreamConnect,
-                    format!("{}: {other}", backend.cfg.authority),
+                    format!("{}: {}", backend.cfg.authority, chain(&other)),
                 ),
             })?;
+        let retry = conn.reused && attempt == 0;
+        let copy = (retry && replayable).then(|| head_copy(&req));
         let fut = conn.sender.try_send_request(req);
         match tokio::time::timeout(backend.cfg.timeout, fut).await {
             Err(_) => {
@@ -341,16 +348,78 @@ async fn send(
                 ))
             }
             Ok(Ok(resp)) => return Ok((resp, conn.sender)),
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(back) if conn.reused && attempt == 0 => {
-                    req = back;
-                    continue;
+            Ok(Err(mut e)) => {
+                if retry {
+                    if let Some(back) = e.take_message() {
+                        req = back;
+                        continue;
+                    }
+                    if let Some(copy) = copy.filter(|_| closed_before_answer(e.error())) {
+                        tracing::debug!(backend = %backend.cfg.authority, error = %chain(e.error()), "reused connection closed before the answer; retrying on a fresh one");
+                        req = copy;
+                        continue;
+                    }
                 }
-                _ => return Err(classify(e.into_error(), backend)),
-            },
+                return Err(classify(e.into_error(), backend));
+            }
         }
     }
     Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
+}
+
+/// RFC 9110 §9.2.2: methods whose repetition has the effect of one.
+fn is_idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The head of a body-less request, to send it again.
+fn head_copy(req: &Request<ReqBody>) -> Request<ReqBody> {
+    let mut r = Request::new(ReqBody::Empty);
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
+}
+
+/// The connection ended (EOF, reset, broken pipe) before an answer arrived.
+fn closed_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// An error with its causes, `outer: inner: innermost` (hyper's `Display` shows only the outer).
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.ends_with(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
 }
 
 fn classify(e: hyper::Error, backend: &Backend) -> Failure {
@@ -366,7 +435,7 @@ fn classify(e: hyper::Error, backend: &Backend) -> Failure {
     }
     Failure::new(
         ErrorKind::UpstreamIo,
-        format!("{}: {e}", backend.cfg.authority),
+        format!("{}: {}", backend.cfg.authority, chain(&e)),
     )
 }
 
@@ -384,6 +453,10 @@ fn respond(
     tee: Option<Box<RespTee>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
+    // Read before the hop-by-hop headers go: a connection the backend closes is not pooled.
+    let reusable = !connection_has(&parts.headers, "close")
+        && (parts.version != http::Version::HTTP_10
+            || connection_has(&parts.headers, "keep-alive"));
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && down_upgrade.is_some();
     strip_hop_by_hop(&mut parts.headers, switching);
     parts.headers.insert(ROUTE_HEADER, route.name_hv.clone());
@@ -418,6 +491,7 @@ fn respond(
         backend_id: backend.id,
         max_idle: backend.cfg.max_idle_per_worker,
         sender,
+        reusable,
     };
     Response::from_parts(
         parts,

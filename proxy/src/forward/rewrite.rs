@@ -65,7 +65,7 @@ pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE) && connection_has(h, "upgrade")
 }
 
-fn connection_has(h: &HeaderMap, token: &str) -> bool {
+pub(super) fn connection_has(h: &HeaderMap, token: &str) -> bool {
     h.get_all(header::CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')

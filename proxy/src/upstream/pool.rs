@@ -58,32 +58,32 @@ pub(crate) struct Lease<B> {
     pub backend_id: u64,
     pub max_idle: usize,
     pub sender: Sender<B>,
+    /// False when the backend said it closes the connection after this response
+    /// (`Connection: close`, or HTTP/1.0 without keep-alive): it is dropped, never pooled.
+    pub reusable: bool,
 }
 
 impl<B> Lease<B> {
-    /// Puts the connection back on its pool's idle stack (its response was read to the end).
+    /// Puts the connection back on its pool's idle stack (its response was read to the end),
+    /// unless the backend marked it for closing.
     pub fn give_back(self) {
+        if !self.reusable {
+            return;
+        }
         self.pool
             .checkin(self.side, self.backend_id, self.max_idle, self.sender);
     }
 }
 
 /// Why no connection could be had.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
+    #[error("connect timed out")]
     Timeout,
-    Io(io::Error),
-    Handshake(hyper::Error),
-}
-
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Timeout => f.write_str("connect timed out"),
-            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
-            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
-        }
-    }
+    #[error("connect failed")]
+    Io(#[source] io::Error),
+    #[error("HTTP handshake failed")]
+    Handshake(#[source] hyper::Error),
 }
 
 /// The pools of one worker.
@@ -105,13 +105,15 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    /// An idle connection to `backend`, or a new one.
+    /// An idle connection to `backend`, or a new one (always a new one when `fresh`: a
+    /// retry does not try its luck with another pooled connection).
     pub async fn checkout(
         &self,
         backend: &Backend,
+        fresh: bool,
         on_open: impl FnOnce(),
     ) -> Result<Conn<B>, ConnectError> {
-        loop {
+        while !fresh {
             let next = {
                 let mut slot = self.slots[backend.side.index()].borrow_mut();
                 if slot.backend_id != backend.id {
