@@ -73,6 +73,7 @@
 mod admin;
 mod admin_thread;
 pub mod client;
+mod client_io;
 pub mod config;
 mod control;
 mod dualwrite;

@@ -25,6 +25,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 
+use crate::client_io::ClientIo;
 use crate::config::{percent_to_bp, Config, ConfigError};
 use crate::control::{
     Control, GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus,
@@ -467,11 +468,10 @@ async fn serve_conn(
     ctl: Rc<ConnCtl>,
 ) {
     let _ = stream.set_nodelay(true);
+    let (io, io_state) = ClientIo::new(stream);
     let info = Rc::new(ConnInfo::new(peer));
     let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
-    let conn = http
-        .serve_connection(TokioIo::new(stream), svc)
-        .with_upgrades();
+    let conn = http.serve_connection(TokioIo::new(io), svc).with_upgrades();
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;
     let res = poll_fn(|cx| {
@@ -490,6 +490,10 @@ async fn serve_conn(
     })
     .await;
     if let Err(e) = res {
+        if e.is_timeout() {
+            // The socket answers 408 as it closes, if a request was begun (`client_io`).
+            io_state.header_timed_out();
+        }
         tracing::debug!(error = %e, %peer, "client connection ended with an error");
     }
 }

@@ -198,3 +198,58 @@ async fn unknown_transfer_coding_is_501() {
     .await;
     assert_eq!(r.status, 501, "{}", r.text);
 }
+
+/// Item 8: `HTTP/1.2` is served as HTTP/1.1 (RFC 9110 §2.5), not refused.
+#[tokio::test]
+async fn http_1_2_is_treated_as_1_1() {
+    let (_p, a) = proxy("").await;
+    let r = raw(
+        a,
+        b"GET /x HTTP/1.2\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.json()["path"], "/x");
+}
+
+/// Item 8: a request head not finished within `header_read_timeout_ms` is answered 408; an
+/// idle keep-alive connection is closed without a word.
+#[tokio::test]
+async fn header_read_timeout_answers_408() {
+    let (_p, a) = proxy("header_read_timeout_ms = 300").await;
+    let r = raw(a, b"GET /x HTTP/1.1\r\nHost: x\r\n").await;
+    assert_eq!(r.status, 408, "{}", r.text);
+    assert_eq!(r.json()["error"], "request_timeout");
+    let r = raw(a, b"").await;
+    assert!(r.text.is_empty(), "idle connection got {:?}", r.text);
+}
+
+/// Item 8: an admin PUT that declares a body and never sends it gets 408 instead of holding
+/// the connection open.
+#[tokio::test]
+async fn admin_body_never_sent_times_out() {
+    let legacy = common::echo("legacy").await;
+    let toml = common::config_toml(legacy, legacy, "header_read_timeout_ms = 300", ROUTES);
+    let mut c = ficus_proxy::Config::from_toml_str(&toml).unwrap();
+    c.proxy.admin_token = Some(ficus_proxy::config::Secret("t".into()));
+    let p = ficus_proxy::Proxy::start(c, None).unwrap();
+    let started = std::time::Instant::now();
+    let r = raw(
+        p.admin_addr(),
+        b"PUT /admin/routes/api/rollout HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t\r\nContent-Type: application/json\r\nContent-Length: 20\r\n\r\n{\"perc",
+    )
+    .await;
+    assert_eq!(r.status, 408, "{}", r.text);
+    assert!(started.elapsed() < std::time::Duration::from_secs(5));
+}
+
+/// Item 8: the 502 names the cause, not only "connection error".
+#[tokio::test]
+async fn upstream_errors_name_their_cause() {
+    let down = common::free_addr();
+    let p = common::start_toml(&common::config_toml(down, down, "", ""));
+    let r = raw(p.listen_addr(), &get("/x")).await;
+    assert_eq!(r.status, 502, "{}", r.text);
+    let msg = r.json()["message"].as_str().unwrap_or("").to_string();
+    assert!(msg.contains("refused"), "{msg}");
+}
