@@ -371,6 +371,8 @@ pub(crate) struct Table {
     pub backends: [Arc<Backend>; 2],
     pub max_request_bytes: u64,
     pub preserve_host: bool,
+    /// Peers whose `X-Forwarded-*` are kept (`trusted_proxies`).
+    pub trusted_proxies: Box<[ipnet::IpNet]>,
     pub override_token: Option<Box<[u8]>>,
     /// Shadow mode, when any route is shadowed.
     pub shadow: Option<Arc<Shadow>>,
@@ -423,6 +425,7 @@ impl Table {
             ],
             max_request_bytes: config.proxy.max_request_bytes,
             preserve_host: config.proxy.preserve_host,
+            trusted_proxies: config.proxy.trusted_proxies.clone().into(),
             override_token: config
                 .proxy
                 .resolved_override_token()

@@ -253,3 +253,46 @@ async fn upstream_errors_name_their_cause() {
     let msg = r.json()["message"].as_str().unwrap_or("").to_string();
     assert!(msg.contains("refused"), "{msg}");
 }
+
+const SPOOFED: &[u8] = b"GET /x HTTP/1.1\r\nHost: real.example\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil.example\r\nX-Forwarded-For: 1.2.3.4\r\nConnection: close\r\n\r\n";
+
+/// Item 8: `X-Forwarded-*` from a peer outside `trusted_proxies` are replaced by this hop's.
+#[tokio::test]
+async fn forwarded_headers_of_untrusted_peers_are_replaced() {
+    let (_p, a) = proxy(r#"trusted_proxies = ["10.0.0.0/8"]"#).await;
+    let r = raw(a, SPOOFED).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-proto"], "http");
+    assert_eq!(h["x-forwarded-host"], "real.example");
+    assert_eq!(h["x-forwarded-for"], "127.0.0.1");
+}
+
+/// Item 8: … and kept (`-For` appended to) from a trusted one.
+#[tokio::test]
+async fn forwarded_headers_of_trusted_peers_are_kept() {
+    let (_p, a) = proxy(r#"trusted_proxies = ["127.0.0.0/8", "::1"]"#).await;
+    let r = raw(a, SPOOFED).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let h = &r.json()["headers"];
+    assert_eq!(h["x-forwarded-proto"], "https");
+    assert_eq!(h["x-forwarded-host"], "evil.example");
+    assert_eq!(h["x-forwarded-for"], "1.2.3.4, 127.0.0.1");
+}
+
+#[test]
+fn trusted_proxies_must_be_addresses() {
+    let toml = common::config_toml(
+        common::free_addr(),
+        common::free_addr(),
+        r#"trusted_proxies = ["10.0.0.0/33"]"#,
+        "",
+    );
+    let e = ficus_proxy::Config::from_toml_str(&toml)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("proxy.trusted_proxies") && e.contains("10.0.0.0/33"),
+        "{e}"
+    );
+}

@@ -45,6 +45,9 @@ pub struct ProxySettings {
     pub header_read_timeout: Duration,
     /// Send the client's `Host` upstream instead of the backend's authority.
     pub preserve_host: bool,
+    /// Peers (CIDR blocks) whose `X-Forwarded-For/-Proto/-Host` are kept (`-For` appended to);
+    /// from anyone else those headers are replaced. Empty (the default): nobody is trusted.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Reload when the configuration file changes (SIGHUP always reloads).
     pub watch_config: bool,
     /// Admin token given in code (never read from the file, so tokens stay out of config
@@ -74,6 +77,15 @@ impl ProxySettings {
     pub fn resolved_override_token(&self) -> Option<String> {
         resolve(&self.override_token, &self.override_token_env)
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not an address or CIDR block (10.0.0.0/8, ::1/128)"))
 }
 
 fn resolve(given: &Option<Secret>, env: &str) -> Option<String> {
@@ -132,6 +144,15 @@ pub(super) fn from_raw(cx: &Ctx<'_>, p: RawProxy) -> Result<ProxySettings, Confi
         shutdown_grace: Duration::from_millis(p.shutdown_grace_ms.unwrap_or(30_000)),
         header_read_timeout: Duration::from_millis(p.header_read_timeout_ms.unwrap_or(30_000)),
         preserve_host: p.preserve_host.unwrap_or(false),
+        trusted_proxies: match &p.trusted_proxies {
+            None => Vec::new(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<Result<_, _>>()
+                .map_err(|m| cx.err("proxy.trusted_proxies", Some(list.span()), m))?,
+        },
         watch_config: p.watch_config.unwrap_or(true),
         admin_token: None,
         override_token: None,

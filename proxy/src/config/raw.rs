@@ -31,6 +31,7 @@ pub(super) struct RawProxy {
     pub shutdown_grace_ms: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
     pub preserve_host: Option<bool>,
+    pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub watch_config: Option<bool>,
 }
 

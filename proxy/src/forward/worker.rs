@@ -17,6 +17,7 @@ use crate::upstream::Pool;
 /// Per-connection facts.
 pub(crate) struct ConnInfo {
     pub peer_ip: HeaderValue,
+    pub peer: std::net::IpAddr,
 }
 
 impl ConnInfo {
@@ -24,7 +25,10 @@ impl ConnInfo {
         // An IP address always makes a valid header value.
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
-        ConnInfo { peer_ip }
+        ConnInfo {
+            peer_ip,
+            peer: peer.ip(),
+        }
     }
 }
 
