@@ -181,6 +181,13 @@ mod tests {
             minor_version_to_11(&mut v);
             assert_eq!(v, same);
         }
-        assert_eq!(TIMEOUT_408.split(|&b| b == b'\n').last().unwrap().len(), 86);
+        assert_eq!(
+            TIMEOUT_408
+                .split(|&b| b == b'\n')
+                .next_back()
+                .unwrap()
+                .len(),
+            86
+        );
     }
 }

@@ -30,6 +30,8 @@ pub(super) struct RawProxy {
     pub max_request_bytes: Option<u64>,
     pub shutdown_grace_ms: Option<u64>,
     pub header_read_timeout_ms: Option<u64>,
+    pub request_body_idle_timeout_ms: Option<u64>,
+    pub max_connections: Option<usize>,
     pub preserve_host: Option<bool>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub watch_config: Option<bool>,
@@ -48,6 +50,7 @@ pub(super) struct RawBackend {
     pub url: Spanned<String>,
     pub connect_timeout_ms: Option<u64>,
     pub timeout_ms: Option<u64>,
+    pub response_body_idle_timeout_ms: Option<u64>,
     pub max_idle_per_worker: Option<usize>,
 }
 

@@ -22,7 +22,8 @@ use crate::metrics::Metrics;
 use crate::table::{Backend, Route, Table};
 use crate::tee::{self, Plan, RespTee};
 use crate::upstream::{
-    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RespBody, Sender, UpstreamBody,
+    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RequestBodyTimeout, RespBody, Sender,
+    UpstreamBody,
 };
 
 /// The in-flight gauge, incremented while a request is being served.
@@ -205,12 +206,12 @@ impl<'a> Exchange<'a> {
         let body = if empty {
             ReqBody::Empty
         } else {
-            ReqBody::Stream {
-                inner: body,
-                seen: 0,
-                limit: table.max_request_bytes,
-                tee: req_tee,
-            }
+            ReqBody::stream(
+                body,
+                table.max_request_bytes,
+                table.request_body_idle,
+                req_tee,
+            )
         };
         let (resp, sender) = send(
             &worker.pool,
@@ -336,9 +337,24 @@ async fn send(
             })?;
         let retry = conn.reused && attempt == 0;
         let copy = (retry && replayable).then(|| head_copy(&req));
+        let sent = req.body().sent_signal();
         let fut = conn.sender.try_send_request(req);
-        match tokio::time::timeout(backend.cfg.timeout, fut).await {
-            Err(_) => {
+        // The response-head timeout counts from the end of the upload, not from its start.
+        let answer = match sent {
+            None => tokio::time::timeout(backend.cfg.timeout, fut).await.ok(),
+            Some(sent) => {
+                tokio::select! {
+                    biased;
+                    r = fut => Some(r),
+                    _ = async {
+                        sent.notified().await;
+                        tokio::time::sleep(backend.cfg.timeout).await;
+                    } => None,
+                }
+            }
+        };
+        match answer {
+            None => {
                 return Err(Failure::new(
                     ErrorKind::UpstreamTimeout,
                     format!(
@@ -347,8 +363,8 @@ async fn send(
                     ),
                 ))
             }
-            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
-            Ok(Err(mut e)) => {
+            Some(Ok(resp)) => return Ok((resp, conn.sender)),
+            Some(Err(mut e)) => {
                 if retry {
                     if let Some(back) = e.take_message() {
                         req = back;
@@ -428,6 +444,9 @@ fn classify(e: hyper::Error, backend: &Backend) -> Failure {
         if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
             return Failure::new(ErrorKind::RequestTooLarge, t.to_string());
         }
+        if let Some(t) = s.downcast_ref::<RequestBodyTimeout>() {
+            return Failure::new(ErrorKind::RequestTimeout, t.to_string());
+        }
         if s.downcast_ref::<DownstreamBodyError>().is_some() {
             return Failure::new(ErrorKind::Downstream, s.to_string());
         }
@@ -495,6 +514,11 @@ fn respond(
     };
     Response::from_parts(
         parts,
-        RespBody::Upstream(UpstreamBody::new(body, Some(lease), tee)),
+        RespBody::Upstream(UpstreamBody::new(
+            body,
+            Some(lease),
+            tee,
+            backend.cfg.response_body_idle_timeout,
+        )),
     )
 }

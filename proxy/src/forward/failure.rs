@@ -35,7 +35,10 @@ pub(super) fn error_response(
     request_id: &HeaderValue,
 ) -> Response<RespBody> {
     let backend = match f.kind {
-        ErrorKind::RequestTooLarge | ErrorKind::Downstream | ErrorKind::WriteTurn => "none",
+        ErrorKind::RequestTooLarge
+        | ErrorKind::Downstream
+        | ErrorKind::WriteTurn
+        | ErrorKind::RequestTimeout => "none",
         _ => side.as_str(),
     };
     let body = serde_json::json!({
@@ -56,7 +59,10 @@ pub(super) fn error_response(
     h.insert(ROUTE_HEADER, route.name_hv.clone());
     h.insert(BACKEND_HEADER, HeaderValue::from_static(backend));
     h.insert(REQUEST_ID, request_id.clone());
-    if f.kind == ErrorKind::RequestTooLarge {
+    if matches!(
+        f.kind,
+        ErrorKind::RequestTooLarge | ErrorKind::RequestTimeout
+    ) {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r

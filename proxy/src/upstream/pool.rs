@@ -113,47 +113,57 @@ where
         fresh: bool,
         on_open: impl FnOnce(),
     ) -> Result<Conn<B>, ConnectError> {
-        while !fresh {
-            let next = {
-                let mut slot = self.slots[backend.side.index()].borrow_mut();
-                if slot.backend_id != backend.id {
-                    // The backend's configuration changed: its old connections go.
-                    slot.idle.clear();
-                    slot.backend_id = backend.id;
-                }
-                // Prefer the most recently used connection that is idle already; the very last
-                // one returned may still be waiting for its task to mark it idle.
-                match slot.idle.iter().rposition(|s| s.is_ready()) {
-                    Some(i) => Some(slot.idle.swap_remove(i)),
-                    None => {
-                        slot.idle.retain(|s| !s.is_closed());
-                        slot.idle.pop()
+        if !fresh {
+            loop {
+                let next = {
+                    let mut slot = self.slots[backend.side.index()].borrow_mut();
+                    if slot.backend_id != backend.id {
+                        // The backend's configuration changed: its old connections go.
+                        slot.idle.clear();
+                        slot.backend_id = backend.id;
                     }
+                    // Prefer the most recently used connection that is idle already; the very last
+                    // one returned may still be waiting for its task to mark it idle.
+                    match slot.idle.iter().rposition(|s| s.is_ready()) {
+                        Some(i) => Some(slot.idle.swap_remove(i)),
+                        None => {
+                            slot.idle.retain(|s| !s.is_closed());
+                            slot.idle.pop()
+                        }
+                    }
+                };
+                let Some(mut sender) = next else { break };
+                if sender.is_closed() {
+                    continue;
                 }
-            };
-            let Some(mut sender) = next else { break };
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.is_ready() {
-                return Ok(Conn {
-                    sender,
-                    reused: true,
-                });
-            }
-            // Its last response was read to the end but the connection task has not yet marked it
-            // idle; that takes one poll of that task, so wait briefly rather than dial anew.
-            match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
-                Ok(Ok(())) => {
+                if sender.is_ready() {
                     return Ok(Conn {
                         sender,
                         reused: true,
-                    })
+                    });
                 }
-                _ => continue,
+                // Its last response was read to the end but the connection task has not yet marked it
+                // idle; that takes one poll of that task, so wait briefly rather than dial anew.
+                match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
+                    Ok(Ok(())) => {
+                        return Ok(Conn {
+                            sender,
+                            reused: true,
+                        })
+                    }
+                    _ => continue,
+                }
             }
         }
-        let sender = connect(backend).await?;
+        let sender = match connect(backend).await {
+            // Out of file descriptors: this worker's idle connections (to either backend) are
+            // closed to make room, and the connect is tried once more.
+            Err(ConnectError::Io(e)) if is_fd_exhaustion(&e) && self.drop_idle() > 0 => {
+                tracing::warn!(error = %e, "out of file descriptors; closed idle upstream connections to connect");
+                connect(backend).await?
+            }
+            r => r?,
+        };
         on_open();
         Ok(Conn {
             sender,
@@ -162,7 +172,20 @@ where
     }
 }
 
+/// EMFILE or ENFILE.
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 impl<B> Pool<B> {
+    /// Closes every idle connection of this worker; how many there were.
+    fn drop_idle(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| std::mem::take(&mut s.borrow_mut().idle).len())
+            .sum()
+    }
+
     /// Returns an idle connection (its response fully read) to the pool.
     fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender<B>) {
         if sender.is_closed() {
