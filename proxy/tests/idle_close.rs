@@ -106,8 +106,10 @@ async fn idempotent_request_lost_on_a_reused_connection_is_retried_once_but_a_po
     let mut conn = common::Conn::connect(proxy.listen_addr()).await;
     // 1st: fresh connection, answered; pooled.
     assert_eq!(conn.get("/a", &[]).await.status, 200);
-    // 2nd: the pooled connection takes it and is closed unanswered; the GET goes again on a
-    // fresh connection.
+    // 2nd, after a pause (an idle connection is what a backend's keep-alive timeout closes):
+    // the pooled connection takes it and is closed unanswered; the GET goes again on a fresh
+    // connection.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let r = conn.get("/b", &[]).await;
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(
@@ -116,6 +118,7 @@ async fn idempotent_request_lost_on_a_reused_connection_is_retried_once_but_a_po
         "sent twice: lost, then answered"
     );
     // A POST lost the same way may have been acted on: not repeated, 502.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let r = conn
         .request("POST", "/c", &[("content-length", "0")], "")
         .await;

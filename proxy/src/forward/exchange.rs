@@ -307,8 +307,9 @@ impl<'a> Exchange<'a> {
 /// A request that failed on a reused connection before any answer is retried once, on a fresh
 /// connection, when that is safe: it never left (the pooled connection turned out closed), or
 /// it left but is idempotent and has no body (the backend closed the idle connection as the
-/// request arrived — its keep-alive timeout racing our reuse). Only then is its head copied,
-/// so the copy costs nothing on a fresh connection or a request with a body.
+/// request arrived — its keep-alive timeout racing our reuse). Only then, and only after the
+/// connection sat idle for [`REPLAY_AFTER_IDLE`], is its head copied: nothing is copied under
+/// load, on a fresh connection or for a request with a body.
 async fn send(
     pool: &Pool,
     backend: &Backend,
@@ -336,7 +337,10 @@ async fn send(
                 ),
             })?;
         let retry = conn.reused && attempt == 0;
-        let copy = (retry && replayable).then(|| head_copy(&req));
+        // Only a connection idle long enough can have met the backend's keep-alive timeout:
+        // under load connections are idle for microseconds and nothing is copied.
+        let copy =
+            (retry && replayable && conn.idle_for >= REPLAY_AFTER_IDLE).then(|| head_copy(&req));
         let sent = req.body().sent_signal();
         let fut = conn.sender.try_send_request(req);
         // The response-head timeout counts from the end of the upload, not from its start.
@@ -382,6 +386,11 @@ async fn send(
     }
     Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
 }
+
+/// A request sent on a connection idle at least this long keeps a copy of its head, to be sent
+/// again if the backend closed the connection as it arrived. (No backend's keep-alive timeout is
+/// shorter; a connection closed well before its reuse is seen closed at checkout.)
+const REPLAY_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(5);
 
 /// RFC 9110 §9.2.2: methods whose repetition has the effect of one.
 fn is_idempotent(m: &http::Method) -> bool {

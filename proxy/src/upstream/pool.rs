@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::io;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use hyper::body::Body;
 use hyper::client::conn::http1::SendRequest;
@@ -29,9 +30,15 @@ use ficus_core::Side;
 /// The sending half of an upstream connection carrying `B` request bodies.
 pub(crate) type Sender<B> = SendRequest<B>;
 
+/// A pooled connection and when it went idle.
+struct Idle<B> {
+    sender: Sender<B>,
+    since: Instant,
+}
+
 struct Slot<B> {
     backend_id: u64,
-    idle: Vec<Sender<B>>,
+    idle: Vec<Idle<B>>,
 }
 
 impl<B> Default for Slot<B> {
@@ -48,6 +55,9 @@ pub(crate) struct Conn<B> {
     pub sender: Sender<B>,
     /// Taken from the idle stack (it may have been closed by the backend meanwhile).
     pub reused: bool,
+    /// How long it sat idle (zero for a new one): a backend's keep-alive timeout can only
+    /// have closed it under us if this is long.
+    pub idle_for: Duration,
 }
 
 /// A connection on loan to one response: given back to its pool when the response body has
@@ -124,22 +134,26 @@ where
                     }
                     // Prefer the most recently used connection that is idle already; the very last
                     // one returned may still be waiting for its task to mark it idle.
-                    match slot.idle.iter().rposition(|s| s.is_ready()) {
+                    match slot.idle.iter().rposition(|s| s.sender.is_ready()) {
                         Some(i) => Some(slot.idle.swap_remove(i)),
                         None => {
-                            slot.idle.retain(|s| !s.is_closed());
+                            slot.idle.retain(|s| !s.sender.is_closed());
                             slot.idle.pop()
                         }
                     }
                 };
-                let Some(mut sender) = next else { break };
+                let Some(Idle { mut sender, since }) = next else {
+                    break;
+                };
                 if sender.is_closed() {
                     continue;
                 }
+                let idle_for = since.elapsed();
                 if sender.is_ready() {
                     return Ok(Conn {
                         sender,
                         reused: true,
+                        idle_for,
                     });
                 }
                 // Its last response was read to the end but the connection task has not yet marked it
@@ -149,6 +163,7 @@ where
                         return Ok(Conn {
                             sender,
                             reused: true,
+                            idle_for,
                         })
                     }
                     _ => continue,
@@ -168,6 +183,7 @@ where
         Ok(Conn {
             sender,
             reused: false,
+            idle_for: Duration::ZERO,
         })
     }
 }
@@ -193,10 +209,13 @@ impl<B> Pool<B> {
         }
         let mut slot = self.slots[side.index()].borrow_mut();
         if slot.idle.len() >= max_idle {
-            slot.idle.retain(|s| !s.is_closed());
+            slot.idle.retain(|s| !s.sender.is_closed());
         }
         if slot.backend_id == backend_id && slot.idle.len() < max_idle {
-            slot.idle.push(sender);
+            slot.idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 }
