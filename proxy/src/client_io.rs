@@ -75,15 +75,20 @@ impl Drop for ClientIo {
     }
 }
 
-/// Rewrites `HTTP/1.d` (d = 2..9) at the end of the request line in `buf` to `HTTP/1.1`.
+/// Rewrites `HTTP/1.d` (d = 2..9) at the end of the request line in `buf` to `HTTP/1.1`: a
+/// line within the first 8 KiB that starts with an upper-case method and a space and ends in
+/// `␠HTTP/1.d\r\n` (anything else — a body, a tunnel's bytes — is left alone).
 fn minor_version_to_11(buf: &mut [u8]) {
-    let Some(eol) = buf.iter().position(|&b| b == b'\n') else {
+    let scan = buf.len().min(8192);
+    let Some(eol) = buf[..scan].iter().position(|&b| b == b'\n') else {
         return;
     };
-    let line = &mut buf[..eol];
-    let line = line.strip_suffix(b"\r").map_or(line.len(), <[u8]>::len);
-    let line = &mut buf[..line];
-    if line.len() < 14 || line[0] == b' ' {
+    if eol < 15 || buf[eol - 1] != b'\r' {
+        return;
+    }
+    let line = &mut buf[..eol - 1];
+    let method = line.iter().take_while(|b| b.is_ascii_uppercase()).count();
+    if method == 0 || line.get(method) != Some(&b' ') {
         return;
     }
     let n = line.len();

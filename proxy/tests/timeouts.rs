@@ -100,3 +100,47 @@ async fn stalled_response_body_is_cut_off() {
     );
     assert_eq!(r.body, "0123456789", "what arrived before the stall");
 }
+
+/// A backend that stops reading the upload (and never answers) is timed out by `timeout_ms`
+/// — the upload making no progress — rather than holding the client forever.
+#[tokio::test]
+async fn backend_that_stops_reading_the_upload_is_504() {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let backend = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf).await;
+                tokio::time::sleep(Duration::from_secs(30)).await;
+            });
+        }
+    });
+    let p = start(backend, "", "timeout_ms = 500");
+    let s = TcpStream::connect(p.listen_addr()).await.unwrap();
+    let (mut rd, mut wr) = s.into_split();
+    const LEN: usize = 8 << 20;
+    tokio::spawn(async move {
+        let head = format!("POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: {LEN}\r\n\r\n");
+        let _ = wr.write_all(head.as_bytes()).await;
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..LEN / chunk.len() {
+            if wr.write_all(&chunk).await.is_err() {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_secs(30)).await;
+    });
+    let started = Instant::now();
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), rd.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let r = raw::parse(&buf);
+    assert_eq!(r.status, 504, "after {:?}: {}", started.elapsed(), r.text);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}

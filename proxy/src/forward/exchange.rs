@@ -23,7 +23,7 @@ use crate::table::{Backend, Route, Table};
 use crate::tee::{self, Plan, RespTee};
 use crate::upstream::{
     ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RequestBodyTimeout, RespBody, Sender,
-    UpstreamBody,
+    Upload, UpstreamBody,
 };
 
 /// The in-flight gauge, incremented while a request is being served.
@@ -341,19 +341,16 @@ async fn send(
         // under load connections are idle for microseconds and nothing is copied.
         let copy =
             (retry && replayable && conn.idle_for >= REPLAY_AFTER_IDLE).then(|| head_copy(&req));
-        let sent = req.body().sent_signal();
+        let upload = req.body().upload();
         let fut = conn.sender.try_send_request(req);
         // The response-head timeout counts from the end of the upload, not from its start.
-        let answer = match sent {
+        let answer = match upload {
             None => tokio::time::timeout(backend.cfg.timeout, fut).await.ok(),
-            Some(sent) => {
+            Some(upload) => {
                 tokio::select! {
                     biased;
                     r = fut => Some(r),
-                    _ = async {
-                        sent.notified().await;
-                        tokio::time::sleep(backend.cfg.timeout).await;
-                    } => None,
+                    _ = head_deadline(&upload, backend.cfg.timeout) => None,
                 }
             }
         };
@@ -385,6 +382,22 @@ async fn send(
         }
     }
     Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
+}
+
+/// Resolves when the response head is late: `timeout` after the upload is done, or after
+/// `timeout` without upload progress while the body was not waiting for the client (the
+/// backend stopped reading it). A client that is slow to send is its own idle timer's business
+/// (`request_body_idle_timeout_ms`), not the backend's.
+async fn head_deadline(upload: &Upload, timeout: std::time::Duration) {
+    loop {
+        let before = upload.frames.get();
+        match tokio::time::timeout(timeout, upload.done.notified()).await {
+            Ok(()) => break,
+            Err(_) if upload.frames.get() == before && !upload.on_client.get() => return,
+            Err(_) => {}
+        }
+    }
+    tokio::time::sleep(timeout).await;
 }
 
 /// A request sent on a connection idle at least this long keeps a copy of its head, to be sent

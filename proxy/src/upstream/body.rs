@@ -95,10 +95,23 @@ pub(crate) enum ReqBody {
         /// Longest pause between frames, and its timer.
         idle: Duration,
         timer: IdleTimer,
-        /// Notified when the whole body has gone upstream: the response-head timeout starts
-        /// then, so the upload's own time does not count against it.
-        sent: Rc<Notify>,
+        /// How the upload goes, for the response-head timeout (see [`Upload`]).
+        upload: Rc<Upload>,
     },
+}
+
+/// How a request body's upload goes, watched by the exchange: the response-head timeout starts
+/// when it is `done`, so the upload's own time does not count against it; an upload that makes
+/// no progress while the client is not the one waited for (the backend stopped reading) is
+/// timed out by the exchange rather than left hanging.
+#[derive(Default)]
+pub(crate) struct Upload {
+    /// Notified once the whole body has gone upstream.
+    pub done: Notify,
+    /// Frames passed on so far.
+    pub frames: Cell<u64>,
+    /// The body is waiting for the client (its last poll was pending on the client's data).
+    pub on_client: Cell<bool>,
 }
 
 impl ReqBody {
@@ -111,15 +124,15 @@ impl ReqBody {
             tee,
             idle,
             timer: IdleTimer::default(),
-            sent: Rc::new(Notify::new()),
+            upload: Rc::default(),
         }
     }
 
-    /// What is notified when the body has been sent (`None`: no body, sent with the head).
-    pub fn sent_signal(&self) -> Option<Rc<Notify>> {
+    /// How the upload goes (`None`: no body, sent with the head).
+    pub fn upload(&self) -> Option<Rc<Upload>> {
         match self {
             ReqBody::Empty => None,
-            ReqBody::Stream { sent, .. } => Some(sent.clone()),
+            ReqBody::Stream { upload, .. } => Some(upload.clone()),
         }
     }
 }
@@ -141,10 +154,12 @@ impl Body for ReqBody {
                 tee,
                 idle,
                 timer,
-                sent,
+                upload,
             } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
                     timer.frame();
+                    upload.frames.set(upload.frames.get() + 1);
+                    upload.on_client.set(false);
                     if let Some(d) = frame.data_ref() {
                         *seen += d.len() as u64;
                         if *seen > *limit {
@@ -160,7 +175,7 @@ impl Body for ReqBody {
                         if let Some(mut t) = tee.take() {
                             t.end();
                         }
-                        sent.notify_one();
+                        upload.done.notify_one();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -172,10 +187,11 @@ impl Body for ReqBody {
                     if let Some(mut t) = tee.take() {
                         t.end();
                     }
-                    sent.notify_one();
+                    upload.done.notify_one();
                     Poll::Ready(None)
                 }
                 Poll::Pending => {
+                    upload.on_client.set(true);
                     if timer.expired(*idle, cx) {
                         *tee = None;
                         return Poll::Ready(Some(Err(Box::new(RequestBodyTimeout(*idle)))));

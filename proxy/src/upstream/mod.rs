@@ -7,7 +7,7 @@ mod body;
 mod pool;
 
 pub(crate) use self::body::{
-    DownstreamBodyError, ReqBody, RequestBodyTimeout, RespBody, UpstreamBody,
+    DownstreamBodyError, ReqBody, RequestBodyTimeout, RespBody, Upload, UpstreamBody,
 };
 pub(crate) use self::pool::{ConnectError, Lease};
 
