@@ -27,6 +27,7 @@
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::header::{self, HeaderValue};
@@ -57,6 +58,10 @@ pub(crate) async fn serve(
             return;
         }
     };
+    // A client gets as long for its request head, and for its body, as on the data plane
+    // (`header_read_timeout_ms`, at most 30 s here): a PUT that declares a body and never sends
+    // it is answered 408 rather than held open.
+    let read_timeout = admin_read_timeout(control.config().proxy.header_read_timeout);
     loop {
         tokio::select! {
             biased;
@@ -69,13 +74,12 @@ pub(crate) async fn serve(
                         // `[proxy.admin_tls]`: the handshake first, bounded like a request head.
                         let acceptor = control.certs.admin.as_ref().map(|s| s.acceptor.clone());
                         match acceptor {
-                            None => serve_conn(stream, control, stop).await,
+                            None => serve_conn(stream, control, read_timeout, stop).await,
                             Some(acceptor) => {
-                                let limit = std::time::Duration::from_secs(10);
                                 if let Some(tls) =
-                                    crate::listener_tls::handshake(&acceptor, stream, limit).await
+                                    crate::listener_tls::handshake(&acceptor, stream, read_timeout).await
                                 {
-                                    serve_conn(tls, control, stop).await;
+                                    serve_conn(tls, control, read_timeout, stop).await;
                                 }
                             }
                         }
@@ -90,14 +94,20 @@ pub(crate) async fn serve(
     }
 }
 
-/// One admin connection (HTTP/1.1), closed gracefully at `stop`.
-async fn serve_conn<I>(io: I, control: Arc<Control>, mut stop: watch::Receiver<bool>)
-where
+/// One admin connection (HTTP/1.1), closed gracefully at `stop`; the request head and body
+/// each get `read_timeout`.
+async fn serve_conn<I>(
+    io: I,
+    control: Arc<Control>,
+    read_timeout: std::time::Duration,
+    mut stop: watch::Receiver<bool>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let svc = service_fn(move |req| handle(control.clone(), req));
+    let svc = service_fn(move |req| handle(control.clone(), read_timeout, req));
     let conn = hyper::server::conn::http1::Builder::new()
         .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
         .serve_connection(TokioIo::new(io), svc);
     tokio::pin!(conn);
     tokio::select! {
@@ -211,13 +221,32 @@ struct RollbackBody {
     routes: Option<Vec<String>>,
 }
 
+/// The admin API's read timeout: the data plane's header timeout, or 30 s when that is off.
+fn admin_read_timeout(header_read_timeout: Duration) -> Duration {
+    if header_read_timeout.is_zero() {
+        Duration::from_secs(30)
+    } else {
+        header_read_timeout.min(Duration::from_secs(30))
+    }
+}
+
 async fn read_json<T: for<'de> Deserialize<'de> + Default>(
     body: Incoming,
     allow_empty: bool,
+    limit: Duration,
 ) -> Result<T, Response<RespBody>> {
-    let bytes = Limited::new(body, MAX_ADMIN_BODY)
-        .collect()
+    let read = Limited::new(body, MAX_ADMIN_BODY).collect();
+    let bytes = tokio::time::timeout(limit, read)
         .await
+        .map_err(|_| {
+            let mut r = error(
+                StatusCode::REQUEST_TIMEOUT,
+                format!("request body not received within {limit:?}"),
+            );
+            r.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            r
+        })?
         .map_err(|e| error(StatusCode::BAD_REQUEST, format!("cannot read body: {e}")))?
         .to_bytes();
     if bytes.iter().all(u8::is_ascii_whitespace) && allow_empty {
@@ -235,13 +264,17 @@ impl Default for RolloutBody {
 
 async fn handle(
     control: Arc<Control>,
+    read_timeout: Duration,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Infallible> {
-    Ok(route(control, req).await.unwrap_or_else(|r| r))
+    Ok(route(control, read_timeout, req)
+        .await
+        .unwrap_or_else(|r| r))
 }
 
 async fn route(
     control: Arc<Control>,
+    read_timeout: Duration,
     req: Request<Incoming>,
 ) -> Result<Response<RespBody>, Response<RespBody>> {
     let path = req.uri().path().to_string();
@@ -317,7 +350,7 @@ async fn route(
                     .map_err(from_proxy_error)?;
                 return Ok(json_response(StatusCode::OK, json!(c)));
             }
-            let b: RolloutBody = read_json(req.into_body(), false).await?;
+            let b: RolloutBody = read_json(req.into_body(), false, read_timeout).await?;
             let bp = crate::config::percent_to_bp(b.percent)
                 .map_err(|m| error(StatusCode::BAD_REQUEST, format!("percent: {m}")))?;
             let c = control
@@ -332,7 +365,7 @@ async fn route(
                 let s = control.release(&name, &actor).map_err(from_proxy_error)?;
                 return Ok(json_response(StatusCode::OK, json!(s)));
             }
-            let b: HoldBody = read_json(req.into_body(), false).await?;
+            let b: HoldBody = read_json(req.into_body(), false, read_timeout).await?;
             let max_ms = match &b.max_ms {
                 None => {
                     return Err(error(
@@ -364,7 +397,7 @@ async fn route(
         }
         (&Method::POST, ["admin", "rollback"]) => {
             let actor = authorize(&control, &req)?;
-            let b: RollbackBody = read_json(req.into_body(), true).await?;
+            let b: RollbackBody = read_json(req.into_body(), true, read_timeout).await?;
             let mut names: Vec<String> = b.routes.unwrap_or_default();
             names.extend(b.route);
             let changes = control.rollback(&names, &actor).map_err(from_proxy_error)?;

@@ -3,8 +3,10 @@
 //! — h2c with prior knowledge — else HTTP/1.1), hyper's server for it, and the graceful stop
 //! the worker asks for at shutdown ([`ConnCtl`]).
 //!
-//! HTTP/1.1 connections are served exactly as before HTTP/2 existed (same builder, upgrades);
-//! choosing costs one `peek` per cleartext connection, nothing per request. HTTP/2 streams run
+//! HTTP/1.1 connections are served exactly as before HTTP/2 existed (same builder, upgrades;
+//! on cleartext through `client_io`, which answers 408 on a header timeout and serves
+//! HTTP/1.2+ as 1.1 — not over TLS, where the socket under hyper is the TLS stream); choosing
+//! costs one `peek` per cleartext connection, nothing per request. HTTP/2 streams run
 //! as tasks of the worker's `LocalSet` ([`LocalExec`]) and go upstream as HTTP/1.1 like every
 //! request.
 
@@ -13,6 +15,7 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -22,6 +25,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
+use crate::client_io::{ClientIo, IoState};
 use crate::forward::{self, ConnInfo, Worker};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -95,14 +99,20 @@ pub(crate) async fn serve(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = Rc::new(ConnInfo::new(peer, true));
-            run(tls, h2, info, worker, protocols, ctl).await;
+            run(tls, h2, info, worker, protocols, ctl, None).await;
         }
         None => {
             let Some(h2) = starts_with_preface(&stream, protocols.first_bytes).await else {
                 return;
             };
             let info = Rc::new(ConnInfo::new(peer, false));
-            run(stream, h2, info, worker, protocols, ctl).await;
+            if h2 {
+                run(stream, true, info, worker, protocols, ctl, None).await;
+            } else {
+                // 408 on a header timeout, HTTP/1.2+ as 1.1 (`client_io`).
+                let (io, state) = ClientIo::new(stream);
+                run(io, false, info, worker, protocols, ctl, Some(state)).await;
+            }
         }
     }
 }
@@ -136,23 +146,21 @@ async fn run<I>(
     worker: Rc<Worker>,
     protocols: &Protocols,
     ctl: Rc<ConnCtl>,
+    io_state: Option<Arc<IoState>>,
 ) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let peer = info.peer_ip.clone();
     let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
     let res = if h2 {
-        drive(
-            protocols.http2.serve_connection(TokioIo::new(io), svc),
-            &ctl,
-        )
-        .await
+        let conn = protocols.http2.serve_connection(TokioIo::new(io), svc);
+        drive(conn, &ctl, None).await
     } else {
         let conn = protocols
             .http1
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
-        drive(conn, &ctl).await
+        drive(conn, &ctl, io_state.as_deref()).await
     };
     if let Err(e) = res {
         tracing::debug!(error = %e, peer = ?peer, h2, "client connection ended with an error");
@@ -191,11 +199,17 @@ where
     }
 }
 
-/// Polls `conn` to the end, asking it to stop gracefully once `ctl.stop` is set.
-async fn drive<C: Graceful>(conn: C, ctl: &ConnCtl) -> Result<(), hyper::Error> {
+/// Polls `conn` to the end, asking it to stop gracefully once `ctl.stop` is set. A header-read
+/// timeout is told to `io_state` while the connection (and so its socket) still exists: the
+/// socket answers 408 when it is dropped, right after.
+async fn drive<C: Graceful>(
+    conn: C,
+    ctl: &ConnCtl,
+    io_state: Option<&IoState>,
+) -> Result<(), hyper::Error> {
     let mut conn = std::pin::pin!(conn);
     let mut graceful = false;
-    poll_fn(|cx| {
+    let res = poll_fn(|cx| {
         if ctl.stop.get() && !graceful {
             // Finish the request in flight (if any), then close.
             conn.as_mut().graceful();
@@ -209,5 +223,12 @@ async fn drive<C: Graceful>(conn: C, ctl: &ConnCtl) -> Result<(), hyper::Error> 
         }
         conn.as_mut().poll(cx)
     })
-    .await
+    .await;
+    if let (Err(e), Some(state)) = (&res, io_state) {
+        if e.is_timeout() {
+            // The socket answers 408 as it closes, if a request was begun (`client_io`).
+            state.header_timed_out();
+        }
+    }
+    res
 }

@@ -269,6 +269,7 @@ impl Control {
                 generation: AtomicU64::new(1),
                 metrics,
                 draining: AtomicBool::new(false),
+                connections: std::sync::atomic::AtomicUsize::new(0),
             }),
             inner: Mutex::new(Inner {
                 admin_token: config.proxy.resolved_admin_token(),
@@ -763,6 +764,7 @@ impl Control {
             workers,
             shutdown_grace,
             header_read_timeout,
+            max_connections,
             admin_token,
             override_token,
             tls,

@@ -112,6 +112,8 @@ pub enum ErrorKind {
     /// A write on a dual-write route did not get its row's turn within the backend's
     /// `timeout_ms` (the previous write to the row had not reached both sides); sent nowhere.
     WriteTurn,
+    /// The client paused its request body longer than `request_body_idle_timeout_ms`.
+    RequestTimeout,
 }
 
 impl ErrorKind {
@@ -124,6 +126,7 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorKind::WriteTurn => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorKind::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
         }
     }
 
@@ -137,8 +140,12 @@ impl ErrorKind {
             ErrorKind::RequestTooLarge => "request_too_large",
             ErrorKind::Internal => "internal",
             ErrorKind::WriteTurn => "write_turn_timeout",
+            ErrorKind::RequestTimeout => "request_timeout",
         }
     }
+
+    /// Number of kinds (the length of arrays indexed by [`ErrorKind::index`]).
+    pub(crate) const COUNT: usize = 8;
 
     pub(crate) fn index(self) -> usize {
         self as usize

@@ -29,7 +29,9 @@
 //! # Layout
 //! Modules in dependency order: each uses only modules above it (no module cycles; checked by
 //! `scripts/module-graph.py proxy`).
-//! - [`route`]: path templates (`{param}`, `/*` prefix), which methods are writes. [`split`]:
+//! - [`route`]: path templates (`{param}`, `/*` prefix), which methods are writes. `path`: the
+//!   request path normalised before routing (escapes of unreserved characters decoded, slashes
+//!   merged, dot segments removed; `..` above the root refused). [`split`]:
 //!   xxh3 into 10,000 buckets, monotone in the percentage; sticky key sources. `recent`: read
 //!   your writes — which side took each sticky key's latest write, in a bounded lock-free map
 //!   per proxy whose entries expire on the proxy's clock (`read_your_writes_ms`).
@@ -51,8 +53,10 @@
 //!   copies, the hand-over to `ficus-shadow`.
 //! - `upstream`: per-worker pools of HTTP/1 connections, no locks (`upstream/pool`), and the
 //!   bodies streamed through them (`upstream/body`: size limit; pool return at end of stream).
-//! - `forward`: one request — an `Exchange` that decides, rewrites, sends and responds, and
-//!   that states the order in which a request's state is released; 502/504 JSON.
+//! - `forward`: one request — `admit` (what is refused before routing: CONNECT, Host rules,
+//!   unknown transfer codings, a path above the root; the path normalised), an `Exchange` that
+//!   decides, rewrites, sends (retrying once what a reused connection lost, when safe) and
+//!   responds, and that states the order in which a request's state is released; 502/504 JSON.
 //! - `sidecars`: shadow mode, the dual-write log and the read-your-writes map, started when
 //!   the configuration needs them. `control`: rollout changes, rollbacks, reloads, write holds
 //!   (hold, release, expiry) and the guards' verdicts, persisted (audited) before applied. The rollout state, audit log and dual-write log live in `ficus-state`
@@ -60,10 +64,12 @@
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
 //!   verdicts once a second, the holds' deadlines and the shared-state follower.
-//! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), thread-per-core
-//!   workers, graceful shutdown. `conn`: one client connection — TLS handshake, protocol
-//!   (ALPN h2 / the h2c preface / HTTP/1.1), hyper's server, graceful stop. `listener_tls`:
-//!   the listeners' certificates, swapped in place on SIGHUP, reload and file change.
+//! - `client_io`: the client socket under hyper — 408 on a header-read timeout with a request
+//!   begun, `HTTP/1.2`+ served as 1.1. `server`: [`Proxy`], [`ProxyHandle`] — listeners
+//!   (`SO_REUSEPORT`), `max_connections` (503 past it), accept backoff, thread-per-core workers,
+//!   graceful shutdown. `conn`: one client connection — TLS handshake, protocol (ALPN h2 / the
+//!   h2c preface / HTTP/1.1), hyper's server, graceful stop. `listener_tls`: the listeners'
+//!   certificates, swapped in place on SIGHUP, reload and file change.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
 //!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
 //!   store); `traffic`: [`AdminTraffic`], hold/move/release routes on every replica for a
@@ -76,6 +82,7 @@
 mod admin;
 mod admin_thread;
 pub mod client;
+mod client_io;
 pub mod config;
 mod conn;
 mod control;
@@ -89,6 +96,7 @@ pub mod metrics;
 mod metrics_endpoint;
 mod order;
 mod page;
+mod path;
 mod recent;
 mod reload;
 pub mod route;

@@ -14,6 +14,8 @@
 //! | `ficus_sticky_key_missing_total` | route |
 //! | `ficus_config_reloads_total` | result (success, failure) |
 //! | `ficus_inflight_requests` | — |
+//! | `ficus_client_connections_refused_total` | — (answered 503: `max_connections` reached) |
+//! | `ficus_accept_errors_total` | — (failed accepts, e.g. out of file descriptors; each backs off) |
 //! | `ficus_dual_write_records_total` | result (written, dropped, error): rows of the dual-write log |
 //! | `ficus_dual_write_divergent_total` | route (writes that succeeded on one side only) |
 //! | `ficus_dual_write_turn_timeouts_total` | route (writes answered 503: the previous write to their row had not reached both sides in time) |
@@ -46,7 +48,7 @@ pub(crate) struct BackendMetrics {
     pub requests: [IntCounter; 5],
     pub duration: Histogram,
     /// Indexed by [`ErrorKind::index`]; only the upstream kinds are exported.
-    pub errors: [Option<IntCounter>; 7],
+    pub errors: [Option<IntCounter>; ErrorKind::COUNT],
 }
 
 impl BackendMetrics {
@@ -88,6 +90,8 @@ pub struct Metrics {
     missing_key: IntCounterVec,
     reloads: IntCounterVec,
     pub(crate) inflight: IntGauge,
+    pub(crate) connections_refused: IntCounter,
+    pub(crate) accept_errors: IntCounter,
     dual_write_records: IntCounterVec,
     dual_write_divergent: IntCounterVec,
     dual_write_turn_timeouts: IntCounterVec,
@@ -259,6 +263,16 @@ impl Metrics {
         registry.register(Box::new(missing_key.clone()))?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(inflight.clone()))?;
+        let connections_refused = IntCounter::new(
+            "ficus_client_connections_refused_total",
+            "Client connections answered 503 because max_connections were open.",
+        )?;
+        let accept_errors = IntCounter::new(
+            "ficus_accept_errors_total",
+            "Failed accepts of client connections (out of file descriptors, ...); each backs off.",
+        )?;
+        registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(accept_errors.clone()))?;
         // Present from the start so dashboards and `increase()` see both series at zero.
         for r in ["success", "failure"] {
             reloads.get_metric_with_label_values(&[r])?;
@@ -280,6 +294,8 @@ impl Metrics {
             missing_key,
             reloads,
             inflight,
+            connections_refused,
+            accept_errors,
             dual_write_records,
             dual_write_divergent,
             dual_write_turn_timeouts,
@@ -369,7 +385,7 @@ impl Metrics {
                 self.requests
                     .get_metric_with_label_values(&[route, b, class])
             };
-            let mut errors: [Option<IntCounter>; 7] = Default::default();
+            let mut errors: [Option<IntCounter>; ErrorKind::COUNT] = Default::default();
             for k in [
                 ErrorKind::UpstreamConnect,
                 ErrorKind::UpstreamTimeout,

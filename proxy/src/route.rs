@@ -5,7 +5,8 @@
 //! - `/api/tasks/*` matches `/api/tasks`, `/api/tasks/` and everything below;
 //! - `/*` matches every path.
 //!
-//! Paths are compared as sent (no percent-decoding, no dot-segment removal), so
+//! Templates match the request path as `crate::path` normalised it before routing (unreserved
+//! escapes decoded, slashes merged, dot segments removed); reserved escapes stay encoded, so
 //! `/api/tasks/a%2Fb` is one segment.
 
 use std::fmt;

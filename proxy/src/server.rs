@@ -72,6 +72,7 @@ impl Proxy {
         let admin_listen = config.proxy.admin_listen;
         let grace = config.proxy.shutdown_grace;
         let header_timeout = config.proxy.header_read_timeout;
+        let max_connections = config.proxy.max_connections;
         let watch_config = config.proxy.watch_config;
         let control = Arc::new(Control::new(config, config_path, clock)?);
 
@@ -106,10 +107,12 @@ impl Proxy {
                 .name(format!("ficus-worker-{i}"))
                 .spawn(move || {
                     let local = tokio::task::LocalSet::new();
-                    local.block_on(
-                        &rt,
-                        worker_loop(l, shared, stop_rx, grace, header_timeout, tls),
-                    );
+                    let limits = Limits {
+                        grace,
+                        header_timeout,
+                        max_connections,
+                    };
+                    local.block_on(&rt, worker_loop(l, shared, stop_rx, limits, tls));
                     drop(local);
                     let _ = tx.send(());
                 })
@@ -379,7 +382,8 @@ impl Tracker {
     }
 }
 
-struct TrackGuard(Rc<Tracker>);
+/// One open client connection: counted on its worker and in the proxy's total.
+struct TrackGuard(Rc<Tracker>, Arc<Shared>);
 
 impl Drop for TrackGuard {
     fn drop(&mut self) {
@@ -388,17 +392,52 @@ impl Drop for TrackGuard {
         if n == 0 {
             self.0.idle.notify_one();
         }
+        self.1.connections.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A worker's settings bound at start.
+#[derive(Clone, Copy)]
+struct Limits {
+    grace: Duration,
+    header_timeout: Duration,
+    /// Client connections open at once, all workers together (0 = no limit).
+    max_connections: usize,
+}
+
+/// Accept errors back off from 5 ms, doubling up to 1 s while they last (EMFILE/ENFILE: the
+/// process is out of file descriptors; accepting again at once would spin). The connections
+/// already accepted go on being served meanwhile: they run on the same thread.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The answer to a connection past `max_connections`.
+const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 81\r\nConnection: close\r\nRetry-After: 1\r\n\r\n{\"error\":\"too_many_connections\",\"status\":503,\"message\":\"max_connections reached\"}";
+
+/// Answers a connection past `max_connections`: 503 with `Connection: close`, after reading
+/// what the client sent first (at most 4 KiB, at most 1 s), so the answer is not lost to a
+/// reset from closing with unread data.
+async fn refuse(mut stream: tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
+    let _ = stream.write_all(OVER_CAPACITY).await;
+    let _ = stream.shutdown().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.read(&mut buf)).await;
 }
 
 async fn worker_loop(
     listener: std::net::TcpListener,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
-    grace: Duration,
-    header_timeout: Duration,
+    limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
+    let Limits {
+        grace,
+        header_timeout,
+        max_connections,
+    } = limits;
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -406,17 +445,26 @@ async fn worker_loop(
             return;
         }
     };
-    let worker = Rc::new(Worker::new(shared));
+    let worker = Rc::new(Worker::new(shared.clone()));
     let protocols = Rc::new(Protocols::new(header_timeout, tls));
     let tracker = Rc::new(Tracker::default());
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         tokio::select! {
             biased;
             _ = stop.changed() => break,
             r = listener.accept() => match r {
                 Ok((stream, peer)) => {
+                    backoff = ACCEPT_BACKOFF_MIN;
+                    let open = shared.connections.fetch_add(1, Ordering::Relaxed);
+                    if max_connections > 0 && open >= max_connections {
+                        shared.connections.fetch_sub(1, Ordering::Relaxed);
+                        shared.metrics.connections_refused.inc();
+                        tokio::task::spawn_local(refuse(stream));
+                        continue;
+                    }
                     tracker.active.set(tracker.active.get() + 1);
-                    let guard = TrackGuard(tracker.clone());
+                    let guard = TrackGuard(tracker.clone(), shared.clone());
                     let ctl = tracker.register();
                     let worker = worker.clone();
                     let protocols = protocols.clone();
@@ -426,9 +474,18 @@ async fn worker_loop(
                     });
                 }
                 Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!(error = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    // EMFILE and friends: back off instead of spinning (warned once a streak).
+                    if backoff == ACCEPT_BACKOFF_MIN {
+                        tracing::warn!(error = %e, open = shared.connections.load(Ordering::Relaxed),
+                            "accept failed; backing off (raise the fd limit or lower max_connections)");
+                    }
+                    shared.metrics.accept_errors.inc();
+                    tokio::select! {
+                        biased;
+                        _ = stop.changed() => break,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 }
             }
         }

@@ -1,8 +1,8 @@
 //! What the data plane and the control plane share: the published routing table and its
-//! generation, the metrics, the draining flag. The control plane writes (a table swap, then a
+//! generation, the metrics, the draining flag, the count of open client connections. The control plane writes (a table swap, then a
 //! generation bump); workers read (one atomic load per request, see `forward::Worker`).
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
@@ -18,4 +18,6 @@ pub(crate) struct Shared {
     pub metrics: Arc<Metrics>,
     /// Set when shutdown starts: `/readyz` answers 503.
     pub draining: AtomicBool,
+    /// Client connections open, all workers together (`max_connections`).
+    pub connections: AtomicUsize,
 }

@@ -376,7 +376,11 @@ pub(crate) struct Table {
     pub unmatched: Route,
     pub backends: [Arc<Backend>; 2],
     pub max_request_bytes: u64,
+    /// Longest pause between two parts of a request body (`request_body_idle_timeout_ms`).
+    pub request_body_idle: std::time::Duration,
     pub preserve_host: bool,
+    /// Peers whose `X-Forwarded-*` are kept (`trusted_proxies`).
+    pub trusted_proxies: Box<[ipnet::IpNet]>,
     pub override_token: Option<Box<[u8]>>,
     /// Shadow mode, when any route is shadowed.
     pub shadow: Option<Arc<Shadow>>,
@@ -428,7 +432,9 @@ impl Table {
                 backend(Side::New, &config.backends.new)?,
             ],
             max_request_bytes: config.proxy.max_request_bytes,
+            request_body_idle: config.proxy.request_body_idle_timeout,
             preserve_host: config.proxy.preserve_host,
+            trusted_proxies: config.proxy.trusted_proxies.clone().into(),
             override_token: config
                 .proxy
                 .resolved_override_token()

@@ -29,7 +29,7 @@ async fn route_matching_and_headers() {
     let p = start(&config_toml(
         l,
         n,
-        "",
+        r#"trusted_proxies = ["127.0.0.1"]"#,
         r#"
 [[routes]]
 name = "one-task"

@@ -9,6 +9,11 @@ use super::backend_tls::BackendTls;
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawBackend, RawBackends};
 
+/// Default `connect_timeout_ms`: 5 s, as Envoy's. (1 s was too short: a backend whose listen
+/// backlog overflows — Python's `http.server` has 5 — drops the SYN, and the kernel's first
+/// retransmission comes after 1 s.)
+pub const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 5000;
+
 /// One backend (`[backends.legacy]` or `[backends.new]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackendConfig {
@@ -20,8 +25,12 @@ pub struct BackendConfig {
     pub prefix: String,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Time allowed for the response head after the request is sent (504 past it).
+    /// Time allowed for the response head once the request (body included) has been sent
+    /// (504 past it); the upload itself does not count.
     pub timeout: Duration,
+    /// Longest pause between two parts of the response body (the response is cut off and the
+    /// connection closed past it; 0 = off).
+    pub response_body_idle_timeout: Duration,
     /// Idle keep-alive connections kept per worker thread.
     pub max_idle_per_worker: usize,
     /// TLS to the backend (`https://` URLs).
@@ -115,7 +124,8 @@ fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, Co
         return Err(cx.err(&fu, Some(span), "must not have a query string"));
     }
     let prefix = url.path().trim_end_matches('/').to_string();
-    let connect_timeout = Duration::from_millis(b.connect_timeout_ms.unwrap_or(1000));
+    let connect_timeout =
+        Duration::from_millis(b.connect_timeout_ms.unwrap_or(DEFAULT_CONNECT_TIMEOUT_MS));
     let timeout = Duration::from_millis(b.timeout_ms.unwrap_or(30_000));
     if timeout.is_zero() || connect_timeout.is_zero() {
         return Err(cx.err(
@@ -137,6 +147,9 @@ fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, Co
         prefix,
         connect_timeout,
         timeout,
+        response_body_idle_timeout: Duration::from_millis(
+            b.response_body_idle_timeout_ms.unwrap_or(60_000),
+        ),
         max_idle_per_worker: b.max_idle_per_worker.unwrap_or(256),
     })
 }

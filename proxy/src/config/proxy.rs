@@ -14,6 +14,8 @@ use super::raw::{RawListenerTls, RawProxy};
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// Default admin listen address.
 pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:9900";
+/// Default `max_connections` per worker.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default `max_request_bytes`: 10 MiB.
 pub const DEFAULT_MAX_REQUEST_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -41,10 +43,18 @@ pub struct ProxySettings {
     pub max_request_bytes: u64,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
-    /// How long a client may take to send request headers.
+    /// How long a client may take to send request headers (408 when it began one; 0 = off).
     pub header_read_timeout: Duration,
+    /// Longest pause between two parts of a request body (408; 0 = off).
+    pub request_body_idle_timeout: Duration,
+    /// Client connections open at once per worker (each worker has its own listener); past it
+    /// a new connection is answered 503 with `Connection: close`. 0 = no limit.
+    pub max_connections: usize,
     /// Send the client's `Host` upstream instead of the backend's authority.
     pub preserve_host: bool,
+    /// Peers (CIDR blocks) whose `X-Forwarded-For/-Proto/-Host` are kept (`-For` appended to);
+    /// from anyone else those headers are replaced. Empty (the default): nobody is trusted.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Reload when the configuration file changes (SIGHUP always reloads).
     pub watch_config: bool,
     /// Admin token given in code (never read from the file, so tokens stay out of config
@@ -89,6 +99,15 @@ impl ProxySettings {
     pub fn resolved_override_token(&self) -> Option<String> {
         resolve(&self.override_token, &self.override_token_env)
     }
+}
+
+/// `10.0.0.0/8`, `::1/128`, or a bare address (one host).
+fn parse_net(s: &str) -> Result<ipnet::IpNet, String> {
+    let s = s.trim();
+    s.parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map(|n| n.trunc())
+        .map_err(|_| format!("{s:?} is not an address or CIDR block (10.0.0.0/8, ::1/128)"))
 }
 
 fn resolve(given: &Option<Secret>, env: &str) -> Option<String> {
@@ -146,7 +165,20 @@ pub(super) fn from_raw(cx: &Ctx<'_>, p: RawProxy) -> Result<ProxySettings, Confi
         max_request_bytes: p.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES),
         shutdown_grace: Duration::from_millis(p.shutdown_grace_ms.unwrap_or(30_000)),
         header_read_timeout: Duration::from_millis(p.header_read_timeout_ms.unwrap_or(30_000)),
+        request_body_idle_timeout: Duration::from_millis(
+            p.request_body_idle_timeout_ms.unwrap_or(60_000),
+        ),
+        max_connections: p.max_connections.unwrap_or(DEFAULT_MAX_CONNECTIONS),
         preserve_host: p.preserve_host.unwrap_or(false),
+        trusted_proxies: match &p.trusted_proxies {
+            None => Vec::new(),
+            Some(list) => list
+                .get_ref()
+                .iter()
+                .map(|s| parse_net(s))
+                .collect::<Result<_, _>>()
+                .map_err(|m| cx.err("proxy.trusted_proxies", Some(list.span()), m))?,
+        },
         watch_config: p.watch_config.unwrap_or(true),
         admin_token: None,
         override_token: None,

@@ -14,7 +14,7 @@ use ficus_core::headers::{BACKEND as BACKEND_HEADER, REQUEST_ID, ROUTE as ROUTE_
 use ficus_core::Side;
 
 use super::failure::{error_response, Failure};
-use super::rewrite::{content_length, prepare, strip_hop_by_hop};
+use super::rewrite::{connection_has, content_length, prepare, strip_hop_by_hop};
 use super::worker::{ConnInfo, Worker};
 use crate::dualwrite::DualWrite;
 use crate::error::{BodyTooLarge, ErrorKind};
@@ -22,7 +22,8 @@ use crate::metrics::Metrics;
 use crate::table::{Backend, Route, Table};
 use crate::tee::{self, Plan, RespTee};
 use crate::upstream::{
-    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RespBody, Sender, UpstreamBody,
+    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RequestBodyTimeout, RespBody, Sender,
+    Upload, UpstreamBody,
 };
 
 /// The in-flight gauge, incremented while a request is being served.
@@ -190,6 +191,14 @@ impl<'a> Exchange<'a> {
             p.forwarded(&parts.headers);
         }
         let empty = body.is_end_stream();
+        if !empty && declared.is_none() && !upgrade {
+            // A body of unknown length goes up chunked whatever the method: hyper's client
+            // would otherwise send a GET's or HEAD's body as empty (and drop it).
+            parts.headers.insert(
+                http::header::TRANSFER_ENCODING,
+                HeaderValue::from_static("chunked"),
+            );
+        }
         let req_tee = self
             .plan
             .as_ref()
@@ -197,12 +206,12 @@ impl<'a> Exchange<'a> {
         let body = if empty {
             ReqBody::Empty
         } else {
-            ReqBody::Stream {
-                inner: body,
-                seen: 0,
-                limit: table.max_request_bytes,
-                tee: req_tee,
-            }
+            ReqBody::stream(
+                body,
+                table.max_request_bytes,
+                table.request_body_idle,
+                req_tee,
+            )
         };
         let (resp, sender) = send(
             &worker.pool,
@@ -294,19 +303,25 @@ impl<'a> Exchange<'a> {
 }
 
 /// Sends the request and waits for the response head (bounded by the backend's `timeout_ms`).
-/// A request that never left (a pooled connection turned out closed) is retried once on a
-/// fresh connection.
+///
+/// A request that failed on a reused connection before any answer is retried once, on a fresh
+/// connection, when that is safe: it never left (the pooled connection turned out closed), or
+/// it left but is idempotent and has no body (the backend closed the idle connection as the
+/// request arrived — its keep-alive timeout racing our reuse). Only then, and only after the
+/// connection sat idle for [`REPLAY_AFTER_IDLE`], is its head copied: nothing is copied under
+/// load, on a fresh connection or for a request with a body.
 async fn send(
     pool: &Pool,
     backend: &Backend,
     req: Request<ReqBody>,
     metrics: &Metrics,
 ) -> Result<(Response<Incoming>, Sender), Failure> {
+    let replayable = matches!(req.body(), ReqBody::Empty) && is_idempotent(req.method());
     let mut req = req;
     for attempt in 0..2 {
         let opened = &metrics.connections_opened[backend.side.index()];
         let mut conn = pool
-            .checkout(backend, || opened.inc())
+            .checkout(backend, attempt > 0, || opened.inc())
             .await
             .map_err(|e| match e {
                 ConnectError::Timeout => Failure::new(
@@ -318,12 +333,29 @@ async fn send(
                 ),
                 other => Failure::new(
                     ErrorKind::UpstreamConnect,
-                    format!("{}: {other}", backend.cfg.authority),
+                    format!("{}: {}", backend.cfg.authority, chain(&other)),
                 ),
             })?;
+        let retry = conn.reused && attempt == 0;
+        // Only a connection idle long enough can have met the backend's keep-alive timeout:
+        // under load connections are idle for microseconds and nothing is copied.
+        let copy =
+            (retry && replayable && conn.idle_for >= REPLAY_AFTER_IDLE).then(|| head_copy(&req));
+        let upload = req.body().upload();
         let fut = conn.sender.try_send_request(req);
-        match tokio::time::timeout(backend.cfg.timeout, fut).await {
-            Err(_) => {
+        // The response-head timeout counts from the end of the upload, not from its start.
+        let answer = match upload {
+            None => tokio::time::timeout(backend.cfg.timeout, fut).await.ok(),
+            Some(upload) => {
+                tokio::select! {
+                    biased;
+                    r = fut => Some(r),
+                    _ = head_deadline(&upload, backend.cfg.timeout) => None,
+                }
+            }
+        };
+        match answer {
+            None => {
                 return Err(Failure::new(
                     ErrorKind::UpstreamTimeout,
                     format!(
@@ -332,17 +364,100 @@ async fn send(
                     ),
                 ))
             }
-            Ok(Ok(resp)) => return Ok((resp, conn.sender)),
-            Ok(Err(mut e)) => match e.take_message() {
-                Some(back) if conn.reused && attempt == 0 => {
-                    req = back;
-                    continue;
+            Some(Ok(resp)) => return Ok((resp, conn.sender)),
+            Some(Err(mut e)) => {
+                if retry {
+                    if let Some(back) = e.take_message() {
+                        req = back;
+                        continue;
+                    }
+                    if let Some(copy) = copy.filter(|_| closed_before_answer(e.error())) {
+                        tracing::debug!(backend = %backend.cfg.authority, error = %chain(e.error()), "reused connection closed before the answer; retrying on a fresh one");
+                        req = copy;
+                        continue;
+                    }
                 }
-                _ => return Err(classify(e.into_error(), backend)),
-            },
+                return Err(classify(e.into_error(), backend));
+            }
         }
     }
     Err(Failure::new(ErrorKind::Internal, "retry loop ended"))
+}
+
+/// Resolves when the response head is late: `timeout` after the upload is done, or after
+/// `timeout` without upload progress while the body was not waiting for the client (the
+/// backend stopped reading it). A client that is slow to send is its own idle timer's business
+/// (`request_body_idle_timeout_ms`), not the backend's.
+async fn head_deadline(upload: &Upload, timeout: std::time::Duration) {
+    loop {
+        let before = upload.frames.get();
+        match tokio::time::timeout(timeout, upload.done.notified()).await {
+            Ok(()) => break,
+            Err(_) if upload.frames.get() == before && !upload.on_client.get() => return,
+            Err(_) => {}
+        }
+    }
+    tokio::time::sleep(timeout).await;
+}
+
+/// A request sent on a connection idle at least this long keeps a copy of its head, to be sent
+/// again if the backend closed the connection as it arrived. (No backend's keep-alive timeout is
+/// shorter; a connection closed well before its reuse is seen closed at checkout.)
+const REPLAY_AFTER_IDLE: std::time::Duration = std::time::Duration::from_millis(5);
+
+/// RFC 9110 §9.2.2: methods whose repetition has the effect of one.
+fn is_idempotent(m: &http::Method) -> bool {
+    use http::Method;
+    matches!(
+        *m,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::PUT | Method::DELETE | Method::TRACE
+    )
+}
+
+/// The head of a body-less request, to send it again.
+fn head_copy(req: &Request<ReqBody>) -> Request<ReqBody> {
+    let mut r = Request::new(ReqBody::Empty);
+    *r.method_mut() = req.method().clone();
+    *r.uri_mut() = req.uri().clone();
+    *r.version_mut() = req.version();
+    *r.headers_mut() = req.headers().clone();
+    r
+}
+
+/// The connection ended (EOF, reset, broken pipe) before an answer arrived.
+fn closed_before_answer(e: &hyper::Error) -> bool {
+    if e.is_incomplete_message() || e.is_canceled() {
+        return true;
+    }
+    let mut src = e.source();
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset
+                    | std::io::ErrorKind::BrokenPipe
+                    | std::io::ErrorKind::ConnectionAborted
+                    | std::io::ErrorKind::UnexpectedEof
+            );
+        }
+        src = s.source();
+    }
+    false
+}
+
+/// An error with its causes, `outer: inner: innermost` (hyper's `Display` shows only the outer).
+pub(super) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        let t = s.to_string();
+        if !out.ends_with(&t) {
+            out.push_str(": ");
+            out.push_str(&t);
+        }
+        src = s.source();
+    }
+    out
 }
 
 fn classify(e: hyper::Error, backend: &Backend) -> Failure {
@@ -351,6 +466,9 @@ fn classify(e: hyper::Error, backend: &Backend) -> Failure {
         if let Some(t) = s.downcast_ref::<BodyTooLarge>() {
             return Failure::new(ErrorKind::RequestTooLarge, t.to_string());
         }
+        if let Some(t) = s.downcast_ref::<RequestBodyTimeout>() {
+            return Failure::new(ErrorKind::RequestTimeout, t.to_string());
+        }
         if s.downcast_ref::<DownstreamBodyError>().is_some() {
             return Failure::new(ErrorKind::Downstream, s.to_string());
         }
@@ -358,7 +476,7 @@ fn classify(e: hyper::Error, backend: &Backend) -> Failure {
     }
     Failure::new(
         ErrorKind::UpstreamIo,
-        format!("{}: {e}", backend.cfg.authority),
+        format!("{}: {}", backend.cfg.authority, chain(&e)),
     )
 }
 
@@ -376,6 +494,10 @@ fn respond(
     tee: Option<Box<RespTee>>,
 ) -> Response<RespBody> {
     let (mut parts, body) = resp.into_parts();
+    // Read before the hop-by-hop headers go: a connection the backend closes is not pooled.
+    let reusable = !connection_has(&parts.headers, "close")
+        && (parts.version != http::Version::HTTP_10
+            || connection_has(&parts.headers, "keep-alive"));
     let switching = parts.status == StatusCode::SWITCHING_PROTOCOLS && down_upgrade.is_some();
     strip_hop_by_hop(&mut parts.headers, switching);
     parts.headers.insert(ROUTE_HEADER, route.name_hv.clone());
@@ -410,9 +532,15 @@ fn respond(
         backend_id: backend.id,
         max_idle: backend.cfg.max_idle_per_worker,
         sender,
+        reusable,
     };
     Response::from_parts(
         parts,
-        RespBody::Upstream(UpstreamBody::new(body, Some(lease), tee)),
+        RespBody::Upstream(UpstreamBody::new(
+            body,
+            Some(lease),
+            tee,
+            backend.cfg.response_body_idle_timeout,
+        )),
     )
 }

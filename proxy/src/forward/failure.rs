@@ -7,6 +7,7 @@ use http::Response;
 use ficus_core::headers::{BACKEND as BACKEND_HEADER, REQUEST_ID, ROUTE as ROUTE_HEADER};
 use ficus_core::Side;
 
+use super::admit::Rejection;
 use crate::error::ErrorKind;
 use crate::table::Route;
 use crate::upstream::RespBody;
@@ -34,7 +35,10 @@ pub(super) fn error_response(
     request_id: &HeaderValue,
 ) -> Response<RespBody> {
     let backend = match f.kind {
-        ErrorKind::RequestTooLarge | ErrorKind::Downstream | ErrorKind::WriteTurn => "none",
+        ErrorKind::RequestTooLarge
+        | ErrorKind::Downstream
+        | ErrorKind::WriteTurn
+        | ErrorKind::RequestTimeout => "none",
         _ => side.as_str(),
     };
     let body = serde_json::json!({
@@ -55,8 +59,38 @@ pub(super) fn error_response(
     h.insert(ROUTE_HEADER, route.name_hv.clone());
     h.insert(BACKEND_HEADER, HeaderValue::from_static(backend));
     h.insert(REQUEST_ID, request_id.clone());
-    if f.kind == ErrorKind::RequestTooLarge {
+    if matches!(
+        f.kind,
+        ErrorKind::RequestTooLarge | ErrorKind::RequestTimeout
+    ) {
         h.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     r
+}
+
+/// The answer to a request refused before routing ([`Rejection`]): a JSON body naming what was
+/// wrong; the connection closes after it (as nginx and haproxy do after a malformed request).
+pub(super) fn rejection_response(r: Rejection, request_id: &HeaderValue) -> Response<RespBody> {
+    let body = serde_json::json!({
+        "error": r.error,
+        "status": r.status.as_u16(),
+        "message": r.detail,
+        "request_id": request_id.to_str().unwrap_or(""),
+    });
+    let mut resp = Response::new(RespBody::full(body.to_string()));
+    *resp.status_mut() = r.status;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    h.insert(REQUEST_ID, request_id.clone());
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    if r.status == http::StatusCode::METHOD_NOT_ALLOWED {
+        h.insert(
+            header::ALLOW,
+            HeaderValue::from_static("GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+        );
+    }
+    resp
 }

@@ -23,6 +23,7 @@
 //! - `failure`: why a request failed and the JSON answer for it;
 //! - `worker`: the per-worker and per-connection state.
 
+mod admit;
 mod exchange;
 mod failure;
 mod rewrite;
@@ -51,6 +52,13 @@ pub(crate) async fn handle(
 ) -> Result<Response<RespBody>, Infallible> {
     let mut table = worker.table();
     let inflight = Inflight::new(&worker.shared.metrics.inflight);
+    // Refused before routing (CONNECT, Host rules, codings, a path above the root); the path
+    // is normalised here, so the route, the sticky key and the backend see the same one.
+    if let Err(r) = admit::admit(&mut req) {
+        let id = request_id(&worker, &mut req);
+        tracing::debug!(status = r.status.as_u16(), detail = %r.detail, "request refused");
+        return Ok(failure::rejection_response(r, &id));
+    }
 
     let mut route = table.match_route(req.method(), req.uri().path());
     // A write on a held route waits here, before anything about it is decided; then it is
@@ -65,14 +73,7 @@ pub(crate) async fn handle(
     }
     // Durations (and the guard's samples) start after any hold.
     let started = table.clock.now();
-    let request_id = match req.headers().get(&REQUEST_ID) {
-        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
-        _ => {
-            let id = worker.request_id();
-            req.headers_mut().insert(REQUEST_ID, id.clone());
-            id
-        }
-    };
+    let request_id = request_id(&worker, &mut req);
     let forced = check_override(&table, route, req.headers_mut());
     let down_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
@@ -95,4 +96,16 @@ pub(crate) async fn handle(
         Err(refused) => Err(refused),
     };
     Ok(ex.finish(result))
+}
+
+/// The client's `X-Request-Id` (1–128 bytes), else a new one, set on the request.
+fn request_id(worker: &Worker, req: &mut Request<Incoming>) -> http::HeaderValue {
+    match req.headers().get(&REQUEST_ID) {
+        Some(v) if !v.is_empty() && v.len() <= 128 => v.clone(),
+        _ => {
+            let id = worker.request_id();
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    }
 }

@@ -65,7 +65,7 @@ pub(super) fn is_upgrade(h: &HeaderMap) -> bool {
     h.contains_key(header::UPGRADE) && connection_has(h, "upgrade")
 }
 
-fn connection_has(h: &HeaderMap, token: &str) -> bool {
+pub(super) fn connection_has(h: &HeaderMap, token: &str) -> bool {
     h.get_all(header::CONNECTION).iter().any(|v| {
         v.as_bytes()
             .split(|&b| b == b',')
@@ -158,21 +158,26 @@ pub(super) fn prepare(
     parts.version = http::Version::HTTP_11;
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
-    // Host: from an absolute-form target, else the Host header (HTTP/1.1 requires one of them).
-    let host = match parts.uri.authority() {
-        Some(_) => None,
-        None => h.get(header::HOST).cloned(),
-    };
-    if let Some(host) = &host {
-        if !h.contains_key(&X_FORWARDED_HOST) {
+    // X-Forwarded-* from a trusted proxy are kept (-For appended to); from anyone else they
+    // are this hop's own: a client cannot claim to have come over https or from elsewhere.
+    let trusted = !table.trusted_proxies.is_empty()
+        && table.trusted_proxies.iter().any(|n| n.contains(&conn.peer));
+    // Host: `admit` made it the absolute-form target's authority when there was one.
+    let host = h.get(header::HOST).cloned();
+    match &host {
+        Some(host) if !(trusted && h.contains_key(&X_FORWARDED_HOST)) => {
             h.insert(X_FORWARDED_HOST, host.clone());
         }
+        None if !trusted => {
+            h.remove(&X_FORWARDED_HOST);
+        }
+        _ => {}
     }
     if !(table.preserve_host && host.is_some()) {
         h.insert(header::HOST, backend.host_hv.clone());
     }
     // X-Forwarded-For: append this hop's client address to any list already there.
-    match h.get(&X_FORWARDED_FOR) {
+    match h.get(&X_FORWARDED_FOR).filter(|_| trusted) {
         None => {
             h.insert(X_FORWARDED_FOR, conn.peer_ip.clone());
         }
@@ -186,7 +191,7 @@ pub(super) fn prepare(
             }
         }
     }
-    if !h.contains_key(&X_FORWARDED_PROTO) {
+    if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
         let proto = if conn.https { "https" } else { "http" };
         h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }

@@ -17,6 +17,7 @@ use crate::upstream::Pool;
 /// Per-connection facts.
 pub(crate) struct ConnInfo {
     pub peer_ip: HeaderValue,
+    pub peer: std::net::IpAddr,
     /// The client connected over TLS (`X-Forwarded-Proto: https`).
     pub https: bool,
 }
@@ -26,7 +27,11 @@ impl ConnInfo {
         // An IP address always makes a valid header value.
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
-        ConnInfo { peer_ip, https }
+        ConnInfo {
+            peer_ip,
+            peer: peer.ip(),
+            https,
+        }
     }
 }
 

@@ -11,11 +11,16 @@
 //! back to the pool: see `forward::Exchange` for the whole release order).
 
 use std::cell::Cell;
+use std::future::Future;
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
+use tokio::sync::Notify;
+use tokio::time::Sleep;
 
 use super::pool::Lease;
 use crate::error::BodyTooLarge;
@@ -30,6 +35,52 @@ pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[error("client request body: {0}")]
 pub(crate) struct DownstreamBodyError(pub hyper::Error);
 
+/// The client paused its request body longer than `request_body_idle_timeout_ms` (→ 408).
+#[derive(Debug, thiserror::Error)]
+#[error("client sent no request body data for {0:?} (request_body_idle_timeout_ms)")]
+pub(crate) struct RequestBodyTimeout(pub Duration);
+
+/// The backend paused its response body longer than `response_body_idle_timeout_ms`.
+#[derive(Debug, thiserror::Error)]
+#[error("backend sent no response body data for {0:?} (response_body_idle_timeout_ms)")]
+pub(crate) struct ResponseBodyTimeout(pub Duration);
+
+/// A pause timer, armed only when a body has to wait for data (a body that is there at once —
+/// most are — never touches the timer wheel), re-armed after each frame.
+#[derive(Default)]
+pub(crate) struct IdleTimer {
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// A frame came since the timer was last armed.
+    moved: bool,
+}
+
+impl IdleTimer {
+    /// A frame arrived.
+    #[inline]
+    fn frame(&mut self) {
+        self.moved = true;
+    }
+
+    /// The body is waiting for data: `true` when it has waited `idle` since the last frame (or
+    /// since it first waited). `idle` zero: never.
+    fn expired(&mut self, idle: Duration, cx: &mut Context<'_>) -> bool {
+        if idle.is_zero() {
+            return false;
+        }
+        let sleep = match &mut self.sleep {
+            Some(s) => {
+                if self.moved {
+                    s.as_mut().reset(tokio::time::Instant::now() + idle);
+                }
+                s
+            }
+            None => self.sleep.insert(Box::pin(tokio::time::sleep(idle))),
+        };
+        self.moved = false;
+        sleep.as_mut().poll(cx).is_ready()
+    }
+}
+
 /// A request body on its way upstream.
 pub(crate) enum ReqBody {
     /// No body (lets a request be retried on a fresh connection).
@@ -41,7 +92,49 @@ pub(crate) enum ReqBody {
         limit: u64,
         /// The copy for the mirror, on a mirrored request.
         tee: Option<Box<ReqTee>>,
+        /// Longest pause between frames, and its timer.
+        idle: Duration,
+        timer: IdleTimer,
+        /// How the upload goes, for the response-head timeout (see [`Upload`]).
+        upload: Rc<Upload>,
     },
+}
+
+/// How a request body's upload goes, watched by the exchange: the response-head timeout starts
+/// when it is `done`, so the upload's own time does not count against it; an upload that makes
+/// no progress while the client is not the one waited for (the backend stopped reading) is
+/// timed out by the exchange rather than left hanging.
+#[derive(Default)]
+pub(crate) struct Upload {
+    /// Notified once the whole body has gone upstream.
+    pub done: Notify,
+    /// Frames passed on so far.
+    pub frames: Cell<u64>,
+    /// The body is waiting for the client (its last poll was pending on the client's data).
+    pub on_client: Cell<bool>,
+}
+
+impl ReqBody {
+    /// The client's body, counted against `limit`, paused at most `idle` between frames.
+    pub fn stream(inner: Incoming, limit: u64, idle: Duration, tee: Option<Box<ReqTee>>) -> Self {
+        ReqBody::Stream {
+            inner,
+            seen: 0,
+            limit,
+            tee,
+            idle,
+            timer: IdleTimer::default(),
+            upload: Rc::default(),
+        }
+    }
+
+    /// How the upload goes (`None`: no body, sent with the head).
+    pub fn upload(&self) -> Option<Rc<Upload>> {
+        match self {
+            ReqBody::Empty => None,
+            ReqBody::Stream { upload, .. } => Some(upload.clone()),
+        }
+    }
 }
 
 impl Body for ReqBody {
@@ -59,8 +152,14 @@ impl Body for ReqBody {
                 seen,
                 limit,
                 tee,
+                idle,
+                timer,
+                upload,
             } => match Pin::new(&mut *inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => {
+                    timer.frame();
+                    upload.frames.set(upload.frames.get() + 1);
+                    upload.on_client.set(false);
                     if let Some(d) = frame.data_ref() {
                         *seen += d.len() as u64;
                         if *seen > *limit {
@@ -76,6 +175,7 @@ impl Body for ReqBody {
                         if let Some(mut t) = tee.take() {
                             t.end();
                         }
+                        upload.done.notify_one();
                     }
                     Poll::Ready(Some(Ok(frame)))
                 }
@@ -87,9 +187,17 @@ impl Body for ReqBody {
                     if let Some(mut t) = tee.take() {
                         t.end();
                     }
+                    upload.done.notify_one();
                     Poll::Ready(None)
                 }
-                Poll::Pending => Poll::Pending,
+                Poll::Pending => {
+                    upload.on_client.set(true);
+                    if timer.expired(*idle, cx) {
+                        *tee = None;
+                        return Poll::Ready(Some(Err(Box::new(RequestBodyTimeout(*idle)))));
+                    }
+                    Poll::Pending
+                }
             },
         }
     }
@@ -117,6 +225,9 @@ pub(crate) struct UpstreamBody {
     done: Cell<bool>,
     /// The copy for the mirror, on a mirrored request; submitted at end of stream.
     tee: Cell<Option<Box<RespTee>>>,
+    /// Longest pause between frames (`response_body_idle_timeout_ms`), and its timer.
+    idle: Duration,
+    timer: IdleTimer,
 }
 
 impl UpstreamBody {
@@ -124,12 +235,15 @@ impl UpstreamBody {
         inner: Incoming,
         lease: Option<Lease<ReqBody>>,
         tee: Option<Box<RespTee>>,
+        idle: Duration,
     ) -> UpstreamBody {
         UpstreamBody {
             inner,
             lease: Cell::new(lease),
             done: Cell::new(false),
             tee: Cell::new(tee),
+            idle,
+            timer: IdleTimer::default(),
         }
     }
 
@@ -177,12 +291,12 @@ impl RespBody {
 
 impl Body for RespBody {
     type Data = Bytes;
-    type Error = hyper::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             RespBody::Upstream(u) => {
@@ -190,6 +304,7 @@ impl Body for RespBody {
                 match &r {
                     Poll::Ready(None) => u.finish(),
                     Poll::Ready(Some(Ok(frame))) => {
+                        u.timer.frame();
                         if let (Some(t), Some(d)) = (u.tee.get_mut(), frame.data_ref()) {
                             t.push(d);
                         }
@@ -199,9 +314,15 @@ impl Body for RespBody {
                     }
                     // A failed body is not mirrored.
                     Poll::Ready(Some(Err(_))) => drop(u.tee.take()),
-                    Poll::Pending => {}
+                    Poll::Pending => {
+                        if u.timer.expired(u.idle, cx) {
+                            // Cut off: the connection is dropped with the body, not pooled.
+                            drop(u.tee.take());
+                            return Poll::Ready(Some(Err(Box::new(ResponseBodyTimeout(u.idle)))));
+                        }
+                    }
                 }
-                r
+                r.map_err(|e| Box::new(e) as BoxError)
             }
         }
     }

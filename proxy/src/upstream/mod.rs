@@ -6,7 +6,9 @@
 mod body;
 mod pool;
 
-pub(crate) use self::body::{DownstreamBodyError, ReqBody, RespBody, UpstreamBody};
+pub(crate) use self::body::{
+    DownstreamBodyError, ReqBody, RequestBodyTimeout, RespBody, Upload, UpstreamBody,
+};
 pub(crate) use self::pool::{ConnectError, Lease};
 
 /// A worker's pools of connections carrying the proxy's request bodies.

@@ -17,6 +17,7 @@ use std::cell::RefCell;
 use std::error::Error as StdError;
 use std::io;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use hyper::body::Body;
 use hyper::client::conn::http1::SendRequest;
@@ -29,9 +30,15 @@ use ficus_core::Side;
 /// The sending half of an upstream connection carrying `B` request bodies.
 pub(crate) type Sender<B> = SendRequest<B>;
 
+/// A pooled connection and when it went idle.
+struct Idle<B> {
+    sender: Sender<B>,
+    since: Instant,
+}
+
 struct Slot<B> {
     backend_id: u64,
-    idle: Vec<Sender<B>>,
+    idle: Vec<Idle<B>>,
 }
 
 impl<B> Default for Slot<B> {
@@ -48,6 +55,9 @@ pub(crate) struct Conn<B> {
     pub sender: Sender<B>,
     /// Taken from the idle stack (it may have been closed by the backend meanwhile).
     pub reused: bool,
+    /// How long it sat idle (zero for a new one): a backend's keep-alive timeout can only
+    /// have closed it under us if this is long.
+    pub idle_for: Duration,
 }
 
 /// A connection on loan to one response: given back to its pool when the response body has
@@ -58,50 +68,53 @@ pub(crate) struct Lease<B> {
     pub backend_id: u64,
     pub max_idle: usize,
     pub sender: Sender<B>,
+    /// False when the backend said it closes the connection after this response
+    /// (`Connection: close`, or HTTP/1.0 without keep-alive): it is dropped, never pooled.
+    pub reusable: bool,
 }
 
 impl<B> Lease<B> {
-    /// Puts the connection back on its pool's idle stack (its response was read to the end).
+    /// Puts the connection back on its pool's idle stack (its response was read to the end),
+    /// unless the backend marked it for closing.
     pub fn give_back(self) {
+        if !self.reusable {
+            return;
+        }
         self.pool
             .checkin(self.side, self.backend_id, self.max_idle, self.sender);
     }
 }
 
 /// Why no connection could be had.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
+    #[error("connect timed out")]
     Timeout,
-    Io(io::Error),
+    #[error("connect failed")]
+    Io(#[source] io::Error),
     /// The TLS handshake with an `https://` backend failed (certificate not trusted, another
-    /// name, protocol).
+    /// name, protocol); the message says which (no source: it is in the message).
+    #[error("{}", tls_message(.0))]
     Tls(io::Error),
-    Handshake(hyper::Error),
+    #[error("HTTP handshake failed")]
+    Handshake(#[source] hyper::Error),
 }
 
-impl std::fmt::Display for ConnectError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            ConnectError::Timeout => f.write_str("connect timed out"),
-            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
-            ConnectError::Tls(e) => match ficus_tls::find_failure(e) {
-                Some(t) => match t.kind {
-                    ficus_tls::FailureKind::Untrusted => write!(
-                        f,
-                        "TLS: the backend's certificate is not trusted ({}); check ca_file",
-                        t.detail
-                    ),
-                    ficus_tls::FailureKind::NameMismatch => write!(
-                        f,
-                        "TLS: the backend's certificate is for another name ({}); set sni or fix the url's host",
-                        t.detail
-                    ),
-                    ficus_tls::FailureKind::Other => write!(f, "TLS handshake failed: {}", t.detail),
-                },
-                None => write!(f, "TLS handshake failed: {e}"),
-            },
-            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
-        }
+/// A failed TLS handshake with a backend, said as an operator acts on it.
+fn tls_message(e: &io::Error) -> String {
+    match ficus_tls::find_failure(e) {
+        Some(t) => match t.kind {
+            ficus_tls::FailureKind::Untrusted => format!(
+                "TLS: the backend's certificate is not trusted ({}); check ca_file",
+                t.detail
+            ),
+            ficus_tls::FailureKind::NameMismatch => format!(
+                "TLS: the backend's certificate is for another name ({}); set sni or fix the url's host",
+                t.detail
+            ),
+            ficus_tls::FailureKind::Other => format!("TLS handshake failed: {}", t.detail),
+        },
+        None => format!("TLS handshake failed: {e}"),
     }
 }
 
@@ -124,62 +137,93 @@ where
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
-    /// An idle connection to `backend`, or a new one.
+    /// An idle connection to `backend`, or a new one (always a new one when `fresh`: a
+    /// retry does not try its luck with another pooled connection).
     pub async fn checkout(
         &self,
         backend: &Backend,
+        fresh: bool,
         on_open: impl FnOnce(),
     ) -> Result<Conn<B>, ConnectError> {
-        loop {
-            let next = {
-                let mut slot = self.slots[backend.side.index()].borrow_mut();
-                if slot.backend_id != backend.id {
-                    // The backend's configuration changed: its old connections go.
-                    slot.idle.clear();
-                    slot.backend_id = backend.id;
-                }
-                // Prefer the most recently used connection that is idle already; the very last
-                // one returned may still be waiting for its task to mark it idle.
-                match slot.idle.iter().rposition(|s| s.is_ready()) {
-                    Some(i) => Some(slot.idle.swap_remove(i)),
-                    None => {
-                        slot.idle.retain(|s| !s.is_closed());
-                        slot.idle.pop()
+        if !fresh {
+            loop {
+                let next = {
+                    let mut slot = self.slots[backend.side.index()].borrow_mut();
+                    if slot.backend_id != backend.id {
+                        // The backend's configuration changed: its old connections go.
+                        slot.idle.clear();
+                        slot.backend_id = backend.id;
                     }
+                    // Prefer the most recently used connection that is idle already; the very last
+                    // one returned may still be waiting for its task to mark it idle.
+                    match slot.idle.iter().rposition(|s| s.sender.is_ready()) {
+                        Some(i) => Some(slot.idle.swap_remove(i)),
+                        None => {
+                            slot.idle.retain(|s| !s.sender.is_closed());
+                            slot.idle.pop()
+                        }
+                    }
+                };
+                let Some(Idle { mut sender, since }) = next else {
+                    break;
+                };
+                if sender.is_closed() {
+                    continue;
                 }
-            };
-            let Some(mut sender) = next else { break };
-            if sender.is_closed() {
-                continue;
-            }
-            if sender.is_ready() {
-                return Ok(Conn {
-                    sender,
-                    reused: true,
-                });
-            }
-            // Its last response was read to the end but the connection task has not yet marked it
-            // idle; that takes one poll of that task, so wait briefly rather than dial anew.
-            match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
-                Ok(Ok(())) => {
+                let idle_for = since.elapsed();
+                if sender.is_ready() {
                     return Ok(Conn {
                         sender,
                         reused: true,
-                    })
+                        idle_for,
+                    });
                 }
-                _ => continue,
+                // Its last response was read to the end but the connection task has not yet marked it
+                // idle; that takes one poll of that task, so wait briefly rather than dial anew.
+                match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
+                    Ok(Ok(())) => {
+                        return Ok(Conn {
+                            sender,
+                            reused: true,
+                            idle_for,
+                        })
+                    }
+                    _ => continue,
+                }
             }
         }
-        let sender = connect(backend).await?;
+        let sender = match connect(backend).await {
+            // Out of file descriptors: this worker's idle connections (to either backend) are
+            // closed to make room, and the connect is tried once more.
+            Err(ConnectError::Io(e)) if is_fd_exhaustion(&e) && self.drop_idle() > 0 => {
+                tracing::warn!(error = %e, "out of file descriptors; closed idle upstream connections to connect");
+                connect(backend).await?
+            }
+            r => r?,
+        };
         on_open();
         Ok(Conn {
             sender,
             reused: false,
+            idle_for: Duration::ZERO,
         })
     }
 }
 
+/// EMFILE or ENFILE.
+fn is_fd_exhaustion(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+}
+
 impl<B> Pool<B> {
+    /// Closes every idle connection of this worker; how many there were.
+    fn drop_idle(&self) -> usize {
+        self.slots
+            .iter()
+            .map(|s| std::mem::take(&mut s.borrow_mut().idle).len())
+            .sum()
+    }
+
     /// Returns an idle connection (its response fully read) to the pool.
     fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender<B>) {
         if sender.is_closed() {
@@ -187,10 +231,13 @@ impl<B> Pool<B> {
         }
         let mut slot = self.slots[side.index()].borrow_mut();
         if slot.idle.len() >= max_idle {
-            slot.idle.retain(|s| !s.is_closed());
+            slot.idle.retain(|s| !s.sender.is_closed());
         }
         if slot.backend_id == backend_id && slot.idle.len() < max_idle {
-            slot.idle.push(sender);
+            slot.idle.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
         }
     }
 }
