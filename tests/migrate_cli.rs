@@ -78,17 +78,47 @@ fn migrate_plan_run_verify_status_through_the_binary() {
         "--metrics-addr",
         "127.0.0.1:0",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // One row quarantined: not everything was carried → exit 2.
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["rows_copied"], 2999);
     assert_eq!(rep["rows_quarantined"], 1);
+    assert_eq!(rep["carried"]["complete"], false);
 
-    // A re-run is a no-op.
+    // A re-run is a no-op; it ends with the summary, one line per kind, and exits 2 again
+    // unless --allow-partial.
     let o = ficus(&[
         "migrate", "run", "--source", s, "--target", &db.url, "--quiet",
     ]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("already complete"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(2));
+    let text = stdout(&o);
+    assert!(text.contains("already complete"), "{text}");
+    for line in [
+        "tables: 1 created",
+        "rows: 2999 copied",
+        "quarantined: 1 row(s)",
+        "views: 0 created, 0 not created",
+        "triggers: 0 not carried",
+        "skipped objects: 0",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let o = ficus(&[
+        "migrate",
+        "run",
+        "--source",
+        s,
+        "--target",
+        &db.url,
+        "--quiet",
+        "--allow-partial",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
 
     // verify: clean → exit 0.
     let o = ficus(&[

@@ -31,7 +31,8 @@
 //!   `defaults`, `constraints`, `ddl`, `report`);
 //! - `checkpoint` — the `ficus` schema: migration, checkpoints, steps; `quarantine`;
 //! - `copy` — one table's reader thread → bounded channel → binary COPY writer; `run` — the
-//!   command; `progress`, `metrics` — what commands show;
+//!   command; `carried` — what a migration carried and did not, per kind (`run`'s summary,
+//!   `status`); `progress`, `metrics` — what commands show;
 //! - `rows` — canonical rows from either side; `verify`, `status` — the commands;
 //! - `drift` — the dual-write tools' view of a table and row comparison by key;
 //!   `writeback` — the legacy's storage format, PostgreSQL values turned back into it;
@@ -55,6 +56,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+mod carried;
 mod checkpoint;
 mod config;
 mod convert;
@@ -81,6 +83,7 @@ mod verify;
 mod watch;
 mod writeback;
 
+pub use self::carried::Carried;
 pub use self::config::{
     ColumnConfig, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
 };
@@ -90,8 +93,8 @@ pub use self::error::{DualWriteError, DwResult, MigrateError, Result};
 pub use self::metrics::Metrics;
 pub use self::pg::connect;
 pub use self::plan::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, Step, TablePlan, ViewPlan,
-    PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, Step, TablePlan,
+    ViewPlan, PLAN_VERSION,
 };
 pub use self::profile::{ColumnProfile, RejectSample};
 pub use self::progress::Observer;

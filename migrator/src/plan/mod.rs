@@ -10,6 +10,7 @@
 //! - `decide` — each column's type and conversion; `defaults` — SQLite defaults translated;
 //! - `constraints` — keys, UNIQUE, indexes, CHECKs and foreign keys;
 //! - `ddl` — CREATE TABLE, the post-load steps, `COPY`, quoting;
+//! - `views` — views translated to PostgreSQL (sqlparser), in dependency order;
 //! - `report` — the human report.
 
 mod build;
@@ -19,8 +20,10 @@ mod decide;
 mod defaults;
 mod report;
 mod types;
+mod views;
 
 pub use self::ddl::{qualified, quote_literal, Step};
 pub use self::types::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, TablePlan, ViewPlan, PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, TablePlan, ViewPlan,
+    PLAN_VERSION,
 };

@@ -1,0 +1,709 @@
+//! Views carried to PostgreSQL: each SQLite view's SELECT is parsed (sqlparser, SQLite
+//! dialect), its syntax tree rewritten for PostgreSQL and printed again; the views are ordered
+//! so each comes after the views it reads. What cannot be translated is kept in the plan with
+//! the reason (never a failure of the whole plan).
+//!
+//! The rewrite, in SQLite's own semantics where PostgreSQL differs:
+//! - identifiers: `[x]`, `` `x` `` and bare names become `"x"`, spelled as the migrated table,
+//!   column or view is (SQLite names are case-insensitive, PostgreSQL's quoted ones are not);
+//! - functions: `ifnull` → `coalesce`, `iif` → `CASE`, `group_concat` → `string_agg`,
+//!   `instr` → `strpos`, `substr` with a negative start → `right`, `max`/`min` of several
+//!   arguments → `greatest`/`least`, `total`, `round(x, n)`; `date`, `time`, `datetime`,
+//!   `julianday`, `unixepoch`, `strftime` (common `%` forms) → casts, `date_trunc`, `interval`
+//!   and `to_char` (`'now'` is UTC, as in SQLite); with constant arguments they are evaluated
+//!   by SQLite itself and the result written as a literal;
+//! - `LIKE` → `ILIKE` (SQLite's LIKE ignores case), `CAST(x AS INTEGER|REAL|BLOB)` →
+//!   `bigint`/`double precision`/`bytea`, `+` with a text literal operand → `||` (MS-SQL-style
+//!   concatenation, with a note: SQLite itself adds such values as numbers);
+//! - a number compared with a text or boolean column becomes a string literal (SQLite applies
+//!   the column's affinity to it); a naive date-time literal compared with a `timestamptz`
+//!   column is read as UTC (as the migrator stores such values).
+//!
+//! Integer division stays integer division on both sides (`bigint / bigint`); a NUMERIC
+//! column SQLite stored as integers divides exactly in PostgreSQL: noted in the view's notes.
+
+use std::collections::HashMap;
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget, Query,
+    SelectItem, Statement, TableAlias, TableFactor, Value, ValueWithSpan, Visit, VisitMut, Visitor,
+    VisitorMut,
+};
+use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use super::ddl::qualified;
+use super::types::{ColumnPlan, TablePlan, ViewPlan};
+use crate::convert::PgType;
+use crate::introspect::ViewInfo;
+
+/// The plans of `views` over the migrated `tables`, in creation order (each after the views
+/// it reads; otherwise the source's order).
+pub(super) fn view_plans(views: &[ViewInfo], tables: &[TablePlan], schema: &str) -> Vec<ViewPlan> {
+    let parsed: Vec<Parsed> = views.iter().map(|v| parse_view(&v.sql)).collect();
+    let names = Names::new(views, tables, &parsed);
+    let folder = rusqlite::Connection::open_in_memory().ok();
+    let mut plans: Vec<ViewPlan> = views
+        .iter()
+        .zip(parsed)
+        .map(|(v, p)| {
+            let mut plan = ViewPlan {
+                name: v.name.clone(),
+                sql: String::new(),
+                sqlite: v.sql.clone(),
+                depends_on: Vec::new(),
+                notes: Vec::new(),
+                untranslated: None,
+            };
+            match p.and_then(|(cols, q)| translate(cols, q, &names, folder.as_ref(), &mut plan)) {
+                Ok(select) => {
+                    plan.sql = format!(
+                        "CREATE OR REPLACE VIEW {} {select}",
+                        qualified(schema, &v.name)
+                    )
+                }
+                Err(reason) => plan.untranslated = Some(reason),
+            }
+            plan
+        })
+        .collect();
+    order_by_dependency(&mut plans);
+    plans
+}
+
+/// A view's declared column names and its SELECT, or why it cannot be read.
+type Parsed = std::result::Result<(Vec<Ident>, Box<Query>), String>;
+
+fn parse_view(sql: &str) -> Parsed {
+    let stmts = Parser::parse_sql(&SQLiteDialect {}, sql)
+        .map_err(|e| format!("cannot parse its SQL: {e}"))?;
+    match stmts.into_iter().next() {
+        Some(Statement::CreateView(cv)) => {
+            Ok((cv.columns.into_iter().map(|c| c.name).collect(), cv.query))
+        }
+        _ => Err("its SQL is not one CREATE VIEW statement".into()),
+    }
+}
+
+/// Every name a view may use, by its lower-case form: the migrated tables, their columns, the
+/// views and the column aliases they declare — spelled as they will be in PostgreSQL.
+struct Names<'a> {
+    spelling: HashMap<String, String>,
+    tables: HashMap<String, &'a TablePlan>,
+    views: HashMap<String, String>,
+}
+
+impl<'a> Names<'a> {
+    fn new(views: &[ViewInfo], tables: &'a [TablePlan], parsed: &[Parsed]) -> Self {
+        let mut n = Names {
+            spelling: HashMap::new(),
+            tables: HashMap::new(),
+            views: HashMap::new(),
+        };
+        for t in tables {
+            n.tables.insert(t.source_name.to_lowercase(), t);
+            n.spell(&t.source_name, &t.name);
+        }
+        for v in views {
+            n.views.insert(v.name.to_lowercase(), v.name.clone());
+            n.spell(&v.name, &v.name);
+        }
+        for t in tables {
+            for c in &t.columns {
+                n.spell(&c.name, &c.name);
+            }
+        }
+        for (cols, q) in parsed.iter().flatten() {
+            for c in cols {
+                n.spell(&c.value, &c.value);
+            }
+            if let sqlparser::ast::SetExpr::Select(s) = q.body.as_ref() {
+                for item in &s.projection {
+                    if let SelectItem::ExprWithAlias { alias, .. } = item {
+                        n.spell(&alias.value, &alias.value);
+                    }
+                }
+            }
+        }
+        n
+    }
+
+    fn spell(&mut self, name: &str, as_in_pg: &str) {
+        self.spelling
+            .entry(name.to_lowercase())
+            .or_insert_with(|| as_in_pg.to_string());
+    }
+}
+
+/// What one view reads: the relations it names and its table aliases.
+#[derive(Default)]
+struct Scope {
+    relations: Vec<String>,
+    aliases: HashMap<String, String>,
+}
+
+impl Visitor for Scope {
+    type Break = ();
+    fn pre_visit_table_factor(&mut self, t: &TableFactor) -> ControlFlow<()> {
+        if let TableFactor::Table { name, alias, .. } = t {
+            if let Some(last) = name.0.last().and_then(|p| p.as_ident()) {
+                let rel = last.value.to_lowercase();
+                if let Some(a) = alias {
+                    self.aliases
+                        .insert(a.name.value.to_lowercase(), rel.clone());
+                }
+                if !self.relations.contains(&rel) {
+                    self.relations.push(rel);
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn translate(
+    columns: Vec<Ident>,
+    mut query: Box<Query>,
+    names: &Names,
+    folder: Option<&rusqlite::Connection>,
+    plan: &mut ViewPlan,
+) -> std::result::Result<String, String> {
+    let mut scope = Scope::default();
+    let _ = Visit::visit(query.as_ref(), &mut scope);
+    plan.depends_on = scope
+        .relations
+        .iter()
+        .filter_map(|r| names.views.get(r).cloned())
+        .collect();
+    let mut rw = Rewrite {
+        names,
+        scope: &scope,
+        folder,
+        notes: Vec::new(),
+        subqueries: 0,
+    };
+    if let ControlFlow::Break(reason) = VisitMut::visit(query.as_mut(), &mut rw) {
+        return Err(reason);
+    }
+    let mut cols = columns;
+    for c in &mut cols {
+        rw.ident(c);
+    }
+    plan.notes = rw.notes;
+    let cols = if cols.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "({}) ",
+            cols.iter()
+                .map(|c| c.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
+    };
+    Ok(format!("{cols}AS {query}"))
+}
+
+struct Rewrite<'a> {
+    names: &'a Names<'a>,
+    scope: &'a Scope,
+    folder: Option<&'a rusqlite::Connection>,
+    notes: Vec<String>,
+    subqueries: usize,
+}
+
+impl VisitorMut for Rewrite<'_> {
+    type Break = String;
+
+    fn post_visit_ident(&mut self, ident: &mut Ident) -> ControlFlow<String> {
+        self.ident(ident);
+        ControlFlow::Continue(())
+    }
+
+    /// PostgreSQL (before 16) wants an alias on every subquery in FROM; SQLite does not.
+    fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
+        if let TableFactor::Derived {
+            alias: a @ None, ..
+        } = t
+        {
+            self.subqueries += 1;
+            *a = Some(TableAlias {
+                explicit: true,
+                name: Ident::with_quote('"', format!("subquery{}", self.subqueries)),
+                columns: Vec::new(),
+                at: None,
+            });
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn post_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        match self.rewrite(expr) {
+            Ok(Some(e)) => *expr = e,
+            Ok(None) => {}
+            Err(reason) => return ControlFlow::Break(reason),
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+type Rewritten = std::result::Result<Option<Expr>, String>;
+
+impl Rewrite<'_> {
+    fn ident(&self, ident: &mut Ident) {
+        let lower = ident.value.to_lowercase();
+        if let Some(s) = self.names.spelling.get(&lower) {
+            ident.value = s.clone();
+        }
+        ident.quote_style = Some('"');
+    }
+
+    fn rewrite(&mut self, expr: &mut Expr) -> Rewritten {
+        match expr {
+            Expr::Function(f) => {
+                let name = f
+                    .name
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_lowercase())
+                    .unwrap_or_default();
+                for p in &mut f.name.0 {
+                    if let sqlparser::ast::ObjectNamePart::Identifier(i) = p {
+                        i.value = i.value.to_lowercase();
+                        i.quote_style = None;
+                    }
+                }
+                let FunctionArguments::List(list) = &f.args else {
+                    return Ok(None);
+                };
+                let distinct = list.duplicate_treatment.is_some();
+                let mut args: Vec<&Expr> = Vec::new();
+                for a in &list.args {
+                    match a {
+                        FunctionArg::Unnamed(FunctionArgExpr::Expr(e)) => args.push(e),
+                        _ => return Ok(None),
+                    }
+                }
+                self.function(&name, &args, distinct)
+            }
+            Expr::Substring {
+                expr: e,
+                substring_from: Some(from),
+                substring_for: len,
+                ..
+            } => {
+                let mut args = vec![e.as_ref(), from.as_ref()];
+                args.extend(len.as_deref());
+                self.function("substr", &args, false)
+            }
+            Expr::Like {
+                negated,
+                any,
+                expr: e,
+                pattern,
+                escape_char,
+            } => Ok(Some(Expr::ILike {
+                negated: *negated,
+                any: *any,
+                expr: e.clone(),
+                pattern: pattern.clone(),
+                escape_char: escape_char.clone(),
+            })),
+            Expr::BinaryOp { left, op, right } => {
+                if *op == BinaryOperator::Plus && (is_concat(left) || is_concat(right)) {
+                    *op = BinaryOperator::StringConcat;
+                    self.note("`+` with a text operand is taken as MS-SQL-style concatenation (`||`); SQLite itself adds such values as numbers (0 for text that is not a number)");
+                    return Ok(None);
+                }
+                if matches!(
+                    op,
+                    BinaryOperator::Eq
+                        | BinaryOperator::NotEq
+                        | BinaryOperator::Lt
+                        | BinaryOperator::LtEq
+                        | BinaryOperator::Gt
+                        | BinaryOperator::GtEq
+                ) {
+                    self.coerce(left, right);
+                    self.coerce(right, left);
+                }
+                if *op == BinaryOperator::Divide
+                    && self.column(left).is_some_and(|c| {
+                        c.conversion.pg_type == PgType::Numeric && c.profile.integers > 0
+                    })
+                {
+                    self.note(&format!("{left} / {right}: SQLite divides the integers this NUMERIC column holds as integers (7 / 2 = 3), PostgreSQL's numeric exactly (3.5)"));
+                }
+                Ok(None)
+            }
+            Expr::Between {
+                expr: e, low, high, ..
+            } => {
+                self.coerce(low, e);
+                self.coerce(high, e);
+                Ok(None)
+            }
+            Expr::In {
+                expr: e,
+                target: InTarget::List(list),
+                ..
+            } => {
+                for l in list.iter_mut() {
+                    self.coerce(l, e);
+                }
+                Ok(None)
+            }
+            Expr::Cast {
+                expr: e, data_type, ..
+            } => {
+                let t = data_type.to_string().to_uppercase();
+                let pg = if t.contains("INT") {
+                    self.note("CAST(… AS INTEGER): SQLite truncates a fraction toward zero, PostgreSQL rounds it");
+                    "bigint"
+                } else if t.contains("REAL") || t.contains("FLOA") || t.contains("DOUB") {
+                    "double precision"
+                } else if t.contains("BLOB") {
+                    "bytea"
+                } else if t.contains("CHAR") || t.contains("CLOB") || t.contains("TEXT") {
+                    "text"
+                } else {
+                    "numeric"
+                };
+                pg_expr(&format!("CAST({e} AS {pg})")).map(Some)
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn note(&mut self, n: &str) {
+        if !self.notes.iter().any(|x| x == n) {
+            self.notes.push(n.to_string());
+        }
+    }
+
+    /// The PostgreSQL type of a column reference, if it names one column of a migrated table
+    /// the view reads.
+    fn column_type(&self, e: &Expr) -> Option<PgType> {
+        self.column(e).map(|c| c.conversion.pg_type)
+    }
+
+    /// The migrated column a column reference names, if it names one the view reads.
+    fn column(&self, e: &Expr) -> Option<&ColumnPlan> {
+        let (table, col) = match e {
+            Expr::Nested(inner) => return self.column(inner),
+            Expr::Identifier(c) => (None, c.value.to_lowercase()),
+            Expr::CompoundIdentifier(parts) if parts.len() >= 2 => {
+                let t = parts[parts.len() - 2].value.to_lowercase();
+                let t = self.scope.aliases.get(&t).cloned().unwrap_or(t);
+                (Some(t), parts[parts.len() - 1].value.to_lowercase())
+            }
+            _ => return None,
+        };
+        let mut found: Vec<&ColumnPlan> = Vec::new();
+        for r in table.iter().chain(self.scope.relations.iter()) {
+            if let Some(t) = self.names.tables.get(r) {
+                if let Some(c) = t.columns.iter().find(|c| c.name.to_lowercase() == col) {
+                    found.push(c);
+                }
+            }
+            if table.is_some() {
+                break;
+            }
+        }
+        (found.len() == 1).then(|| found[0])
+    }
+
+    /// `lit` compared with `other`: a number compared with a text or boolean column becomes a
+    /// string (SQLite applies the column's affinity); a naive date-time string compared with
+    /// a timestamptz column is read as UTC.
+    fn coerce(&mut self, lit: &mut Expr, other: &Expr) {
+        let Expr::Value(ValueWithSpan { value, .. }) = lit else {
+            return;
+        };
+        match (self.column_type(other), &*value) {
+            (Some(PgType::Text | PgType::Varchar(_) | PgType::Boolean), Value::Number(n, _)) => {
+                *value = Value::SingleQuotedString(n.to_string());
+            }
+            (Some(PgType::Timestamptz), Value::SingleQuotedString(s))
+                if s.len() >= 10
+                    && s.as_bytes()[4] == b'-'
+                    && !s[10..].contains(['+', 'Z', 'z'])
+                    && !s[10..].contains('-') =>
+            {
+                let note = format!("{other} is compared with '{s}' as a point in time (UTC); SQLite compares the stored text, where '{s}.000' sorts after '{s}'");
+                *value = Value::SingleQuotedString(format!("{s}+00"));
+                self.note(&note);
+            }
+            _ => {}
+        }
+    }
+
+    fn function(&mut self, name: &str, args: &[&Expr], distinct: bool) -> Rewritten {
+        let a: Vec<String> = args.iter().map(|e| e.to_string()).collect();
+        let sql = match (name, a.len()) {
+            ("ifnull", 2) => format!("coalesce({}, {})", a[0], a[1]),
+            ("iif", 3) => format!("CASE WHEN {} THEN {} ELSE {} END", a[0], a[1], a[2]),
+            ("instr", 2) => format!("strpos({}, {})", a[0], a[1]),
+            ("substr" | "substring", 2) if a[1].starts_with('-') => {
+                format!("right({}, {})", a[0], int_arg(a[1][1..].trim()))
+            }
+            ("substr" | "substring", 3) if a[1].starts_with('-') => format!(
+                "substr({0}, length({0}) + 1 - {1}, {2})",
+                a[0],
+                int_arg(a[1][1..].trim()),
+                int_arg(&a[2])
+            ),
+            ("substr" | "substring", 2 | 3) => {
+                let n: Vec<String> = a[1..].iter().map(|x| int_arg(x)).collect();
+                format!("substr({}, {})", a[0], n.join(", "))
+            }
+            ("group_concat" | "string_agg", 1 | 2) => format!(
+                "string_agg({}CAST({} AS text), {})",
+                if distinct { "DISTINCT " } else { "" },
+                a[0],
+                a.get(1).map_or("','", |s| s.as_str())
+            ),
+            ("max", n) if n >= 2 => {
+                self.note("max() of several values: SQLite returns NULL when one is NULL, PostgreSQL's greatest() ignores NULLs");
+                format!("greatest({})", a.join(", "))
+            }
+            ("min", n) if n >= 2 => {
+                self.note("min() of several values: SQLite returns NULL when one is NULL, PostgreSQL's least() ignores NULLs");
+                format!("least({})", a.join(", "))
+            }
+            ("total", 1) => format!("CAST(coalesce(sum({}), 0) AS double precision)", a[0]),
+            ("round", 2) => format!("round(CAST({} AS numeric), {})", a[0], int_arg(&a[1])),
+            ("char", 1) => format!("chr({})", int_arg(&a[0])),
+            ("date" | "time" | "datetime" | "julianday" | "unixepoch" | "strftime", _) => {
+                if let Some(lit) = self.fold(name, args) {
+                    return Ok(Some(lit));
+                }
+                datetime_sql(name, args, self)?
+            }
+            _ => return Ok(None),
+        };
+        pg_expr(&sql).map(Some)
+    }
+
+    /// A date/time function of constant arguments (not `'now'`), evaluated by SQLite itself.
+    fn fold(&self, name: &str, args: &[&Expr]) -> Option<Expr> {
+        let folder = self.folder?;
+        let mut lits = Vec::new();
+        for a in args {
+            match a {
+                Expr::Value(ValueWithSpan {
+                    value: v @ (Value::SingleQuotedString(_) | Value::Number(..)),
+                    ..
+                }) => {
+                    let lower = v.to_string().to_lowercase();
+                    if lower.contains("now") || lower.contains("local") || lower.contains("utc") {
+                        return None;
+                    }
+                    lits.push(v.to_string());
+                }
+                _ => return None,
+            }
+        }
+        let v: rusqlite::types::Value = folder
+            .query_row(&format!("SELECT {name}({})", lits.join(", ")), [], |r| {
+                r.get(0)
+            })
+            .ok()?;
+        let value = match v {
+            rusqlite::types::Value::Null => Value::Null,
+            rusqlite::types::Value::Integer(i) => Value::Number(i.to_string(), false),
+            rusqlite::types::Value::Real(f) => Value::Number(f.to_string(), false),
+            rusqlite::types::Value::Text(s) => Value::SingleQuotedString(s),
+            rusqlite::types::Value::Blob(_) => return None,
+        };
+        Some(Expr::value(value))
+    }
+}
+
+/// `+` that MS-SQL-style SQL means as concatenation: one side a text literal that is not a
+/// number, or a concatenation already.
+fn is_concat(e: &Expr) -> bool {
+    match e {
+        Expr::Nested(inner) => is_concat(inner),
+        Expr::Value(ValueWithSpan {
+            value: Value::SingleQuotedString(s),
+            ..
+        }) => s.trim().parse::<f64>().is_err(),
+        Expr::BinaryOp {
+            op: BinaryOperator::StringConcat,
+            ..
+        } => true,
+        _ => false,
+    }
+}
+
+/// An integer argument of a PostgreSQL function taking `integer` (SQLite's are 64-bit).
+fn int_arg(a: &str) -> String {
+    if a.parse::<i32>().is_ok() {
+        a.to_string()
+    } else {
+        format!("CAST({a} AS integer)")
+    }
+}
+
+/// `date`, `time`, `datetime`, `julianday`, `unixepoch`, `strftime` of a value that is not
+/// constant: the time value (`'now'` is UTC; a timestamptz column is read in UTC), each
+/// modifier, then the result's form.
+fn datetime_sql(
+    name: &str,
+    args: &[&Expr],
+    rw: &mut Rewrite,
+) -> std::result::Result<String, String> {
+    let (fmt, rest) = if name == "strftime" {
+        match args.split_first() {
+            Some((
+                Expr::Value(ValueWithSpan {
+                    value: Value::SingleQuotedString(f),
+                    ..
+                }),
+                rest,
+            )) => (Some(f.clone()), rest),
+            _ => return Err("strftime() with a format that is not a constant".into()),
+        }
+    } else {
+        (None, args)
+    };
+    let Some((time, mods)) = rest.split_first() else {
+        return Err(format!("{name}() without a time value"));
+    };
+    let mut mod_strs = Vec::new();
+    for m in mods {
+        match m {
+            Expr::Value(ValueWithSpan {
+                value: Value::SingleQuotedString(s),
+                ..
+            }) => mod_strs.push(s.trim().to_lowercase()),
+            _ => {
+                return Err(format!(
+                    "{name}() with a modifier that is not a constant: {m}"
+                ))
+            }
+        }
+    }
+    let is_now = matches!(time, Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) if s.eq_ignore_ascii_case("now"));
+    let mut x = if is_now {
+        "(now() AT TIME ZONE 'UTC')".to_string()
+    } else if mod_strs.first().is_some_and(|m| m == "unixepoch") {
+        mod_strs.remove(0);
+        format!("(to_timestamp({time}) AT TIME ZONE 'UTC')")
+    } else if rw.column_type(time) == Some(PgType::Timestamptz) {
+        format!("({time} AT TIME ZONE 'UTC')")
+    } else {
+        format!("CAST({time} AS timestamp)")
+    };
+    for m in &mod_strs {
+        x = match m.as_str() {
+            "start of day" => format!("date_trunc('day', {x})"),
+            "start of month" => format!("date_trunc('month', {x})"),
+            "start of year" => format!("date_trunc('year', {x})"),
+            "localtime" => {
+                format!("(({x}) AT TIME ZONE 'UTC' AT TIME ZONE current_setting('TimeZone'))")
+            }
+            "utc" => format!("(({x}) AT TIME ZONE current_setting('TimeZone') AT TIME ZONE 'UTC')"),
+            m if m.starts_with(['+', '-']) && m[1..].split_whitespace().count() == 2 => {
+                let (sign, amount) = m.split_at(1);
+                let amount = amount.replace('\'', "");
+                format!("({x} {sign} interval '{amount}')")
+            }
+            other => {
+                return Err(format!(
+                    "{name}() modifier '{other}' has no PostgreSQL translation here"
+                ))
+            }
+        };
+    }
+    if is_now {
+        rw.note("'now' is the time of the query in UTC, as in SQLite");
+    }
+    Ok(match (name, fmt.as_deref()) {
+        ("date", _) => format!("CAST({x} AS date)"),
+        ("time", _) => format!("CAST({x} AS time(0))"),
+        ("datetime", _) => format!("date_trunc('second', {x})"),
+        ("julianday", _) => format!("(extract(epoch from {x}) / 86400.0 + 2440587.5)"),
+        ("unixepoch", _) | ("strftime", Some("%s")) => {
+            format!("CAST(floor(extract(epoch from {x})) AS bigint)")
+        }
+        ("strftime", Some(f)) => format!("to_char({x}, {})", quote(&to_char_format(f)?)),
+        _ => return Err(format!("{name}() has no PostgreSQL translation here")),
+    })
+}
+
+/// A `strftime` format as a `to_char` one.
+fn to_char_format(f: &str) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut literal = String::new();
+    let flush = |out: &mut String, literal: &mut String| {
+        if !literal.is_empty() {
+            out.push('"');
+            out.push_str(literal);
+            out.push('"');
+            literal.clear();
+        }
+    };
+    let mut chars = f.chars();
+    while let Some(c) = chars.next() {
+        if c != '%' {
+            if c.is_alphanumeric() {
+                literal.push(c);
+            } else {
+                flush(&mut out, &mut literal);
+                out.push(c);
+            }
+            continue;
+        }
+        flush(&mut out, &mut literal);
+        out.push_str(match chars.next() {
+            Some('Y') => "YYYY",
+            Some('m') => "MM",
+            Some('d') => "DD",
+            Some('H') => "HH24",
+            Some('M') => "MI",
+            Some('S') => "SS",
+            Some('f') => "SS.MS",
+            Some('j') => "DDD",
+            Some('%') => "%",
+            Some(o) => {
+                return Err(format!(
+                    "strftime() format %{o} has no to_char() translation here"
+                ))
+            }
+            None => return Err("strftime() format ends with %".into()),
+        });
+    }
+    flush(&mut out, &mut literal);
+    Ok(out)
+}
+
+fn quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// An expression in PostgreSQL syntax (identifiers in it are already quoted).
+fn pg_expr(sql: &str) -> std::result::Result<Expr, String> {
+    Parser::new(&PostgreSqlDialect {})
+        .try_with_sql(sql)
+        .and_then(|mut p| p.parse_expr())
+        .map_err(|e| format!("internal: cannot re-read the translation {sql}: {e}"))
+}
+
+/// Stable topological order: a view after the views it reads, else in the source's order.
+fn order_by_dependency(plans: &mut Vec<ViewPlan>) {
+    let mut left: Vec<ViewPlan> = std::mem::take(plans);
+    while !left.is_empty() {
+        let ready = left.iter().position(|v| {
+            v.depends_on
+                .iter()
+                .all(|d| d == &v.name || !left.iter().any(|o| &o.name == d))
+        });
+        // A cycle (SQLite refuses them) would leave no view ready: keep the source's order.
+        let i = ready.unwrap_or(0);
+        plans.push(left.remove(i));
+    }
+}
