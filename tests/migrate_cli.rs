@@ -155,7 +155,7 @@ fn migrate_plan_run_verify_status_through_the_binary() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = &v["tables"][0]["differences"][0];
     assert_eq!(d["kind"], "value-differs");
-    assert_eq!(d["key"], r#"{"id":1234}"#);
+    assert_eq!(d["key"], serde_json::json!({"id": 1234}));
     assert_eq!(d["column"], "notes");
 
     // status names copied, quarantined and the last verification.

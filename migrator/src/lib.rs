@@ -21,7 +21,7 @@
 //! is what this file re-exports.
 //!
 //! - `error` — [`MigrateError`], [`DualWriteError`]; `config` — `migration.toml`, its
-//!   `[watch]` section included;
+//!   `[watch]` section included; `keyjson` — row keys as JSON objects in reports;
 //! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding, display
 //!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
 //! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
@@ -66,6 +66,7 @@ mod drift;
 mod error;
 pub mod follow;
 mod introspect;
+mod keyjson;
 mod metrics;
 mod pg;
 mod plan;
