@@ -3,7 +3,8 @@
 //!
 //! # Entry points
 //! - [`Plan::build`] introspects and profiles a SQLite file and decides every PostgreSQL type,
-//!   conversion, default, key, index and constraint ([`Plan::report`], [`Plan::ddl`]).
+//!   conversion, default, key, index and constraint ([`Plan::report`], [`Plan::ddl`],
+//!   [`Plan::json`]: the stable shape of `plan --format json`).
 //! - [`run()`] executes a plan into a PostgreSQL URL: resumable, checkpointed, quarantining
 //!   values that do not convert → [`RunReport`].
 //! - [`verify()`] compares both sides by chunked checksums of canonical rows → [`VerifyReport`].
@@ -94,8 +95,8 @@ pub use self::error::{DualWriteError, DwResult, MigrateError, Result};
 pub use self::metrics::Metrics;
 pub use self::pg::connect;
 pub use self::plan::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, Step, TablePlan,
-    ViewPlan, PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, PlanJson, Step,
+    TablePlan, ViewPlan, PLAN_JSON_FORMAT, PLAN_VERSION,
 };
 pub use self::profile::{ColumnProfile, RejectSample};
 pub use self::progress::Observer;

@@ -11,18 +11,20 @@
 //! - `constraints` — keys, UNIQUE, indexes, CHECKs and foreign keys;
 //! - `ddl` — CREATE TABLE, the post-load steps, `COPY`, quoting;
 //! - `views` — views translated to PostgreSQL (sqlparser), in dependency order;
-//! - `report` — the human report.
+//! - `report` — the human report; `json` — the stable shape of `plan --format json`.
 
 mod build;
 mod constraints;
 mod ddl;
 mod decide;
 mod defaults;
+mod json;
 mod report;
 mod types;
 mod views;
 
 pub use self::ddl::{qualified, quote_literal, Step};
+pub use self::json::{PlanJson, PLAN_JSON_FORMAT};
 pub use self::types::{
     CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, TablePlan, ViewPlan,
     PLAN_VERSION,

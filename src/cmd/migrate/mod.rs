@@ -19,7 +19,9 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     /// Introspect and profile the SQLite file; print each decision, the values that will not
-    /// convert, and the DDL. Writes nothing (a dry run).
+    /// convert, the views (translated or why not), the triggers and objects not carried, and
+    /// the DDL. Writes nothing (a dry run). --format json: a stable shape for tools
+    /// (`"format": "ficus-plan/1"`, docs/plan-json.md).
     Plan(Common),
     /// Create the tables and copy the data (resumable; a finished migration re-runs as a no-op),
     /// then the keys, constraints and views. Ends with one summary line per kind (tables, rows,
@@ -275,7 +277,7 @@ fn plan(c: Common) -> anyhow::Result<i32> {
     let cfg = config(&c)?;
     let p = Plan::build(source(&c)?, &cfg, &c.schema)?;
     match c.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&p.json())?),
         Format::Text => {
             print!("{}", p.report());
             println!();
