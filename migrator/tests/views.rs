@@ -217,11 +217,11 @@ async fn sqlite_functions_and_quoting_in_views_are_translated() {
     let src = sqlite(
         &d,
         "CREATE TABLE [Item List] (id INTEGER PRIMARY KEY, `Name` TEXT, qty INTEGER, price REAL,
-                                   note TEXT, made DATETIME, flag TEXT);
+                                   note TEXT, made DATETIME, flag TEXT, due TEXT);
          INSERT INTO [Item List] VALUES
-           (1, 'Apple', 3, 1.5, NULL, '2024-02-29 13:45:10', '1'),
-           (2, 'banana', 7, 0.25, 'ripe', '2023-12-31 23:59:59', '0'),
-           (3, 'Cherry', 2, 10.5, 'red', '2024-07-04 08:00:00', '1');
+           (1, 'Apple', 3, 1.5, NULL, '2024-02-29 13:45:10', '1', '2024-03-15'),
+           (2, 'banana', 7, 0.25, 'ripe', '2023-12-31 23:59:59', '0', '2024-02-01'),
+           (3, 'Cherry', 2, 10.5, 'red', '2024-07-04 08:00:00', '1', '2024-01-01');
          CREATE VIEW v_funcs AS
            SELECT id, IFNULL(note, 'none') AS note, IIF(qty > 2, 'many', 'few') AS amount,
                   substr(`Name`, 2, 3) AS mid, substr(Name, -2) AS tail, substr(name, -3, 2) AS tail2, length(name) AS len,
@@ -234,17 +234,31 @@ async fn sqlite_functions_and_quoting_in_views_are_translated() {
          CREATE VIEW v_now AS SELECT datetime('now') AS now_utc, date('now', '-1 day') AS yesterday,
                 strftime('%s', 'now') AS epoch, datetime(made, '+1 day', 'start of day') AS next_day
            FROM [Item List] WHERE flag = 1;
+         CREATE VIEW v_ops AS SELECT id FROM [Item List]
+           WHERE note IS NOT 'red' AND name GLOB '[A-Z]*' AND name = 'APPLE' COLLATE NOCASE;
+         CREATE VIEW v_text_dates AS SELECT id FROM [Item List] WHERE due < date(made, '+1 month');
          CREATE VIEW v_on_view AS SELECT note, amount FROM v_funcs WHERE amount == 'many';",
     );
     let plan = build_plan(&src, &MigrationConfig::default());
     let names: Vec<&str> = plan.views.iter().map(|v| v.name.as_str()).collect();
-    assert_eq!(names, ["v_funcs", "v_like", "v_agg", "v_now", "v_on_view"]);
+    assert_eq!(
+        names,
+        [
+            "v_funcs",
+            "v_like",
+            "v_agg",
+            "v_now",
+            "v_ops",
+            "v_text_dates",
+            "v_on_view"
+        ]
+    );
     for v in &plan.views {
         assert_eq!(v.untranslated, None, "{}", v.name);
     }
     let db = testkit::pg::fresh_database("views_functions").unwrap();
     let rep = run(&plan, &src, &db.url, &RunOptions::default()).await;
-    assert_eq!(rep.carried.views_created.len(), 5, "{}", rep.carried.text());
+    assert_eq!(rep.carried.views_created.len(), 7, "{}", rep.carried.text());
     assert!(rep.carried.complete, "{}", rep.carried.text());
     let c = pg(&db.url).await;
     let q = "SELECT id, note, amount, mid, tail, tail2, len, pos, at_least_5, shout, day, month, hm, cents, r FROM v_funcs ORDER BY id";
@@ -258,6 +272,16 @@ async fn sqlite_functions_and_quoting_in_views_are_translated() {
         pg_rows(&c, "SELECT names, t::text FROM v_agg").await,
         vec![vec!["Apple|banana|Cherry".to_string(), "12".to_string()]]
     );
+    // IS NOT with a value, GLOB, COLLATE NOCASE on one side of =; a date compared with a text
+    // column, as text.
+    for v in ["v_ops", "v_text_dates"] {
+        let (p, l) = (
+            pg_rows(&c, &format!("SELECT id::text FROM {v} ORDER BY id")).await,
+            sqlite_rows(&src, &format!("SELECT id FROM {v} ORDER BY id")),
+        );
+        assert!(!l.is_empty(), "{v}");
+        assert_eq!(p, l, "{v}");
+    }
     assert_eq!(
         pg_rows(&c, "SELECT note FROM v_on_view ORDER BY note").await,
         sqlite_rows(&src, "SELECT note FROM v_on_view ORDER BY note")

@@ -10,7 +10,8 @@
 //! - `decide` — each column's type and conversion; `defaults` — SQLite defaults translated;
 //! - `constraints` — keys, UNIQUE, indexes, CHECKs and foreign keys;
 //! - `ddl` — CREATE TABLE, the post-load steps, `COPY`, quoting;
-//! - `views` — views translated to PostgreSQL (sqlparser), in dependency order;
+//! - `views` — views translated to PostgreSQL (sqlparser), in dependency order (`functions`:
+//!   SQLite's functions and date arithmetic);
 //! - `report` — the human report; `json` — the stable shape of `plan --format json`.
 
 mod build;

@@ -12,12 +12,17 @@
 //!   `julianday`, `unixepoch`, `strftime` (common `%` forms) → casts, `date_trunc`, `interval`
 //!   and `to_char` (`'now'` is UTC, as in SQLite); with constant arguments they are evaluated
 //!   by SQLite itself and the result written as a literal;
-//! - `LIKE` → `ILIKE` (SQLite's LIKE ignores case), `CAST(x AS INTEGER|REAL|BLOB)` →
+//! - `LIKE` → `ILIKE` (SQLite's LIKE ignores case), `GLOB` → an anchored `~` regex,
+//!   `a IS b` / `IS NOT` → `IS [NOT] DISTINCT FROM`, `COLLATE NOCASE` → `lower()` (on both
+//!   sides of a comparison), `CAST(x AS INTEGER|REAL|BLOB)` →
 //!   `bigint`/`double precision`/`bytea`, `+` with a text literal operand → `||` (MS-SQL-style
 //!   concatenation, with a note: SQLite itself adds such values as numbers);
 //! - a number compared with a text or boolean column becomes a string literal (SQLite applies
 //!   the column's affinity to it); a naive date-time literal compared with a `timestamptz`
-//!   column is read as UTC (as the migrator stores such values).
+//!   column is read as UTC (as the migrator stores such values); `date`/`datetime`/`time`
+//!   compared with a text column yield text in SQLite's format (else `date`/`timestamp`).
+//!
+//! `functions` holds the function and date/time translations.
 //!
 //! Integer division stays integer division on both sides (`bigint / bigint`); a NUMERIC
 //! column SQLite stored as integers divides exactly in PostgreSQL: noted in the view's notes.
@@ -26,13 +31,16 @@ use std::collections::HashMap;
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget, Query,
-    SelectItem, Statement, TableAlias, TableFactor, Value, ValueWithSpan, Visit, VisitMut, Visitor,
-    VisitorMut,
+    BinaryOperator, Expr, FunctionArg, FunctionArgExpr, FunctionArguments, Ident, InTarget,
+    ObjectName, ObjectNamePart, Query, SelectItem, Statement, TableAlias, TableFactor, Value,
+    ValueWithSpan, Visit, VisitMut, Visitor, VisitorMut,
 };
 use sqlparser::dialect::{PostgreSqlDialect, SQLiteDialect};
 use sqlparser::parser::Parser;
 
+mod functions;
+
+use self::functions::{glob_regex, quote, AS_TEXT};
 use super::ddl::qualified;
 use super::types::{ColumnPlan, TablePlan, ViewPlan};
 use crate::convert::PgType;
@@ -221,6 +229,23 @@ impl VisitorMut for Rewrite<'_> {
         ControlFlow::Continue(())
     }
 
+    /// Before the operands are rewritten: what a comparison's operands need from each other.
+    fn pre_visit_expr(&mut self, expr: &mut Expr) -> ControlFlow<String> {
+        match expr {
+            Expr::BinaryOp { left, op, right } if is_comparison(op) => {
+                self.operands(left, right);
+            }
+            Expr::Between {
+                expr: e, low, high, ..
+            } => {
+                self.operands(e, low);
+                self.operands(e, high);
+            }
+            _ => {}
+        }
+        ControlFlow::Continue(())
+    }
+
     /// PostgreSQL (before 16) wants an alias on every subquery in FROM; SQLite does not.
     fn post_visit_table_factor(&mut self, t: &mut TableFactor) -> ControlFlow<String> {
         if let TableFactor::Derived {
@@ -298,6 +323,20 @@ impl Rewrite<'_> {
                 args.extend(len.as_deref());
                 self.function("substr", &args, false)
             }
+            Expr::Collate { expr: e, collation } => {
+                let c = collation
+                    .0
+                    .last()
+                    .and_then(|p| p.as_ident())
+                    .map(|i| i.value.to_lowercase())
+                    .unwrap_or_default();
+                match c.as_str() {
+                    "nocase" => pg_expr(&format!("lower({e})")).map(Some),
+                    "binary" => Ok(Some(*e.clone())),
+                    "rtrim" => pg_expr(&format!("rtrim({e})")).map(Some),
+                    _ => Ok(None),
+                }
+            }
             Expr::Like {
                 negated,
                 any,
@@ -311,21 +350,39 @@ impl Rewrite<'_> {
                 pattern: pattern.clone(),
                 escape_char: escape_char.clone(),
             })),
+            Expr::BinaryOp {
+                left,
+                op: op @ (BinaryOperator::Is | BinaryOperator::IsNot),
+                right,
+            } => {
+                self.coerce(left, right);
+                self.coerce(right, left);
+                Ok(Some(if *op == BinaryOperator::Is {
+                    Expr::IsNotDistinctFrom(left.clone(), right.clone())
+                } else {
+                    Expr::IsDistinctFrom(left.clone(), right.clone())
+                }))
+            }
+            Expr::BinaryOp {
+                left,
+                op: BinaryOperator::Glob,
+                right,
+            } => match right.as_ref() {
+                Expr::Value(ValueWithSpan {
+                    value: Value::SingleQuotedString(p),
+                    ..
+                }) => pg_expr(&format!("{left} ~ {}", quote(&glob_regex(p)))).map(Some),
+                _ => Err(format!(
+                    "GLOB with a pattern that is not a constant: {right}"
+                )),
+            },
             Expr::BinaryOp { left, op, right } => {
                 if *op == BinaryOperator::Plus && (is_concat(left) || is_concat(right)) {
                     *op = BinaryOperator::StringConcat;
                     self.note("`+` with a text operand is taken as MS-SQL-style concatenation (`||`); SQLite itself adds such values as numbers (0 for text that is not a number)");
                     return Ok(None);
                 }
-                if matches!(
-                    op,
-                    BinaryOperator::Eq
-                        | BinaryOperator::NotEq
-                        | BinaryOperator::Lt
-                        | BinaryOperator::LtEq
-                        | BinaryOperator::Gt
-                        | BinaryOperator::GtEq
-                ) {
+                if is_comparison(op) {
                     self.coerce(left, right);
                     self.coerce(right, left);
                 }
@@ -374,6 +431,35 @@ impl Rewrite<'_> {
                 pg_expr(&format!("CAST({e} AS {pg})")).map(Some)
             }
             _ => Ok(None),
+        }
+    }
+
+    /// Two compared operands, before their rewrite: `COLLATE NOCASE` on one applies to both
+    /// (each becomes `lower(…)`); a date function compared with a text column yields text, in
+    /// SQLite's format, as it does in SQLite.
+    fn operands(&mut self, a: &mut Expr, b: &mut Expr) {
+        self.operand(a, b);
+        self.operand(b, a);
+    }
+
+    /// [`Self::operands`], one way: what `other` needs from `x`.
+    fn operand(&self, x: &Expr, other: &mut Expr) {
+        if nocase(x) && !matches!(other, Expr::Collate { .. }) {
+            *other = Expr::Collate {
+                expr: Box::new(other.clone()),
+                collation: ObjectName::from(Ident::new("nocase")),
+            };
+        }
+        if !matches!(self.column_type(x), Some(PgType::Text | PgType::Varchar(_))) {
+            return;
+        }
+        if let Expr::Function(f) = other {
+            if let Some(ObjectNamePart::Identifier(i)) = f.name.0.last_mut() {
+                let n = i.value.to_lowercase();
+                if matches!(n.as_str(), "date" | "datetime" | "time") {
+                    i.value = format!("{AS_TEXT}{n}");
+                }
+            }
         }
     }
 
@@ -439,87 +525,25 @@ impl Rewrite<'_> {
             _ => {}
         }
     }
+}
 
-    fn function(&mut self, name: &str, args: &[&Expr], distinct: bool) -> Rewritten {
-        let a: Vec<String> = args.iter().map(|e| e.to_string()).collect();
-        let sql = match (name, a.len()) {
-            ("ifnull", 2) => format!("coalesce({}, {})", a[0], a[1]),
-            ("iif", 3) => format!("CASE WHEN {} THEN {} ELSE {} END", a[0], a[1], a[2]),
-            ("instr", 2) => format!("strpos({}, {})", a[0], a[1]),
-            ("substr" | "substring", 2) if a[1].starts_with('-') => {
-                format!("right({}, {})", a[0], int_arg(a[1][1..].trim()))
-            }
-            ("substr" | "substring", 3) if a[1].starts_with('-') => format!(
-                "substr({0}, length({0}) + 1 - {1}, {2})",
-                a[0],
-                int_arg(a[1][1..].trim()),
-                int_arg(&a[2])
-            ),
-            ("substr" | "substring", 2 | 3) => {
-                let n: Vec<String> = a[1..].iter().map(|x| int_arg(x)).collect();
-                format!("substr({}, {})", a[0], n.join(", "))
-            }
-            ("group_concat" | "string_agg", 1 | 2) => format!(
-                "string_agg({}CAST({} AS text), {})",
-                if distinct { "DISTINCT " } else { "" },
-                a[0],
-                a.get(1).map_or("','", |s| s.as_str())
-            ),
-            ("max", n) if n >= 2 => {
-                self.note("max() of several values: SQLite returns NULL when one is NULL, PostgreSQL's greatest() ignores NULLs");
-                format!("greatest({})", a.join(", "))
-            }
-            ("min", n) if n >= 2 => {
-                self.note("min() of several values: SQLite returns NULL when one is NULL, PostgreSQL's least() ignores NULLs");
-                format!("least({})", a.join(", "))
-            }
-            ("total", 1) => format!("CAST(coalesce(sum({}), 0) AS double precision)", a[0]),
-            ("round", 2) => format!("round(CAST({} AS numeric), {})", a[0], int_arg(&a[1])),
-            ("char", 1) => format!("chr({})", int_arg(&a[0])),
-            ("date" | "time" | "datetime" | "julianday" | "unixepoch" | "strftime", _) => {
-                if let Some(lit) = self.fold(name, args) {
-                    return Ok(Some(lit));
-                }
-                datetime_sql(name, args, self)?
-            }
-            _ => return Ok(None),
-        };
-        pg_expr(&sql).map(Some)
-    }
+fn is_comparison(op: &BinaryOperator) -> bool {
+    matches!(
+        op,
+        BinaryOperator::Eq
+            | BinaryOperator::NotEq
+            | BinaryOperator::Lt
+            | BinaryOperator::LtEq
+            | BinaryOperator::Gt
+            | BinaryOperator::GtEq
+            | BinaryOperator::Is
+            | BinaryOperator::IsNot
+    )
+}
 
-    /// A date/time function of constant arguments (not `'now'`), evaluated by SQLite itself.
-    fn fold(&self, name: &str, args: &[&Expr]) -> Option<Expr> {
-        let folder = self.folder?;
-        let mut lits = Vec::new();
-        for a in args {
-            match a {
-                Expr::Value(ValueWithSpan {
-                    value: v @ (Value::SingleQuotedString(_) | Value::Number(..)),
-                    ..
-                }) => {
-                    let lower = v.to_string().to_lowercase();
-                    if lower.contains("now") || lower.contains("local") || lower.contains("utc") {
-                        return None;
-                    }
-                    lits.push(v.to_string());
-                }
-                _ => return None,
-            }
-        }
-        let v: rusqlite::types::Value = folder
-            .query_row(&format!("SELECT {name}({})", lits.join(", ")), [], |r| {
-                r.get(0)
-            })
-            .ok()?;
-        let value = match v {
-            rusqlite::types::Value::Null => Value::Null,
-            rusqlite::types::Value::Integer(i) => Value::Number(i.to_string(), false),
-            rusqlite::types::Value::Real(f) => Value::Number(f.to_string(), false),
-            rusqlite::types::Value::Text(s) => Value::SingleQuotedString(s),
-            rusqlite::types::Value::Blob(_) => return None,
-        };
-        Some(Expr::value(value))
-    }
+fn nocase(e: &Expr) -> bool {
+    matches!(e, Expr::Collate { collation, .. }
+        if collation.0.last().and_then(|p| p.as_ident()).is_some_and(|i| i.value.eq_ignore_ascii_case("nocase")))
 }
 
 /// `+` that MS-SQL-style SQL means as concatenation: one side a text literal that is not a
@@ -537,152 +561,6 @@ fn is_concat(e: &Expr) -> bool {
         } => true,
         _ => false,
     }
-}
-
-/// An integer argument of a PostgreSQL function taking `integer` (SQLite's are 64-bit).
-fn int_arg(a: &str) -> String {
-    if a.parse::<i32>().is_ok() {
-        a.to_string()
-    } else {
-        format!("CAST({a} AS integer)")
-    }
-}
-
-/// `date`, `time`, `datetime`, `julianday`, `unixepoch`, `strftime` of a value that is not
-/// constant: the time value (`'now'` is UTC; a timestamptz column is read in UTC), each
-/// modifier, then the result's form.
-fn datetime_sql(
-    name: &str,
-    args: &[&Expr],
-    rw: &mut Rewrite,
-) -> std::result::Result<String, String> {
-    let (fmt, rest) = if name == "strftime" {
-        match args.split_first() {
-            Some((
-                Expr::Value(ValueWithSpan {
-                    value: Value::SingleQuotedString(f),
-                    ..
-                }),
-                rest,
-            )) => (Some(f.clone()), rest),
-            _ => return Err("strftime() with a format that is not a constant".into()),
-        }
-    } else {
-        (None, args)
-    };
-    let Some((time, mods)) = rest.split_first() else {
-        return Err(format!("{name}() without a time value"));
-    };
-    let mut mod_strs = Vec::new();
-    for m in mods {
-        match m {
-            Expr::Value(ValueWithSpan {
-                value: Value::SingleQuotedString(s),
-                ..
-            }) => mod_strs.push(s.trim().to_lowercase()),
-            _ => {
-                return Err(format!(
-                    "{name}() with a modifier that is not a constant: {m}"
-                ))
-            }
-        }
-    }
-    let is_now = matches!(time, Expr::Value(ValueWithSpan { value: Value::SingleQuotedString(s), .. }) if s.eq_ignore_ascii_case("now"));
-    let mut x = if is_now {
-        "(now() AT TIME ZONE 'UTC')".to_string()
-    } else if mod_strs.first().is_some_and(|m| m == "unixepoch") {
-        mod_strs.remove(0);
-        format!("(to_timestamp({time}) AT TIME ZONE 'UTC')")
-    } else if rw.column_type(time) == Some(PgType::Timestamptz) {
-        format!("({time} AT TIME ZONE 'UTC')")
-    } else {
-        format!("CAST({time} AS timestamp)")
-    };
-    for m in &mod_strs {
-        x = match m.as_str() {
-            "start of day" => format!("date_trunc('day', {x})"),
-            "start of month" => format!("date_trunc('month', {x})"),
-            "start of year" => format!("date_trunc('year', {x})"),
-            "localtime" => {
-                format!("(({x}) AT TIME ZONE 'UTC' AT TIME ZONE current_setting('TimeZone'))")
-            }
-            "utc" => format!("(({x}) AT TIME ZONE current_setting('TimeZone') AT TIME ZONE 'UTC')"),
-            m if m.starts_with(['+', '-']) && m[1..].split_whitespace().count() == 2 => {
-                let (sign, amount) = m.split_at(1);
-                let amount = amount.replace('\'', "");
-                format!("({x} {sign} interval '{amount}')")
-            }
-            other => {
-                return Err(format!(
-                    "{name}() modifier '{other}' has no PostgreSQL translation here"
-                ))
-            }
-        };
-    }
-    if is_now {
-        rw.note("'now' is the time of the query in UTC, as in SQLite");
-    }
-    Ok(match (name, fmt.as_deref()) {
-        ("date", _) => format!("CAST({x} AS date)"),
-        ("time", _) => format!("CAST({x} AS time(0))"),
-        ("datetime", _) => format!("date_trunc('second', {x})"),
-        ("julianday", _) => format!("(extract(epoch from {x}) / 86400.0 + 2440587.5)"),
-        ("unixepoch", _) | ("strftime", Some("%s")) => {
-            format!("CAST(floor(extract(epoch from {x})) AS bigint)")
-        }
-        ("strftime", Some(f)) => format!("to_char({x}, {})", quote(&to_char_format(f)?)),
-        _ => return Err(format!("{name}() has no PostgreSQL translation here")),
-    })
-}
-
-/// A `strftime` format as a `to_char` one.
-fn to_char_format(f: &str) -> std::result::Result<String, String> {
-    let mut out = String::new();
-    let mut literal = String::new();
-    let flush = |out: &mut String, literal: &mut String| {
-        if !literal.is_empty() {
-            out.push('"');
-            out.push_str(literal);
-            out.push('"');
-            literal.clear();
-        }
-    };
-    let mut chars = f.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            if c.is_alphanumeric() {
-                literal.push(c);
-            } else {
-                flush(&mut out, &mut literal);
-                out.push(c);
-            }
-            continue;
-        }
-        flush(&mut out, &mut literal);
-        out.push_str(match chars.next() {
-            Some('Y') => "YYYY",
-            Some('m') => "MM",
-            Some('d') => "DD",
-            Some('H') => "HH24",
-            Some('M') => "MI",
-            Some('S') => "SS",
-            Some('f') => "SS.MS",
-            Some('j') => "DDD",
-            Some('%') => "%",
-            Some(o) => {
-                return Err(format!(
-                    "strftime() format %{o} has no to_char() translation here"
-                ))
-            }
-            None => return Err("strftime() format ends with %".into()),
-        });
-    }
-    flush(&mut out, &mut literal);
-    Ok(out)
-}
-
-fn quote(s: &str) -> String {
-    format!("'{}'", s.replace('\'', "''"))
 }
 
 /// An expression in PostgreSQL syntax (identifiers in it are already quoted).
