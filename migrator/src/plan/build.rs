@@ -43,7 +43,9 @@ impl Plan {
             .map(|t| NotCarried {
                 kind: "trigger".into(),
                 name: t.name.clone(),
-                reason: "triggers are not carried: recreate it in PostgreSQL (a trigger function) if the application needs it".into(),
+                reason:
+                    "recreate it in PostgreSQL (a trigger function) if the application needs it"
+                        .into(),
                 sql: t.sql.clone(),
             })
             .collect();

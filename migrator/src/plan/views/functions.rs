@@ -6,8 +6,7 @@
 
 use sqlparser::ast::{Expr, Value, ValueWithSpan};
 
-use super::{pg_expr, Rewrite, Rewritten};
-use crate::convert::PgType;
+use super::{pg_expr, Kind, Rewrite, Rewritten};
 
 /// Prefix of a date function's name (set before the rewrite) when its result is compared with
 /// a text column: the result is then text in SQLite's format.
@@ -184,7 +183,7 @@ fn datetime_sql(
     } else if mod_strs.first().is_some_and(|m| m == "unixepoch") {
         mod_strs.remove(0);
         format!("(to_timestamp({time}) AT TIME ZONE 'UTC')")
-    } else if rw.column_type(time) == Some(PgType::Timestamptz) {
+    } else if rw.column_type(time) == Some(Kind::Timestamptz) {
         format!("({time} AT TIME ZONE 'UTC')")
     } else {
         format!("CAST({time} AS timestamp)")

@@ -388,7 +388,7 @@ impl Rewrite<'_> {
                 }
                 if *op == BinaryOperator::Divide
                     && self.column(left).is_some_and(|c| {
-                        c.conversion.pg_type == PgType::Numeric && c.profile.integers > 0
+                        kind(c.conversion.pg_type) == Kind::Numeric && c.profile.integers > 0
                     })
                 {
                     self.note(&format!("{left} / {right}: SQLite divides the integers this NUMERIC column holds as integers (7 / 2 = 3), PostgreSQL's numeric exactly (3.5)"));
@@ -450,7 +450,7 @@ impl Rewrite<'_> {
                 collation: ObjectName::from(Ident::new("nocase")),
             };
         }
-        if !matches!(self.column_type(x), Some(PgType::Text | PgType::Varchar(_))) {
+        if self.column_type(x) != Some(Kind::Text) {
             return;
         }
         if let Expr::Function(f) = other {
@@ -469,10 +469,10 @@ impl Rewrite<'_> {
         }
     }
 
-    /// The PostgreSQL type of a column reference, if it names one column of a migrated table
-    /// the view reads.
-    fn column_type(&self, e: &Expr) -> Option<PgType> {
-        self.column(e).map(|c| c.conversion.pg_type)
+    /// The kind of PostgreSQL type of a column reference, if it names one column of a
+    /// migrated table the view reads.
+    fn column_type(&self, e: &Expr) -> Option<Kind> {
+        self.column(e).map(|c| kind(c.conversion.pg_type))
     }
 
     /// The migrated column a column reference names, if it names one the view reads.
@@ -509,10 +509,10 @@ impl Rewrite<'_> {
             return;
         };
         match (self.column_type(other), &*value) {
-            (Some(PgType::Text | PgType::Varchar(_) | PgType::Boolean), Value::Number(n, _)) => {
+            (Some(Kind::Text | Kind::Boolean), Value::Number(n, _)) => {
                 *value = Value::SingleQuotedString(n.to_string());
             }
-            (Some(PgType::Timestamptz), Value::SingleQuotedString(s))
+            (Some(Kind::Timestamptz), Value::SingleQuotedString(s))
                 if s.len() >= 10
                     && s.as_bytes()[4] == b'-'
                     && !s[10..].contains(['+', 'Z', 'z'])
@@ -524,6 +524,32 @@ impl Rewrite<'_> {
             }
             _ => {}
         }
+    }
+}
+
+/// What the rewrite needs to know of a column's PostgreSQL type, read from its SQL spelling
+/// (so every text-like, numeric or timestamptz type counts, whatever its modifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Text,
+    Boolean,
+    Timestamptz,
+    Numeric,
+    Other,
+}
+
+fn kind(t: PgType) -> Kind {
+    let s = t.sql().to_lowercase();
+    if s == "text" || s == "citext" || s.starts_with("varchar") || s.starts_with("char") {
+        Kind::Text
+    } else if s == "boolean" {
+        Kind::Boolean
+    } else if s == "timestamptz" || s.starts_with("timestamp with time zone") {
+        Kind::Timestamptz
+    } else if s.starts_with("numeric") || s.starts_with("decimal") {
+        Kind::Numeric
+    } else {
+        Kind::Other
     }
 }
 
