@@ -317,9 +317,11 @@ async fn a_view_postgresql_refuses_or_that_cannot_be_translated_is_reported_and_
          CREATE VIEW v_week AS SELECT id, strftime('%W', made) AS week FROM t;
          CREATE VIEW v_fine AS SELECT id FROM t WHERE x IS NOT NULL;
          CREATE VIEW v_on_refused AS SELECT tx FROM v_typeof;
-         CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN UPDATE t SET made = date('now') WHERE id = new.id; END;",
+         CREATE TRIGGER t_touch AFTER UPDATE ON t BEGIN UPDATE t SET made = date('now') WHERE id = new.id; END;
+         CREATE TABLE old_stuff (a, b);",
     );
-    let plan = build_plan(&src, &MigrationConfig::default());
+    let cfg = MigrationConfig::parse("[tables.old_stuff]\nskip = true\n", "test").unwrap();
+    let plan = build_plan(&src, &cfg);
     let week = plan.views.iter().find(|v| v.name == "v_week").unwrap();
     assert!(
         week.untranslated
@@ -353,8 +355,21 @@ async fn a_view_postgresql_refuses_or_that_cannot_be_translated_is_reported_and_
     assert!(c.triggers_not_carried[0].sql.contains("date('now')"));
     assert!(!c.complete);
     assert_eq!(rep.rows_copied, 2);
+    // A table skipped by configuration is a skipped object, with its reason.
+    assert_eq!(c.skipped_objects.len(), 1);
+    assert_eq!(
+        (
+            c.skipped_objects[0].kind.as_str(),
+            c.skipped_objects[0].name.as_str()
+        ),
+        ("table", "old_stuff")
+    );
     let text = c.text();
     assert!(text.contains("views: 1 created, 3 not created"), "{text}");
+    assert!(
+        text.contains("skipped objects: 1\n  table old_stuff: skipped by configuration"),
+        "{text}"
+    );
 }
 
 #[test]
