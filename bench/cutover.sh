@@ -61,7 +61,7 @@ wait_http() { # URL NAME LOG
 }
 
 echo "== setup: $TASKS tasks; follower copies and follows; legacy, new and the proxy start"
-"$FICUS" migrate run --follow --quiet --source "$DB" --target "$TARGET" > "$WORK/follow.log" 2>&1 &
+"$FICUS" migrate run --follow --quiet --allow-partial --source "$DB" --target "$TARGET" > "$WORK/follow.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 600); do
   [ "$(psql "$TARGET" -Atqc "select count(*) from ficus.follow" 2>/dev/null || echo 0)" = 1 ] && break

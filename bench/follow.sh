@@ -97,11 +97,11 @@ printf "   median: off %.0f rps, on %.0f rps = %.3fx\n" "$OFF" "$ON" "$(echo "$O
 
 echo "== 2. follower apply rate"
 "$FICUS" migrate capture remove --source "$DB" >/dev/null
-"$FICUS" migrate run --follow --until-caught-up --quiet --source "$DB" --target "$TARGET" > "$WORK/snapshot.log" 2>&1
+"$FICUS" migrate run --follow --until-caught-up --quiet --allow-partial --source "$DB" --target "$TARGET" > "$WORK/snapshot.log" 2>&1
 tail -2 "$WORK/snapshot.log" | sed 's/^/   /'
 CHANGED=$(sqlite3 "$DB" "update tasks set title = title || '.'; select changes();")
 start=$(date +%s.%N)
-"$FICUS" migrate run --follow --until-caught-up --quiet --source "$DB" --target "$TARGET" > "$WORK/apply.log" 2>&1
+"$FICUS" migrate run --follow --until-caught-up --quiet --allow-partial --source "$DB" --target "$TARGET" > "$WORK/apply.log" 2>&1
 end=$(date +%s.%N)
 APPLY_S=$(echo "$end - $start" | bc -l)
 tail -1 "$WORK/apply.log" | sed 's/^/   /'

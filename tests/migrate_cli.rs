@@ -78,17 +78,47 @@ fn migrate_plan_run_verify_status_through_the_binary() {
         "--metrics-addr",
         "127.0.0.1:0",
     ]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // One row quarantined: not everything was carried → exit 2.
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let rep: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(rep["rows_copied"], 2999);
     assert_eq!(rep["rows_quarantined"], 1);
+    assert_eq!(rep["carried"]["complete"], false);
 
-    // A re-run is a no-op.
+    // A re-run is a no-op; it ends with the summary, one line per kind, and exits 2 again
+    // unless --allow-partial.
     let o = ficus(&[
         "migrate", "run", "--source", s, "--target", &db.url, "--quiet",
     ]);
-    assert!(o.status.success());
-    assert!(stdout(&o).contains("already complete"), "{}", stdout(&o));
+    assert_eq!(o.status.code(), Some(2));
+    let text = stdout(&o);
+    assert!(text.contains("already complete"), "{text}");
+    for line in [
+        "tables: 1 created",
+        "rows: 2999 copied",
+        "quarantined: 1 row(s)",
+        "views: 0 created, 0 not created",
+        "triggers: 0 not carried",
+        "skipped objects: 0",
+    ] {
+        assert!(text.contains(line), "{line} not in:\n{text}");
+    }
+    let o = ficus(&[
+        "migrate",
+        "run",
+        "--source",
+        s,
+        "--target",
+        &db.url,
+        "--quiet",
+        "--allow-partial",
+    ]);
+    assert!(o.status.success(), "{}", stdout(&o));
 
     // verify: clean → exit 0.
     let o = ficus(&[
@@ -125,7 +155,7 @@ fn migrate_plan_run_verify_status_through_the_binary() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let d = &v["tables"][0]["differences"][0];
     assert_eq!(d["kind"], "value-differs");
-    assert_eq!(d["key"], r#"{"id":1234}"#);
+    assert_eq!(d["key"], serde_json::json!({"id": 1234}));
     assert_eq!(d["column"], "notes");
 
     // status names copied, quarantined and the last verification.
@@ -210,4 +240,99 @@ fn failed_run_keeps_its_metrics_up_for_the_last_scrape() {
     assert!(scrape(&addr).is_some_and(|m| m.contains("phase=\"failed\"} 1")));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// `plan --format json` has the documented shape (docs/plan-json.md); `run` ends with the
+/// per-kind summary naming a view PostgreSQL refused (its message) and the trigger, exits 2,
+/// and 0 with --allow-partial; `status` shows the same summary; `--help` says so.
+#[test]
+fn plan_json_shape_and_run_exits_2_when_something_is_not_carried() {
+    let tmp = testkit::temp_dir("cli-partial");
+    let src = testkit::sqlite::create(
+        tmp.path(),
+        "app.db",
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, n INTEGER NOT NULL, x TEXT);
+         INSERT INTO t VALUES (1, 10, 'a'), (2, 20, 'b');
+         CREATE VIEW v_ok AS SELECT id, IFNULL(x, '-') AS x FROM [t];
+         CREATE VIEW v_bad AS SELECT typeof(x) AS tx FROM t;
+         CREATE TRIGGER t_log AFTER INSERT ON t BEGIN SELECT 1; END;",
+    );
+    let db = testkit::pg::fresh_database("mig_cli_partial").unwrap();
+    let s = src.to_str().unwrap();
+
+    let o = ficus(&["migrate", "plan", "--source", s, "--format", "json"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(p["format"], "ficus-plan/1");
+    assert_eq!(p["tables"][0]["name"], "t");
+    assert_eq!(p["tables"][0]["primary_key"], serde_json::json!(["id"]));
+    assert_eq!(p["tables"][0]["columns"][1]["pg_type"], "bigint");
+    assert_eq!(p["tables"][0]["columns"][1]["not_null"], true);
+    assert_eq!(p["views"][0]["name"], "v_ok");
+    assert_eq!(p["views"][0]["translated"], true);
+    assert!(p["views"][0]["sql"]
+        .as_str()
+        .unwrap()
+        .contains("coalesce(\"x\", '-')"));
+    assert_eq!(p["triggers"][0]["name"], "t_log");
+    assert!(p["triggers"][0]["sql"]
+        .as_str()
+        .unwrap()
+        .starts_with("CREATE TRIGGER"));
+    assert_eq!(
+        p["totals"],
+        serde_json::json!({"tables": 1, "rows": 2, "expected_rejects": 0, "views": 2,
+                           "views_untranslated": 0, "triggers": 1, "skipped": 0})
+    );
+    let ids: Vec<&str> = p["ddl"]["post_load"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"view:v_bad"), "{ids:?}");
+
+    let o = ficus(&[
+        "migrate", "run", "--source", s, "--target", &db.url, "--quiet",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stdout(&o));
+    let text = stdout(&o);
+    for line in [
+        "tables: 1 created",
+        "rows: 2 copied",
+        "quarantined: 0 row(s)",
+        "views: 1 created, 1 not created",
+        "  view v_bad: PostgreSQL refused it: function typeof(text) does not exist",
+        "triggers: 1 not carried",
+        "  trigger t_log: CREATE TRIGGER t_log AFTER INSERT ON t BEGIN SELECT 1; END",
+        "skipped objects: 0",
+    ] {
+        assert!(text.contains(line), "{line:?} not in:\n{text}");
+    }
+    let o = ficus(&[
+        "migrate",
+        "run",
+        "--source",
+        s,
+        "--target",
+        &db.url,
+        "--quiet",
+        "--allow-partial",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stdout(&o));
+    let o = ficus(&["migrate", "status", "--target", &db.url]);
+    assert!(
+        stdout(&o).contains("views: 1 created, 1 not created"),
+        "{}",
+        stdout(&o)
+    );
+    let o = ficus(&["migrate", "status", "--target", &db.url, "--format", "json"]);
+    let st: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(st["carried"]["triggers_not_carried"][0]["name"], "t_log");
+    assert_eq!(st["carried"]["complete"], false);
+    let help = stdout(&ficus(&["migrate", "run", "--help"]));
+    assert!(
+        help.contains("--allow-partial") && help.contains("2 when something"),
+        "{help}"
+    );
 }

@@ -13,7 +13,7 @@ pub struct SourceSchema {
     pub tables: Vec<TableInfo>,
     pub views: Vec<ViewInfo>,
     /// Triggers are reported, not migrated.
-    pub triggers: Vec<String>,
+    pub triggers: Vec<TriggerInfo>,
 }
 
 /// One table.
@@ -91,6 +91,13 @@ pub struct ViewInfo {
     pub sql: String,
 }
 
+/// One trigger.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TriggerInfo {
+    pub name: String,
+    pub sql: String,
+}
+
 /// Introspect the schema of an open SQLite connection.
 pub fn introspect(conn: &Connection) -> Result<SourceSchema> {
     let mut objects: Vec<(String, String, String)> = Vec::new();
@@ -126,7 +133,7 @@ pub fn introspect(conn: &Connection) -> Result<SourceSchema> {
                 schema.tables.push(table_info(conn, &name, &sql)?);
             }
             "view" => schema.views.push(ViewInfo { name, sql }),
-            _ => schema.triggers.push(name),
+            _ => schema.triggers.push(TriggerInfo { name, sql }),
         }
     }
     Ok(schema)
@@ -464,14 +471,6 @@ fn strip_order_suffix(e: &str) -> String {
         }
     }
     t.to_string()
-}
-
-/// The SELECT of a CREATE VIEW statement.
-pub(crate) fn view_select(sql: &str) -> Option<String> {
-    let pos = scan(sql);
-    pos.iter()
-        .find(|(i, d)| *d == 0 && keyword_at(sql, *i, "AS"))
-        .map(|(i, _)| sql[i + 2..].trim().to_string())
 }
 
 /// The WHERE clause of a partial CREATE INDEX statement.

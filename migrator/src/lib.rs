@@ -3,7 +3,8 @@
 //!
 //! # Entry points
 //! - [`Plan::build`] introspects and profiles a SQLite file and decides every PostgreSQL type,
-//!   conversion, default, key, index and constraint ([`Plan::report`], [`Plan::ddl`]).
+//!   conversion, default, key, index and constraint ([`Plan::report`], [`Plan::ddl`],
+//!   [`Plan::json`]: the stable shape of `plan --format json`).
 //! - [`run()`] executes a plan into a PostgreSQL URL: resumable, checkpointed, quarantining
 //!   values that do not convert → [`RunReport`].
 //! - [`verify()`] compares both sides by chunked checksums of canonical rows → [`VerifyReport`].
@@ -21,7 +22,7 @@
 //! is what this file re-exports.
 //!
 //! - `error` — [`MigrateError`], [`DualWriteError`]; `config` — `migration.toml`, its
-//!   `[watch]` section included;
+//!   `[watch]` section included; `keyjson` — row keys as JSON objects in reports;
 //! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding, display
 //!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
 //! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
@@ -31,7 +32,8 @@
 //!   `defaults`, `constraints`, `ddl`, `report`);
 //! - `checkpoint` — the `ficus` schema: migration, checkpoints, steps; `quarantine`;
 //! - `copy` — one table's reader thread → bounded channel → binary COPY writer; `run` — the
-//!   command; `progress`, `metrics` — what commands show;
+//!   command; `carried` — what a migration carried and did not, per kind (`run`'s summary,
+//!   `status`); `progress`, `metrics` — what commands show;
 //! - `rows` — canonical rows from either side; `verify`, `status` — the commands;
 //! - `drift` — the dual-write tools' view of a table and row comparison by key;
 //!   `writeback` — the legacy's storage format, PostgreSQL values turned back into it;
@@ -55,6 +57,7 @@
 #![warn(missing_docs)]
 
 pub mod capture;
+mod carried;
 mod checkpoint;
 mod config;
 mod convert;
@@ -64,6 +67,7 @@ mod drift;
 mod error;
 pub mod follow;
 mod introspect;
+mod keyjson;
 mod metrics;
 mod pg;
 mod plan;
@@ -81,6 +85,7 @@ mod verify;
 mod watch;
 mod writeback;
 
+pub use self::carried::Carried;
 pub use self::config::{
     ColumnConfig, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
 };
@@ -90,8 +95,8 @@ pub use self::error::{DualWriteError, DwResult, MigrateError, Result};
 pub use self::metrics::Metrics;
 pub use self::pg::connect;
 pub use self::plan::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, Step, TablePlan, ViewPlan,
-    PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, PlanJson, Step,
+    TablePlan, ViewPlan, PLAN_JSON_FORMAT, PLAN_VERSION,
 };
 pub use self::profile::{ColumnProfile, RejectSample};
 pub use self::progress::Observer;

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
+use crate::carried::Carried;
 use crate::checkpoint::{self, Checkpoint};
 use crate::config::MigrationConfig;
 use crate::copy::{copy_table, CopyLimits};
@@ -71,6 +72,8 @@ pub struct RunReport {
     pub rows_quarantined: u64,
     /// How long this run took.
     pub seconds: f64,
+    /// What was carried and what was not, per kind (the summary `run` ends with).
+    pub carried: Carried,
 }
 
 /// Per table outcome (totals over all runs of this migration).
@@ -152,8 +155,17 @@ pub async fn run(
         }
         Some((state, _)) if state.phase == "done" => {
             let cps = checkpoint::load_checkpoints(&main, &schema).await?;
+            let steps = checkpoint::steps_done(&main, &schema).await?;
             obs.phase("done");
-            return Ok(report(plan, &cps, &[], true, false, Vec::new(), started));
+            return Ok(report(
+                plan,
+                &cps,
+                &steps,
+                &[],
+                (true, false),
+                Vec::new(),
+                started,
+            ));
         }
         Some(_) => resumed = true,
         None => create(&mut main, plan).await?,
@@ -249,12 +261,13 @@ pub async fn run(
     checkpoint::set_phase(&main, &schema, "done").await?;
     obs.phase("done");
     let cps = checkpoint::load_checkpoints(&main, &schema).await?;
+    let steps = checkpoint::steps_done(&main, &schema).await?;
     Ok(report(
         plan,
         &cps,
+        &steps,
         &copied_now,
-        false,
-        resumed,
+        (false, resumed),
         warnings,
         started,
     ))
@@ -408,9 +421,9 @@ async fn run_step(c: &mut Client, schema: &str, s: &Step) -> Result<(Step, StepO
 fn report(
     plan: &Plan,
     cps: &[Checkpoint],
+    steps: &[(String, String, Option<String>)],
     copied_now: &[(String, u64)],
-    already_complete: bool,
-    resumed: bool,
+    (already_complete, resumed): (bool, bool),
     warnings: Vec<String>,
     started: Instant,
 ) -> RunReport {
@@ -431,13 +444,16 @@ fn report(
             }
         })
         .collect();
+    let rows_copied = tables.iter().map(|t| t.rows_copied).sum();
+    let rows_quarantined = tables.iter().map(|t| t.rows_quarantined).sum();
     RunReport {
         schema: plan.schema.clone(),
         fingerprint: plan.fingerprint.clone(),
         already_complete,
         resumed,
-        rows_copied: tables.iter().map(|t| t.rows_copied).sum(),
-        rows_quarantined: tables.iter().map(|t| t.rows_quarantined).sum(),
+        rows_copied,
+        rows_quarantined,
+        carried: Carried::of(plan, steps, rows_copied, rows_quarantined),
         tables,
         warnings,
         seconds: started.elapsed().as_secs_f64(),

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::carried::Carried;
 use crate::checkpoint;
 use crate::error::{MigrateError, PgContext, Result};
 use crate::pg::connect;
@@ -26,6 +27,8 @@ pub struct StatusReport {
     pub tables: Vec<TableStatus>,
     /// Post-load steps that did not apply (reported, not retried).
     pub failed_steps: Vec<String>,
+    /// What was carried and what was not, per kind (views, triggers, skipped objects...).
+    pub carried: Carried,
     /// The follower (`migrate run --follow`), if it ever ran.
     pub follow: Option<crate::follow::FollowState>,
     /// Change capture on the source (when `--source` was given).
@@ -98,9 +101,7 @@ impl StatusReport {
                 t.last_checkpoint.clone().unwrap_or_else(|| "-".into()),
             );
         }
-        for f in &self.failed_steps {
-            let _ = writeln!(s, "not applied: {f}");
-        }
+        s.push_str(&self.carried.text());
         if let Some(c) = &self.capture {
             s.push_str(&c.text());
         }
@@ -128,7 +129,7 @@ impl StatusReport {
 pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
     let client = connect(target).await?;
     let follow = crate::follow::load_state(&client, schema).await?;
-    let Some((m, _plan)) = checkpoint::load_migration(&client, schema).await? else {
+    let Some((m, plan)) = checkpoint::load_migration(&client, schema).await? else {
         return Err(MigrateError::NoMigration(schema.to_string()));
     };
     let cps = checkpoint::load_checkpoints(&client, schema).await?;
@@ -141,6 +142,12 @@ pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
         .await
         .ctx("reading ficus.verifications")?;
     let steps = checkpoint::steps_done(&client, schema).await?;
+    let carried = Carried::of(
+        &plan,
+        &steps,
+        cps.iter().map(|c| c.rows_copied).sum(),
+        cps.iter().map(|c| c.rows_quarantined).sum(),
+    );
     let tables = cps
         .into_iter()
         .map(|c| {
@@ -179,6 +186,7 @@ pub async fn status(target: &str, schema: &str) -> Result<StatusReport> {
         follow,
         capture: None,
         tables,
+        carried,
         failed_steps: steps
             .into_iter()
             .filter(|(_, o, _)| o != "ok")

@@ -59,7 +59,8 @@ impl Default for VerifyOptions {
 pub enum Difference {
     /// In SQLite, not in PostgreSQL (and not quarantined).
     MissingInTarget {
-        /// The row's key as JSON.
+        /// The row's key as JSON (an object in JSON reports).
+        #[serde(with = "crate::keyjson")]
         key: String,
         /// Why it is not in the target, when known.
         #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -67,12 +68,17 @@ pub enum Difference {
     },
     /// In PostgreSQL, not in SQLite.
     ExtraInTarget {
-        /// The row's key as JSON.
+        /// The row's key as JSON (an object in JSON reports).
+        #[serde(with = "crate::keyjson")]
         key: String,
     },
     /// Both have the row; this column differs.
+    ///
+    /// On a table without a primary key: a row missing in the target paired with an extra row
+    /// that differs from it in few columns (at most half), the key being the source row's.
     ValueDiffers {
-        /// The row's key as JSON.
+        /// The row's key as JSON (an object in JSON reports).
+        #[serde(with = "crate::keyjson")]
         key: String,
         /// The column.
         column: String,
@@ -486,40 +492,7 @@ fn narrow(
         }
     };
     if table.key_columns.is_empty() {
-        // Multiset of whole rows.
-        let mut counts: HashMap<u128, (i64, String, String)> = HashMap::new();
-        for (k, r) in &src {
-            let e = counts
-                .entry(r.hash())
-                .or_insert((0, k.clone(), String::new()));
-            e.0 += 1;
-        }
-        for (k, r) in &tgt {
-            let e = counts
-                .entry(r.hash())
-                .or_insert((0, String::new(), k.clone()));
-            e.0 -= 1;
-            if e.2.is_empty() {
-                e.2 = k.clone();
-            }
-        }
-        let mut v: Vec<_> = counts.into_values().filter(|(c, _, _)| *c != 0).collect();
-        v.sort_by(|a, b| a.1.cmp(&b.1).then(a.2.cmp(&b.2)));
-        for (c, sk, tk) in v {
-            if c > 0 {
-                out.missing += c as u64;
-                push(
-                    out,
-                    Difference::MissingInTarget {
-                        key: sk,
-                        reason: None,
-                    },
-                );
-            } else {
-                out.extra += (-c) as u64;
-                push(out, Difference::ExtraInTarget { key: tk });
-            }
-        }
+        narrow_keyless(table, src, tgt, &push, out);
         return;
     }
     let key_cols = &table.key_columns;
@@ -546,19 +519,8 @@ fn narrow(
                     continue;
                 }
                 out.differs += 1;
-                for (i, c) in table.columns.iter().enumerate() {
-                    if s.column(i) != t.column(i) {
-                        let ty = c.conversion.pg_type;
-                        push(
-                            out,
-                            Difference::ValueDiffers {
-                                key: k.clone(),
-                                column: c.name.clone(),
-                                source: display_canon(ty, s.column(i)),
-                                target: display_canon(ty, t.column(i)),
-                            },
-                        );
-                    }
+                for d in value_differences(table, &k, &s, &t) {
+                    push(out, d);
                 }
             }
         }
@@ -568,5 +530,100 @@ fn narrow(
     for k in extra {
         out.extra += 1;
         push(out, Difference::ExtraInTarget { key: k });
+    }
+}
+
+/// One [`Difference::ValueDiffers`] per column where `s` and `t` differ.
+fn value_differences(table: &TablePlan, key: &str, s: &CanonRow, t: &CanonRow) -> Vec<Difference> {
+    table
+        .columns
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| s.column(*i) != t.column(*i))
+        .map(|(i, c)| {
+            let ty = c.conversion.pg_type;
+            Difference::ValueDiffers {
+                key: key.to_string(),
+                column: c.name.clone(),
+                source: display_canon(ty, s.column(i)),
+                target: display_canon(ty, t.column(i)),
+            }
+        })
+        .collect()
+}
+
+/// Missing × extra comparisons at most when pairing the rows of a keyless table.
+const MAX_PAIRINGS: usize = 4_000_000;
+
+/// A table without a key: rows compared as a multiset. Each row missing in the target is paired
+/// with the extra row differing from it in the fewest columns, if that is at most half of them
+/// (and not all): one changed row, its columns named, rather than one missing and one extra.
+fn narrow_keyless(
+    table: &TablePlan,
+    src: Vec<(String, CanonRow)>,
+    tgt: Vec<(String, CanonRow)>,
+    push: &dyn Fn(&mut TableVerify, Difference),
+    out: &mut TableVerify,
+) {
+    // Row hash → (source count − target count, a source row, a target row).
+    type Seen = (i64, Option<(String, CanonRow)>, Option<(String, CanonRow)>);
+    let mut counts: HashMap<u128, Seen> = HashMap::new();
+    for (k, r) in src {
+        let e = counts.entry(r.hash()).or_insert((0, None, None));
+        e.0 += 1;
+        e.1.get_or_insert((k, r));
+    }
+    for (k, r) in tgt {
+        let e = counts.entry(r.hash()).or_insert((0, None, None));
+        e.0 -= 1;
+        e.2.get_or_insert((k, r));
+    }
+    let mut missing: Vec<(String, CanonRow)> = Vec::new();
+    let mut extra: Vec<(String, CanonRow)> = Vec::new();
+    for (c, s, t) in counts.into_values() {
+        match (c, s, t) {
+            (c, Some(s), _) if c > 0 => missing.extend(std::iter::repeat_n(s, c as usize)),
+            (c, _, Some(t)) if c < 0 => extra.extend(std::iter::repeat_n(t, (-c) as usize)),
+            _ => {}
+        }
+    }
+    missing.sort_by(|a, b| a.0.cmp(&b.0));
+    extra.sort_by(|a, b| a.0.cmp(&b.0));
+    let ncols = table.columns.len();
+    let few = (ncols / 2).max(1);
+    let pairing = missing.len().saturating_mul(extra.len()) <= MAX_PAIRINGS;
+    let mut used = vec![false; extra.len()];
+    let mut unpaired = Vec::new();
+    for (k, s) in missing {
+        let best = extra
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| pairing && !used[*j])
+            .map(|(j, (_, t))| {
+                let n = (0..ncols).filter(|&i| s.column(i) != t.column(i)).count();
+                (j, n)
+            })
+            .filter(|&(_, n)| n <= few && n < ncols)
+            .min_by_key(|&(_, n)| n);
+        match best {
+            Some((j, _)) => {
+                used[j] = true;
+                out.differs += 1;
+                for d in value_differences(table, &k, &s, &extra[j].1) {
+                    push(out, d);
+                }
+            }
+            None => unpaired.push(k),
+        }
+    }
+    for key in unpaired {
+        out.missing += 1;
+        push(out, Difference::MissingInTarget { key, reason: None });
+    }
+    for ((key, _), u) in extra.into_iter().zip(used) {
+        if !u {
+            out.extra += 1;
+            push(out, Difference::ExtraInTarget { key });
+        }
     }
 }

@@ -6,12 +6,12 @@
 use std::path::Path;
 
 use super::constraints::{fk_plans, index_and_check_plans};
-use super::ddl::qualified;
 use super::decide::{decide_columns, prepare_table};
-use super::types::{Plan, TablePlan, ViewPlan, PLAN_VERSION};
+use super::types::{NotCarried, Plan, TablePlan, PLAN_VERSION};
+use super::views::view_plans;
 use crate::config::MigrationConfig;
 use crate::error::{MigrateError, Result};
-use crate::introspect::{introspect, quote_sqlite, view_select, TableInfo};
+use crate::introspect::{introspect, quote_sqlite, TableInfo};
 use crate::profile::{profile_range, ColumnProfile, ProfileSpec};
 use crate::source::{open_source, ReadKey, SourceIdentity};
 
@@ -36,17 +36,29 @@ impl Plan {
         let identity = SourceIdentity::of(source, &conn)?;
         let src = introspect(&conn)?;
         let mut warnings = Vec::new();
-        if !src.triggers.is_empty() {
-            warnings.push(format!(
-                "triggers are not migrated: {}",
-                src.triggers.join(", ")
-            ));
-        }
+        let mut skipped = Vec::new();
+        let triggers = src
+            .triggers
+            .iter()
+            .map(|t| NotCarried {
+                kind: "trigger".into(),
+                name: t.name.clone(),
+                reason:
+                    "recreate it in PostgreSQL (a trigger function) if the application needs it"
+                        .into(),
+                sql: t.sql.clone(),
+            })
+            .collect();
         let mut prepared: Vec<(TableInfo, TablePlan, Vec<ProfileSpec>)> = Vec::new();
         for t in &src.tables {
             let tc = config.tables.get(&t.name);
             if tc.is_some_and(|c| c.skip) {
-                warnings.push(format!("table {} skipped by configuration", t.name));
+                skipped.push(NotCarried {
+                    kind: "table".into(),
+                    name: t.name.clone(),
+                    reason: "skipped by configuration (skip = true)".into(),
+                    sql: t.sql.clone(),
+                });
                 continue;
             }
             let (tp, specs) = prepare_table(t, config, &conn)?;
@@ -167,27 +179,7 @@ impl Plan {
             );
             tables[i].foreign_keys = fks;
         }
-        let views = src
-            .views
-            .iter()
-            .filter_map(|v| match view_select(&v.sql) {
-                Some(sel) => Some(ViewPlan {
-                    name: v.name.clone(),
-                    sql: format!(
-                        "CREATE OR REPLACE VIEW {} AS {}",
-                        qualified(schema, &v.name),
-                        sel
-                    ),
-                }),
-                None => {
-                    warnings.push(format!(
-                        "view {}: cannot read its SELECT; not migrated",
-                        v.name
-                    ));
-                    None
-                }
-            })
-            .collect();
+        let views = view_plans(&src.views, &tables, schema);
         let mut plan = Plan {
             version: PLAN_VERSION,
             source: identity,
@@ -196,6 +188,8 @@ impl Plan {
             config_hash: config_hash(config),
             tables,
             views,
+            triggers,
+            skipped,
             warnings,
         };
         plan.fingerprint = plan.compute_fingerprint();

@@ -141,7 +141,7 @@ impl Plan {
                 });
             }
         }
-        for v in &self.views {
+        for v in self.views.iter().filter(|v| v.untranslated.is_none()) {
             steps.push(Step {
                 id: format!("view:{}", v.name),
                 table: None,

@@ -10,17 +10,23 @@
 //! - `decide` — each column's type and conversion; `defaults` — SQLite defaults translated;
 //! - `constraints` — keys, UNIQUE, indexes, CHECKs and foreign keys;
 //! - `ddl` — CREATE TABLE, the post-load steps, `COPY`, quoting;
-//! - `report` — the human report.
+//! - `views` — views translated to PostgreSQL (sqlparser), in dependency order (`functions`:
+//!   SQLite's functions and date arithmetic);
+//! - `report` — the human report; `json` — the stable shape of `plan --format json`.
 
 mod build;
 mod constraints;
 mod ddl;
 mod decide;
 mod defaults;
+mod json;
 mod report;
 mod types;
+mod views;
 
 pub use self::ddl::{qualified, quote_literal, Step};
+pub use self::json::{PlanJson, PLAN_JSON_FORMAT};
 pub use self::types::{
-    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, Plan, TablePlan, ViewPlan, PLAN_VERSION,
+    CheckPlan, ColumnPlan, FkPlan, IdentityPlan, IndexPlan, NotCarried, Plan, TablePlan, ViewPlan,
+    PLAN_VERSION,
 };

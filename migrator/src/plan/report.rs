@@ -121,7 +121,33 @@ impl Plan {
             }
         }
         for v in &self.views {
-            let _ = writeln!(s, "\nview {}: {}", v.name, v.sql);
+            let after = if v.depends_on.is_empty() {
+                String::new()
+            } else {
+                format!(" (after {})", v.depends_on.join(", "))
+            };
+            match &v.untranslated {
+                None => {
+                    let _ = writeln!(s, "\nview {}{after}: {}", v.name, v.sql);
+                }
+                Some(why) => {
+                    let _ = writeln!(
+                        s,
+                        "\nview {}: NOT CREATED, cannot be translated: {why}\n  SQLite: {}",
+                        v.name,
+                        v.sqlite.split_whitespace().collect::<Vec<_>>().join(" ")
+                    );
+                }
+            }
+            for n in &v.notes {
+                let _ = writeln!(s, "  note: {n}");
+            }
+        }
+        for t in self.triggers.iter().chain(&self.skipped) {
+            let _ = writeln!(s, "\n{} {}: NOT CARRIED: {}", t.kind, t.name, t.reason);
+            for l in t.sql.lines() {
+                let _ = writeln!(s, "  {l}");
+            }
         }
         if !self.warnings.is_empty() {
             let _ = writeln!(s, "\nwarnings:");
@@ -135,6 +161,19 @@ impl Plan {
             self.tables.len(),
             self.tables.iter().map(|t| t.rows).sum::<u64>(),
             self.expected_rejects()
+        );
+        let untranslated = self
+            .views
+            .iter()
+            .filter(|v| v.untranslated.is_some())
+            .count();
+        let _ = writeln!(
+            s,
+            "{} views ({} translated, {untranslated} not), {} trigger(s) not carried, {} object(s) skipped",
+            self.views.len(),
+            self.views.len() - untranslated,
+            self.triggers.len(),
+            self.skipped.len()
         );
         s
     }

@@ -10,7 +10,7 @@ use crate::profile::{ColumnProfile, RejectSample};
 use crate::source::{ReadKey, SourceIdentity, SourceTable};
 
 /// Format version of [`Plan`] (part of the fingerprint).
-pub const PLAN_VERSION: u32 = 1;
+pub const PLAN_VERSION: u32 = 2;
 
 /// The whole plan.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -27,8 +27,17 @@ pub struct Plan {
     pub config_hash: String,
     /// Every migrated table, in the source's order.
     pub tables: Vec<TablePlan>,
-    /// Views whose SELECT could be carried over.
+    /// Every view of the source, in creation order (each after the views it reads); those
+    /// that could not be translated say why.
     pub views: Vec<ViewPlan>,
+    /// Triggers: never carried (PostgreSQL triggers call functions; SQLite's bodies do not
+    /// translate), listed with their SQL.
+    #[serde(default)]
+    pub triggers: Vec<NotCarried>,
+    /// Other objects of the source not carried, and why (e.g. tables skipped by
+    /// configuration).
+    #[serde(default)]
+    pub skipped: Vec<NotCarried>,
     /// Things not migrated or migrated approximately (triggers, untranslated defaults...).
     pub warnings: Vec<String>,
 }
@@ -135,7 +144,33 @@ pub struct FkPlan {
 pub struct ViewPlan {
     /// Its name.
     pub name: String,
-    /// `CREATE OR REPLACE VIEW …`.
+    /// `CREATE OR REPLACE VIEW …` in PostgreSQL's SQL; empty when it could not be translated.
+    pub sql: String,
+    /// Its SQL in SQLite.
+    #[serde(default)]
+    pub sqlite: String,
+    /// The views it reads (created before it).
+    #[serde(default)]
+    pub depends_on: Vec<String>,
+    /// Where the translation may differ from SQLite's result.
+    #[serde(default)]
+    pub notes: Vec<String>,
+    /// Why it could not be translated (then it is not created).
+    #[serde(default)]
+    pub untranslated: Option<String>,
+}
+
+/// An object of the source the migration does not carry: what, and why.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct NotCarried {
+    /// `trigger`, `table`, `virtual table`, `view`...
+    pub kind: String,
+    /// Its name in SQLite.
+    pub name: String,
+    /// Why it is not carried.
+    pub reason: String,
+    /// Its SQL in SQLite (empty if unknown).
+    #[serde(default)]
     pub sql: String,
 }
 

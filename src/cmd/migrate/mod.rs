@@ -19,9 +19,16 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum Sub {
     /// Introspect and profile the SQLite file; print each decision, the values that will not
-    /// convert, and the DDL. Writes nothing (a dry run).
+    /// convert, the views (translated or why not), the triggers and objects not carried, and
+    /// the DDL. Writes nothing (a dry run). --format json: a stable shape for tools
+    /// (`"format": "ficus-plan/1"`, docs/plan-json.md).
     Plan(Common),
-    /// Create the tables and copy the data (resumable; a finished migration re-runs as a no-op).
+    /// Create the tables and copy the data (resumable; a finished migration re-runs as a no-op),
+    /// then the keys, constraints and views. Ends with one summary line per kind (tables, rows,
+    /// quarantined, views created / not, triggers not carried, skipped objects, constraints not
+    /// applied). Exit 0 when everything the source holds was carried, 2 when something was not
+    /// (a quarantined row, a view, a trigger, a skipped object, a constraint) unless
+    /// --allow-partial, 1 on error.
     Run(RunArgs),
     /// Compare source and target row by row (chunked checksums); exit 1 on differences.
     Verify(Common),
@@ -98,6 +105,11 @@ pub(super) struct RunArgs {
     /// Drop what an earlier migration of another source or plan created, and start over.
     #[arg(long)]
     restart: bool,
+    /// Exit 0 even when something the source holds was not carried (quarantined rows, views
+    /// PostgreSQL refused, triggers, skipped objects, constraints not applied); the summary
+    /// still lists each.
+    #[arg(long)]
+    allow_partial: bool,
     /// Rows per batch (one transaction and checkpoint each).
     #[arg(long, default_value_t = 50_000, hide = true)]
     batch_rows: u64,
@@ -265,7 +277,7 @@ fn plan(c: Common) -> anyhow::Result<i32> {
     let cfg = config(&c)?;
     let p = Plan::build(source(&c)?, &cfg, &c.schema)?;
     match c.format {
-        Format::Json => println!("{}", serde_json::to_string_pretty(&p)?),
+        Format::Json => println!("{}", serde_json::to_string_pretty(&p.json())?),
         Format::Text => {
             print!("{}", p.report());
             println!();
@@ -315,14 +327,18 @@ fn run_cmd(r: RunArgs) -> anyhow::Result<i32> {
             }
         };
         print_run(c, &rep)?;
-        let mut code = 0;
+        let mut code = if rep.carried.complete || r.allow_partial {
+            0
+        } else {
+            2
+        };
         if r.follow {
             if !rep.already_complete && !rep.resumed {
                 // A fresh snapshot: the follower starts at the beginning of the log.
                 let epoch = plan.source.capture_epoch.clone().unwrap_or_default();
                 ficus_migrator::follow::reset(tgt, &c.schema, &epoch).await?;
             }
-            code = live::follow(&plan, src, tgt, &r, &obs).await?;
+            code = live::follow(&plan, src, tgt, &r, &obs).await?.max(code);
         }
         stop_metrics(server, c, &obs).await;
         Ok::<_, anyhow::Error>(code)
@@ -354,9 +370,6 @@ fn print_run(c: &Common, result: &ficus_migrator::RunReport) -> anyhow::Result<(
                     }
                 );
             }
-            for w in &result.warnings {
-                println!("warning: {w}");
-            }
             println!(
                 "{} rows copied, {} quarantined{} in {:.2} s",
                 result.rows_copied,
@@ -364,8 +377,9 @@ fn print_run(c: &Common, result: &ficus_migrator::RunReport) -> anyhow::Result<(
                 if result.resumed { " (resumed)" } else { "" },
                 result.seconds
             );
-            if result.rows_quarantined > 0 {
-                println!("quarantined rows are in ficus.quarantine (table, key, column, raw value, reason)");
+            print!("{}", result.carried.text());
+            if !result.carried.complete {
+                println!("not everything the source holds was carried (listed above): exit 2 unless --allow-partial");
             }
         }
     }
