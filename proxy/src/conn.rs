@@ -26,6 +26,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
 use crate::client_io::{ClientIo, IoState};
+use crate::exec::LocalExec;
 use crate::forward::{self, ConnInfo, Worker};
 
 /// The HTTP/2 client connection preface (RFC 9113 §3.4).
@@ -36,17 +37,6 @@ const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 pub(crate) struct ConnCtl {
     pub stop: Cell<bool>,
     pub waker: RefCell<Option<Waker>>,
-}
-
-/// Runs HTTP/2 streams on the worker's `LocalSet` (they are not `Send`: the routing table,
-/// pools and counters they touch are the worker's own).
-#[derive(Clone, Copy)]
-pub(crate) struct LocalExec;
-
-impl<F: Future + 'static> hyper::rt::Executor<F> for LocalExec {
-    fn execute(&self, fut: F) {
-        tokio::task::spawn_local(fut);
-    }
 }
 
 /// How a worker serves its connections.

@@ -24,6 +24,7 @@
 //! | `ficus_held_writes` | route (writes waiting on the hold now) |
 //! | `ficus_hold_wait_seconds` | — (how long held writes waited, on the proxy's clock) |
 //! | `ficus_in_flight_writes` | route (writes past their routing decision, not yet answered and mirrored) |
+//! | `ficus_grpc_responses_total` | route, backend, grpc_status (0..16, unknown): gRPC responses, from the head (trailers-only) or the trailers |
 //! | `ficus_read_your_writes_total` | route (reads sent to the side that took their key's recent write instead of where the split sent them) |
 //!
 //! With shadow mode on, the `ficus_shadow_*` families of `ficus-shadow` are in the same
@@ -101,6 +102,8 @@ pub struct Metrics {
     in_flight_writes: IntGaugeVec,
     hold_wait: Histogram,
     read_your_writes: IntCounterVec,
+    /// `ficus_grpc_responses_total` (see `grpc`).
+    pub(crate) grpc: IntCounterVec,
 }
 
 const BUCKETS: &[f64] = &[
@@ -273,6 +276,8 @@ impl Metrics {
         )?;
         registry.register(Box::new(connections_refused.clone()))?;
         registry.register(Box::new(accept_errors.clone()))?;
+        let grpc = crate::grpc::family()?;
+        registry.register(Box::new(grpc.clone()))?;
         // Present from the start so dashboards and `increase()` see both series at zero.
         for r in ["success", "failure"] {
             reloads.get_metric_with_label_values(&[r])?;
@@ -296,6 +301,7 @@ impl Metrics {
             inflight,
             connections_refused,
             accept_errors,
+            grpc,
             dual_write_records,
             dual_write_divergent,
             dual_write_turn_timeouts,

@@ -35,6 +35,37 @@ pub struct BackendConfig {
     pub max_idle_per_worker: usize,
     /// TLS to the backend (`https://` URLs).
     pub tls: Option<BackendTls>,
+    /// The HTTP version spoken to the backend (`protocol`).
+    pub protocol: Protocol,
+}
+
+/// `protocol` of a backend: what the proxy speaks to it, whatever the client spoke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    /// HTTP/1.1 (the default), pooled keep-alive connections.
+    #[default]
+    Http1,
+    /// HTTP/2 over TLS (`https://` only; ALPN `h2`): one multiplexed connection per worker.
+    /// What gRPC needs (trailers, streaming both ways).
+    H2,
+    /// HTTP/2 over cleartext with prior knowledge (`http://` only).
+    H2c,
+}
+
+impl Protocol {
+    /// HTTP/2 either way.
+    pub fn is_h2(self) -> bool {
+        matches!(self, Protocol::H2 | Protocol::H2c)
+    }
+
+    /// As written in the configuration.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Http1 => "http1",
+            Protocol::H2 => "h2",
+            Protocol::H2c => "h2c",
+        }
+    }
 }
 
 /// The two backends.
@@ -139,10 +170,43 @@ fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, Co
         .strip_prefix('[')
         .and_then(|h| h.strip_suffix(']'))
         .unwrap_or(host);
-    let tls = super::backend_tls::from_raw(cx, field, scheme, host, &b)?;
+    let protocol = match &b.protocol {
+        None => Protocol::Http1,
+        Some(p) => {
+            let fp = format!("{field}.protocol");
+            match (p.get_ref().as_str(), scheme) {
+                ("http1", _) => Protocol::Http1,
+                ("h2", "https") => Protocol::H2,
+                ("h2c", "http") => Protocol::H2c,
+                ("h2", _) => {
+                    return Err(cx.err(
+                        fp,
+                        Some(p.span()),
+                        "\"h2\" is HTTP/2 over TLS and needs an https:// url; for cleartext HTTP/2 use \"h2c\"",
+                    ))
+                }
+                ("h2c", _) => {
+                    return Err(cx.err(
+                        fp,
+                        Some(p.span()),
+                        "\"h2c\" is cleartext HTTP/2 and needs an http:// url; over TLS use \"h2\"",
+                    ))
+                }
+                (other, _) => {
+                    return Err(cx.err(
+                        fp,
+                        Some(p.span()),
+                        format!("{other:?} is not a protocol: use \"http1\", \"h2\" or \"h2c\""),
+                    ))
+                }
+            }
+        }
+    };
+    let tls = super::backend_tls::from_raw(cx, field, scheme, host, protocol, &b)?;
     Ok(BackendConfig {
         url,
         tls,
+        protocol,
         authority,
         prefix,
         connect_timeout,

@@ -21,7 +21,8 @@ pub struct BackendTls {
     pub verify: Verify,
     /// The proxy's own certificate, for backends that ask for one (mTLS).
     pub identity: Option<ClientIdentity>,
-    /// The rustls configuration (ALPN `http/1.1`) and the name sent as SNI and checked in
+    /// The rustls configuration (ALPN `http/1.1`, or `h2` for `protocol = "h2"`) and the name
+    /// sent as SNI and checked in
     /// the certificate (`sni`, else the URL's host): what the pool and the shadow client use.
     pub client: ClientTls,
 }
@@ -57,6 +58,7 @@ pub(super) fn from_raw(
     field: &str,
     scheme: &str,
     host: &str,
+    protocol: super::backend::Protocol,
     b: &RawBackend,
 ) -> Result<Option<BackendTls>, ConfigError> {
     let set: Vec<(&str, std::ops::Range<usize>)> = [
@@ -136,21 +138,29 @@ pub(super) fn from_raw(
             format!("{name:?} is not a DNS name or IP address for TLS: {e}"),
         )
     })?;
-    let client =
-        ficus_tls::client_config(&verify, identity.as_ref(), &[b"http/1.1"]).map_err(|e| {
-            let (key, span) = match e.role {
-                Role::Roots => ("ca_file", b.ca_file.as_ref().map(Spanned::span)),
-                Role::Cert => (
-                    "client_cert_file",
-                    b.client_cert_file.as_ref().map(Spanned::span),
-                ),
-                Role::Key => (
-                    "client_key_file",
-                    b.client_key_file.as_ref().map(Spanned::span),
-                ),
-            };
-            cx.err(format!("{field}.{key}"), span, e.to_string())
-        })?;
+    let client = ficus_tls::client_config(
+        &verify,
+        identity.as_ref(),
+        if protocol.is_h2() {
+            &[b"h2"]
+        } else {
+            &[b"http/1.1"]
+        },
+    )
+    .map_err(|e| {
+        let (key, span) = match e.role {
+            Role::Roots => ("ca_file", b.ca_file.as_ref().map(Spanned::span)),
+            Role::Cert => (
+                "client_cert_file",
+                b.client_cert_file.as_ref().map(Spanned::span),
+            ),
+            Role::Key => (
+                "client_key_file",
+                b.client_key_file.as_ref().map(Spanned::span),
+            ),
+        };
+        cx.err(format!("{field}.{key}"), span, e.to_string())
+    })?;
     Ok(Some(BackendTls {
         verify,
         identity,

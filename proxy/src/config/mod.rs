@@ -37,7 +37,7 @@ mod validate;
 
 use ficus_shadow::ShadowGlobalConfig;
 
-pub use self::backend::{BackendConfig, Backends};
+pub use self::backend::{BackendConfig, Backends, Protocol};
 pub use self::backend_tls::BackendTls;
 pub use self::error::ConfigError;
 pub use self::percent::{bp_to_percent, percent_to_bp};

@@ -66,6 +66,7 @@ pub(super) struct RawBackend {
     pub client_cert_file: Option<Spanned<String>>,
     pub client_key_file: Option<Spanned<String>>,
     pub insecure_skip_verify: Option<Spanned<bool>>,
+    pub protocol: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -34,6 +34,24 @@ impl Config {
             }
             check_extras(r, r.write_order != WriteOrderScope::Key)
                 .map_err(|(f, m)| ConfigError::in_code(format!("routes[{i}].{f}"), m))?;
+            if r.shadow.is_some() {
+                for (side, b) in [
+                    ("legacy", &self.backends.legacy),
+                    ("new", &self.backends.new),
+                ] {
+                    if b.protocol.is_h2() {
+                        return Err(ConfigError::in_code(
+                            format!("routes[{i}].shadow"),
+                            format!(
+                                "shadow mode mirrors over HTTP/1.1 and compares JSON; backends.{side} \
+                                 speaks {} (gRPC and HTTP/2 backends are not shadowed yet) — drop \
+                                 [routes.shadow] on this route or use protocol = \"http1\"",
+                                b.protocol.as_str()
+                            ),
+                        ));
+                    }
+                }
+            }
         }
         check_read_your_writes(&self.routes).map_err(|(i, m)| {
             ConfigError::in_code(format!("routes[{i}].read_your_writes_ms"), m)

@@ -526,6 +526,16 @@ fn respond(
             return Response::from_parts(parts, RespBody::empty());
         }
     }
+    let grpc = if crate::grpc::is_grpc(&parts.headers) {
+        crate::grpc::GrpcStatus::start(
+            &worker.shared.metrics.grpc,
+            &route.name,
+            backend.side.as_str(),
+            &parts.headers,
+        )
+    } else {
+        None
+    };
     let lease = Lease {
         pool: worker.pool.clone(),
         side: backend.side,
@@ -541,6 +551,7 @@ fn respond(
             Some(lease),
             tee,
             backend.cfg.response_body_idle_timeout,
+            grpc,
         )),
     )
 }

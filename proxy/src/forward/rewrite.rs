@@ -152,12 +152,37 @@ pub(super) fn prepare(
         parts.uri = Uri::try_from(target)
             .map_err(|e| Failure::new(ErrorKind::Downstream, format!("bad request target: {e}")))?;
     }
-    // Upstream requests are always HTTP/1.1, whatever the client spoke: keep-alive toward the
+    // Upstream requests are HTTP/1.1, whatever the client spoke: keep-alive toward the
     // backend is the pool's business. Forwarding an HTTP/1.0 request made backends that close
     // after a 1.0 answer (Python's http.server) hand the pool dead connections: 502s.
-    parts.version = http::Version::HTTP_11;
+    // An `h2`/`h2c` backend gets HTTP/2: the target in absolute form (its :scheme and
+    // :authority), and `TE: trailers` kept — the one TE HTTP/2 allows, which gRPC sends.
+    let te_trailers = backend.cfg.protocol.is_h2()
+        && parts
+            .headers
+            .get(header::TE)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"trailers"));
+    if backend.cfg.protocol.is_h2() {
+        parts.version = http::Version::HTTP_2;
+        let scheme = if backend.cfg.tls.is_some() {
+            http::uri::Scheme::HTTPS
+        } else {
+            http::uri::Scheme::HTTP
+        };
+        let mut uri = http::uri::Parts::default();
+        uri.scheme = Some(scheme);
+        uri.authority = Some(backend.cfg.authority.clone());
+        uri.path_and_query = parts.uri.path_and_query().cloned();
+        parts.uri = Uri::from_parts(uri)
+            .map_err(|e| Failure::new(ErrorKind::Downstream, format!("bad request target: {e}")))?;
+    } else {
+        parts.version = http::Version::HTTP_11;
+    }
     let h = &mut parts.headers;
     strip_hop_by_hop(h, upgrade);
+    if te_trailers {
+        h.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     // X-Forwarded-* from a trusted proxy are kept (-For appended to); from anyone else they
     // are this hop's own: a client cannot claim to have come over https or from elsewhere.
     let trusted = !table.trusted_proxies.is_empty()

@@ -228,6 +228,8 @@ pub(crate) struct UpstreamBody {
     /// Longest pause between frames (`response_body_idle_timeout_ms`), and its timer.
     idle: Duration,
     timer: IdleTimer,
+    /// A gRPC response whose status comes in the trailers.
+    grpc: Option<crate::grpc::GrpcStatus>,
 }
 
 impl UpstreamBody {
@@ -236,6 +238,7 @@ impl UpstreamBody {
         lease: Option<Lease<ReqBody>>,
         tee: Option<Box<RespTee>>,
         idle: Duration,
+        grpc: Option<crate::grpc::GrpcStatus>,
     ) -> UpstreamBody {
         UpstreamBody {
             inner,
@@ -244,6 +247,7 @@ impl UpstreamBody {
             tee: Cell::new(tee),
             idle,
             timer: IdleTimer::default(),
+            grpc,
         }
     }
 
@@ -302,11 +306,19 @@ impl Body for RespBody {
             RespBody::Upstream(u) => {
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
                 match &r {
-                    Poll::Ready(None) => u.finish(),
+                    Poll::Ready(None) => {
+                        if let Some(g) = &mut u.grpc {
+                            g.on_trailers(None);
+                        }
+                        u.finish()
+                    }
                     Poll::Ready(Some(Ok(frame))) => {
                         u.timer.frame();
                         if let (Some(t), Some(d)) = (u.tee.get_mut(), frame.data_ref()) {
                             t.push(d);
+                        }
+                        if let (Some(g), Some(t)) = (&mut u.grpc, frame.trailers_ref()) {
+                            g.on_trailers(Some(t));
                         }
                         if u.inner.is_end_stream() {
                             u.finish();

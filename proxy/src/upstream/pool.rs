@@ -1,4 +1,6 @@
-//! Per-worker upstream connection pools of `hyper::client::conn::http1` connections.
+//! Per-worker upstream connection pools: `hyper::client::conn::http1` connections, and for a
+//! backend with `protocol = "h2"`/`"h2c"` one multiplexed HTTP/2 connection per worker (its
+//! [`Sender`] cloned for every request; re-dialled when it closes).
 //!
 //! Each connection's I/O future runs as a task of its own on the worker's `LocalSet`. (Driving
 //! it inline from the client connection's task — one task for both sockets — was tried and
@@ -19,26 +21,53 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use hyper::body::Body;
-use hyper::client::conn::http1::SendRequest;
+use futures_util::future::Either;
+use hyper::body::{Body, Incoming};
+use hyper::client::conn::{http1, http2, TrySendError};
+use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use crate::exec::LocalExec;
 use crate::table::Backend;
 use ficus_core::Side;
 
 /// The sending half of an upstream connection carrying `B` request bodies.
-pub(crate) type Sender<B> = SendRequest<B>;
+pub(crate) enum Sender<B> {
+    /// An HTTP/1.1 connection: one request at a time, pooled between them.
+    H1(http1::SendRequest<B>),
+    /// A handle on the worker's HTTP/2 connection to the backend (multiplexed).
+    H2(http2::SendRequest<B>),
+}
+
+impl<B> Sender<B>
+where
+    B: Body + 'static,
+{
+    /// Sends `req`; on failure before it was sent, the request comes back in the error.
+    pub fn try_send_request(
+        &mut self,
+        req: Request<B>,
+    ) -> impl std::future::Future<Output = Result<Response<Incoming>, TrySendError<Request<B>>>>
+    {
+        match self {
+            Sender::H1(s) => Either::Left(s.try_send_request(req)),
+            Sender::H2(s) => Either::Right(s.try_send_request(req)),
+        }
+    }
+}
 
 /// A pooled connection and when it went idle.
 struct Idle<B> {
-    sender: Sender<B>,
+    sender: http1::SendRequest<B>,
     since: Instant,
 }
 
 struct Slot<B> {
     backend_id: u64,
     idle: Vec<Idle<B>>,
+    /// The HTTP/2 connection of an `h2`/`h2c` backend.
+    h2: Option<http2::SendRequest<B>>,
 }
 
 impl<B> Default for Slot<B> {
@@ -46,6 +75,7 @@ impl<B> Default for Slot<B> {
         Slot {
             backend_id: 0,
             idle: Vec::new(),
+            h2: None,
         }
     }
 }
@@ -133,7 +163,7 @@ impl<B> Default for Pool<B> {
 
 impl<B> Pool<B>
 where
-    B: Body + 'static,
+    B: Body + Unpin + 'static,
     B::Data: Send,
     B::Error: Into<Box<dyn StdError + Send + Sync>>,
 {
@@ -145,6 +175,9 @@ where
         fresh: bool,
         on_open: impl FnOnce(),
     ) -> Result<Conn<B>, ConnectError> {
+        if backend.cfg.protocol.is_h2() {
+            return self.checkout_h2(backend, fresh, on_open).await;
+        }
         if !fresh {
             loop {
                 let next = {
@@ -152,6 +185,7 @@ where
                     if slot.backend_id != backend.id {
                         // The backend's configuration changed: its old connections go.
                         slot.idle.clear();
+                        slot.h2 = None;
                         slot.backend_id = backend.id;
                     }
                     // Prefer the most recently used connection that is idle already; the very last
@@ -173,7 +207,7 @@ where
                 let idle_for = since.elapsed();
                 if sender.is_ready() {
                     return Ok(Conn {
-                        sender,
+                        sender: Sender::H1(sender),
                         reused: true,
                         idle_for,
                     });
@@ -183,7 +217,7 @@ where
                 match tokio::time::timeout(backend.cfg.connect_timeout, sender.ready()).await {
                     Ok(Ok(())) => {
                         return Ok(Conn {
-                            sender,
+                            sender: Sender::H1(sender),
                             reused: true,
                             idle_for,
                         })
@@ -203,7 +237,51 @@ where
         };
         on_open();
         Ok(Conn {
-            sender,
+            sender: Sender::H1(sender),
+            reused: false,
+            idle_for: Duration::ZERO,
+        })
+    }
+}
+
+impl<B> Pool<B>
+where
+    B: Body + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    /// The worker's HTTP/2 connection to `backend` (a new one when there is none open, or
+    /// when `fresh`).
+    async fn checkout_h2(
+        &self,
+        backend: &Backend,
+        fresh: bool,
+        on_open: impl FnOnce(),
+    ) -> Result<Conn<B>, ConnectError> {
+        let open = {
+            let mut slot = self.slots[backend.side.index()].borrow_mut();
+            if slot.backend_id != backend.id {
+                slot.idle.clear();
+                slot.h2 = None;
+                slot.backend_id = backend.id;
+            }
+            slot.h2.as_ref().filter(|s| !s.is_closed()).cloned()
+        };
+        if let Some(sender) = open.filter(|_| !fresh) {
+            return Ok(Conn {
+                sender: Sender::H2(sender),
+                reused: true,
+                idle_for: Duration::ZERO,
+            });
+        }
+        let sender = connect_h2(backend).await?;
+        on_open();
+        let mut slot = self.slots[backend.side.index()].borrow_mut();
+        if slot.backend_id == backend.id {
+            slot.h2 = Some(sender.clone());
+        }
+        Ok(Conn {
+            sender: Sender::H2(sender),
             reused: false,
             idle_for: Duration::ZERO,
         })
@@ -224,8 +302,10 @@ impl<B> Pool<B> {
             .sum()
     }
 
-    /// Returns an idle connection (its response fully read) to the pool.
+    /// Returns an idle connection (its response fully read) to the pool. (An HTTP/2 handle
+    /// is simply dropped: its connection stays in its slot.)
     fn checkin(&self, side: Side, backend_id: u64, max_idle: usize, sender: Sender<B>) {
+        let Sender::H1(sender) = sender else { return };
         if sender.is_closed() {
             return;
         }
@@ -242,12 +322,15 @@ impl<B> Pool<B> {
     }
 }
 
-async fn connect<B>(backend: &Backend) -> Result<Sender<B>, ConnectError>
-where
-    B: Body + 'static,
-    B::Data: Send,
-    B::Error: Into<Box<dyn StdError + Send + Sync>>,
-{
+/// A connected socket to a backend: TCP, or TLS over it for `https://`.
+enum Dialed {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::client::TlsStream<TcpStream>>),
+}
+
+/// TCP (and TLS for `https://`) to `backend`, the handshake counting toward the connect
+/// timeout.
+async fn dial(backend: &Backend) -> Result<Dialed, ConnectError> {
     let host = backend.cfg.authority.host();
     let host = host
         .strip_prefix('[')
@@ -265,28 +348,69 @@ where
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
-    match &backend.cfg.tls {
-        None => handshake(stream).await,
-        Some(tls) => {
-            let connector = tokio_rustls::TlsConnector::from(tls.client.config.clone());
-            // The handshake counts toward the connect timeout.
-            let stream = match tokio::time::timeout(
-                backend.cfg.connect_timeout,
-                connector.connect(tls.client.server_name.clone(), stream),
-            )
+    let Some(tls) = &backend.cfg.tls else {
+        return Ok(Dialed::Plain(stream));
+    };
+    let connector = tokio_rustls::TlsConnector::from(tls.client.config.clone());
+    match tokio::time::timeout(
+        backend.cfg.connect_timeout,
+        connector.connect(tls.client.server_name.clone(), stream),
+    )
+    .await
+    {
+        Err(_) => Err(ConnectError::Timeout),
+        Ok(Err(e)) => Err(ConnectError::Tls(e)),
+        Ok(Ok(s)) => Ok(Dialed::Tls(Box::new(s))),
+    }
+}
+
+/// A new HTTP/1.1 connection to `backend`.
+async fn connect<B>(backend: &Backend) -> Result<http1::SendRequest<B>, ConnectError>
+where
+    B: Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    match dial(backend).await? {
+        Dialed::Plain(s) => handshake(s).await,
+        Dialed::Tls(s) => handshake(s).await,
+    }
+}
+
+/// A new HTTP/2 connection to `backend`; its driver runs on the worker's `LocalSet`.
+async fn connect_h2<B>(backend: &Backend) -> Result<http2::SendRequest<B>, ConnectError>
+where
+    B: Body + Unpin + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+{
+    async fn over<B, I>(io: I) -> Result<http2::SendRequest<B>, ConnectError>
+    where
+        B: Body + Unpin + 'static,
+        B::Data: Send,
+        B::Error: Into<Box<dyn StdError + Send + Sync>>,
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + 'static,
+    {
+        let (sender, conn) = http2::Builder::new(LocalExec)
+            .timer(hyper_util::rt::TokioTimer::new())
+            .handshake(TokioIo::new(io))
             .await
-            {
-                Err(_) => return Err(ConnectError::Timeout),
-                Ok(Err(e)) => return Err(ConnectError::Tls(e)),
-                Ok(Ok(s)) => s,
-            };
-            handshake(stream).await
-        }
+            .map_err(ConnectError::Handshake)?;
+        tokio::task::spawn_local(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "upstream HTTP/2 connection ended with an error");
+            }
+        });
+        Ok(sender)
+    }
+    match dial(backend).await? {
+        Dialed::Plain(s) => over(s).await,
+        Dialed::Tls(s) => over(s).await,
     }
 }
 
 /// HTTP/1.1 over `io`; the connection's task runs on the worker's `LocalSet`.
-async fn handshake<B, I>(io: I) -> Result<Sender<B>, ConnectError>
+async fn handshake<B, I>(io: I) -> Result<http1::SendRequest<B>, ConnectError>
 where
     B: Body + 'static,
     B::Data: Send,
