@@ -60,7 +60,9 @@ pub const MIN_TASKS: usize = 100;
 pub enum DemoError {
     #[error("starting PostgreSQL: {0}")]
     Postgres(#[from] pgtemp::PgTempError),
-    #[error("PostgreSQL: {what}: {source}")]
+    #[error("{0}")]
+    Connect(ficus_pg::PgError),
+    #[error("PostgreSQL: {what}: {}", ficus_pg::describe(source))]
     Sql {
         what: String,
         source: tokio_postgres::Error,

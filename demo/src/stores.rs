@@ -60,14 +60,8 @@ fn sqlite_error(what: &str) -> impl FnOnce(rusqlite::Error) -> DemoError {
 
 /// A connection to the new service's PostgreSQL database.
 pub async fn postgres(url: &str) -> Result<tokio_postgres::Client, DemoError> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .map_err(|source| DemoError::Sql {
-            what: "connecting".into(),
-            source,
-        })?;
-    tokio::spawn(conn);
-    Ok(client)
+    let endpoint = ficus_pg::Endpoint::parse(url, "ficus-demo").map_err(DemoError::Connect)?;
+    endpoint.connect("demo").await.map_err(DemoError::Connect)
 }
 
 /// Runs `sql` on PostgreSQL; the rows it changed.

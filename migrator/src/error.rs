@@ -35,10 +35,10 @@ pub enum MigrateError {
         detail: String,
     },
     /// The PostgreSQL target could not be reached.
-    #[error("cannot connect to PostgreSQL target: {0}")]
-    Connect(tokio_postgres::Error),
+    #[error("target: {0}")]
+    Connect(ficus_pg::PgError),
     /// A statement on the PostgreSQL target failed.
-    #[error("PostgreSQL {context}: {source}")]
+    #[error("PostgreSQL {context}: {}", ficus_pg::describe(source))]
     Target {
         /// What was being done.
         context: String,

@@ -5,17 +5,16 @@ use tokio_postgres::Client;
 
 use crate::error::{MigrateError, PgContext, Result};
 
-/// Connects to the target PostgreSQL at `url` (a libpq URL or key/value string), warnings
-/// only (no NOTICE chatter). The connection is driven by a task on the current runtime.
+/// Connects to the target PostgreSQL at `url` (a libpq URL or key/value string, `sslmode`
+/// and certificates included: ficus-pg), warnings only (no NOTICE chatter). The connection is
+/// driven by a task on the current runtime.
 pub async fn connect(url: &str) -> Result<Client> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+    let endpoint =
+        ficus_pg::Endpoint::parse(url, "ficus-migrate").map_err(MigrateError::Connect)?;
+    let client = endpoint
+        .connect("migrate")
         .await
         .map_err(MigrateError::Connect)?;
-    tokio::spawn(async move {
-        if let Err(e) = conn.await {
-            tracing::debug!("postgres connection closed: {e}");
-        }
-    });
     client
         .batch_execute("SET client_min_messages = warning")
         .await

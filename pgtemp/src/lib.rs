@@ -266,11 +266,43 @@ pub struct Cluster {
     dir: PathBuf,
     port: u16,
     child: Mutex<Option<Child>>,
+    /// Where this crate's own connections go: TCP, or the Unix socket of a cluster whose
+    /// `pg_hba.conf` was given (it may refuse plain TCP).
+    admin_host: Option<PathBuf>,
+}
+
+/// How to start a [`Cluster`] other than the default (plain TCP, trust for everyone).
+#[derive(Debug, Default, Clone)]
+pub struct Options {
+    /// `ssl = on` with this certificate and key (PEM), and `ssl_ca_file` when client
+    /// certificates are to be checked.
+    pub tls: Option<ServerTls>,
+    /// The whole `pg_hba.conf` (e.g. `hostssl` lines only). When set, the server also listens
+    /// on a Unix socket in the cluster's directory, with `local all all trust` put first, so
+    /// this crate can still create databases.
+    pub hba: Option<String>,
+}
+
+/// The server side of TLS, as PEM text.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    /// `ssl_cert_file`: the server certificate (chain).
+    pub cert_pem: String,
+    /// `ssl_key_file`.
+    pub key_pem: String,
+    /// `ssl_ca_file`: CAs whose client certificates are accepted (for `cert` auth).
+    pub client_ca_pem: Option<String>,
 }
 
 impl Cluster {
     /// initdb into `dir/data` and start the server on a free loopback port.
     pub fn start(dir: &Path) -> Result<Cluster> {
+        Cluster::start_with(dir, &Options::default())
+    }
+
+    /// Like [`Cluster::start`], with TLS and/or a `pg_hba.conf` of the caller's. Keep `dir`
+    /// short when `hba` is set: the Unix socket path in it must fit in 107 bytes.
+    pub fn start_with(dir: &Path, options: &Options) -> Result<Cluster> {
         let bindir = find_bindir()?;
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -300,6 +332,40 @@ impl Cluster {
             ])
             .stdout(Stdio::null());
         run_checked(&mut initdb, as_user, "initdb")?;
+        let mut extra: Vec<String> = Vec::new();
+        let write = |name: &str, text: &str| -> Result<PathBuf> {
+            let path = data.join(name);
+            std::fs::write(&path, text).map_err(io(&path))?;
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .map_err(io(&path))?;
+            if let Some((uid, gid)) = as_user {
+                chown(&path, uid, gid)?;
+            }
+            Ok(path)
+        };
+        if let Some(tls) = &options.tls {
+            let cert = write("server.crt", &tls.cert_pem)?;
+            let key = write("server.key", &tls.key_pem)?;
+            extra.push("ssl=on".into());
+            extra.push(format!("ssl_cert_file={}", cert.display()));
+            extra.push(format!("ssl_key_file={}", key.display()));
+            if let Some(ca) = &tls.client_ca_pem {
+                let ca = write("client-ca.crt", ca)?;
+                extra.push(format!("ssl_ca_file={}", ca.display()));
+            }
+        }
+        let admin_host = match &options.hba {
+            Some(hba) => {
+                write("pg_hba.conf", &format!("local all all trust\n{hba}\n"))?;
+                extra.push(format!("unix_socket_directories={}", dir.display()));
+                Some(dir.to_path_buf())
+            }
+            None => {
+                extra.push("unix_socket_directories=".into());
+                None
+            }
+        };
 
         let port = free_port()?;
         let log = std::fs::File::create(dir.join("server.log")).map_err(io(dir))?;
@@ -311,12 +377,12 @@ impl Cluster {
             .arg(&data)
             .args(["-p", &port.to_string()])
             .args(["-c", "listen_addresses=127.0.0.1"])
-            .args(["-c", "unix_socket_directories="])
             .args(["-c", "fsync=off"])
             .args(["-c", "synchronous_commit=off"])
             .args(["-c", "full_page_writes=off"])
             .args(["-c", "max_connections=300"])
             .args(["-c", "shared_buffers=128MB"])
+            .args(extra.iter().flat_map(|e| ["-c", e.as_str()]))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log);
@@ -329,6 +395,7 @@ impl Cluster {
             dir: dir.to_path_buf(),
             port,
             child: Mutex::new(Some(child)),
+            admin_host,
         };
         cluster.wait_ready(Duration::from_secs(30))?;
         Ok(cluster)
@@ -344,9 +411,32 @@ impl Cluster {
         self.port
     }
 
+    /// Where this crate connects to administer the cluster.
+    fn admin_url(&self) -> String {
+        match &self.admin_host {
+            Some(dir) => format!(
+                "host={} port={} user=postgres dbname=postgres",
+                dir.display(),
+                self.port
+            ),
+            None => self.url("postgres"),
+        }
+    }
+
+    /// Runs SQL as the superuser (e.g. `CREATE ROLE` for a test of `cert` authentication).
+    pub fn execute(&self, sql: &str) -> Result<()> {
+        let admin = self.admin_url();
+        let sql = sql.to_string();
+        run_async(async move {
+            let c = connect(&admin).await?;
+            c.batch_execute(&sql).await?;
+            Ok(())
+        })
+    }
+
     /// Create database `name` and return its URL.
     pub fn create_database(&self, name: &str) -> Result<String> {
-        let admin = self.url("postgres");
+        let admin = self.admin_url();
         let sql = format!("CREATE DATABASE \"{name}\"");
         run_async(async move {
             let c = connect(&admin).await?;
@@ -357,7 +447,7 @@ impl Cluster {
     }
 
     fn wait_ready(&self, limit: Duration) -> Result<()> {
-        let url = self.url("postgres");
+        let url = self.admin_url();
         let start = Instant::now();
         let mut last = String::new();
         while start.elapsed() < limit {

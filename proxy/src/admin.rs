@@ -69,19 +69,19 @@ pub(crate) async fn serve(
             r = listener.accept() => match r {
                 Ok((stream, _)) => {
                     let control = control.clone();
-                    let mut stop = stop.clone();
+                    let stop = stop.clone();
                     tokio::task::spawn_local(async move {
-                        let svc = service_fn(move |req| handle(control.clone(), read_timeout, req));
-                        let conn = hyper::server::conn::http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(read_timeout)
-                            .serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            _ = conn.as_mut() => {}
-                            _ = stop.changed() => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
+                        // `[proxy.admin_tls]`: the handshake first, bounded like a request head.
+                        let acceptor = control.certs.admin.as_ref().map(|s| s.acceptor.clone());
+                        match acceptor {
+                            None => serve_conn(stream, control, stop, read_timeout).await,
+                            Some(acceptor) => {
+                                let limit = std::time::Duration::from_secs(10);
+                                if let Some(tls) =
+                                    crate::listener_tls::handshake(&acceptor, stream, limit).await
+                                {
+                                    serve_conn(tls, control, stop, read_timeout).await;
+                                }
                             }
                         }
                     });
@@ -91,6 +91,30 @@ pub(crate) async fn serve(
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
+        }
+    }
+}
+
+/// One admin connection (HTTP/1.1), closed gracefully at `stop`.
+async fn serve_conn<I>(
+    io: I,
+    control: Arc<Control>,
+    mut stop: watch::Receiver<bool>,
+    read_timeout: Duration,
+) where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |req| handle(control.clone(), read_timeout, req));
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(read_timeout)
+        .serve_connection(TokioIo::new(io), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        _ = conn.as_mut() => {}
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
         }
     }
 }

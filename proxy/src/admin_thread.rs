@@ -4,6 +4,8 @@
 //!
 //! - the admin API ([`crate::admin`]);
 //! - configuration reload on SIGHUP and file change ([`crate::reload`]);
+//! - the listeners' TLS certificates, re-read when their files change
+//!   ([`crate::listener_tls::watch`]);
 //! - the rollback guards' verdicts, once a second ([`Control::judge_guards`]);
 //! - the write holds' deadlines ([`Control::judge_holds`]): judged when a hold is placed or a
 //!   waiting write saw one expire, and every [`CLOCK_TICK`] while a hold is in force (at its
@@ -53,8 +55,9 @@ pub(crate) fn spawn(
                 let follow = follow_state(control.clone(), stop.clone());
                 let guards = judge_guards(control.clone(), stop.clone());
                 let holds = judge_holds(control.clone(), stop.clone());
+                let certs = crate::listener_tls::watch(control.certs.clone(), stop.clone());
                 let admin = crate::admin::serve(admin_listener, control, stop);
-                tokio::join!(reload, follow, guards, holds, admin);
+                tokio::join!(reload, follow, guards, holds, certs, admin);
             });
             drop(local);
             let _ = done.send(());

@@ -163,6 +163,8 @@ pub(crate) struct Control {
     judging: Mutex<()>,
     /// Signalled when a hold is placed or ended at its deadline by a waiting write.
     hold_events: Arc<Notify>,
+    /// The listeners' TLS certificates (re-read on reload; see `listener_tls`).
+    pub(crate) certs: Arc<crate::listener_tls::Certs>,
 }
 
 /// Holds that ended at their deadline, to be recorded: route, its percentage, its hold and the
@@ -218,6 +220,10 @@ impl Control {
         config_path: Option<PathBuf>,
         clock: SharedClock,
     ) -> Result<Control, ProxyError> {
+        let certs = Arc::new(crate::listener_tls::Certs::load(
+            config.proxy.tls.as_ref(),
+            config.proxy.admin_tls.as_ref(),
+        )?);
         let location =
             StateLocation::resolve(&config.proxy.state, config.proxy.state_env.as_deref())?;
         let state = StateStore::open(&location, "ficus-proxy")?;
@@ -280,6 +286,7 @@ impl Control {
             clock,
             judging: Mutex::new(()),
             hold_events,
+            certs,
         })
     }
 
@@ -734,6 +741,9 @@ impl Control {
 
     /// Applies a new configuration. Listener addresses, `workers` and `state` need a restart.
     pub fn reload(&self, mut new: Config, src: Option<String>) -> Result<ReloadReport, ProxyError> {
+        for w in new.backends.warnings() {
+            tracing::warn!("{w}");
+        }
         let mut inner = self.lock();
         let mut report = ReloadReport::default();
         let old = &inner.config;
@@ -756,8 +766,12 @@ impl Control {
             header_read_timeout,
             max_connections,
             admin_token,
-            override_token
+            override_token,
+            tls,
+            admin_tls
         );
+        // Same files, perhaps new contents (a rotated certificate): new connections get them.
+        self.certs.reread();
         // Record file-driven changes of routes without a run-time value, so the audit log tells
         // the whole story of what traffic saw.
         let mut file_changes: Vec<(String, u32, u32)> = Vec::new();

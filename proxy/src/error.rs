@@ -36,6 +36,14 @@ pub enum ProxyError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// A listener's TLS certificate or key cannot be used.
+    #[error("{field}: {message}")]
+    Tls {
+        /// `proxy.tls` or `proxy.admin_tls`.
+        field: &'static str,
+        /// Which file and what is wrong.
+        message: String,
+    },
     /// A thread or runtime could not be started.
     #[error("cannot start {what}: {source}")]
     Start {

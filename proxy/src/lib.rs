@@ -43,7 +43,8 @@
 //!   proxy's clock; the route's writes waiting and in flight. `dualwrite`: one write in flight,
 //!   its log row, its turn and its place in the in-flight count.
 //! - [`config`]: TOML → validated [`Config`]; errors name field and line
-//!   (`config/{raw, parse, proxy, backend, route, validate, error, percent}`).
+//!   (`config/{raw, parse, proxy, backend, backend_tls, route, validate, error, percent}`;
+//!   `backend_tls`: an https:// backend's CA, SNI, client certificate — read and checked once).
 //! - `error`: [`ProxyError`], and [`ErrorKind`], who failed a request. [`metrics`]: the
 //!   per-proxy registry and the handles the hot path bumps.
 //! - `table`: the configuration compiled for the hot path (published through `ArcSwap`);
@@ -63,10 +64,13 @@
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
 //!   verdicts once a second, the holds' deadlines and the shared-state follower.
-//! - `client_io`: the client socket under hyper — 408 on a header-read timeout with a request
-//!   begun, `HTTP/1.2`+ served as 1.1. `server`: [`Proxy`], [`ProxyHandle`] — listeners
-//!   (`SO_REUSEPORT`), `max_connections` (503 past it), accept backoff, thread-per-core workers,
-//!   graceful shutdown.
+//! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), `max_connections` (503
+//!   past it), accept backoff, thread-per-core workers, graceful shutdown. `conn`: one client
+//!   connection — TLS handshake, protocol (ALPN h2 / the h2c preface / HTTP/1.1), hyper's
+//!   server, graceful stop. `client_io`: an HTTP/1 client's socket under hyper — 408 on a
+//!   header-read timeout with a request begun (cleartext), `HTTP/1.2`+ served as 1.1.
+//!   `listener_tls`: the listeners' certificates, swapped in place on SIGHUP, reload and file
+//!   change.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
 //!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
 //!   store); `traffic`: [`AdminTraffic`], hold/move/release routes on every replica for a
@@ -81,12 +85,14 @@ mod admin_thread;
 pub mod client;
 mod client_io;
 pub mod config;
+mod conn;
 mod control;
 mod dualwrite;
 mod error;
 mod forward;
 mod guard;
 mod hold;
+mod listener_tls;
 pub mod metrics;
 mod metrics_endpoint;
 mod order;

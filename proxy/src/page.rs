@@ -133,7 +133,22 @@ pub(crate) fn summary(control: &Control) -> Result<Value, ProxyError> {
         "no dual-write drift metrics in this proxy; `ficus migrate watch` checks and exports drift",
     );
     let at_ms = control.clock().unix_us() / 1000;
+    let config = control.config();
+    let backends: serde_json::Map<String, Value> = config
+        .backends
+        .tls_modes()
+        .into_iter()
+        .zip([&config.backends.legacy, &config.backends.new])
+        .map(|((name, tls), b)| {
+            (
+                name.to_string(),
+                json!({ "url": b.url.to_string(), "tls": tls }),
+            )
+        })
+        .collect();
     Ok(json!({
+        "backends": backends,
+        "warnings": config.backends.warnings(),
         "version": env!("CARGO_PKG_VERSION"),
         "at_ms": at_ms,
         "state": control.state_kind(),

@@ -10,28 +10,24 @@
 //! `shutdown_grace_ms`), then ends the threads.
 
 use std::cell::{Cell, RefCell};
-use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::{Rc, Weak};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::task::Waker;
 use std::time::Duration;
 
 use ficus_core::{SharedClock, SystemClock};
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch, Notify};
 
-use crate::client_io::ClientIo;
 use crate::config::{percent_to_bp, Config, ConfigError};
+use crate::conn::{ConnCtl, Protocols};
 use crate::control::{
     Control, GuardRollback, HoldStatus, ReloadReport, RolloutChange, RouteStatus,
 };
 use crate::error::ProxyError;
-use crate::forward::{self, ConnInfo, Worker};
+use crate::forward::Worker;
 use crate::shared::Shared;
 use ficus_state::AuditEntry;
 
@@ -68,6 +64,9 @@ impl Proxy {
         clock: SharedClock,
     ) -> Result<ProxyHandle, ProxyError> {
         config.validate()?;
+        for w in config.backends.warnings() {
+            tracing::warn!("{w}");
+        }
         let workers = config.effective_workers().max(1);
         let listen = config.proxy.listen;
         let admin_listen = config.proxy.admin_listen;
@@ -103,6 +102,7 @@ impl Proxy {
             done.push(rx);
             let shared = control.shared.clone();
             let stop_rx = stop_rx.clone();
+            let tls = control.certs.data.as_ref().map(|s| s.acceptor.clone());
             std::thread::Builder::new()
                 .name(format!("ficus-worker-{i}"))
                 .spawn(move || {
@@ -112,7 +112,7 @@ impl Proxy {
                         header_timeout,
                         max_connections,
                     };
-                    local.block_on(&rt, worker_loop(l, shared, stop_rx, limits));
+                    local.block_on(&rt, worker_loop(l, shared, stop_rx, limits, tls));
                     drop(local);
                     let _ = tx.send(());
                 })
@@ -359,12 +359,6 @@ struct Tracker {
     conns: RefCell<Vec<Weak<ConnCtl>>>,
 }
 
-#[derive(Default)]
-struct ConnCtl {
-    stop: Cell<bool>,
-    waker: RefCell<Option<Waker>>,
-}
-
 impl Tracker {
     fn register(&self) -> Rc<ConnCtl> {
         let ctl = Rc::new(ConnCtl::default());
@@ -437,6 +431,7 @@ async fn worker_loop(
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let Limits {
         grace,
@@ -451,12 +446,7 @@ async fn worker_loop(
         }
     };
     let worker = Rc::new(Worker::new(shared.clone()));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new());
-    if !header_timeout.is_zero() {
-        http.header_read_timeout(header_timeout);
-    }
-    let http = Rc::new(http);
+    let protocols = Rc::new(Protocols::new(header_timeout, tls));
     let tracker = Rc::new(Tracker::default());
     let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
@@ -477,9 +467,9 @@ async fn worker_loop(
                     let guard = TrackGuard(tracker.clone(), shared.clone());
                     let ctl = tracker.register();
                     let worker = worker.clone();
-                    let http = http.clone();
+                    let protocols = protocols.clone();
                     tokio::task::spawn_local(async move {
-                        serve_conn(stream, peer, worker, &http, ctl).await;
+                        crate::conn::serve(stream, peer, worker, &protocols, ctl).await;
                         drop(guard);
                     });
                 }
@@ -517,43 +507,5 @@ async fn worker_loop(
             open = tracker.active.get(),
             "shutdown grace period over; closing remaining connections"
         );
-    }
-}
-
-async fn serve_conn(
-    stream: tokio::net::TcpStream,
-    peer: SocketAddr,
-    worker: Rc<Worker>,
-    http: &hyper::server::conn::http1::Builder,
-    ctl: Rc<ConnCtl>,
-) {
-    let _ = stream.set_nodelay(true);
-    let (io, io_state) = ClientIo::new(stream);
-    let info = Rc::new(ConnInfo::new(peer));
-    let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
-    let conn = http.serve_connection(TokioIo::new(io), svc).with_upgrades();
-    let mut conn = std::pin::pin!(conn);
-    let mut graceful = false;
-    let res = poll_fn(|cx| {
-        if ctl.stop.get() && !graceful {
-            // Finish the request in flight (if any), then close.
-            conn.as_mut().graceful_shutdown();
-            graceful = true;
-        }
-        {
-            let mut w = ctl.waker.borrow_mut();
-            if !w.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
-                *w = Some(cx.waker().clone());
-            }
-        }
-        conn.as_mut().poll(cx)
-    })
-    .await;
-    if let Err(e) = res {
-        if e.is_timeout() {
-            // The socket answers 408 as it closes, if a request was begun (`client_io`).
-            io_state.header_timed_out();
-        }
-        tracing::debug!(error = %e, %peer, "client connection ended with an error");
     }
 }

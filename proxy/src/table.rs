@@ -165,7 +165,13 @@ impl Route {
         m.percent.set(bp_to_percent(percent_bp));
         let shadow = match (&rc.shadow, &extras.shadow) {
             (None, _) => None,
-            (Some(cfg), Some(shadow)) => Some(
+            (Some(cfg), Some(shadow)) => Some({
+                // Mirrors to an https:// backend speak TLS exactly as the primary path does.
+                for b in [&config.backends.legacy, &config.backends.new] {
+                    if let Some(tls) = &b.tls {
+                        shadow.use_tls(b.authority.clone(), &tls.client);
+                    }
+                }
                 shadow
                     .route(RouteSpec {
                         name: &rc.name,
@@ -174,8 +180,8 @@ impl Route {
                         legacy_url: &config.backends.legacy.url.to_string(),
                         new_url: &config.backends.new.url.to_string(),
                     })
-                    .map_err(|e| format!("route {}: {e}", rc.name))?,
-            ),
+                    .map_err(|e| format!("route {}: {e}", rc.name))?
+            }),
             (Some(_), None) => {
                 return Err(format!("route {}: shadow mode is not running", rc.name))
             }

@@ -871,7 +871,7 @@ fn config_errors_name_field_and_line() {
         assert_eq!((e.line, e.field.as_str()), (Some(line), field), "{e}");
     }
     let e = Config::from_toml_str(
-        "[backends.legacy]\nurl = \"https://x:1\"\n[backends.new]\nurl = \"http://x:2\"\n",
+        "[backends.legacy]\nurl = \"ftp://x:1\"\n[backends.new]\nurl = \"http://x:2\"\n",
     )
     .unwrap_err();
     assert_eq!(

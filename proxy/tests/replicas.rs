@@ -168,6 +168,52 @@ async fn two_replicas_share_postgres_state() {
     drop(db);
 }
 
+/// The same over TLS: a state store that accepts only `hostssl` connections, reached with
+/// `sslmode=verify-full` — the store, its LISTEN follower and the audit all go through it. A
+/// replica given a CA that did not sign the server's certificate does not start, and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_share_a_tls_only_postgres_state_with_verify_full() {
+    let pg = testkit::tls::TlsPostgres::start();
+    let url = pg.database("replicas_tls");
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let clock = ManualClock::new();
+    let a = start(l, n, &url, clock.clone());
+    let b = start(l, n, &url, clock.clone());
+    let t0 = Instant::now();
+    let r = admin(
+        &a,
+        "PUT",
+        "/admin/routes/tasks/rollout",
+        r#"{"percent": 100}"#,
+    )
+    .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    // The clock stands still: only a notification (B's LISTEN over TLS) can carry it.
+    until_applied(&b, t0, 100.0, "new").await;
+    let audit = get(b.admin_addr(), "/admin/audit?limit=1", &[])
+        .await
+        .json();
+    assert_eq!(audit["audit"][0]["actor"], "replica-test");
+    for p in [a, b] {
+        p.shutdown().await;
+    }
+
+    let dir = testkit::temp_dir("replicas-other-ca");
+    let other = testkit::tls::TestCa::new("another CA").write(dir.path(), "other");
+    let wrong = url.replace(
+        &pg.ca_file().display().to_string(),
+        &other.display().to_string(),
+    );
+    let toml =
+        config_toml(l, n, "", "").replace("state = \":memory:\"", &format!("state = {wrong:?}"));
+    let e = Proxy::start(Config::from_toml_str(&toml).unwrap(), None)
+        .err()
+        .expect("an untrusted server certificate stops the replica");
+    let msg = e.to_string();
+    assert!(msg.contains("not trusted"), "{msg}");
+    assert!(msg.contains("other.crt"), "names the CA file: {msg}");
+}
+
 #[test]
 fn state_env_names_the_url_and_must_be_set() {
     let toml = r#"

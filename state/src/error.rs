@@ -16,8 +16,12 @@ pub enum StateError {
         /// The SQLite error.
         source: rusqlite::Error,
     },
+    /// A PostgreSQL store could not be reached (or its URL is unusable): what failed, in
+    /// ficus-pg's terms (TLS, certificate, the server's refusal).
+    #[error("proxy state: {0}")]
+    Connect(ficus_pg::PgError),
     /// A PostgreSQL store failed.
-    #[error("proxy state {target}: {what}: {source}")]
+    #[error("proxy state {target}: {what}: {}", ficus_pg::describe(source))]
     Postgres {
         /// The server and database (password removed).
         target: String,

@@ -11,10 +11,10 @@
 //!   [`DualWriteReader`].
 //!
 //! # Layout
-//! - [`url`]: `postgres://` detection and password redaction for logs;
+//! - [`url`]: `postgres://` detection and password redaction for logs (ficus-pg's, re-exported);
 //! - `location`: [`StateLocation`] — which store, from `state` / `state_env`;
 //! - [`schema`]: every table of both engines and the advisory lock that guards their creation;
-//! - [`pg`]: connection settings and connect for a PostgreSQL store;
+//! - [`pg`]: the store's endpoint and connect, over ficus-pg (TLS, `sslmode`, certificates);
 //! - `rollout`: [`RolloutStore`] over `sqlite` / `postgres` backends, and `follow` (the
 //!   `LISTEN` connection that signals changes);
 //! - `dual_writes`: the record type, the writer thread ([`DualWriteLog`]) and the reader;
@@ -35,7 +35,8 @@ mod rollout;
 pub mod schema;
 mod switch;
 mod traffic;
-pub mod url;
+/// `postgres://` detection and password redaction (owned by ficus-pg).
+pub use ficus_pg::url;
 
 pub use self::dual_writes::{
     DualWriteEntry, DualWriteLog, DualWriteReader, DualWriteRecord, DualWriteSummary, LogCounters,

@@ -2,8 +2,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::url::{is_postgres_url, redact_url};
 use crate::StateError;
+use ficus_pg::url::{is_postgres_url, redact_url};
 
 /// Where the proxy's state lives.
 #[derive(Clone, PartialEq, Eq)]

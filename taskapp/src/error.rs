@@ -15,8 +15,8 @@ pub enum TaskAppError {
     SqliteOpen { path: PathBuf, reason: String },
     #[error("{} is not a usable task database: {reason}", path.display())]
     SqliteSchema { path: PathBuf, reason: String },
-    #[error("invalid PostgreSQL URL: {0}")]
-    PostgresUrl(String),
+    #[error("{0}")]
+    Postgres(ficus_pg::PgError),
     #[error("cannot connect to PostgreSQL at {target}: {reason}")]
     PostgresConnect { target: String, reason: String },
     #[error("PostgreSQL at {target}: cannot prepare the task schema: {reason}")]

@@ -35,7 +35,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod
 use time::{OffsetDateTime, PrimitiveDateTime};
 use tokio_postgres::config::Host;
 use tokio_postgres::types::{to_sql_checked, FromSql, IsNull, ToSql, Type};
-use tokio_postgres::{NoTls, Row};
+use tokio_postgres::Row;
 
 use crate::error::{TaskAppError, TaskError};
 use crate::model::{NewTask, Task};
@@ -147,16 +147,14 @@ impl PgStore {
     /// Connects (failing fast if the server cannot be reached), creates the schema if absent
     /// and checks the columns the API needs are there.
     pub(crate) async fn connect(url: &str) -> Result<PgStore, TaskAppError> {
-        let mut cfg: tokio_postgres::Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| TaskAppError::PostgresUrl(pg_error_text(&e)))?;
-        if cfg.get_connect_timeout().is_none() {
-            cfg.connect_timeout(CONNECT_TIMEOUT);
-        }
-        let target = describe(&cfg);
+        // ficus-pg: libpq URL with sslmode / certificates, TLS over rustls.
+        let endpoint =
+            ficus_pg::Endpoint::parse(url, "ficus-taskapp").map_err(TaskAppError::Postgres)?;
+        let target = describe(endpoint.config());
+        let explain = endpoint.clone();
         let manager = Manager::from_config(
-            cfg,
-            NoTls,
+            endpoint.config().clone(),
+            endpoint.tls(),
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
             },
@@ -168,13 +166,17 @@ impl PgStore {
             .wait_timeout(Some(Duration::from_secs(30)))
             .build()
             .map_err(|e| TaskAppError::Internal(e.to_string()))?;
-        let mut client = pool
-            .get()
-            .await
-            .map_err(|e| TaskAppError::PostgresConnect {
-                target: target.clone(),
-                reason: pool_error_text(&e),
-            })?;
+        let mut client = match pool.get().await {
+            Ok(client) => client,
+            // The driver's failure in ficus-pg's terms (TLS, certificate, the server's words).
+            Err(PoolError::Backend(pg)) => return Err(TaskAppError::Postgres(explain.explain(pg))),
+            Err(e) => {
+                return Err(TaskAppError::PostgresConnect {
+                    target: target.clone(),
+                    reason: pool_error_text(&e),
+                })
+            }
+        };
         let schema_err = |e: tokio_postgres::Error| TaskAppError::PostgresSchema {
             target: target.clone(),
             reason: pg_error_text(&e),

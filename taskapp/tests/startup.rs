@@ -270,14 +270,21 @@ async fn unreachable_postgres_is_a_one_line_error() {
     .unwrap_err();
     let msg = err.to_string();
     assert!(
-        msg.starts_with("cannot connect to PostgreSQL at postgres@127.0.0.1:1/tasks: "),
+        msg.starts_with("PostgreSQL postgres://postgres:***@127.0.0.1:1/tasks: cannot connect: "),
         "{msg}"
     );
+    assert!(msg.contains("refused"), "says why: {msg}");
     assert!(!msg.contains("secret") && !msg.contains('\n'), "{msg}");
     let err = serve_new("not a url at all =", listener().await, vec![])
         .await
         .unwrap_err();
-    assert!(matches!(err, TaskAppError::PostgresUrl(_)), "{err}");
+    assert!(
+        matches!(
+            err,
+            TaskAppError::Postgres(ficus_pg::PgError::Syntax { .. })
+        ),
+        "{err}"
+    );
 }
 
 #[tokio::test]

@@ -114,7 +114,7 @@ fn query(req: &Request<Incoming>, k: &str) -> Option<String> {
 }
 
 /// What [`echo`] does with one request.
-async fn echo_handle(
+pub(crate) async fn echo_handle(
     name: &'static str,
     mut req: Request<Incoming>,
 ) -> Result<Response<BoxBody>, Infallible> {

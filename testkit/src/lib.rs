@@ -18,6 +18,8 @@
 //! - [`sqlite`] — SQLite files made from SQL, connections, rows read in one call.
 //! - [`metrics`] — samples of a Prometheus exposition; `promtool check metrics`.
 //! - [`browser`] — running `tests/browser/*.mjs` in headless Chromium.
+//! - [`tls`] — a throwaway CA issuing server/client certificates ([`tls::TestCa`]) and a
+//!   PostgreSQL that speaks only TLS ([`tls::TlsPostgres`]).
 //! - [`cli`] — running the binary under test.
 //! - [`config`] — a proxy configuration (TOML) around two backends.
 //! - [`temp_dir`] — a self-removing temp directory.
@@ -40,6 +42,7 @@ pub mod http;
 pub mod metrics;
 pub mod pg;
 pub mod sqlite;
+pub mod tls;
 
 pub use pgtemp;
 

@@ -5,6 +5,7 @@ use std::time::Duration;
 use http::Uri;
 use toml::Spanned;
 
+use super::backend_tls::BackendTls;
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawBackend, RawBackends};
 
@@ -32,6 +33,8 @@ pub struct BackendConfig {
     pub response_body_idle_timeout: Duration,
     /// Idle keep-alive connections kept per worker thread.
     pub max_idle_per_worker: usize,
+    /// TLS to the backend (`https://` URLs).
+    pub tls: Option<BackendTls>,
 }
 
 /// The two backends.
@@ -41,6 +44,35 @@ pub struct Backends {
     pub legacy: BackendConfig,
     /// The extracted service.
     pub new: BackendConfig,
+}
+
+impl Backends {
+    /// What an operator must know about how the backends are reached: every backend whose
+    /// certificate is not checked (`insecure_skip_verify = true`). Logged at start and reload,
+    /// shown on the admin page.
+    pub fn warnings(&self) -> Vec<String> {
+        [("legacy", &self.legacy), ("new", &self.new)]
+            .into_iter()
+            .filter(|(_, b)| b.tls.as_ref().is_some_and(BackendTls::insecure))
+            .map(|(name, b)| {
+                format!(
+                    "backends.{name}: insecure_skip_verify = true — the certificate of {} is not \
+                     checked; anyone on the path can impersonate it",
+                    b.url
+                )
+            })
+            .collect()
+    }
+
+    /// `none`, `verified` or `insecure_skip_verify`, per backend, for the admin API.
+    pub fn tls_modes(&self) -> [(&'static str, &'static str); 2] {
+        let mode = |b: &BackendConfig| match &b.tls {
+            None => "none",
+            Some(t) if t.insecure() => "insecure_skip_verify",
+            Some(_) => "verified",
+        };
+        [("legacy", mode(&self.legacy)), ("new", mode(&self.new))]
+    }
 }
 
 /// The `[backends]` table as written: both sides present and valid.
@@ -73,15 +105,20 @@ fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, Co
             format!("{:?}: {e}", b.url.get_ref()),
         )
     })?;
-    if url.scheme_str() != Some("http") {
-        return Err(cx.err(&fu, Some(span), "only http:// backends are supported"));
+    let scheme = url.scheme_str().unwrap_or("");
+    if scheme != "http" && scheme != "https" {
+        return Err(cx.err(&fu, Some(span), "must be an http:// or https:// URL"));
     }
     let authority = url
         .authority()
         .cloned()
         .ok_or_else(|| cx.err(&fu, Some(span.clone()), "needs host:port"))?;
     if authority.port_u16().is_none() {
-        return Err(cx.err(&fu, Some(span), "needs an explicit port (http://host:port)"));
+        return Err(cx.err(
+            &fu,
+            Some(span),
+            format!("needs an explicit port ({scheme}://host:port)"),
+        ));
     }
     if url.query().is_some() {
         return Err(cx.err(&fu, Some(span), "must not have a query string"));
@@ -97,8 +134,15 @@ fn backend(cx: &Ctx<'_>, field: &str, b: RawBackend) -> Result<BackendConfig, Co
             "timeouts must be greater than 0",
         ));
     }
+    let host = authority.host();
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let tls = super::backend_tls::from_raw(cx, field, scheme, host, &b)?;
     Ok(BackendConfig {
         url,
+        tls,
         authority,
         prefix,
         connect_timeout,

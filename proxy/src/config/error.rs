@@ -63,6 +63,17 @@ impl Ctx<'_> {
             + 1
     }
 
+    /// A file path from the configuration: relative to the configuration file's directory
+    /// when there is a file (as nginx resolves relative to its prefix), else to the working
+    /// directory.
+    pub fn path(&self, p: &str) -> std::path::PathBuf {
+        let path = Path::new(p);
+        match self.file.and_then(Path::parent) {
+            Some(dir) if path.is_relative() && !dir.as_os_str().is_empty() => dir.join(path),
+            _ => path.to_path_buf(),
+        }
+    }
+
     pub fn err(
         &self,
         field: impl Into<String>,

@@ -26,6 +26,7 @@
 //! - `error`: [`ConfigError`] and the line numbers in it; `percent`: percentages ↔ basis points.
 
 mod backend;
+mod backend_tls;
 mod error;
 mod parse;
 mod percent;
@@ -37,10 +38,12 @@ mod validate;
 use ficus_shadow::ShadowGlobalConfig;
 
 pub use self::backend::{BackendConfig, Backends};
+pub use self::backend_tls::BackendTls;
 pub use self::error::ConfigError;
 pub use self::percent::{bp_to_percent, percent_to_bp};
 pub use self::proxy::{
-    ProxySettings, Secret, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES,
+    ListenerTls, ProxySettings, Secret, DEFAULT_ADMIN_LISTEN, DEFAULT_LISTEN,
+    DEFAULT_MAX_REQUEST_BYTES,
 };
 pub(crate) use self::route::takes_writes;
 pub use self::route::{RouteConfig, Target, WriteOrderScope, MAX_READ_YOUR_WRITES_MS};

@@ -8,7 +8,7 @@ use std::time::Duration;
 use toml::Spanned;
 
 use super::error::{ConfigError, Ctx};
-use super::raw::RawProxy;
+use super::raw::{RawListenerTls, RawProxy};
 
 /// Default data-plane listen address.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
@@ -47,8 +47,8 @@ pub struct ProxySettings {
     pub header_read_timeout: Duration,
     /// Longest pause between two parts of a request body (408; 0 = off).
     pub request_body_idle_timeout: Duration,
-    /// Client connections open at once per worker (each worker has its own listener); past it
-    /// a new connection is answered 503 with `Connection: close`. 0 = no limit.
+    /// Client connections open at once, all workers together; past it a new connection is
+    /// answered 503 with `Connection: close`. 0 = no limit.
     pub max_connections: usize,
     /// Send the client's `Host` upstream instead of the backend's authority.
     pub preserve_host: bool,
@@ -62,6 +62,21 @@ pub struct ProxySettings {
     pub admin_token: Option<Secret>,
     /// Override token given in code; when set it takes precedence over `override_token_env`.
     pub override_token: Option<Secret>,
+    /// `[proxy.tls]`: TLS on the data-plane listener.
+    pub tls: Option<ListenerTls>,
+    /// `[proxy.admin_tls]`: TLS on the admin listener.
+    pub admin_tls: Option<ListenerTls>,
+}
+
+/// `[proxy.tls]` / `[proxy.admin_tls]`: the certificate a listener serves. The files are read
+/// (and the key checked against the certificate) when the configuration is; they are read
+/// again on SIGHUP, on reload and when they change on disk, for new connections.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerTls {
+    /// The certificate chain (PEM), leaf first.
+    pub cert_file: PathBuf,
+    /// Its private key (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key_file: PathBuf,
 }
 
 /// A token whose `Debug` output is redacted.
@@ -167,9 +182,44 @@ pub(super) fn from_raw(cx: &Ctx<'_>, p: RawProxy) -> Result<ProxySettings, Confi
         watch_config: p.watch_config.unwrap_or(true),
         admin_token: None,
         override_token: None,
+        tls: listener_tls(cx, "proxy.tls", p.tls)?,
+        admin_tls: listener_tls(cx, "proxy.admin_tls", p.admin_tls)?,
     };
     if proxy.max_request_bytes == 0 {
         return Err(cx.err("proxy.max_request_bytes", None, "must be greater than 0"));
     }
     Ok(proxy)
+}
+
+/// A `[proxy.tls]`-like table: both files named, readable, PEM, the key going with the
+/// certificate — each failure naming its field and line.
+fn listener_tls(
+    cx: &Ctx<'_>,
+    field: &str,
+    raw: Option<Spanned<RawListenerTls>>,
+) -> Result<Option<ListenerTls>, ConfigError> {
+    let Some(raw) = raw else { return Ok(None) };
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let file = |v: Option<Spanned<String>>, key: &str| match v {
+        Some(v) => Ok((cx.path(v.get_ref()), v.span())),
+        None => Err(cx.err(
+            format!("{field}.{key}"),
+            Some(span.clone()),
+            format!("missing: [{field}] needs cert_file and key_file (PEM)"),
+        )),
+    };
+    let (cert_file, cert_span) = file(raw.cert_file, "cert_file")?;
+    let (key_file, key_span) = file(raw.key_file, "key_file")?;
+    ficus_tls::certified_key(&cert_file, &key_file).map_err(|e| {
+        let (key, span) = match e.role {
+            ficus_tls::Role::Key => ("key_file", key_span),
+            _ => ("cert_file", cert_span),
+        };
+        cx.err(format!("{field}.{key}"), Some(span), e.to_string())
+    })?;
+    Ok(Some(ListenerTls {
+        cert_file,
+        key_file,
+    }))
 }

@@ -35,6 +35,15 @@ pub(super) struct RawProxy {
     pub preserve_host: Option<bool>,
     pub trusted_proxies: Option<Spanned<Vec<String>>>,
     pub watch_config: Option<bool>,
+    pub tls: Option<Spanned<RawListenerTls>>,
+    pub admin_tls: Option<Spanned<RawListenerTls>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawListenerTls {
+    pub cert_file: Option<Spanned<String>>,
+    pub key_file: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +61,11 @@ pub(super) struct RawBackend {
     pub timeout_ms: Option<u64>,
     pub response_body_idle_timeout_ms: Option<u64>,
     pub max_idle_per_worker: Option<usize>,
+    pub ca_file: Option<Spanned<String>>,
+    pub sni: Option<Spanned<String>>,
+    pub client_cert_file: Option<Spanned<String>>,
+    pub client_key_file: Option<Spanned<String>>,
+    pub insecure_skip_verify: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize)]

@@ -333,7 +333,7 @@ async fn send(
                 ),
                 other => Failure::new(
                     ErrorKind::UpstreamConnect,
-                    format!("{}: {}", backend.cfg.authority, chain(&other)),
+                    format!("{}: {other}", backend.cfg.authority),
                 ),
             })?;
         let retry = conn.reused && attempt == 0;

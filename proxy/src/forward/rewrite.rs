@@ -192,7 +192,8 @@ pub(super) fn prepare(
         }
     }
     if !(trusted && h.contains_key(&X_FORWARDED_PROTO)) {
-        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static("http"));
+        let proto = if conn.https { "https" } else { "http" };
+        h.insert(X_FORWARDED_PROTO, HeaderValue::from_static(proto));
     }
     Ok(())
 }

@@ -18,16 +18,19 @@ use crate::upstream::Pool;
 pub(crate) struct ConnInfo {
     pub peer_ip: HeaderValue,
     pub peer: std::net::IpAddr,
+    /// The client connected over TLS (`X-Forwarded-Proto: https`).
+    pub https: bool,
 }
 
 impl ConnInfo {
-    pub fn new(peer: SocketAddr) -> ConnInfo {
+    pub fn new(peer: SocketAddr, https: bool) -> ConnInfo {
         // An IP address always makes a valid header value.
         let peer_ip = HeaderValue::from_str(&peer.ip().to_string())
             .unwrap_or(HeaderValue::from_static("unknown"));
         ConnInfo {
             peer_ip,
             peer: peer.ip(),
+            https,
         }
     }
 }

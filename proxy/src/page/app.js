@@ -314,12 +314,21 @@ async function fetchMismatches() {
   }
 }
 
+// Settings an operator must know about (e.g. a backend whose certificate is not checked).
+function renderWarnings(s) {
+  const box = $('#warnings');
+  const list = s.warnings || [];
+  box.hidden = list.length === 0;
+  box.replaceChildren(...list.map((w) => el('p', {}, w)));
+}
+
 async function poll() {
   clearTimeout(timer);
   try {
     const r = await fetch('/admin/summary', { cache: 'no-store' });
     if (!r.ok) throw new Error('HTTP ' + r.status);
     const s = await r.json();
+    renderWarnings(s);
     renderRoutes(s);
     renderShadow(s);
     renderMigration(s);

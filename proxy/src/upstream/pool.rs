@@ -86,14 +86,40 @@ impl<B> Lease<B> {
 }
 
 /// Why no connection could be had.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug)]
 pub(crate) enum ConnectError {
-    #[error("connect timed out")]
     Timeout,
-    #[error("connect failed")]
-    Io(#[source] io::Error),
-    #[error("HTTP handshake failed")]
-    Handshake(#[source] hyper::Error),
+    Io(io::Error),
+    /// The TLS handshake with an `https://` backend failed (certificate not trusted, another
+    /// name, protocol).
+    Tls(io::Error),
+    Handshake(hyper::Error),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Timeout => f.write_str("connect timed out"),
+            ConnectError::Io(e) => write!(f, "connect failed: {e}"),
+            ConnectError::Tls(e) => match ficus_tls::find_failure(e) {
+                Some(t) => match t.kind {
+                    ficus_tls::FailureKind::Untrusted => write!(
+                        f,
+                        "TLS: the backend's certificate is not trusted ({}); check ca_file",
+                        t.detail
+                    ),
+                    ficus_tls::FailureKind::NameMismatch => write!(
+                        f,
+                        "TLS: the backend's certificate is for another name ({}); set sni or fix the url's host",
+                        t.detail
+                    ),
+                    ficus_tls::FailureKind::Other => write!(f, "TLS handshake failed: {}", t.detail),
+                },
+                None => write!(f, "TLS handshake failed: {e}"),
+            },
+            ConnectError::Handshake(e) => write!(f, "HTTP handshake failed: {e}"),
+        }
+    }
 }
 
 /// The pools of one worker.
@@ -243,8 +269,36 @@ where
         Ok(Ok(s)) => s,
     };
     let _ = stream.set_nodelay(true);
+    match &backend.cfg.tls {
+        None => handshake(stream).await,
+        Some(tls) => {
+            let connector = tokio_rustls::TlsConnector::from(tls.client.config.clone());
+            // The handshake counts toward the connect timeout.
+            let stream = match tokio::time::timeout(
+                backend.cfg.connect_timeout,
+                connector.connect(tls.client.server_name.clone(), stream),
+            )
+            .await
+            {
+                Err(_) => return Err(ConnectError::Timeout),
+                Ok(Err(e)) => return Err(ConnectError::Tls(e)),
+                Ok(Ok(s)) => s,
+            };
+            handshake(stream).await
+        }
+    }
+}
+
+/// HTTP/1.1 over `io`; the connection's task runs on the worker's `LocalSet`.
+async fn handshake<B, I>(io: I) -> Result<Sender<B>, ConnectError>
+where
+    B: Body + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn StdError + Send + Sync>>,
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
-        .handshake(TokioIo::new(stream))
+        .handshake(TokioIo::new(io))
         .await
         .map_err(ConnectError::Handshake)?;
     tokio::task::spawn_local(async move {

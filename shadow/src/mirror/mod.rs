@@ -34,9 +34,12 @@
 //!   [`Submitted`], [`MirrorDecision`]);
 //! - `route`: [`ShadowRoute`], a route's compiled settings, counts and breakers;
 //! - `breaker`: the circuit breaker of a mirror side, on the injected clock;
+//! - `connector`: how the shadow client reaches a backend — TCP, or TLS with the proxy's own
+//!   settings for that backend ([`Shadow::use_tls`]);
 //! - `worker`: the shadow thread — the mirror exchange, comparison, counting, records.
 
 mod breaker;
+mod connector;
 mod job;
 mod route;
 mod worker;
@@ -118,6 +121,7 @@ impl Shadow {
             max_body_bytes: global.max_body_bytes,
             timeout: Duration::from_millis(global.timeout_ms),
             clock,
+            connector: connector::Connector::new(Duration::from_millis(global.timeout_ms)),
         });
         let (jobs, rx) = mpsc::channel(global.queue);
         let start = |source| ShadowError::Start {
@@ -139,6 +143,12 @@ impl Shadow {
             shared,
             metrics,
         })
+    }
+
+    /// Mirrors to `https://{authority}` speak TLS as `tls` says (the proxy passes each
+    /// https:// backend's settings when it builds its routes; a reload replaces them).
+    pub fn use_tls(&self, authority: http::uri::Authority, tls: &ficus_tls::ClientTls) {
+        self.shared.connector.register(authority, tls);
     }
 
     /// Compiles a route's shadow settings and resolves its metric handles. Call once per

@@ -144,10 +144,11 @@ fn base_url(url: &str, field: &str) -> Result<Uri, ShadowError> {
     let uri: Uri = url
         .parse()
         .map_err(|e| ShadowError::config(field, format!("{url:?} is not a URL: {e}")))?;
-    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+    // https:// backends: the TLS settings come from the proxy (`Shadow::use_tls`).
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
         return Err(ShadowError::config(
             field,
-            format!("{url:?}: shadow mirrors to http://host:port URLs only"),
+            format!("{url:?}: shadow mirrors to http(s)://host:port URLs only"),
         ));
     }
     Ok(uri)
@@ -158,9 +159,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base_urls_are_plain_http() {
+    fn base_urls_are_http_or_https() {
         assert!(base_url("http://127.0.0.1:8001", "f").is_ok());
-        assert!(base_url("https://h", "f").is_err());
+        assert!(base_url("https://h:8443", "f").is_ok());
+        assert!(base_url("ftp://h", "f").is_err());
         assert!(base_url("nope", "f").is_err());
     }
 }

@@ -12,7 +12,6 @@ use ficus_core::SharedClock;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::mpsc;
@@ -49,6 +48,8 @@ pub(super) struct Shared {
     pub(super) timeout: Duration,
     /// Where the breakers and the exchanges' durations read the time.
     pub(super) clock: SharedClock,
+    /// How the client reaches the backends (TLS for https:// ones).
+    pub(super) connector: super::connector::Connector,
 }
 
 impl Shared {
@@ -79,16 +80,14 @@ fn join(base: &Uri, target: &Uri) -> Result<Uri, http::Error> {
     Ok(Uri::from_parts(parts)?)
 }
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
+type HttpClient = Client<super::connector::Connector, Full<Bytes>>;
 
 pub(super) async fn run_worker(
     mut rx: mpsc::Receiver<Box<MirrorJob>>,
     shared: Arc<Shared>,
     concurrency: usize,
 ) {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    connector.set_connect_timeout(Some(shared.timeout));
+    let connector = shared.connector.clone();
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .pool_idle_timeout(Duration::from_secs(30))

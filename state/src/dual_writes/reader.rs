@@ -87,10 +87,9 @@ impl DualWriteReader {
                 })
             }
             StateLocation::Postgres(url) => {
-                let (config, target) = crate::pg::config(url, "ficus-migrate")?;
-                let mut client = crate::pg::connect(&config, "dual-write reader")
-                    .await
-                    .map_err(StateError::pg(&target, "connect"))?;
+                let endpoint = crate::pg::endpoint(url, "ficus-migrate")?;
+                let target = endpoint.shown().to_string();
+                let mut client = crate::pg::connect(&endpoint, "dual-write reader").await?;
                 crate::schema::create_pg(&mut client)
                     .await
                     .map_err(StateError::pg(&target, "create tables"))?;

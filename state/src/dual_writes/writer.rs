@@ -68,11 +68,12 @@ impl DualWriteLog {
                 )
             }
             StateLocation::Postgres(url) => {
-                let (config, target) = crate::pg::config(url, "ficus-proxy")?;
+                let endpoint = crate::pg::endpoint(url, "ficus-proxy")?;
+                let target = endpoint.shown().to_string();
                 let t = target.clone();
                 Self::start(
                     target,
-                    move || PgSink::connect(config, t).map(|p| Sink::Postgres(Box::new(p))),
+                    move || PgSink::connect(endpoint, t).map(|p| Sink::Postgres(Box::new(p))),
                     counters,
                 )
             }
@@ -243,13 +244,13 @@ impl SqliteSink {
 /// current-thread runtime; the connection is re-made for the batch after one that failed.
 struct PgSink {
     rt: tokio::runtime::Runtime,
-    config: tokio_postgres::Config,
+    endpoint: ficus_pg::Endpoint,
     target: String,
     client: Option<Client>,
 }
 
 impl PgSink {
-    fn connect(config: tokio_postgres::Config, target: String) -> Result<PgSink, StateError> {
+    fn connect(endpoint: ficus_pg::Endpoint, target: String) -> Result<PgSink, StateError> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -258,9 +259,7 @@ impl PgSink {
                 source,
             })?;
         let client = rt.block_on(async {
-            let mut client = crate::pg::connect(&config, "dual-write log")
-                .await
-                .map_err(StateError::pg(&target, "connect"))?;
+            let mut client = crate::pg::connect(&endpoint, "dual-write log").await?;
             crate::schema::create_pg(&mut client)
                 .await
                 .map_err(StateError::pg(&target, "create tables"))?;
@@ -268,7 +267,7 @@ impl PgSink {
         })?;
         Ok(PgSink {
             rt,
-            config,
+            endpoint,
             target,
             client: Some(client),
         })
@@ -300,13 +299,13 @@ impl PgSink {
         if self.client.as_ref().is_none_or(Client::is_closed) {
             self.client = None;
         }
-        let config = &self.config;
+        let endpoint = &self.endpoint;
         let slot = &mut self.client;
         let result = self.rt.block_on(async {
             let work = async {
                 if slot.is_none() {
                     *slot = Some(
-                        crate::pg::connect(config, "dual-write log")
+                        crate::pg::connect(endpoint, "dual-write log")
                             .await
                             .map_err(|e| e.to_string())?,
                     );

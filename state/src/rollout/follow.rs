@@ -16,11 +16,12 @@ const RECONNECT_MIN: Duration = Duration::from_millis(200);
 const RECONNECT_MAX: Duration = Duration::from_secs(5);
 
 /// Keeps one connection in `LISTEN`; never returns (abort its task to stop it).
-pub(super) async fn listen(config: tokio_postgres::Config, target: String, changes: Arc<Notify>) {
+pub(super) async fn listen(endpoint: ficus_pg::Endpoint, changes: Arc<Notify>) {
+    let target = endpoint.shown().to_string();
     let mut pause = RECONNECT_MIN;
     let mut first = true;
     loop {
-        match config.connect(tokio_postgres::NoTls).await {
+        match endpoint.connect_raw().await {
             Ok((client, mut conn)) => {
                 let notify = changes.clone();
                 let driver = tokio::spawn(async move {

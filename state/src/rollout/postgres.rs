@@ -58,7 +58,8 @@ pub struct PgRollout {
 impl PgRollout {
     /// Connects, creates the schema and tables if absent, and starts following changes.
     pub(super) fn connect(url: &str, application_name: &str) -> Result<PgRollout, StateError> {
-        let (config, target) = crate::pg::config(url, application_name)?;
+        let endpoint = crate::pg::endpoint(url, application_name)?;
+        let target = endpoint.shown().to_string();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -70,7 +71,7 @@ impl PgRollout {
         let changes = Arc::new(Notify::new());
         let (ready_tx, ready_rx) = sync_channel(1);
         let worker = Worker {
-            config,
+            endpoint,
             target: target.clone(),
             client: None,
         };
@@ -171,7 +172,7 @@ impl PgRollout {
 }
 
 struct Worker {
-    config: tokio_postgres::Config,
+    endpoint: ficus_pg::Endpoint,
     target: String,
     client: Option<Client>,
 }
@@ -207,11 +208,7 @@ impl Worker {
         if !ok {
             return;
         }
-        let follower = tokio::spawn(super::follow::listen(
-            self.config.clone(),
-            self.target.clone(),
-            changes,
-        ));
+        let follower = tokio::spawn(super::follow::listen(self.endpoint.clone(), changes));
         while let Some(cmd) = rx.recv().await {
             self.handle(cmd).await;
         }
@@ -219,9 +216,7 @@ impl Worker {
     }
 
     async fn connect(&self) -> Result<Client, StateError> {
-        crate::pg::connect(&self.config, "rollout")
-            .await
-            .map_err(StateError::pg(&self.target, "connect"))
+        crate::pg::connect(&self.endpoint, "rollout").await
     }
 
     async fn setup(&mut self) -> Result<(), StateError> {
