@@ -119,7 +119,12 @@ async fn starts_with_preface(stream: &TcpStream, limit: Duration) -> Option<bool
             .await
             .ok()?
             .ok()?;
-        match stream.peek(&mut buf).await {
+        // Under the deadline too: `readable()` may report a fresh socket ready before any byte
+        // came, and a peek without a deadline then waited for the client forever.
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+        {
             Ok(0) => return None,
             Ok(n) if buf[..n] != PREFACE[..n] => return Some(false),
             Ok(3) => return Some(true),
