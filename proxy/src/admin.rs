@@ -74,12 +74,13 @@ pub(crate) async fn serve(
                         // `[proxy.admin_tls]`: the handshake first, bounded like a request head.
                         let acceptor = control.certs.admin.as_ref().map(|s| s.acceptor.clone());
                         match acceptor {
-                            None => serve_conn(stream, control, read_timeout, stop).await,
+                            None => serve_conn(stream, control, stop, read_timeout).await,
                             Some(acceptor) => {
+                                let limit = std::time::Duration::from_secs(10);
                                 if let Some(tls) =
-                                    crate::listener_tls::handshake(&acceptor, stream, read_timeout).await
+                                    crate::listener_tls::handshake(&acceptor, stream, limit).await
                                 {
-                                    serve_conn(tls, control, read_timeout, stop).await;
+                                    serve_conn(tls, control, stop, read_timeout).await;
                                 }
                             }
                         }
@@ -94,13 +95,12 @@ pub(crate) async fn serve(
     }
 }
 
-/// One admin connection (HTTP/1.1), closed gracefully at `stop`; the request head and body
-/// each get `read_timeout`.
+/// One admin connection (HTTP/1.1), closed gracefully at `stop`.
 async fn serve_conn<I>(
     io: I,
     control: Arc<Control>,
-    read_timeout: std::time::Duration,
     mut stop: watch::Receiver<bool>,
+    read_timeout: Duration,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {

@@ -1,11 +1,13 @@
-//! The client's socket as hyper's server sees it: the `TcpStream`, read and written through
-//! unchanged, plus two things hyper does not do the way nginx and haproxy do them:
+//! An HTTP/1 client's connection as hyper's server sees it (cleartext `TcpStream` or TLS
+//! stream), read and written through unchanged, plus two things hyper does not do the way nginx
+//! and haproxy do them:
 //!
 //! - **408 on a header-read timeout.** hyper closes a connection whose request head did not
 //!   arrive within `header_read_timeout_ms` without a word. This wrapper remembers whether
 //!   request bytes arrived since the last answer was written; when the connection ends with
 //!   hyper's header timeout and a request was begun, `408 Request Timeout` is written as the
-//!   connection closes. (A keep-alive connection that was merely idle is closed silently.)
+//!   connection closes. (A keep-alive connection that was merely idle is closed silently. Over
+//!   TLS the connection is closed without it: a record cannot be written from `Drop`.)
 //! - **`HTTP/1.2`, `HTTP/1.3`, … treated as HTTP/1.1** (RFC 9110 §2.5: a higher minor version is
 //!   served as the highest one supported). hyper's parser refuses any version but 1.0 and 1.1,
 //!   so the first read of each request — at the start of the connection and after each answer —
@@ -23,6 +25,22 @@ use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
+
+/// A client connection that can write a few bytes at once without waiting (for the 408).
+pub(crate) trait WriteNow {
+    /// Best effort; nothing when that is not possible.
+    fn write_now(&self, buf: &[u8]);
+}
+
+impl WriteNow for TcpStream {
+    fn write_now(&self, buf: &[u8]) {
+        let _ = self.try_write(buf);
+    }
+}
+
+impl WriteNow for tokio_rustls::server::TlsStream<TcpStream> {
+    fn write_now(&self, _: &[u8]) {}
+}
 
 /// What the connection's task tells the socket, and the socket tells it.
 #[derive(Default)]
@@ -44,13 +62,13 @@ impl IoState {
 }
 
 /// A client connection's socket (see the module doc).
-pub(crate) struct ClientIo {
-    sock: TcpStream,
+pub(crate) struct ClientIo<S: WriteNow> {
+    sock: S,
     state: Arc<IoState>,
 }
 
-impl ClientIo {
-    pub fn new(sock: TcpStream) -> (ClientIo, Arc<IoState>) {
+impl<S: WriteNow> ClientIo<S> {
+    pub fn new(sock: S) -> (ClientIo<S>, Arc<IoState>) {
         let state = Arc::new(IoState::default());
         state.at_start.store(true, Relaxed);
         (
@@ -65,12 +83,12 @@ impl ClientIo {
 
 const TIMEOUT_408: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\nContent-Length: 86\r\nConnection: close\r\n\r\n{\"error\":\"request_timeout\",\"status\":408,\"message\":\"request head not received in time\"}";
 
-impl Drop for ClientIo {
+impl<S: WriteNow> Drop for ClientIo<S> {
     fn drop(&mut self) {
         if self.state.header_timeout.load(Relaxed) && self.state.begun.load(Relaxed) {
             // Best effort on a non-blocking socket whose send buffer is empty: no answer has
             // been written since the request began.
-            let _ = self.sock.try_write(TIMEOUT_408);
+            self.sock.write_now(TIMEOUT_408);
         }
     }
 }
@@ -97,7 +115,7 @@ fn minor_version_to_11(buf: &mut [u8]) {
     }
 }
 
-impl AsyncRead for ClientIo {
+impl<S: WriteNow + AsyncRead + Unpin> AsyncRead for ClientIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -119,7 +137,7 @@ impl AsyncRead for ClientIo {
     }
 }
 
-impl AsyncWrite for ClientIo {
+impl<S: WriteNow + AsyncWrite + Unpin> AsyncWrite for ClientIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -155,7 +173,7 @@ impl AsyncWrite for ClientIo {
     }
 }
 
-impl ClientIo {
+impl<S: WriteNow> ClientIo<S> {
     #[inline]
     fn wrote(&self, r: &Poll<io::Result<usize>>) {
         if let Poll::Ready(Ok(n)) = r {

@@ -3,11 +3,9 @@
 //! — h2c with prior knowledge — else HTTP/1.1), hyper's server for it, and the graceful stop
 //! the worker asks for at shutdown ([`ConnCtl`]).
 //!
-//! HTTP/1.1 connections are served exactly as before HTTP/2 existed (same builder, upgrades;
-//! on cleartext through `client_io`, which answers 408 on a header timeout and serves
-//! HTTP/1.2+ as 1.1 — not over TLS, where the socket under hyper is the TLS stream); choosing
-//! costs one `peek` per cleartext connection, nothing per request. HTTP/2 streams run
-//! as tasks of the worker's `LocalSet` ([`LocalExec`]) and go upstream as HTTP/1.1 like every
+//! HTTP/1.1 connections are served exactly as before HTTP/2 existed (same builder, upgrades);
+//! choosing costs one `peek` per cleartext connection, nothing per request. HTTP/2 streams run
+//! as tasks of the worker's `LocalSet` (`exec::LocalExec`) and go upstream as HTTP/1.1 like every
 //! request.
 
 use std::cell::{Cell, RefCell};
@@ -15,7 +13,6 @@ use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::task::Waker;
 use std::time::Duration;
 
@@ -25,7 +22,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsAcceptor;
 
-use crate::client_io::{ClientIo, IoState};
+use crate::client_io::{ClientIo, WriteNow};
 use crate::exec::LocalExec;
 use crate::forward::{self, ConnInfo, Worker};
 
@@ -89,20 +86,14 @@ pub(crate) async fn serve(
             };
             let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
             let info = Rc::new(ConnInfo::new(peer, true));
-            run(tls, h2, info, worker, protocols, ctl, None).await;
+            run(tls, h2, info, worker, protocols, ctl).await;
         }
         None => {
             let Some(h2) = starts_with_preface(&stream, protocols.first_bytes).await else {
                 return;
             };
             let info = Rc::new(ConnInfo::new(peer, false));
-            if h2 {
-                run(stream, true, info, worker, protocols, ctl, None).await;
-            } else {
-                // 408 on a header timeout, HTTP/1.2+ as 1.1 (`client_io`).
-                let (io, state) = ClientIo::new(stream);
-                run(io, false, info, worker, protocols, ctl, Some(state)).await;
-            }
+            run(stream, h2, info, worker, protocols, ctl).await;
         }
     }
 }
@@ -118,7 +109,12 @@ async fn starts_with_preface(stream: &TcpStream, limit: Duration) -> Option<bool
             .await
             .ok()?
             .ok()?;
-        match stream.peek(&mut buf).await {
+        // Under the deadline too: `readable()` may report a fresh socket ready before any byte
+        // came, and a peek without a deadline then waited for the client forever.
+        match tokio::time::timeout_at(deadline, stream.peek(&mut buf))
+            .await
+            .ok()?
+        {
             Ok(0) => return None,
             Ok(n) if buf[..n] != PREFACE[..n] => return Some(false),
             Ok(3) => return Some(true),
@@ -136,21 +132,28 @@ async fn run<I>(
     worker: Rc<Worker>,
     protocols: &Protocols,
     ctl: Rc<ConnCtl>,
-    io_state: Option<Arc<IoState>>,
 ) where
-    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    I: AsyncRead + AsyncWrite + WriteNow + Unpin + Send + 'static,
 {
     let peer = info.peer_ip.clone();
     let svc = service_fn(move |req| forward::handle(worker.clone(), info.clone(), req));
     let res = if h2 {
         let conn = protocols.http2.serve_connection(TokioIo::new(io), svc);
-        drive(conn, &ctl, None).await
+        drive(std::pin::pin!(conn), &ctl).await
     } else {
+        // `client_io`: 408 on a header timeout with a request begun, HTTP/1.2+ as 1.1.
+        let (io, io_state) = ClientIo::new(io);
         let conn = protocols
             .http1
             .serve_connection(TokioIo::new(io), svc)
             .with_upgrades();
-        drive(conn, &ctl, io_state.as_deref()).await
+        let mut conn = std::pin::pin!(conn);
+        let res = drive(conn.as_mut(), &ctl).await;
+        if res.as_ref().is_err_and(hyper::Error::is_timeout) {
+            // The socket answers 408 as it closes (when `conn` is dropped, right after).
+            io_state.header_timed_out();
+        }
+        res
     };
     if let Err(e) = res {
         tracing::debug!(error = %e, peer = ?peer, h2, "client connection ended with an error");
@@ -189,17 +192,11 @@ where
     }
 }
 
-/// Polls `conn` to the end, asking it to stop gracefully once `ctl.stop` is set. A header-read
-/// timeout is told to `io_state` while the connection (and so its socket) still exists: the
-/// socket answers 408 when it is dropped, right after.
-async fn drive<C: Graceful>(
-    conn: C,
-    ctl: &ConnCtl,
-    io_state: Option<&IoState>,
-) -> Result<(), hyper::Error> {
-    let mut conn = std::pin::pin!(conn);
+/// Polls `conn` to the end, asking it to stop gracefully once `ctl.stop` is set. (Borrowed:
+/// the caller drops it, and its socket, after looking at the result.)
+async fn drive<C: Graceful>(mut conn: Pin<&mut C>, ctl: &ConnCtl) -> Result<(), hyper::Error> {
     let mut graceful = false;
-    let res = poll_fn(|cx| {
+    poll_fn(|cx| {
         if ctl.stop.get() && !graceful {
             // Finish the request in flight (if any), then close.
             conn.as_mut().graceful();
@@ -213,12 +210,5 @@ async fn drive<C: Graceful>(
         }
         conn.as_mut().poll(cx)
     })
-    .await;
-    if let (Err(e), Some(state)) = (&res, io_state) {
-        if e.is_timeout() {
-            // The socket answers 408 as it closes, if a request was begun (`client_io`).
-            state.header_timed_out();
-        }
-    }
-    res
+    .await
 }

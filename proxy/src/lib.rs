@@ -64,12 +64,14 @@
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
 //!   verdicts once a second, the holds' deadlines and the shared-state follower.
-//! - `client_io`: the client socket under hyper — 408 on a header-read timeout with a request
-//!   begun, `HTTP/1.2`+ served as 1.1. `server`: [`Proxy`], [`ProxyHandle`] — listeners
-//!   (`SO_REUSEPORT`), `max_connections` (503 past it), accept backoff, thread-per-core workers,
-//!   graceful shutdown. `conn`: one client connection — TLS handshake, protocol (ALPN h2 / the
-//!   h2c preface / HTTP/1.1), hyper's server, graceful stop. `listener_tls`: the listeners'
-//!   certificates, swapped in place on SIGHUP, reload and file change.
+//! - `server`: [`Proxy`], [`ProxyHandle`] — listeners (`SO_REUSEPORT`), `max_connections` (503
+//!   past it), accept backoff, thread-per-core workers, graceful shutdown. `conn`: one client
+//!   connection — TLS handshake, protocol (ALPN h2 / the h2c preface / HTTP/1.1), hyper's
+//!   server, graceful stop. `client_io`: an HTTP/1 client's socket under hyper — 408 on a
+//!   header-read timeout with a request begun (cleartext), `HTTP/1.2`+ served as 1.1.
+//!   `listener_tls`: the listeners' certificates, swapped in place on SIGHUP, reload and file
+//!   change. `exec`: the `LocalSet` executor of HTTP/2 (server and client side). `grpc`:
+//!   `grpc-status` accounting.
 //! - Beside the proxy: [`client`], a client of the admin API (used by the CLI); `to_legacy`:
 //!   [`LegacySwitch`], every route to legacy from outside the proxy (admin API, else the state
 //!   store); `traffic`: [`AdminTraffic`], hold/move/release routes on every replica for a

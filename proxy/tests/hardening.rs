@@ -220,8 +220,14 @@ async fn header_read_timeout_answers_408() {
     let r = raw(a, b"GET /x HTTP/1.1\r\nHost: x\r\n").await;
     assert_eq!(r.status, 408, "{}", r.text);
     assert_eq!(r.json()["error"], "request_timeout");
+    let started = std::time::Instant::now();
     let r = raw(a, b"").await;
     assert!(r.text.is_empty(), "idle connection got {:?}", r.text);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "an idle connection was held {:?}",
+        started.elapsed()
+    );
 }
 
 /// Item 8: an admin PUT that declares a body and never sends it gets 408 instead of holding

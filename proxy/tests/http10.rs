@@ -73,7 +73,7 @@ async fn http10_clients_get_no_502_from_a_backend_that_closes_after_each_answer(
     let dir = testkit::temp_dir("http10");
     let (_py, backend) = python_backend(dir.path()).await;
     // Python's listen backlog is 5: under 10 clients a SYN is sometimes dropped and retried after
-    // 1 s, which the default 1 s connect timeout would report as a 502 of its own.
+    // 1 s, which a 1 s connect timeout (the default before it became 5 s) reports as a 502.
     let toml = testkit::ProxyToml::new(&backend, &backend)
         .legacy_backend("connect_timeout_ms = 5000")
         .to_string();

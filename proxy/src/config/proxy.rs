@@ -47,8 +47,8 @@ pub struct ProxySettings {
     pub header_read_timeout: Duration,
     /// Longest pause between two parts of a request body (408; 0 = off).
     pub request_body_idle_timeout: Duration,
-    /// Client connections open at once per worker (each worker has its own listener); past it
-    /// a new connection is answered 503 with `Connection: close`. 0 = no limit.
+    /// Client connections open at once, all workers together; past it a new connection is
+    /// answered 503 with `Connection: close`. 0 = no limit.
     pub max_connections: usize,
     /// Send the client's `Host` upstream instead of the backend's authority.
     pub preserve_host: bool,
