@@ -6,6 +6,7 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MigrateError, Result, SqliteContext};
+use crate::vtab::{module_of, plan_virtual, shadow_tables, SkippedObject, VirtualPlan};
 
 /// Everything introspected from one SQLite file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -14,6 +15,9 @@ pub struct SourceSchema {
     pub views: Vec<ViewInfo>,
     /// Triggers are reported, not migrated.
     pub triggers: Vec<String>,
+    /// Virtual tables (and their shadow tables) not migrated, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<SkippedObject>,
 }
 
 /// One table.
@@ -33,6 +37,10 @@ pub struct TableInfo {
     pub foreign_keys: Vec<ForeignKey>,
     pub checks: Vec<String>,
     pub sql: String,
+    /// The FTS module (`fts3`/`fts4`/`fts5`) of a full-text virtual table migrated as an
+    /// ordinary table with its content columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fts: Option<String>,
 }
 
 /// One column.
@@ -114,14 +122,50 @@ pub fn introspect(conn: &Connection) -> Result<SourceSchema> {
         tables: Vec::new(),
         views: Vec::new(),
         triggers: Vec::new(),
+        skipped: Vec::new(),
     };
+    let is_virtual =
+        |sql: &str| normalize_ws(&sql.to_ascii_uppercase()).starts_with("CREATE VIRTUAL TABLE");
+    let virtuals: Vec<(String, String, Vec<String>)> = objects
+        .iter()
+        .filter(|(ty, _, sql)| ty == "table" && is_virtual(sql))
+        .map(|(_, name, sql)| {
+            let (module, args) = module_of(sql).unwrap_or_default();
+            (name.clone(), module, args)
+        })
+        .collect();
+    let shadows = shadow_tables(
+        conn,
+        &virtuals
+            .iter()
+            .map(|(n, m, _)| (n.clone(), m.clone()))
+            .collect::<Vec<_>>(),
+    );
     for (ty, name, sql) in objects {
         match ty.as_str() {
             "table" => {
-                if sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
-                    return Err(MigrateError::Schema(format!(
-                        "table {name} is a virtual table, which cannot be migrated"
-                    )));
+                if let Some((_, module, args)) = virtuals.iter().find(|(n, _, _)| *n == name) {
+                    match plan_virtual(conn, &quote_sqlite(&name), module, args) {
+                        VirtualPlan::Fts(m) => {
+                            let mut t = table_info(conn, &name, &sql)?;
+                            t.fts = Some(m);
+                            schema.tables.push(t);
+                        }
+                        VirtualPlan::Skip(reason) => schema.skipped.push(SkippedObject {
+                            name,
+                            kind: "virtual table".into(),
+                            reason,
+                        }),
+                    }
+                    continue;
+                }
+                if let Some(owner) = shadows.get(&name.to_lowercase()) {
+                    schema.skipped.push(SkippedObject {
+                        name,
+                        kind: "shadow table".into(),
+                        reason: format!("internal storage of virtual table {owner}"),
+                    });
+                    continue;
                 }
                 schema.tables.push(table_info(conn, &name, &sql)?);
             }
@@ -325,6 +369,7 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
         foreign_keys: fks.into_iter().map(|(_, f)| f).collect(),
         checks: checks(sql),
         sql: sql.to_string(),
+        fts: None,
     })
 }
 

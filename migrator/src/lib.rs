@@ -26,7 +26,9 @@
 //!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
 //! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
 //!   [`ReadKey`]-ordered table; `pg` — PostgreSQL connections;
-//! - `introspect` — what SQLite declares; `profile` — what it stores;
+//! - `introspect` — what SQLite declares; `vtab` — its virtual tables (FTS migrated as
+//!   ordinary tables, shadow tables, the rest skipped with a reason); `profile` — what it
+//!   stores;
 //! - `plan` — the plan's types apart from the planner (`types`, `build`, `decide`,
 //!   `defaults`, `constraints`, `ddl`, `report`);
 //! - `checkpoint` — the `ficus` schema: migration, checkpoints, steps; `quarantine`;
@@ -78,6 +80,7 @@ mod run;
 mod source;
 mod status;
 mod verify;
+mod vtab;
 mod watch;
 mod writeback;
 
@@ -103,6 +106,7 @@ pub use self::run::{plan_for_run, run, RunOptions, RunReport, TableRunReport};
 pub use self::source::{ReadKey, SourceIdentity};
 pub use self::status::{status, StatusReport, TableStatus};
 pub use self::verify::{plan_for, verify, Difference, TableVerify, VerifyOptions, VerifyReport};
+pub use self::vtab::SkippedObject;
 pub use self::watch::{watch, FoundBy, WatchEvent, WatchOptions, WatchSummary, GAP_GRACE};
 /// How `migrate rollback` switched routes to legacy (from `ficus-state`).
 pub use ficus_state::RouteSwitch;

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::constraints::{fk_plans, index_and_check_plans};
-use super::ddl::qualified;
+use super::ddl::{pg_ident_limit, qualified};
 use super::decide::{decide_columns, prepare_table};
 use super::types::{Plan, TablePlan, ViewPlan, PLAN_VERSION};
 use crate::config::MigrationConfig;
@@ -14,6 +14,7 @@ use crate::error::{MigrateError, Result};
 use crate::introspect::{introspect, quote_sqlite, view_select, TableInfo};
 use crate::profile::{profile_range, ColumnProfile, ProfileSpec};
 use crate::source::{open_source, ReadKey, SourceIdentity};
+use crate::vtab::{tsvector_suggestion, SkippedObject};
 
 fn config_hash(config: &MigrationConfig) -> String {
     let json = serde_json::to_vec(config).unwrap_or_default();
@@ -42,14 +43,33 @@ impl Plan {
                 src.triggers.join(", ")
             ));
         }
+        let mut skipped = src.skipped.clone();
         let mut prepared: Vec<(TableInfo, TablePlan, Vec<ProfileSpec>)> = Vec::new();
         for t in &src.tables {
             let tc = config.tables.get(&t.name);
             if tc.is_some_and(|c| c.skip) {
-                warnings.push(format!("table {} skipped by configuration", t.name));
+                skipped.push(SkippedObject {
+                    name: t.name.clone(),
+                    kind: if t.fts.is_some() {
+                        "virtual table"
+                    } else {
+                        "table"
+                    }
+                    .into(),
+                    reason: "skip = true in the configuration".into(),
+                });
                 continue;
             }
-            let (tp, specs) = prepare_table(t, config, &conn)?;
+            let (mut tp, specs) = prepare_table(t, config, &conn)?;
+            if let Some(m) = &t.fts {
+                let cols: Vec<String> = t.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
+                let index = quote_sqlite(&pg_ident_limit(format!("{}_search_idx", tp.name)));
+                tp.notes.push(format!(
+                    "{} full-text table in SQLite: migrated as an ordinary table with its content columns (its shadow tables are not copied). For full-text search in PostgreSQL: {}",
+                    m.to_ascii_uppercase(),
+                    tsvector_suggestion(&qualified(schema, &tp.name), &index, &cols)
+                ));
+            }
             prepared.push((t.clone(), tp, specs));
         }
         drop(conn);
@@ -197,6 +217,7 @@ impl Plan {
             tables,
             views,
             warnings,
+            skipped,
         };
         plan.fingerprint = plan.compute_fingerprint();
         Ok(plan)

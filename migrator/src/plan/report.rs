@@ -123,6 +123,12 @@ impl Plan {
         for v in &self.views {
             let _ = writeln!(s, "\nview {}: {}", v.name, v.sql);
         }
+        if !self.skipped.is_empty() {
+            let _ = writeln!(s, "\nnot migrated:");
+            for o in &self.skipped {
+                let _ = writeln!(s, "  - {} {}: {}", o.kind, o.name, o.reason);
+            }
+        }
         if !self.warnings.is_empty() {
             let _ = writeln!(s, "\nwarnings:");
             for w in &self.warnings {

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use crate::convert::Conversion;
 use crate::profile::{ColumnProfile, RejectSample};
 use crate::source::{ReadKey, SourceIdentity, SourceTable};
+use crate::vtab::SkippedObject;
 
 /// Format version of [`Plan`] (part of the fingerprint).
 pub const PLAN_VERSION: u32 = 1;
@@ -31,6 +32,10 @@ pub struct Plan {
     pub views: Vec<ViewPlan>,
     /// Things not migrated or migrated approximately (triggers, untranslated defaults...).
     pub warnings: Vec<String>,
+    /// Tables of the source not migrated, each with its reason: virtual tables other than
+    /// FTS, the shadow tables of virtual tables, tables skipped by the configuration.
+    #[serde(default)]
+    pub skipped: Vec<SkippedObject>,
 }
 
 /// Plan of one table.
