@@ -35,6 +35,9 @@ pub struct TableConfig {
     pub skip: bool,
     /// Name of the table in PostgreSQL (default: the SQLite name).
     pub rename: Option<String>,
+    /// Empty strings (`''`) in the table's non-text columns: `"quarantine"` (the default) or
+    /// `"null"`; a column's own setting wins.
+    pub empty_string: Option<EmptyString>,
     /// Per column overrides, by SQLite column name.
     pub columns: BTreeMap<String, ColumnConfig>,
 }
@@ -55,6 +58,20 @@ pub struct ColumnConfig {
     pub lossy_utf8: bool,
     /// PostgreSQL default expression, replacing the translated SQLite default.
     pub default: Option<String>,
+    /// Empty strings (`''`) in this column, if it is not text: `"quarantine"` (the default:
+    /// the row goes to `ficus.quarantine`) or `"null"` (loaded as NULL).
+    pub empty_string: Option<EmptyString>,
+}
+
+/// What an empty string (`''`) in a non-text column becomes.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum EmptyString {
+    /// Its row goes to `ficus.quarantine` (the default).
+    #[default]
+    Quarantine,
+    /// It is loaded as NULL.
+    Null,
 }
 
 /// `[watch]` in `migration.toml`.
@@ -149,6 +166,15 @@ impl MigrationConfig {
 
     pub(crate) fn column(&self, table: &str, column: &str) -> Option<&ColumnConfig> {
         self.tables.get(table).and_then(|t| t.columns.get(column))
+    }
+
+    /// The empty-string rule of a column: its own, else its table's, else quarantine.
+    pub(crate) fn empty_string(&self, table: &str, column: &str) -> EmptyString {
+        let t = self.tables.get(table);
+        t.and_then(|t| t.columns.get(column))
+            .and_then(|c| c.empty_string)
+            .or_else(|| t.and_then(|t| t.empty_string))
+            .unwrap_or_default()
     }
 
     pub(crate) fn datetime_type(&self) -> PgType {

@@ -85,7 +85,7 @@ mod watch;
 mod writeback;
 
 pub use self::config::{
-    ColumnConfig, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
+    ColumnConfig, EmptyString, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
 };
 pub use self::convert::{Conversion, ConvertError, EpochUnit, PgType};
 pub use self::drift::{drift_line, ColumnDiff, Drift, DriftClass};
