@@ -36,6 +36,21 @@ impl Plan {
         let conn = open_source(source)?;
         let identity = SourceIdentity::of(source, &conn)?;
         let src = introspect(&conn)?;
+        config.check_names(
+            &src.tables
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.as_str(),
+                        t.columns.iter().map(|c| c.name.as_str()).collect(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            &src.skipped
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+        )?;
         let mut warnings = Vec::new();
         if !src.triggers.is_empty() {
             warnings.push(format!(
