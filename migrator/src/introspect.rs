@@ -56,6 +56,9 @@ pub struct ColumnInfo {
     pub pk: u32,
     /// Generated (computed) column.
     pub generated: bool,
+    /// The collation the column declares (`COLLATE name`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// One index or UNIQUE constraint.
@@ -195,6 +198,7 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
                         default: r.get(4)?,
                         pk: r.get::<_, i64>(5)? as u32,
                         generated: hidden == 2 || hidden == 3,
+                        collation: None,
                     },
                 ))
             })
@@ -205,6 +209,14 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
                 continue;
             }
             columns.push(c);
+        }
+    }
+    for (col, coll) in column_collations(sql) {
+        if let Some(c) = columns
+            .iter_mut()
+            .find(|c| c.name.eq_ignore_ascii_case(&col))
+        {
+            c.collation = Some(coll);
         }
     }
     let mut pk: Vec<&ColumnInfo> = columns.iter().filter(|c| c.pk > 0).collect();
@@ -477,7 +489,7 @@ fn checks(sql: &str) -> Vec<String> {
     out
 }
 
-/// Items of the column list of a CREATE INDEX statement.
+/// Items of the parenthesised list of a CREATE INDEX (or CREATE TABLE) statement.
 fn index_items(sql: &str) -> Vec<String> {
     let pos = scan(sql);
     let Some(open) = pos
@@ -499,6 +511,65 @@ fn index_items(sql: &str) -> Vec<String> {
         }
     }
     items
+}
+
+/// `(column, collation)` of each column definition of a CREATE TABLE statement declaring
+/// `COLLATE name`.
+fn column_collations(sql: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for item in index_items(sql) {
+        let Some(col) = first_ident(&item) else {
+            continue;
+        };
+        if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
+            .iter()
+            .any(|k| keyword_at(&item, 0, k))
+        {
+            continue;
+        }
+        let Some(&(at, _)) = scan(&item)
+            .iter()
+            .find(|(i, d)| *d == 0 && keyword_at(&item, *i, "COLLATE"))
+        else {
+            continue;
+        };
+        if let Some(name) = first_ident(&item[at + "COLLATE".len()..]) {
+            out.push((col, name));
+        }
+    }
+    out
+}
+
+/// The identifier at the start of `s` (after whitespace), unquoted.
+fn first_ident(s: &str) -> Option<String> {
+    let s = s.trim_start();
+    let close = match s.chars().next()? {
+        '"' => '"',
+        '`' => '`',
+        '[' => ']',
+        '\'' => '\'',
+        _ => {
+            let end = s
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(s.len());
+            return (end > 0).then(|| s[..end].to_string());
+        }
+    };
+    let body = &s[1..];
+    let mut out = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == close {
+            if close != ']' && chars.peek() == Some(&close) {
+                chars.next();
+                out.push(c);
+                continue;
+            }
+            return Some(out);
+        }
+        out.push(c);
+    }
+    None
 }
 
 fn strip_order_suffix(e: &str) -> String {

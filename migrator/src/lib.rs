@@ -24,6 +24,8 @@
 //!   `[watch]` section included;
 //! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding, display
 //!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
+//! - `collation` — the fallback for collations SQLite does not know (Anki's `unicase`),
+//!   registered on every source connection;
 //! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
 //!   [`ReadKey`]-ordered table; `pg` — PostgreSQL connections;
 //! - `introspect` — what SQLite declares; `vtab` — its virtual tables (FTS migrated as
@@ -58,6 +60,7 @@
 
 pub mod capture;
 mod checkpoint;
+mod collation;
 mod config;
 mod convert;
 mod copy;

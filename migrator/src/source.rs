@@ -72,6 +72,11 @@ pub fn open_source(path: &Path) -> Result<Connection> {
         path: path.to_path_buf(),
         source,
     })?;
+    // Collations the app registers and SQLite does not know: a documented fallback.
+    crate::collation::register_fallbacks(&conn).map_err(|source| MigrateError::OpenSource {
+        path: path.to_path_buf(),
+        source,
+    })?;
     // Touch the schema so a non-database file fails here, not mid-run.
     conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
         r.get::<_, i64>(0)

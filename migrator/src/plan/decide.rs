@@ -5,6 +5,7 @@
 
 use super::defaults::translate_default;
 use super::types::{ColumnPlan, IdentityPlan, TablePlan};
+use crate::collation::{fallback_for, Fallback, PG_CI_COLLATION};
 use crate::config::{EmptyString, MigrationConfig};
 use crate::convert::{parse_precision, Conversion, PgType};
 use crate::error::Result;
@@ -196,6 +197,7 @@ pub(super) fn prepare_table(
             profile: ColumnProfile::default(),
             rejects: 0,
             samples: Vec::new(),
+            collation: None,
         });
     }
     let autoincrement_seq = if t.autoincrement {
@@ -391,6 +393,26 @@ pub(super) fn decide_columns(
         };
         let (ty, why) = kept.unwrap_or((ty, why));
         c.conversion.pg_type = ty;
+        if let Some((coll, fb)) = ci
+            .collation
+            .as_deref()
+            .and_then(|n| fallback_for(n).map(|f| (n, f)))
+        {
+            let pg = if fb == Fallback::CaseInsensitive && ty.is_text_like() {
+                c.collation = Some(PG_CI_COLLATION.to_string());
+                format!(
+                    "; PostgreSQL gets the nondeterministic ICU collation {PG_CI_COLLATION} (case-insensitive)"
+                )
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{}.{}: collation {coll} is not SQLite's own; its values were read with ficus's fallback, {}{pg}",
+                info.name,
+                c.name,
+                fb.describe()
+            ));
+        }
         // '' stays '' in text; the rule is for the other types.
         if ty.is_text_like() || ty == PgType::Bytea {
             c.conversion.empty_as_null = false;

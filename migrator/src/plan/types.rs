@@ -87,6 +87,10 @@ pub struct ColumnPlan {
     pub rejects: u64,
     /// Some of them.
     pub samples: Vec<RejectSample>,
+    /// PostgreSQL collation of the column (in the plan's schema), when its SQLite collation
+    /// is one ficus compares case-insensitively (see the `collation` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// Identity column.
