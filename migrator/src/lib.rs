@@ -88,7 +88,8 @@ mod watch;
 mod writeback;
 
 pub use self::config::{
-    ColumnConfig, EmptyString, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
+    ColumnConfig, ConfigOrigin, EmptyString, MigrationConfig, TableConfig, WatchConfig, WatchRoute,
+    WatchTable,
 };
 pub use self::convert::{Conversion, ConvertError, EpochUnit, PgType};
 pub use self::drift::{drift_line, ColumnDiff, Drift, DriftClass};
