@@ -251,8 +251,16 @@ impl MigrationConfig {
         };
         for (t, tc) in &self.tables {
             let Some((_, cols)) = tables.iter().find(|(n, _)| n == t) else {
-                if others.contains(&t.as_str()) && tc.columns.is_empty() {
-                    continue;
+                if others.contains(&t.as_str()) {
+                    if tc.columns.is_empty() {
+                        continue;
+                    }
+                    return Err(MigrateError::Config {
+                        path: self.origin.at(t, None),
+                        detail: format!(
+                            "[tables.{t}.columns]: table {t:?} is not migrated (see `migrate plan`: not migrated), so its columns cannot be configured; remove the entries"
+                        ),
+                    });
                 }
                 let mut all = tables.iter().map(|(n, _)| *n).chain(others.iter().copied());
                 return Err(MigrateError::Config {

@@ -57,3 +57,12 @@ fn entries_for_existing_tables_virtual_ones_included_are_accepted() {
         ""
     );
 }
+
+#[test]
+fn column_entries_for_a_table_that_is_not_migrated_are_an_error() {
+    let e = plan_error("[tables.geo]\nskip = true\n[tables.geo.columns.a]\ntype = \"text\"\n");
+    assert!(
+        e.starts_with("configuration FILE:1: [tables.geo.columns]: table \"geo\" is not migrated"),
+        "{e}"
+    );
+}

@@ -273,6 +273,32 @@ mod tests {
     }
 
     #[test]
+    fn declared_widths_and_precision() {
+        assert_eq!(
+            PgType::parse("numeric(10, 2)"),
+            Some(PgType::Decimal(10, 2))
+        );
+        assert_eq!(PgType::parse("smallint"), Some(PgType::Smallint));
+        assert_eq!(PgType::Decimal(5, 2).sql(), "numeric(5,2)");
+        let d = PgType::Decimal(5, 2);
+        assert!(field(d, ValueRef::Real(999.99)).is_ok());
+        assert!(field(d, ValueRef::Integer(1000)).is_err());
+        assert!(field(d, ValueRef::Real(0.125)).is_err());
+        assert!(field(PgType::Smallint, ValueRef::Integer(40_000)).is_err());
+        assert_eq!(
+            field(PgType::Smallint, ValueRef::Integer(-2)).unwrap(),
+            (-2i16).to_be_bytes()
+        );
+        let mut empty = conv(PgType::Double);
+        assert!(field(PgType::Double, ValueRef::Text(b"")).is_err());
+        empty.empty_as_null = true;
+        let mut out = Vec::new();
+        empty.encode(ValueRef::Text(b""), &mut out).unwrap();
+        assert_eq!(out, (-1i32).to_be_bytes());
+        assert_eq!(field(PgType::Text, ValueRef::Text(b"")).unwrap(), b"");
+    }
+
+    #[test]
     fn epochs_by_magnitude() {
         let s = field(PgType::Timestamptz, ValueRef::Integer(1_700_000_000)).unwrap();
         let ms = field(PgType::Timestamptz, ValueRef::Integer(1_700_000_000_000)).unwrap();
