@@ -301,9 +301,9 @@ pub fn canon_key_value(ty: PgType, c: &[u8]) -> Option<KeyValue> {
     }
     let body = c.get(5..)?;
     match ty {
-        PgType::Integer | PgType::Bigint => Some(KeyValue::Int(i64::from_be_bytes(
-            body.get(..8)?.try_into().ok()?,
-        ))),
+        PgType::Smallint | PgType::Integer | PgType::Bigint => Some(KeyValue::Int(
+            i64::from_be_bytes(body.get(..8)?.try_into().ok()?),
+        )),
         PgType::Text | PgType::Varchar(_) => Some(KeyValue::Text(body.to_vec())),
         _ => None,
     }
@@ -312,7 +312,7 @@ pub fn canon_key_value(ty: PgType, c: &[u8]) -> Option<KeyValue> {
 /// A key value given as text (e.g. by the proxy), typed for the column.
 pub fn key_value_from_text(ty: PgType, s: &str) -> KeyValue {
     match ty {
-        PgType::Integer | PgType::Bigint => match s.parse::<i64>() {
+        PgType::Smallint | PgType::Integer | PgType::Bigint => match s.parse::<i64>() {
             Ok(i) => KeyValue::Int(i),
             Err(_) => KeyValue::Text(s.as_bytes().to_vec()),
         },

@@ -6,6 +6,8 @@ use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{MigrateError, Result, SqliteContext};
+use crate::not_carried::NotCarried;
+use crate::vtab::{module_of, plan_virtual, shadow_tables, VirtualPlan};
 
 /// Everything introspected from one SQLite file.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -14,6 +16,9 @@ pub struct SourceSchema {
     pub views: Vec<ViewInfo>,
     /// Triggers are reported, not migrated.
     pub triggers: Vec<TriggerInfo>,
+    /// Virtual tables (and their shadow tables) not migrated, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<NotCarried>,
 }
 
 /// One table.
@@ -33,6 +38,10 @@ pub struct TableInfo {
     pub foreign_keys: Vec<ForeignKey>,
     pub checks: Vec<String>,
     pub sql: String,
+    /// The FTS module (`fts3`/`fts4`/`fts5`) of a full-text virtual table migrated as an
+    /// ordinary table with its content columns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fts: Option<String>,
 }
 
 /// One column.
@@ -48,6 +57,9 @@ pub struct ColumnInfo {
     pub pk: u32,
     /// Generated (computed) column.
     pub generated: bool,
+    /// The collation the column declares (`COLLATE name`), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// One index or UNIQUE constraint.
@@ -121,14 +133,52 @@ pub fn introspect(conn: &Connection) -> Result<SourceSchema> {
         tables: Vec::new(),
         views: Vec::new(),
         triggers: Vec::new(),
+        skipped: Vec::new(),
     };
+    let is_virtual =
+        |sql: &str| normalize_ws(&sql.to_ascii_uppercase()).starts_with("CREATE VIRTUAL TABLE");
+    let virtuals: Vec<(String, String, Vec<String>)> = objects
+        .iter()
+        .filter(|(ty, _, sql)| ty == "table" && is_virtual(sql))
+        .map(|(_, name, sql)| {
+            let (module, args) = module_of(sql).unwrap_or_default();
+            (name.clone(), module, args)
+        })
+        .collect();
+    let shadows = shadow_tables(
+        conn,
+        &virtuals
+            .iter()
+            .map(|(n, m, _)| (n.clone(), m.clone()))
+            .collect::<Vec<_>>(),
+    );
     for (ty, name, sql) in objects {
         match ty.as_str() {
             "table" => {
-                if sql.to_ascii_uppercase().starts_with("CREATE VIRTUAL") {
-                    return Err(MigrateError::Schema(format!(
-                        "table {name} is a virtual table, which cannot be migrated"
-                    )));
+                if let Some((_, module, args)) = virtuals.iter().find(|(n, _, _)| *n == name) {
+                    match plan_virtual(conn, &quote_sqlite(&name), module, args) {
+                        VirtualPlan::Fts(m) => {
+                            let mut t = table_info(conn, &name, &sql)?;
+                            t.fts = Some(m);
+                            schema.tables.push(t);
+                        }
+                        VirtualPlan::Skip(reason) => schema.skipped.push(NotCarried {
+                            kind: "virtual table".into(),
+                            name,
+                            reason,
+                            sql,
+                        }),
+                    }
+                    continue;
+                }
+                if let Some(owner) = shadows.get(&name.to_lowercase()) {
+                    schema.skipped.push(NotCarried {
+                        kind: "shadow table".into(),
+                        name,
+                        reason: format!("internal storage of virtual table {owner}"),
+                        sql,
+                    });
+                    continue;
                 }
                 schema.tables.push(table_info(conn, &name, &sql)?);
             }
@@ -158,6 +208,7 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
                         default: r.get(4)?,
                         pk: r.get::<_, i64>(5)? as u32,
                         generated: hidden == 2 || hidden == 3,
+                        collation: None,
                     },
                 ))
             })
@@ -168,6 +219,14 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
                 continue;
             }
             columns.push(c);
+        }
+    }
+    for (col, coll) in column_collations(sql) {
+        if let Some(c) = columns
+            .iter_mut()
+            .find(|c| c.name.eq_ignore_ascii_case(&col))
+        {
+            c.collation = Some(coll);
         }
     }
     let mut pk: Vec<&ColumnInfo> = columns.iter().filter(|c| c.pk > 0).collect();
@@ -332,6 +391,7 @@ fn table_info(conn: &Connection, name: &str, sql: &str) -> Result<TableInfo> {
         foreign_keys: fks.into_iter().map(|(_, f)| f).collect(),
         checks: checks(sql),
         sql: sql.to_string(),
+        fts: None,
     })
 }
 
@@ -439,7 +499,7 @@ fn checks(sql: &str) -> Vec<String> {
     out
 }
 
-/// Items of the column list of a CREATE INDEX statement.
+/// Items of the parenthesised list of a CREATE INDEX (or CREATE TABLE) statement.
 fn index_items(sql: &str) -> Vec<String> {
     let pos = scan(sql);
     let Some(open) = pos
@@ -461,6 +521,65 @@ fn index_items(sql: &str) -> Vec<String> {
         }
     }
     items
+}
+
+/// `(column, collation)` of each column definition of a CREATE TABLE statement declaring
+/// `COLLATE name`.
+fn column_collations(sql: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for item in index_items(sql) {
+        let Some(col) = first_ident(&item) else {
+            continue;
+        };
+        if ["CONSTRAINT", "PRIMARY", "UNIQUE", "CHECK", "FOREIGN"]
+            .iter()
+            .any(|k| keyword_at(&item, 0, k))
+        {
+            continue;
+        }
+        let Some(&(at, _)) = scan(&item)
+            .iter()
+            .find(|(i, d)| *d == 0 && keyword_at(&item, *i, "COLLATE"))
+        else {
+            continue;
+        };
+        if let Some(name) = first_ident(&item[at + "COLLATE".len()..]) {
+            out.push((col, name));
+        }
+    }
+    out
+}
+
+/// The identifier at the start of `s` (after whitespace), unquoted.
+fn first_ident(s: &str) -> Option<String> {
+    let s = s.trim_start();
+    let close = match s.chars().next()? {
+        '"' => '"',
+        '`' => '`',
+        '[' => ']',
+        '\'' => '\'',
+        _ => {
+            let end = s
+                .find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '$'))
+                .unwrap_or(s.len());
+            return (end > 0).then(|| s[..end].to_string());
+        }
+    };
+    let body = &s[1..];
+    let mut out = String::new();
+    let mut chars = body.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == close {
+            if close != ']' && chars.peek() == Some(&close) {
+                chars.next();
+                out.push(c);
+                continue;
+            }
+            return Some(out);
+        }
+        out.push(c);
+    }
+    None
 }
 
 fn strip_order_suffix(e: &str) -> String {

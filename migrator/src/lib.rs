@@ -25,15 +25,21 @@
 //!   `[watch]` section included; `keyjson` — row keys as JSON objects in reports;
 //! - `convert` — SQLite value → PostgreSQL binary field, canonical encoding, display
 //!   (`types`, `encode`, `datetime`, `numeric`, `canon`);
+//! - `collation` — the fallback for collations SQLite does not know (Anki's `unicase`),
+//!   registered on every source connection;
 //! - `source` — read-only SQLite access, source identity, keyset-paginated reads of any
 //!   [`ReadKey`]-ordered table; `pg` — PostgreSQL connections;
-//! - `introspect` — what SQLite declares; `profile` — what it stores;
+//! - `introspect` — what SQLite declares; `vtab` — its virtual tables (FTS migrated as
+//!   ordinary tables, shadow tables, the rest skipped with a reason); `profile` — what it
+//!   stores;
 //! - `plan` — the plan's types apart from the planner (`types`, `build`, `decide`,
 //!   `defaults`, `constraints`, `ddl`, `report`);
 //! - `checkpoint` — the `ficus` schema: migration, checkpoints, steps; `quarantine`;
 //! - `copy` — one table's reader thread → bounded channel → binary COPY writer; `run` — the
-//!   command; `carried` — what a migration carried and did not, per kind (`run`'s summary,
-//!   `status`); `progress`, `metrics` — what commands show;
+//!   command; `not_carried` — `NotCarried`, one type for every object not carried and why
+//!   (virtual/shadow tables, triggers, views not created, configuration skips); `carried` — what
+//!   a migration carried and did not, per kind (`run`'s summary, `status`); `progress`,
+//!   `metrics` — what commands show;
 //! - `rows` — canonical rows from either side; `verify`, `status` — the commands;
 //! - `drift` — the dual-write tools' view of a table and row comparison by key;
 //!   `writeback` — the legacy's storage format, PostgreSQL values turned back into it;
@@ -59,6 +65,7 @@
 pub mod capture;
 mod carried;
 mod checkpoint;
+mod collation;
 mod config;
 mod convert;
 mod copy;
@@ -69,6 +76,7 @@ pub mod follow;
 mod introspect;
 mod keyjson;
 mod metrics;
+mod not_carried;
 mod pg;
 mod plan;
 mod profile;
@@ -82,12 +90,14 @@ mod run;
 mod source;
 mod status;
 mod verify;
+mod vtab;
 mod watch;
 mod writeback;
 
 pub use self::carried::Carried;
 pub use self::config::{
-    ColumnConfig, MigrationConfig, TableConfig, WatchConfig, WatchRoute, WatchTable,
+    ColumnConfig, ConfigOrigin, EmptyString, MigrationConfig, TableConfig, WatchConfig, WatchRoute,
+    WatchTable,
 };
 pub use self::convert::{Conversion, ConvertError, EpochUnit, PgType};
 pub use self::drift::{drift_line, ColumnDiff, Drift, DriftClass};

@@ -9,7 +9,9 @@ use rusqlite::types::ValueRef;
 use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 
-use crate::convert::{display_sqlite, parse_datetime, Conversion, DateFormat, EpochUnit};
+use crate::convert::{
+    display_sqlite, parse_datetime, value_digits, Conversion, DateFormat, EpochUnit,
+};
 use crate::error::Result;
 use crate::source::SourceTable;
 
@@ -70,6 +72,15 @@ pub struct ColumnProfile {
     /// Distinct spellings (boolean columns), at most 16.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub spellings: BTreeMap<String, u64>,
+    /// Empty strings (`''`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub empty_strings: u64,
+    /// Most integer digits of a value (numeric columns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_int_digits: u64,
+    /// Most fraction digits of a value (numeric columns).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub max_frac_digits: u64,
     /// Values the candidate conversion rejects (NULLs in key columns included).
     pub rejects: u64,
     /// Some of them.
@@ -136,6 +147,16 @@ pub fn profile_range(
             for (i, (p, spec)) in profs.iter_mut().zip(specs).enumerate() {
                 let v = row.value(i);
                 let clean_text = observe(p, spec, &v);
+                if spec
+                    .candidate
+                    .as_ref()
+                    .is_some_and(|c| c.pg_type == crate::convert::PgType::Numeric)
+                {
+                    if let Some((i, f)) = value_digits(v) {
+                        p.max_int_digits = p.max_int_digits.max(i as u64);
+                        p.max_frac_digits = p.max_frac_digits.max(f as u64);
+                    }
+                }
                 // Valid UTF-8 text without NUL is what a plain text conversion accepts: no need
                 // to convert it again (profiling is a full extra scan; keep it cheap).
                 let known_ok = clean_text
@@ -223,6 +244,9 @@ impl ColumnProfile {
         self.invalid_utf8 += o.invalid_utf8;
         self.nul_bytes += o.nul_bytes;
         self.too_long += o.too_long;
+        self.empty_strings += o.empty_strings;
+        self.max_int_digits = self.max_int_digits.max(o.max_int_digits);
+        self.max_frac_digits = self.max_frac_digits.max(o.max_frac_digits);
         for (k, v) in o.epochs {
             bump_by(&mut self.epochs, &k, v);
         }
@@ -292,6 +316,9 @@ fn observe(p: &mut ColumnProfile, spec: &ProfileSpec, v: &ValueRef<'_>) -> bool 
         ValueRef::Text(b) | ValueRef::Blob(b) => {
             if matches!(v, ValueRef::Text(_)) {
                 p.texts += 1;
+                if b.is_empty() {
+                    p.empty_strings += 1;
+                }
             } else {
                 p.blobs += 1;
             }

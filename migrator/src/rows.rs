@@ -59,8 +59,8 @@ pub fn display_canon(ty: PgType, c: &[u8]) -> String {
     }
     let body = &c[5..];
     match ty {
-        PgType::Integer => display_field(PgType::Bigint, Some(body)),
-        PgType::Numeric => String::from_utf8_lossy(body).into_owned(),
+        PgType::Smallint | PgType::Integer => display_field(PgType::Bigint, Some(body)),
+        PgType::Numeric | PgType::Decimal(..) => String::from_utf8_lossy(body).into_owned(),
         _ => display_field(ty, Some(body)),
     }
 }
@@ -80,7 +80,7 @@ pub fn canon_key_display(table: &TablePlan, row: &CanonRow) -> String {
             serde_json::Value::Null
         } else {
             match ty {
-                PgType::Integer | PgType::Bigint => {
+                PgType::Smallint | PgType::Integer | PgType::Bigint => {
                     let mut a = [0u8; 8];
                     a.copy_from_slice(&raw[5..13]);
                     serde_json::Value::from(i64::from_be_bytes(a))

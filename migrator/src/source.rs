@@ -46,7 +46,15 @@ fn quoted_columns(table: &(impl SourceTable + ?Sized)) -> Vec<String> {
         .collect()
 }
 
-/// Open a SQLite file read-only.
+/// Open a SQLite file read-only, never writing next to it.
+///
+/// The file is opened as `file:…?mode=ro`, which creates no journal. A WAL-mode database needs
+/// its `-shm` index to be read safely beside a writer: when another connection has the file open
+/// (its `-shm` exists) ficus shares it; when neither `-shm` nor a non-empty `-wal` exists, no
+/// connection has the file open and the database is wholly in the main file, so it is opened
+/// `immutable=1` — no `-wal`/`-shm` is created, and a read-only directory works. (An app that
+/// starts writing to the file while such a connection is open is not seen by it; run and verify
+/// notice a changed source by its identity.)
 pub fn open_source(path: &Path) -> Result<Connection> {
     if !path.is_file() {
         return Err(MigrateError::OpenSource {
@@ -55,10 +63,17 @@ pub fn open_source(path: &Path) -> Result<Connection> {
         });
     }
     let conn = Connection::open_with_flags(
-        path,
-        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        source_uri(path),
+        OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI,
     )
     .map_err(|source| MigrateError::OpenSource {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    // Collations the app registers and SQLite does not know: a documented fallback.
+    crate::collation::register_fallbacks(&conn).map_err(|source| MigrateError::OpenSource {
         path: path.to_path_buf(),
         source,
     })?;
@@ -74,6 +89,41 @@ pub fn open_source(path: &Path) -> Result<Connection> {
     // A live source: wait for the app's write lock (rollback journal) instead of failing.
     let _ = conn.busy_timeout(std::time::Duration::from_secs(10));
     Ok(conn)
+}
+
+/// The `file:` URI [`open_source`] opens: read-only, and immutable for a WAL-mode database
+/// nobody has open (see there).
+fn source_uri(path: &Path) -> String {
+    let mut uri = String::from("file:");
+    for c in path.display().to_string().chars() {
+        match c {
+            '%' => uri.push_str("%25"),
+            '?' => uri.push_str("%3f"),
+            '#' => uri.push_str("%23"),
+            c => uri.push(c),
+        }
+    }
+    uri.push_str("?mode=ro");
+    let sibling = |suffix: &str| {
+        let mut p = path.as_os_str().to_owned();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    let wal_in_use =
+        sibling("-shm").exists() || std::fs::metadata(sibling("-wal")).is_ok_and(|m| m.len() > 0);
+    if is_wal_mode(path) && !wal_in_use {
+        uri.push_str("&immutable=1");
+    }
+    uri
+}
+
+/// Whether the database header says WAL mode (file format versions 2 at offsets 18 and 19).
+fn is_wal_mode(path: &Path) -> bool {
+    use std::io::Read;
+    let mut header = [0u8; 20];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .is_ok_and(|()| header[18] == 2 && header[19] == 2)
 }
 
 /// What identifies the source file's content, for the fingerprint: if any of these change,

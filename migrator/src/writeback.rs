@@ -429,9 +429,11 @@ fn candidates(
                 _ => vec![Value::Integer(i64::from(b))],
             }
         }
-        PgType::Integer | PgType::Bigint => vec![Value::Integer(be_i64(body)?)],
+        PgType::Smallint | PgType::Integer | PgType::Bigint => {
+            vec![Value::Integer(be_i64(body)?)]
+        }
         PgType::Double => vec![Value::Real(f64::from_bits(be_i64(body)? as u64))],
-        PgType::Numeric => {
+        PgType::Numeric | PgType::Decimal(..) => {
             let s = std::str::from_utf8(body)
                 .map_err(|_| "numeric is not text".to_string())?
                 .to_string();

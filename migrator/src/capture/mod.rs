@@ -161,6 +161,8 @@ pub fn open_rw(path: &Path) -> Result<Connection, CaptureError> {
         OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
     .map_err(CaptureError::sqlite(path, "open for writing"))?;
+    crate::collation::register_fallbacks(&conn)
+        .map_err(CaptureError::sqlite(path, "register fallback collations"))?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .map_err(CaptureError::sqlite(path, "set busy timeout"))?;
     Ok(conn)

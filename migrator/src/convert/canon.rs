@@ -19,12 +19,17 @@ pub fn canon_field(ty: PgType, field: Option<&[u8]>, out: &mut Vec<u8>) {
     };
     out.push(ty.tag());
     match ty {
+        PgType::Smallint if b.len() == 2 => {
+            let v = i16::from_be_bytes([b[0], b[1]]) as i64;
+            out.extend_from_slice(&8u32.to_be_bytes());
+            out.extend_from_slice(&v.to_be_bytes());
+        }
         PgType::Integer if b.len() == 4 => {
             let v = i32::from_be_bytes([b[0], b[1], b[2], b[3]]) as i64;
             out.extend_from_slice(&8u32.to_be_bytes());
             out.extend_from_slice(&v.to_be_bytes());
         }
-        PgType::Numeric => {
+        PgType::Numeric | PgType::Decimal(..) => {
             let s = decode_numeric(b).unwrap_or_default();
             out.extend_from_slice(&(s.len() as u32).to_be_bytes());
             out.extend_from_slice(s.as_bytes());
@@ -49,10 +54,11 @@ pub fn display_field(ty: PgType, field: Option<&[u8]>) -> String {
     };
     match ty {
         PgType::Boolean => (b.first() == Some(&1)).to_string(),
+        PgType::Smallint => (i64_of(b) as i16).to_string(),
         PgType::Integer => (i64_of(b) as i32).to_string(),
         PgType::Bigint => i64_of(b).to_string(),
         PgType::Double => format!("{:?}", f64::from_bits(i64_of(b) as u64)),
-        PgType::Numeric => decode_numeric(b).unwrap_or_else(|| "?".into()),
+        PgType::Numeric | PgType::Decimal(..) => decode_numeric(b).unwrap_or_else(|| "?".into()),
         PgType::Text | PgType::Varchar(_) | PgType::Json => {
             format!("{:?}", clip(&String::from_utf8_lossy(b)))
         }

@@ -6,14 +6,29 @@ use std::fmt::Write as _;
 
 use rusqlite::types::ValueRef;
 
+use super::canon::display_sqlite;
 use super::datetime::{to_date, to_time, to_timestamp};
-use super::numeric::{encode_numeric, is_decimal_syntax, to_decimal};
+use super::numeric::{decimal_digits, encode_numeric, is_decimal_syntax, to_decimal};
 use super::types::{clip, err, Conversion, ConvertError, PgType};
 
 impl Conversion {
     /// Convert `v` and append it as one binary COPY field (length + bytes, or -1 for NULL) to
     /// `out`. On error `out` may hold a partial field: the caller truncates to the row start.
     pub fn encode(&self, v: ValueRef<'_>, out: &mut Vec<u8>) -> Result<(), ConvertError> {
+        let empty = matches!(v, ValueRef::Text(b) if b.is_empty());
+        if self.empty_as_null && empty {
+            if self.not_null {
+                return err("empty string (NULL by empty_string = \"null\") in a NOT NULL / PRIMARY KEY column");
+            }
+            out.extend_from_slice(&(-1i32).to_be_bytes());
+            return Ok(());
+        }
+        if empty && !self.pg_type.is_text_like() && self.pg_type != PgType::Bytea {
+            return err(format!(
+                "empty string in a {} column (empty_string = \"null\" in migration.toml loads it as NULL)",
+                self.pg_type.sql()
+            ));
+        }
         if let ValueRef::Null = v {
             if self.not_null {
                 return err("NULL in a NOT NULL / PRIMARY KEY column");
@@ -35,6 +50,13 @@ impl Conversion {
                 let b = to_bool(v)?;
                 out.push(b as u8);
             }
+            PgType::Smallint => {
+                let i = to_i64(v)?;
+                let i: i16 = i
+                    .try_into()
+                    .map_err(|_| ConvertError(format!("{i} is out of range for smallint")))?;
+                out.extend_from_slice(&i.to_be_bytes());
+            }
             PgType::Integer => {
                 let i = to_i64(v)?;
                 let i: i32 = i
@@ -45,6 +67,17 @@ impl Conversion {
             PgType::Bigint => out.extend_from_slice(&to_i64(v)?.to_be_bytes()),
             PgType::Double => out.extend_from_slice(&to_f64(v)?.to_bits().to_be_bytes()),
             PgType::Numeric => encode_numeric(&to_decimal(v)?, out),
+            PgType::Decimal(p, s) => {
+                let d = to_decimal(v)?;
+                let (int, frac) = decimal_digits(&d);
+                if int + s as usize > p as usize || frac > s as usize {
+                    return err(format!(
+                        "{} does not fit numeric({p},{s})",
+                        clip(&display_sqlite(&v))
+                    ));
+                }
+                encode_numeric(&d, out)
+            }
             PgType::Text | PgType::Varchar(_) => {
                 let start = out.len();
                 self.text_into(v, out)?;
@@ -229,6 +262,7 @@ mod tests {
             epoch_unit: None,
             strip_nul: false,
             lossy_utf8: false,
+            empty_as_null: false,
         }
     }
 
@@ -236,6 +270,32 @@ mod tests {
         let mut out = Vec::new();
         conv(t).encode(v, &mut out)?;
         Ok(out[4..].to_vec())
+    }
+
+    #[test]
+    fn declared_widths_and_precision() {
+        assert_eq!(
+            PgType::parse("numeric(10, 2)"),
+            Some(PgType::Decimal(10, 2))
+        );
+        assert_eq!(PgType::parse("smallint"), Some(PgType::Smallint));
+        assert_eq!(PgType::Decimal(5, 2).sql(), "numeric(5,2)");
+        let d = PgType::Decimal(5, 2);
+        assert!(field(d, ValueRef::Real(999.99)).is_ok());
+        assert!(field(d, ValueRef::Integer(1000)).is_err());
+        assert!(field(d, ValueRef::Real(0.125)).is_err());
+        assert!(field(PgType::Smallint, ValueRef::Integer(40_000)).is_err());
+        assert_eq!(
+            field(PgType::Smallint, ValueRef::Integer(-2)).unwrap(),
+            (-2i16).to_be_bytes()
+        );
+        let mut empty = conv(PgType::Double);
+        assert!(field(PgType::Double, ValueRef::Text(b"")).is_err());
+        empty.empty_as_null = true;
+        let mut out = Vec::new();
+        empty.encode(ValueRef::Text(b""), &mut out).unwrap();
+        assert_eq!(out, (-1i32).to_be_bytes());
+        assert_eq!(field(PgType::Text, ValueRef::Text(b"")).unwrap(), b"");
     }
 
     #[test]

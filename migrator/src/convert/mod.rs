@@ -26,4 +26,6 @@ pub(crate) use self::datetime::{
     date_text, hms, parse_datetime, split_us, utc_text, DateFormat, PG_EPOCH_DAYS, PG_EPOCH_US,
 };
 pub(crate) use self::encode::parse_bool_text;
+pub(crate) use self::numeric::value_digits;
+pub(crate) use self::types::parse_precision;
 pub use self::types::{storage_class, Conversion, ConvertError, EpochUnit, PgType};

@@ -108,6 +108,20 @@ fn parse_decimal(s: &str) -> Decimal {
     Decimal::Finite { neg, int, frac }
 }
 
+/// Integer and fraction digits of a decimal (leading/trailing zeros not counted; infinity
+/// counts as not fitting any precision).
+pub(super) fn decimal_digits(d: &Decimal) -> (usize, usize) {
+    match d {
+        Decimal::Finite { int, frac, .. } => (int.len(), frac.len()),
+        Decimal::Inf(_) => (usize::MAX / 2, 0),
+    }
+}
+
+/// Integer and fraction digits of a SQLite value read as a decimal, if it is one.
+pub fn value_digits(v: ValueRef<'_>) -> Option<(usize, usize)> {
+    to_decimal(v).ok().map(|d| decimal_digits(&d))
+}
+
 pub(super) fn encode_numeric(d: &Decimal, out: &mut Vec<u8>) {
     let (neg, int, frac) = match d {
         Decimal::Inf(neg) => {

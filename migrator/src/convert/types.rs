@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum PgType {
     /// `boolean`.
     Boolean,
+    /// `smallint` (16 bits).
+    Smallint,
     /// `integer` (32 bits).
     Integer,
     /// `bigint`.
@@ -18,6 +20,9 @@ pub enum PgType {
     Double,
     /// `numeric`.
     Numeric,
+    /// `numeric(precision, scale)`: a value with more integer digits than `precision - scale`
+    /// or more fraction digits than `scale` does not convert (PostgreSQL would round it).
+    Decimal(u16, u16),
     /// `text`.
     Text,
     /// `varchar(n)`.
@@ -38,7 +43,7 @@ pub enum PgType {
 
 impl PgType {
     /// The type names accepted in configuration.
-    pub const SUPPORTED: &'static str = "boolean, integer, bigint, double precision, numeric, text, varchar(N), bytea, timestamp, timestamptz, date, time, json";
+    pub const SUPPORTED: &'static str = "boolean, smallint, integer, bigint, double precision, numeric, numeric(P,S), text, varchar(N), bytea, timestamp, timestamptz, date, time, json";
 
     /// Parse a type name (`"bigint"`, `"varchar(20)"`, `"timestamp with time zone"`...).
     pub fn parse(s: &str) -> Option<PgType> {
@@ -46,6 +51,7 @@ impl PgType {
         let l = l.split_whitespace().collect::<Vec<_>>().join(" ");
         Some(match l.as_str() {
             "boolean" | "bool" => PgType::Boolean,
+            "smallint" | "int2" => PgType::Smallint,
             "integer" | "int" | "int4" => PgType::Integer,
             "bigint" | "int8" => PgType::Bigint,
             "double precision" | "float8" | "double" => PgType::Double,
@@ -57,6 +63,10 @@ impl PgType {
             "date" => PgType::Date,
             "time" | "time without time zone" => PgType::Time,
             "json" => PgType::Json,
+            other if other.starts_with("numeric(") || other.starts_with("decimal(") => {
+                let (p, s) = parse_precision(other)?;
+                PgType::Decimal(p, s)
+            }
             other => {
                 let inner = other
                     .strip_prefix("varchar(")
@@ -71,10 +81,12 @@ impl PgType {
     pub fn sql(&self) -> String {
         match self {
             PgType::Boolean => "boolean".into(),
+            PgType::Smallint => "smallint".into(),
             PgType::Integer => "integer".into(),
             PgType::Bigint => "bigint".into(),
             PgType::Double => "double precision".into(),
             PgType::Numeric => "numeric".into(),
+            PgType::Decimal(p, s) => format!("numeric({p},{s})"),
             PgType::Text => "text".into(),
             PgType::Varchar(n) => format!("varchar({n})"),
             PgType::Bytea => "bytea".into(),
@@ -91,9 +103,9 @@ impl PgType {
     pub(super) fn tag(&self) -> u8 {
         match self {
             PgType::Boolean => 1,
-            PgType::Integer | PgType::Bigint => 2,
+            PgType::Smallint | PgType::Integer | PgType::Bigint => 2,
             PgType::Double => 3,
-            PgType::Numeric => 4,
+            PgType::Numeric | PgType::Decimal(..) => 4,
             PgType::Text | PgType::Varchar(_) => 5,
             PgType::Bytea => 6,
             PgType::Timestamp | PgType::Timestamptz => 7,
@@ -106,6 +118,20 @@ impl PgType {
     pub(crate) fn is_text_like(&self) -> bool {
         matches!(self, PgType::Text | PgType::Varchar(_) | PgType::Json)
     }
+}
+
+/// `(p, s)` of a declared `NUMERIC(p, s)` / `DECIMAL(p)` (any type name before the
+/// parenthesis; `s` is 0 when omitted): None unless `1 <= p <= 1000` and `s <= p`.
+pub(crate) fn parse_precision(decl: &str) -> Option<(u16, u16)> {
+    let open = decl.find('(')?;
+    let inner = decl[open + 1..].split(')').next()?;
+    let mut it = inner.split(',').map(|n| n.trim().parse::<u16>());
+    let p = it.next()?.ok()?;
+    let s = match it.next() {
+        Some(s) => s.ok()?,
+        None => 0,
+    };
+    (it.next().is_none() && (1..=1000).contains(&p) && s <= p).then_some((p, s))
 }
 
 impl Serialize for PgType {
@@ -175,6 +201,9 @@ pub struct Conversion {
     /// Replace invalid UTF-8 with U+FFFD.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub lossy_utf8: bool,
+    /// Load an empty string (`''`) as NULL (`empty_string = "null"`; non-text columns only).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub empty_as_null: bool,
 }
 
 /// Why a value did not convert.

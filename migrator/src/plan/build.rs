@@ -6,6 +6,7 @@
 use std::path::Path;
 
 use super::constraints::{fk_plans, index_and_check_plans};
+use super::ddl::{pg_ident_limit, qualified};
 use super::decide::{decide_columns, prepare_table};
 use super::types::{NotCarried, Plan, TablePlan, PLAN_VERSION};
 use super::views::view_plans;
@@ -14,6 +15,7 @@ use crate::error::{MigrateError, Result};
 use crate::introspect::{introspect, quote_sqlite, TableInfo};
 use crate::profile::{profile_range, ColumnProfile, ProfileSpec};
 use crate::source::{open_source, ReadKey, SourceIdentity};
+use crate::vtab::tsvector_suggestion;
 
 fn config_hash(config: &MigrationConfig) -> String {
     let json = serde_json::to_vec(config).unwrap_or_default();
@@ -35,8 +37,23 @@ impl Plan {
         let conn = open_source(source)?;
         let identity = SourceIdentity::of(source, &conn)?;
         let src = introspect(&conn)?;
+        config.check_names(
+            &src.tables
+                .iter()
+                .map(|t| {
+                    (
+                        t.name.as_str(),
+                        t.columns.iter().map(|c| c.name.as_str()).collect(),
+                    )
+                })
+                .collect::<Vec<_>>(),
+            &src.skipped
+                .iter()
+                .map(|s| s.name.as_str())
+                .collect::<Vec<_>>(),
+        )?;
         let mut warnings = Vec::new();
-        let mut skipped = Vec::new();
+        let mut skipped = src.skipped.clone();
         let triggers = src
             .triggers
             .iter()
@@ -54,14 +71,28 @@ impl Plan {
             let tc = config.tables.get(&t.name);
             if tc.is_some_and(|c| c.skip) {
                 skipped.push(NotCarried {
-                    kind: "table".into(),
+                    kind: if t.fts.is_some() {
+                        "virtual table"
+                    } else {
+                        "table"
+                    }
+                    .into(),
                     name: t.name.clone(),
                     reason: "skipped by configuration (skip = true)".into(),
                     sql: t.sql.clone(),
                 });
                 continue;
             }
-            let (tp, specs) = prepare_table(t, config, &conn)?;
+            let (mut tp, specs) = prepare_table(t, config, &conn)?;
+            if let Some(m) = &t.fts {
+                let cols: Vec<String> = t.columns.iter().map(|c| quote_sqlite(&c.name)).collect();
+                let index = quote_sqlite(&pg_ident_limit(format!("{}_search_idx", tp.name)));
+                tp.notes.push(format!(
+                    "{} full-text table in SQLite: migrated as an ordinary table with its content columns (its shadow tables are not copied). For full-text search in PostgreSQL: {}",
+                    m.to_ascii_uppercase(),
+                    tsvector_suggestion(&qualified(schema, &tp.name), &index, &cols)
+                ));
+            }
             prepared.push((t.clone(), tp, specs));
         }
         drop(conn);

@@ -103,7 +103,17 @@ fn index_plan(
                     "rowid".into()
                 }
             };
-            if !c.collation.eq_ignore_ascii_case("BINARY") && !c.collation.is_empty() {
+            let column_collation = c
+                .column
+                .as_ref()
+                .and_then(|n| tp.columns.iter().find(|pc| &pc.name == n))
+                .and_then(|pc| pc.collation.as_deref());
+            if let Some(pg) = column_collation {
+                notes.push(format!(
+                    "collation {}: the column's case-insensitive collation {pg} applies",
+                    c.collation
+                ));
+            } else if !c.collation.eq_ignore_ascii_case("BINARY") && !c.collation.is_empty() {
                 notes.push(format!(
                     "collation {} has no PostgreSQL equivalent: default collation used",
                     c.collation

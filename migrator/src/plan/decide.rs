@@ -5,8 +5,9 @@
 
 use super::defaults::translate_default;
 use super::types::{ColumnPlan, IdentityPlan, TablePlan};
-use crate::config::MigrationConfig;
-use crate::convert::{Conversion, PgType};
+use crate::collation::{fallback_for, Fallback, PG_CI_COLLATION};
+use crate::config::{EmptyString, MigrationConfig};
+use crate::convert::{parse_precision, Conversion, PgType};
 use crate::error::Result;
 use crate::introspect::{quote_sqlite, TableInfo};
 use crate::profile::{ColumnProfile, ProfileSpec, RejectSample};
@@ -53,6 +54,80 @@ fn declared_kind(decl: &str, config: &MigrationConfig) -> (Kind, Option<u32>) {
     (k, varchar)
 }
 
+/// The width an integer type declares: `smallint` for SMALLINT/INT2/TINYINT, `integer` for
+/// INT/INTEGER/INT4/MEDIUMINT; None for BIGINT/INT8 and other spellings (bigint).
+fn declared_width(decl: &str) -> Option<PgType> {
+    let u = decl.trim().to_ascii_uppercase();
+    let base = u.split('(').next().unwrap_or("").trim();
+    match base {
+        "SMALLINT" | "INT2" | "TINYINT" => Some(PgType::Smallint),
+        "INT" | "INTEGER" | "INT4" | "MEDIUMINT" => Some(PgType::Integer),
+        _ => None,
+    }
+}
+
+/// Keep what the declared type says about width and precision where every value fits:
+/// SMALLINT/INTEGER → `smallint`/`integer` (bigint for the rowid alias and when values exceed
+/// the width), NUMERIC(p,s)/DECIMAL(p,s) → `numeric(p,s)` (plain `numeric` — widened, said so
+/// — when a value has more digits; nothing is rounded or quarantined for it).
+fn keep_declared_width(
+    ty: PgType,
+    declared: &str,
+    p: &ColumnProfile,
+    rowid_alias: bool,
+) -> Option<(PgType, String)> {
+    match ty {
+        PgType::Bigint if rowid_alias => Some((
+            PgType::Bigint,
+            "INTEGER PRIMARY KEY (the rowid): bigint".into(),
+        )),
+        PgType::Bigint => {
+            let w = declared_width(declared)?;
+            let (lo, hi) = match w {
+                PgType::Smallint => (i16::MIN as i64, i16::MAX as i64),
+                _ => (i32::MIN as i64, i32::MAX as i64),
+            };
+            let only_ints = p.reals == 0 && p.texts == 0 && p.blobs == 0;
+            let fits = p.int_min.is_none_or(|m| m >= lo) && p.int_max.is_none_or(|m| m <= hi);
+            Some(if only_ints && fits {
+                (w, format!("declared type; every value fits {}", w.sql()))
+            } else if only_ints {
+                (
+                    PgType::Bigint,
+                    format!("declared {declared}, but values exceed {}: bigint", w.sql()),
+                )
+            } else {
+                (
+                    PgType::Bigint,
+                    format!(
+                        "declared {declared}, but not every value is stored as an integer: bigint"
+                    ),
+                )
+            })
+        }
+        PgType::Numeric => {
+            let (prec, scale) = parse_precision(declared)?;
+            let d = PgType::Decimal(prec, scale);
+            Some(
+                if p.max_int_digits + scale as u64 <= prec as u64
+                    && p.max_frac_digits <= scale as u64
+                {
+                    (d, format!("declared type; every value fits {}", d.sql()))
+                } else {
+                    (
+                        PgType::Numeric,
+                        format!(
+                            "widened to numeric: values have up to {} integer and {} fraction digits, more than {} holds (PostgreSQL would round or reject them)",
+                            p.max_int_digits, p.max_frac_digits, d.sql()
+                        ),
+                    )
+                },
+            )
+        }
+        _ => None,
+    }
+}
+
 pub(super) fn prepare_table(
     t: &TableInfo,
     config: &MigrationConfig,
@@ -94,6 +169,7 @@ pub(super) fn prepare_table(
             epoch_unit: cc.and_then(|c| c.epoch_unit),
             strip_nul: cc.is_some_and(|c| c.strip_nul),
             lossy_utf8: cc.is_some_and(|c| c.lossy_utf8),
+            empty_as_null: config.empty_string(&t.name, &c.name) == EmptyString::Null,
         };
         let is_dt = |t: Option<PgType>| {
             matches!(
@@ -121,6 +197,7 @@ pub(super) fn prepare_table(
             profile: ColumnProfile::default(),
             rejects: 0,
             samples: Vec::new(),
+            collation: None,
         });
     }
     let autoincrement_seq = if t.autoincrement {
@@ -304,7 +381,42 @@ pub(super) fn decide_columns(
                 }
             }
         };
+        let kept = match (forced, &kind) {
+            (None, Kind::Typed(_)) if rejects == 0 => keep_declared_width(
+                ty,
+                &c.declared,
+                &p,
+                info.rowid_alias
+                    .is_some_and(|a| info.columns[a].name == c.name),
+            ),
+            _ => None,
+        };
+        let (ty, why) = kept.unwrap_or((ty, why));
         c.conversion.pg_type = ty;
+        if let Some((coll, fb)) = ci
+            .collation
+            .as_deref()
+            .and_then(|n| fallback_for(n).map(|f| (n, f)))
+        {
+            let pg = if fb == Fallback::CaseInsensitive && ty.is_text_like() {
+                c.collation = Some(PG_CI_COLLATION.to_string());
+                format!(
+                    "; PostgreSQL gets the nondeterministic ICU collation {PG_CI_COLLATION} (case-insensitive)"
+                )
+            } else {
+                String::new()
+            };
+            warnings.push(format!(
+                "{}.{}: collation {coll} is not SQLite's own; its values were read with ficus's fallback, {}{pg}",
+                info.name,
+                c.name,
+                fb.describe()
+            ));
+        }
+        // '' stays '' in text; the rule is for the other types.
+        if ty.is_text_like() || ty == PgType::Bytea {
+            c.conversion.empty_as_null = false;
+        }
         c.decision = format!("{why} [{}]", detail.join("; "));
         c.rejects = rejects;
         c.samples = samples;

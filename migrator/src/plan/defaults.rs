@@ -216,9 +216,12 @@ fn parse_literal(e: &str) -> Option<Lit> {
 
 fn pg_literal(ty: PgType, field: &[u8]) -> String {
     match ty {
-        PgType::Boolean | PgType::Integer | PgType::Bigint | PgType::Numeric => {
-            display_field(ty, Some(field))
-        }
+        PgType::Boolean
+        | PgType::Smallint
+        | PgType::Integer
+        | PgType::Bigint
+        | PgType::Numeric
+        | PgType::Decimal(..) => display_field(ty, Some(field)),
         PgType::Text | PgType::Varchar(_) | PgType::Json => {
             quote_literal(&String::from_utf8_lossy(field))
         }
@@ -249,6 +252,7 @@ mod tests {
             epoch_unit: None,
             strip_nul: false,
             lossy_utf8: false,
+            empty_as_null: false,
         }
     }
 

@@ -4,10 +4,46 @@
 
 use std::fmt::Write as _;
 
-use super::types::Plan;
+use super::types::{ColumnPlan, Plan, TablePlan};
+use crate::convert::PgType;
 use crate::source::ReadKey;
 
+/// A TOML key: bare when it can be, else a quoted string.
+fn toml_key(k: &str) -> String {
+    if !k.is_empty()
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        k.to_string()
+    } else {
+        let mut q = String::from("\"");
+        for c in k.chars() {
+            match c {
+                '"' => q.push_str("\\\""),
+                '\\' => q.push_str("\\\\"),
+                c if c.is_control() => q.push_str(&format!("\\u{:04X}", c as u32)),
+                c => q.push(c),
+            }
+        }
+        q.push('"');
+        q
+    }
+}
+
 impl Plan {
+    /// Columns of a type other than text where the profile found empty strings: where the
+    /// `empty_string` rule applies.
+    pub fn empty_string_columns(&self) -> Vec<(&TablePlan, &ColumnPlan)> {
+        self.tables
+            .iter()
+            .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
+            .filter(|(_, c)| {
+                let ty = c.conversion.pg_type;
+                c.profile.empty_strings > 0 && !ty.is_text_like() && ty != PgType::Bytea
+            })
+            .collect()
+    }
+
     /// The human report: each decision and each value that will not convert (sampled).
     pub fn report(&self) -> String {
         let mut s = String::new();
@@ -147,6 +183,33 @@ impl Plan {
             let _ = writeln!(s, "\n{} {}: NOT CARRIED: {}", t.kind, t.name, t.reason);
             for l in t.sql.lines() {
                 let _ = writeln!(s, "  {l}");
+            }
+        }
+        let empties = self.empty_string_columns();
+        if !empties.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nempty strings ('') in non-text columns (rule empty_string: \"quarantine\", the default, or \"null\"):"
+            );
+            for (t, c) in empties {
+                let n = c.profile.empty_strings;
+                let ty = c.conversion.pg_type.sql();
+                if c.conversion.empty_as_null {
+                    let _ = writeln!(
+                        s,
+                        "  - {}.{} ({ty}): {n} value(s) loaded as NULL",
+                        t.source_name, c.name
+                    );
+                } else {
+                    let _ = writeln!(
+                        s,
+                        "  - {}.{} ({ty}): {n} value(s), their rows quarantined; to load them as NULL add to migration.toml:\n      [tables.{}.columns.{}]\n      empty_string = \"null\"",
+                        t.source_name,
+                        c.name,
+                        toml_key(&t.source_name),
+                        toml_key(&c.name)
+                    );
+                }
             }
         }
         if !self.warnings.is_empty() {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::convert::Conversion;
+pub use crate::not_carried::NotCarried;
 use crate::profile::{ColumnProfile, RejectSample};
 use crate::source::{ReadKey, SourceIdentity, SourceTable};
 
@@ -34,8 +35,8 @@ pub struct Plan {
     /// translate), listed with their SQL.
     #[serde(default)]
     pub triggers: Vec<NotCarried>,
-    /// Other objects of the source not carried, and why (e.g. tables skipped by
-    /// configuration).
+    /// Other objects of the source not carried, and why: virtual tables other than FTS, the
+    /// shadow tables of virtual tables, tables skipped by the configuration.
     #[serde(default)]
     pub skipped: Vec<NotCarried>,
     /// Things not migrated or migrated approximately (triggers, untranslated defaults...).
@@ -91,6 +92,10 @@ pub struct ColumnPlan {
     pub rejects: u64,
     /// Some of them.
     pub samples: Vec<RejectSample>,
+    /// PostgreSQL collation of the column (in the plan's schema), when its SQLite collation
+    /// is one ficus compares case-insensitively (see the `collation` module).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collation: Option<String>,
 }
 
 /// Identity column.
@@ -158,20 +163,6 @@ pub struct ViewPlan {
     /// Why it could not be translated (then it is not created).
     #[serde(default)]
     pub untranslated: Option<String>,
-}
-
-/// An object of the source the migration does not carry: what, and why.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct NotCarried {
-    /// `trigger`, `table`, `virtual table`, `view`...
-    pub kind: String,
-    /// Its name in SQLite.
-    pub name: String,
-    /// Why it is not carried.
-    pub reason: String,
-    /// Its SQL in SQLite (empty if unknown).
-    #[serde(default)]
-    pub sql: String,
 }
 
 impl Plan {

@@ -61,6 +61,7 @@ pub(super) fn write_back(
             source: Box::new(e),
         })?;
         c.busy_timeout(Duration::from_secs(10))
+            .and_then(|()| crate::collation::register_fallbacks(&c))
             .map_err(|e| DualWriteError::OpenLegacy {
                 path: source.to_path_buf(),
                 source: Box::new(e),

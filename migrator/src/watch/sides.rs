@@ -189,7 +189,11 @@ impl Sides {
             && v.plan.key_columns.iter().all(|c| {
                 matches!(
                     v.plan.columns[*c].conversion.pg_type,
-                    PgType::Integer | PgType::Bigint | PgType::Text | PgType::Varchar(_)
+                    PgType::Smallint
+                        | PgType::Integer
+                        | PgType::Bigint
+                        | PgType::Text
+                        | PgType::Varchar(_)
                 )
             })
             && style.since_condition(&v.plan, u, 0).is_some()
