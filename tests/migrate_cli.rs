@@ -266,7 +266,8 @@ fn plan_json_shape_and_run_exits_2_when_something_is_not_carried() {
     assert_eq!(p["format"], "ficus-plan/1");
     assert_eq!(p["tables"][0]["name"], "t");
     assert_eq!(p["tables"][0]["primary_key"], serde_json::json!(["id"]));
-    assert_eq!(p["tables"][0]["columns"][1]["pg_type"], "bigint");
+    // INTEGER keeps its width where the values fit (issue 14 item 5).
+    assert_eq!(p["tables"][0]["columns"][1]["pg_type"], "integer");
     assert_eq!(p["tables"][0]["columns"][1]["not_null"], true);
     assert_eq!(p["views"][0]["name"], "v_ok");
     assert_eq!(p["views"][0]["translated"], true);
