@@ -12,7 +12,7 @@ pub fn is_postgres_url(s: &str) -> bool {
 /// parameter is masked the same way.
 pub fn redact_url(url: &str) -> String {
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
+        return redact_key_value(url);
     };
     let rest = &url[scheme_end..];
     let auth_end = rest.find(['/', '?']).unwrap_or(rest.len());
@@ -43,9 +43,73 @@ pub fn redact_url(url: &str) -> String {
     out
 }
 
+/// A `key=value` connection string with its `password` value masked (`password=***`),
+/// quoted values included.
+fn redact_key_value(s: &str) -> String {
+    let Some(at) = s.find("password") else {
+        return s.to_string();
+    };
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut pos = at;
+    loop {
+        let (head, tail) = rest.split_at(pos);
+        out.push_str(head);
+        let after_key = tail["password".len()..].trim_start();
+        let at_word_start = head.is_empty() || head.ends_with(char::is_whitespace);
+        match after_key.strip_prefix('=') {
+            Some(v) if at_word_start => {
+                out.push_str("password=***");
+                let v = v.trim_start();
+                let end = if let Some(q) = v.strip_prefix('\'') {
+                    // Quoted: up to the closing quote not preceded by a backslash.
+                    let mut esc = false;
+                    q.char_indices()
+                        .find(|&(_, c)| {
+                            let hit = c == '\'' && !esc;
+                            esc = c == '\\' && !esc;
+                            hit
+                        })
+                        .map_or(v.len(), |(i, _)| i + 2)
+                } else {
+                    v.find(char::is_whitespace).unwrap_or(v.len())
+                };
+                rest = &v[end..];
+            }
+            _ => {
+                out.push_str("password");
+                rest = &tail["password".len()..];
+            }
+        }
+        match rest.find("password") {
+            Some(p) => pos = p,
+            None => {
+                out.push_str(rest);
+                return out;
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn key_value_passwords_never_shown() {
+        assert_eq!(
+            redact_url("host=db user=u password=secret dbname=app"),
+            "host=db user=u password=*** dbname=app"
+        );
+        assert_eq!(
+            redact_url("host=db password = 'se cret\\' x' dbname=app"),
+            "host=db password=*** dbname=app"
+        );
+        assert_eq!(
+            redact_url("host=db passwordless=1"),
+            "host=db passwordless=1"
+        );
+    }
 
     #[test]
     fn engines() {
