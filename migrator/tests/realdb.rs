@@ -11,18 +11,6 @@ use std::path::{Path, PathBuf};
 use common::*;
 use ficus_migrator::MigrationConfig;
 
-/// `shared/realdb` beside the repository (or beside any directory above it: worktrees live
-/// deeper than the main checkout), or `$FICUS_REALDB_DIR`.
-fn realdb_dir() -> Option<PathBuf> {
-    if let Some(d) = std::env::var_os("FICUS_REALDB_DIR") {
-        return Some(PathBuf::from(d));
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|a| a.join("shared/realdb"))
-        .find(|d| d.is_dir())
-}
-
 /// Ordinary and virtual tables of a SQLite file (what a user sees in `.tables`).
 fn source_tables(src: &Path) -> Vec<String> {
     testkit::sqlite::rows(
@@ -34,7 +22,7 @@ fn source_tables(src: &Path) -> Vec<String> {
 
 #[tokio::test]
 async fn every_real_database_migrates_with_default_settings() {
-    let Some(dir) = realdb_dir() else {
+    let Some(dir) = testkit::realdb::dir() else {
         eprintln!("SKIPPED: ../shared/realdb is not beside the repository; nothing to migrate");
         return;
     };
@@ -51,12 +39,7 @@ async fn every_real_database_migrates_with_default_settings() {
     for file in files {
         let name = file.file_name().unwrap().to_string_lossy().to_string();
         let tmp = temp_dir("realdb");
-        let src = tmp.path().join(&name);
-        std::fs::copy(&file, &src).unwrap();
-        let mut perm = std::fs::metadata(&src).unwrap().permissions();
-        #[allow(clippy::permissions_set_readonly_false)]
-        perm.set_readonly(false);
-        std::fs::set_permissions(&src, perm).unwrap();
+        let src = testkit::realdb::copy(&name, tmp.path()).expect("realdb copy");
 
         let db = testkit::pg::fresh_database(&format!(
             "realdb_{}",

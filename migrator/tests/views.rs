@@ -5,33 +5,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use common::*;
 use ficus_migrator::{MigrationConfig, Plan, RunOptions};
-
-/// `../shared/realdb/<name>` beside the repository (or beside one of its parent directories,
-/// for worktrees), copied into `dir`: opening a file may leave `-wal`/`-shm` next to it.
-fn realdb(dir: &TempDir, name: &str) -> PathBuf {
-    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    let from = manifest
-        .ancestors()
-        .map(|a| a.join("shared/realdb").join(name))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!(
-                "shared/realdb/{name} not found above {}",
-                manifest.display()
-            )
-        });
-    let to = dir.path().join(name);
-    std::fs::copy(&from, &to).unwrap();
-    let mut perm = std::fs::metadata(&to).unwrap().permissions();
-    #[allow(clippy::permissions_set_readonly_false)]
-    perm.set_readonly(false);
-    std::fs::set_permissions(&to, perm).unwrap();
-    to
-}
 
 /// Rows of `sql` in SQLite, each value as text (NULL as "NULL").
 fn sqlite_rows(src: &Path, sql: &str) -> Vec<Vec<String>> {
@@ -78,7 +55,9 @@ fn sqlite_count(src: &Path, view: &str) -> i64 {
 #[tokio::test]
 async fn northwind_views_are_all_created_in_dependency_order_and_select_what_sqlite_does() {
     let d = temp_dir("views-northwind");
-    let src = realdb(&d, "northwind.db");
+    let Some(src) = testkit::realdb::copy("northwind.db", d.path()) else {
+        return;
+    };
     let plan = build_plan(&src, &MigrationConfig::default());
     assert_eq!(plan.views.len(), 16);
     for (i, v) in plan.views.iter().enumerate() {
@@ -155,7 +134,9 @@ async fn northwind_views_are_all_created_in_dependency_order_and_select_what_sql
 #[tokio::test]
 async fn sakila_views_are_all_created_and_its_triggers_listed_with_their_sql() {
     let d = temp_dir("views-sakila");
-    let src = realdb(&d, "sakila.db");
+    let Some(src) = testkit::realdb::copy("sakila.db", d.path()) else {
+        return;
+    };
     let plan = build_plan(&src, &MigrationConfig::default());
     assert_eq!(plan.triggers.len(), 30);
     assert!(plan

@@ -15,6 +15,7 @@
 //!   on a fresh PostgreSQL or a SQLite copy, seeded alike), and each side alone.
 //! - [`pg`] — a fresh PostgreSQL database ([`pg::fresh_database`], re-exported from `pgtemp`)
 //!   and [`pg::connect`].
+//! - [`realdb`] — `../shared/realdb/`, real databases written by others, copied for a test.
 //! - [`sqlite`] — SQLite files made from SQL, connections, rows read in one call.
 //! - [`metrics`] — samples of a Prometheus exposition; `promtool check metrics`.
 //! - [`browser`] — running `tests/browser/*.mjs` in headless Chromium.
@@ -41,6 +42,7 @@ pub mod config;
 pub mod http;
 pub mod metrics;
 pub mod pg;
+pub mod realdb;
 pub mod sqlite;
 pub mod tls;
 
