@@ -111,7 +111,7 @@ pub fn translate_default(
                                 .map(|j| e[i + 1..i + 1 + j].to_string())
                         })
                         .unwrap_or_default();
-                    Ok(Some(to_char(&strftime_to_pg(&orig)?)))
+                    Ok(Some(to_char(&to_char_format(&orig)?)))
                 }
                 _ => Err(format!("strftime cannot default a {} column", ty.sql())),
             };
@@ -134,21 +134,32 @@ pub fn translate_default(
     Ok(Some(pg_literal(ty, &buf[4..])))
 }
 
-fn strftime_to_pg(f: &str) -> std::result::Result<String, String> {
+/// A SQLite `strftime` format as a PostgreSQL `to_char` one (letters outside `%` escapes
+/// quoted): for column defaults here and for views (`views::functions`).
+pub(in crate::plan) fn to_char_format(f: &str) -> std::result::Result<String, String> {
     let mut out = String::new();
-    let mut it = f.chars();
-    while let Some(c) = it.next() {
+    let mut literal = String::new();
+    let flush = |out: &mut String, literal: &mut String| {
+        if !literal.is_empty() {
+            out.push('"');
+            out.push_str(literal);
+            out.push('"');
+            literal.clear();
+        }
+    };
+    let mut chars = f.chars();
+    while let Some(c) = chars.next() {
         if c != '%' {
-            if c.is_ascii_alphabetic() {
-                out.push('"');
-                out.push(c);
-                out.push('"');
+            if c.is_alphanumeric() {
+                literal.push(c);
             } else {
+                flush(&mut out, &mut literal);
                 out.push(c);
             }
             continue;
         }
-        let s = match it.next() {
+        flush(&mut out, &mut literal);
+        out.push_str(match chars.next() {
             Some('Y') => "YYYY",
             Some('m') => "MM",
             Some('d') => "DD",
@@ -158,15 +169,15 @@ fn strftime_to_pg(f: &str) -> std::result::Result<String, String> {
             Some('f') => "SS.MS",
             Some('j') => "DDD",
             Some('%') => "%",
-            other => {
+            Some(o) => {
                 return Err(format!(
-                    "strftime %{} has no to_char equivalent",
-                    other.unwrap_or(' ')
+                    "strftime() format %{o} has no to_char() translation here"
                 ))
             }
-        };
-        out.push_str(s);
+            None => return Err("strftime() format ends with %".into()),
+        });
     }
+    flush(&mut out, &mut literal);
     Ok(out)
 }
 

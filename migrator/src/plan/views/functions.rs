@@ -223,55 +223,12 @@ fn datetime_sql(
         ("unixepoch", _) | ("strftime", Some("%s")) => {
             format!("CAST(floor(extract(epoch from {x})) AS bigint)")
         }
-        ("strftime", Some(f)) => format!("to_char({x}, {})", quote(&to_char_format(f)?)),
+        ("strftime", Some(f)) => format!(
+            "to_char({x}, {})",
+            quote(&crate::plan::defaults::to_char_format(f)?)
+        ),
         _ => return Err(format!("{name}() has no PostgreSQL translation here")),
     })
-}
-
-/// A `strftime` format as a `to_char` one.
-fn to_char_format(f: &str) -> std::result::Result<String, String> {
-    let mut out = String::new();
-    let mut literal = String::new();
-    let flush = |out: &mut String, literal: &mut String| {
-        if !literal.is_empty() {
-            out.push('"');
-            out.push_str(literal);
-            out.push('"');
-            literal.clear();
-        }
-    };
-    let mut chars = f.chars();
-    while let Some(c) = chars.next() {
-        if c != '%' {
-            if c.is_alphanumeric() {
-                literal.push(c);
-            } else {
-                flush(&mut out, &mut literal);
-                out.push(c);
-            }
-            continue;
-        }
-        flush(&mut out, &mut literal);
-        out.push_str(match chars.next() {
-            Some('Y') => "YYYY",
-            Some('m') => "MM",
-            Some('d') => "DD",
-            Some('H') => "HH24",
-            Some('M') => "MI",
-            Some('S') => "SS",
-            Some('f') => "SS.MS",
-            Some('j') => "DDD",
-            Some('%') => "%",
-            Some(o) => {
-                return Err(format!(
-                    "strftime() format %{o} has no to_char() translation here"
-                ))
-            }
-            None => return Err("strftime() format ends with %".into()),
-        });
-    }
-    flush(&mut out, &mut literal);
-    Ok(out)
 }
 
 pub(super) fn quote(s: &str) -> String {
