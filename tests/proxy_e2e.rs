@@ -279,3 +279,63 @@ fn check_config_reports_field_and_line() {
     let (code, out, err) = cli(&["check-config", example.to_str().unwrap()], None);
     assert_eq!(code, 0, "{out}{err}");
 }
+
+/// The access log under `logrotate`: the file is moved away, SIGUSR1 (or SIGHUP) makes the
+/// proxy open a new one at the configured path; nothing is lost in between.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_log_reopens_on_sigusr1_and_sighup_after_rotation() {
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let dir = testkit::temp_dir("e2e-access-log");
+    let log = dir.path().join("access.log");
+    let cfg = dir.path().join("ficus.toml");
+    let toml = ProxyToml::new(&l, &n)
+        .state_file(&dir.path().join("state.db"))
+        .workers(1)
+        .proxy(&format!(
+            "[proxy.access_log]\npath = {:?}",
+            log.display().to_string()
+        ))
+        .routes("[[routes]]\nname = \"tasks\"\npath = \"/api/tasks/*\"\n");
+    std::fs::write(&cfg, toml.to_string()).unwrap();
+    let f = start(&cfg);
+    let count = |p: &Path| {
+        std::fs::read_to_string(p)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // Requests until `p` holds a line (the writer drains every few tens of milliseconds).
+    let until_logged = |p: PathBuf, what: &'static str| {
+        let listen = f.listen;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            let mut sent = 0;
+            while count(&p) == 0 {
+                assert!(
+                    Instant::now() < deadline,
+                    "{what}: no line in {}",
+                    p.display()
+                );
+                assert_eq!(get(listen, "/api/tasks/1", "u").await.status, 200);
+                sent += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            sent
+        }
+    };
+    let sent = until_logged(log.clone(), "first file").await;
+    for (signal, moved) in [("-USR1", "access.log.1"), ("-HUP", "access.log.2")] {
+        let moved = dir.path().join(moved);
+        std::fs::rename(&log, &moved).unwrap();
+        assert!(Command::new("kill")
+            .args([signal, &f.child.id().to_string()])
+            .status()
+            .unwrap()
+            .success());
+        until_logged(log.clone(), signal).await;
+        assert!(
+            count(&moved) >= 1,
+            "{signal}: the moved file kept its lines"
+        );
+    }
+    assert!(sent >= 1);
+}

@@ -10,6 +10,7 @@
 //! - the write holds' deadlines ([`Control::judge_holds`]): judged when a hold is placed or a
 //!   waiting write saw one expire, and every [`CLOCK_TICK`] while a hold is in force (at its
 //!   deadline at the latest);
+//! - the access log's reopen on SIGHUP and SIGUSR1 ([`reopen_access_log`]);
 //! - with a shared (PostgreSQL) state store, the follower that applies other replicas'
 //!   rollout changes on each notification and, as a fallback, every [`STATE_POLL`].
 
@@ -56,8 +57,9 @@ pub(crate) fn spawn(
                 let guards = judge_guards(control.clone(), stop.clone());
                 let holds = judge_holds(control.clone(), stop.clone());
                 let certs = crate::listener_tls::watch(control.certs.clone(), stop.clone());
+                let reopen = reopen_access_log(control.clone(), stop.clone());
                 let admin = crate::admin::serve(admin_listener, control, stop);
-                tokio::join!(reload, follow, guards, holds, certs, admin);
+                tokio::join!(reload, follow, guards, holds, certs, reopen, admin);
             });
             drop(local);
             let _ = done.send(());
@@ -67,6 +69,36 @@ pub(crate) fn spawn(
             source,
         })?;
     Ok(())
+}
+
+/// Reopens the access log's file on SIGHUP and SIGUSR1 (after `logrotate` moved it away), as
+/// nginx does on USR1. Without an access log the signals change nothing here.
+async fn reopen_access_log(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (mut hup, mut usr1) = match (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::user_defined1()),
+    ) {
+        (Ok(h), Ok(u)) => (h, u),
+        _ => {
+            tracing::warn!(
+                "cannot listen for SIGHUP/SIGUSR1; the access log is not reopened on signal"
+            );
+            return;
+        }
+    };
+    loop {
+        let which = tokio::select! {
+            biased;
+            _ = stop.changed() => return,
+            _ = hup.recv() => "SIGHUP",
+            _ = usr1.recv() => "SIGUSR1",
+        };
+        if let Some(log) = control.access_log() {
+            tracing::info!(signal = which, "reopening the access log");
+            log.reopen();
+        }
+    }
 }
 
 /// Judges every guarded route once a second until `stop`; a broken threshold rolls the route

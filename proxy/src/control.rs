@@ -634,14 +634,14 @@ impl Control {
         done
     }
 
-    /// Shadow mode and the dual-write log, for shutdown.
-    pub fn sidecar_handles(
-        &self,
-    ) -> (
-        Option<Arc<ficus_shadow::Shadow>>,
-        Option<Arc<ficus_state::DualWriteLog>>,
-    ) {
+    /// Shadow mode, the dual-write log and the access log, for shutdown.
+    pub fn sidecar_handles(&self) -> crate::sidecars::Handles {
         self.lock().sidecars.handles()
+    }
+
+    /// The access log, when one runs (flush, reopen).
+    pub fn access_log(&self) -> Option<Arc<crate::access_log::AccessLog>> {
+        self.lock().sidecars.extras.access_log.clone()
     }
 
     fn rollback_as(

@@ -44,6 +44,9 @@ pub enum ProxyError {
         /// Which file and what is wrong.
         message: String,
     },
+    /// The access log cannot be opened or started.
+    #[error(transparent)]
+    AccessLog(#[from] crate::access_log::AccessLogError),
     /// A thread or runtime could not be started.
     #[error("cannot start {what}: {source}")]
     Start {

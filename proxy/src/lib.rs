@@ -43,16 +43,21 @@
 //!   proxy's clock; the route's writes waiting and in flight. `dualwrite`: one write in flight,
 //!   its log row, its turn and its place in the in-flight count.
 //! - [`config`]: TOML → validated [`Config`]; errors name field and line
-//!   (`config/{raw, parse, proxy, backend, backend_tls, route, validate, error, percent}`;
+//!   (`config/{raw, parse, proxy, access_log, backend, backend_tls, route, validate, error, percent}`;
 //!   `backend_tls`: an https:// backend's CA, SNI, client certificate — read and checked once).
 //! - `error`: [`ProxyError`], and [`ErrorKind`], who failed a request. [`metrics`]: the
 //!   per-proxy registry and the handles the hot path bumps.
+//! - `access_log`: `[proxy.access_log]` — the per-request entry workers queue (never
+//!   formatting, locking or waiting), the writer thread (JSON lines or logfmt, stdout or a
+//!   file reopened on SIGHUP/SIGUSR1), sampling, errors always kept, the wait for a mirrored
+//!   request's comparison.
 //! - `table`: the configuration compiled for the hot path (published through `ArcSwap`);
 //!   `shared`: what workers and the control plane share (the table, its generation, metrics).
 //! - `tee`: shadow mode per request — the mirror decision, `X-Ficus-Request-Time`, the body
 //!   copies, the hand-over to `ficus-shadow`.
 //! - `upstream`: per-worker pools of HTTP/1 connections, no locks (`upstream/pool`), and the
-//!   bodies streamed through them (`upstream/body`: size limit; pool return at end of stream).
+//!   bodies streamed through them (`upstream/body`: size limit; pool return at end of stream;
+//!   `upstream/logged`: the body of a request the access log writes).
 //! - `forward`: one request — `admit` (what is refused before routing: CONNECT, Host rules,
 //!   unknown transfer codings, a path above the root; the path normalised), an `Exchange` that
 //!   decides, rewrites, sends (retrying once what a reused connection lost, when safe) and
@@ -81,6 +86,7 @@
 //! `ARCHITECTURE.md` beside this crate's `Cargo.toml` explains the design and its invariants.
 #![forbid(unsafe_code)]
 
+mod access_log;
 mod admin;
 mod admin_thread;
 pub mod client;

@@ -27,6 +27,10 @@
 //! | `ficus_grpc_responses_total` | route, backend, grpc_status (0..16, unknown): gRPC responses, from the head (trailers-only) or the trailers |
 //! | `ficus_read_your_writes_total` | route (reads sent to the side that took their key's recent write instead of where the split sent them) |
 //!
+//! | `ficus_access_log_lines_total` | — (access log lines written; with `[proxy.access_log]`) |
+//! | `ficus_access_log_dropped_total` | — (entries dropped: the writer's queue was full) |
+//! | `ficus_access_log_write_errors_total` | — (failed writes, each losing one batch) |
+//!
 //! With shadow mode on, the `ficus_shadow_*` families of `ficus-shadow` are in the same
 //! registry.
 //!

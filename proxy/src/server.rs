@@ -253,11 +253,11 @@ impl ProxyHandle {
     /// Waits until every request mirrored so far has been compared, its mismatches are in
     /// the shadow store and its dual-write row is committed (tests, demos).
     pub async fn flush_shadow(&self) {
-        let (shadow, log) = self.control.sidecar_handles();
-        if let Some(s) = shadow {
+        let h = self.control.sidecar_handles();
+        if let Some(s) = h.shadow {
             s.flush().await;
         }
-        if let Some(log) = log {
+        if let Some(log) = h.dual_log {
             let _ = tokio::task::spawn_blocking(move || {
                 log.flush_blocking(std::time::Duration::from_secs(10))
             })
@@ -266,14 +266,34 @@ impl ProxyHandle {
     }
 
     /// Stops accepting, waits for in-flight requests (up to `shutdown_grace_ms`), then lets
-    /// shadow mode finish its jobs in hand and commits the shadow store and dual-write log.
+    /// shadow mode finish its jobs in hand, commits the shadow store and dual-write log, and
+    /// writes the access log's last lines.
     pub async fn shutdown(mut self) {
         self.begin_shutdown();
         for d in std::mem::take(&mut self.done) {
             let _ = d.await;
         }
-        let (shadow, log) = self.control.sidecar_handles();
-        crate::sidecars::shutdown(shadow, log).await;
+        crate::sidecars::shutdown(self.control.sidecar_handles()).await;
+    }
+
+    /// Waits until every access-log entry queued so far is written (it is within a few tens
+    /// of milliseconds anyway; a mirrored request's line waits for its comparison — call
+    /// [`ProxyHandle::flush_shadow`] first for those). `false` when there is no access log or
+    /// its writer did not answer within seconds.
+    pub async fn flush_access_log(&self) -> bool {
+        let Some(log) = self.control.access_log() else {
+            return false;
+        };
+        tokio::task::spawn_blocking(move || log.flush())
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Asks the access log to reopen its file (what SIGHUP and SIGUSR1 do).
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = self.control.access_log() {
+            log.reopen();
+        }
     }
 
     fn begin_shutdown(&self) {

@@ -1,8 +1,11 @@
 //! What runs beside the data plane when the configuration asks for it: shadow mode (one
 //! [`Shadow`] per proxy, its metrics in the proxy's registry), the dual-write log (a writer
-//! thread on the state store, SQLite or PostgreSQL) and the read-your-writes map (`recent`). Each is started the first time a
-//! configuration needs it — at start or by a reload — and kept until shutdown; changing the
-//! `[shadow]` section of a running proxy needs a restart (the reload report says so).
+//! thread on the state store, SQLite or PostgreSQL), the read-your-writes map (`recent`) and
+//! the access log (its writer thread). Each is started the first time a configuration needs
+//! it — at start or by a reload — and kept until shutdown; changing the `[shadow]` section of
+//! a running proxy needs a restart (the reload report says so), while a reload's
+//! `[proxy.access_log]` is applied in place (sampling at once, the file reopened; removing
+//! the section turns the log off).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,6 +13,7 @@ use std::time::Duration;
 use ficus_core::SharedClock;
 use ficus_shadow::{Shadow, ShadowGlobalConfig};
 
+use crate::access_log::AccessLog;
 use crate::config::Config;
 use crate::error::ProxyError;
 use crate::metrics::Metrics;
@@ -59,6 +63,16 @@ impl Sidecars {
             let log = DualWriteLog::open(state, counters)?;
             self.extras.dual_log = Some(Arc::new(log));
         }
+        if let Some(wanted) = &config.proxy.access_log {
+            match &self.extras.access_log {
+                Some(log) => log.configure(wanted),
+                None => {
+                    let log = AccessLog::start(wanted, metrics.registry())?;
+                    tracing::info!(target = ?wanted.target, sample = wanted.sample, "access log on");
+                    self.extras.access_log = Some(Arc::new(log));
+                }
+            }
+        }
         if config.routes.iter().any(|r| r.read_your_writes.is_some())
             && self.extras.recent.is_none()
         {
@@ -73,14 +87,31 @@ impl Sidecars {
     }
 
     /// Handles for shutdown (taken out so the caller can await without holding a lock).
-    pub fn handles(&self) -> (Option<Arc<Shadow>>, Option<Arc<DualWriteLog>>) {
-        (self.extras.shadow.clone(), self.extras.dual_log.clone())
+    pub fn handles(&self) -> Handles {
+        Handles {
+            shadow: self.extras.shadow.clone(),
+            dual_log: self.extras.dual_log.clone(),
+            access_log: self.extras.access_log.clone(),
+        }
     }
 }
 
+/// What shutdown finishes, in order.
+pub(crate) struct Handles {
+    pub shadow: Option<Arc<Shadow>>,
+    pub dual_log: Option<Arc<DualWriteLog>>,
+    pub access_log: Option<Arc<AccessLog>>,
+}
+
 /// Finishes the mirror jobs in hand (each bounded by the shadow `timeout_ms`) and commits the
-/// shadow store, then commits the dual-write rows those jobs completed.
-pub(crate) async fn shutdown(shadow: Option<Arc<Shadow>>, dual_log: Option<Arc<DualWriteLog>>) {
+/// shadow store, then commits the dual-write rows those jobs completed, then writes the
+/// access log's last lines (those of mirrored requests came with their comparison).
+pub(crate) async fn shutdown(h: Handles) {
+    let Handles {
+        shadow,
+        dual_log,
+        access_log,
+    } = h;
     if let Some(s) = shadow {
         s.shutdown().await;
     }
@@ -89,5 +120,8 @@ pub(crate) async fn shutdown(shadow: Option<Arc<Shadow>>, dual_log: Option<Arc<D
         if !matches!(flushed, Ok(true)) {
             tracing::warn!("dual-write log: not every row was committed before shutdown");
         }
+    }
+    if let Some(log) = access_log {
+        let _ = tokio::task::spawn_blocking(move || log.close()).await;
     }
 }

@@ -6,7 +6,8 @@
 //! shared and mutable; it never takes a lock and never looks a metric label up. (Shadowed
 //! routes add shadow mode's own lock-free queue; guarded routes a few atomic adds; writes on
 //! dual-write routes take their row's turn, see `order`; writes on a held route wait, see
-//! `hold`; writes and reads keyed for read-your-writes touch a few words of `recent`.)
+//! `hold`; writes and reads keyed for read-your-writes touch a few words of `recent`; a
+//! request the access log writes queues one entry, see `access_log`.)
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -18,6 +19,7 @@ use http::{HeaderName, HeaderValue, Method};
 use prometheus::IntCounter;
 use tokio::sync::Notify;
 
+use crate::access_log::AccessLog;
 use crate::config::{
     bp_to_percent, takes_writes, BackendConfig, Config, RouteConfig, WriteOrderScope,
 };
@@ -109,6 +111,8 @@ pub(crate) struct Extras {
     pub recent: Option<Arc<RecentWrites>>,
     /// Signalled when a hold is placed or ends at its deadline (`hold`).
     pub hold_events: Arc<Notify>,
+    /// The access log, once a configuration asked for it (`[proxy.access_log]`).
+    pub access_log: Option<Arc<AccessLog>>,
 }
 
 /// Read your writes on a read route: the window, the key source's seed, the counter.
@@ -148,6 +152,8 @@ pub(crate) struct Route {
     ryw_read: Option<ReadYourWrites>,
     /// Writes whose sticky key some read route follows: the key source's seed.
     ryw_record: Option<u64>,
+    /// Written to the access log (`access_log = false` leaves the route out).
+    pub access_log: bool,
 }
 
 impl Route {
@@ -269,6 +275,7 @@ impl Route {
             hold: Some(hold),
             ryw_read,
             ryw_record,
+            access_log: rc.access_log,
             name: rc.name.as_str().into(),
             name_hv: HeaderValue::from_str(&rc.name).map_err(|e| e.to_string())?,
             methods: rc.methods.clone(),
@@ -299,6 +306,7 @@ impl Route {
             hold: None,
             ryw_read: None,
             ryw_record: None,
+            access_log: true,
         })
     }
 
@@ -326,6 +334,16 @@ impl Route {
             self.metrics.missing_key.inc();
         }
         split::decide(bp, true, key, self.missing)
+    }
+
+    /// Whether the split applied to a sticky key: a percentage strictly between 0 and 100 and
+    /// the request carrying its key (the access log's `sticky` decision).
+    pub fn sticky_applied(&self, parts: &http::request::Parts) -> bool {
+        let bp = self.percent_bp.load(Ordering::Relaxed);
+        bp > 0
+            && bp < split::BUCKETS
+            && !matches!(self.key, KeySource::Random)
+            && self.key.get(parts).is_some_and(|k| !k.is_empty())
     }
 
     /// Read your writes: a read on a route with `read_your_writes_ms` whose sticky key was
@@ -386,6 +404,8 @@ pub(crate) struct Table {
     pub shadow: Option<Arc<Shadow>>,
     /// Which side took recent writes, when a route reads its writes.
     pub recent: Option<Arc<RecentWrites>>,
+    /// The access log, when the configuration has `[proxy.access_log]`.
+    pub access_log: Option<Arc<AccessLog>>,
     /// Where requests read the time (their duration, the dual-write stamp).
     pub clock: SharedClock,
 }
@@ -441,6 +461,11 @@ impl Table {
                 .map(|t| t.into_bytes().into_boxed_slice()),
             shadow: extras.shadow.clone(),
             recent: extras.recent.clone(),
+            access_log: config
+                .proxy
+                .access_log
+                .as_ref()
+                .and(extras.access_log.clone()),
             clock: clock.clone(),
         })
     }

@@ -25,6 +25,7 @@ use ficus_shadow::{
 use http::header::{self, HeaderMap, HeaderValue};
 use http::{Method, StatusCode, Uri};
 
+use crate::access_log::OutcomeHalf;
 use crate::dualwrite::{DualWrite, PendingWrite};
 use crate::guard::Guard;
 use crate::table::{Route, Table};
@@ -47,6 +48,8 @@ pub(crate) struct Plan {
     primary_side: Side,
     request_id: String,
     guard: Option<Arc<Guard>>,
+    /// The access log waits for the comparison's outcome (a request it writes).
+    access: Option<OutcomeHalf>,
 }
 
 /// What [`begin`] decided for one request.
@@ -116,6 +119,7 @@ pub(crate) fn begin(
                 primary_side: side,
                 request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
                 guard: route.guard.clone(),
+                access: None,
             })
         }
         _ => None,
@@ -124,6 +128,11 @@ pub(crate) fn begin(
 }
 
 impl Plan {
+    /// The access log's line for this request waits for the comparison's outcome.
+    pub fn log_outcome(&mut self, half: OutcomeHalf) {
+        self.access = Some(half);
+    }
+
     /// Records the request headers as forwarded to the primary side.
     pub fn forwarded(&mut self, headers: &HeaderMap) {
         self.headers = headers.clone();
@@ -221,9 +230,10 @@ impl RespTee {
             return;
         };
         let guard = plan.guard;
+        let access = plan.access;
         // Every way the job ends fires `on_done` exactly once (shadow's contract), so the
         // turn is released whether the mirror answered, failed or was dropped.
-        let on_done = (write.is_some() || guard.is_some()).then(|| {
+        let on_done = (write.is_some() || guard.is_some() || access.is_some()).then(|| {
             OnDone::new(move |r: MirrorReport| {
                 // The comparison first (the guard's window), then the row with the mirror's
                 // status, then the turn (`DualWrite::finish`).
@@ -235,6 +245,9 @@ impl RespTee {
                     }
                 }
                 write.finish(r.status.map(|s| s.as_u16()));
+                if let Some(a) = access {
+                    a.outcome(r.outcome.as_str());
+                }
             })
         });
         plan.shadow.submit(MirrorJob {

@@ -689,8 +689,8 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
     c.validate().unwrap();
 }
 
-/// The commented shadow, dual-write and guard examples of `config/ficus.toml` are valid once
-/// uncommented.
+/// The commented shadow, dual-write, guard and access-log examples of `config/ficus.toml` are
+/// valid once uncommented.
 #[test]
 fn shipped_example_shadow_settings_are_valid_when_uncommented() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ficus.toml");
@@ -719,6 +719,10 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
         "max_mismatch_rate",
         "window_s",
         "min_requests",
+        "path",
+        "format",
+        "all_errors",
+        "access_log",
     ];
     let mut uncommented = 0;
     let text: String = src
@@ -727,7 +731,13 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
             let Some(rest) = l.strip_prefix("# ") else {
                 return l.to_string();
             };
-            let example = ["[shadow]", "[routes.shadow]", "[routes.guard]"].contains(&rest.trim())
+            let example = [
+                "[shadow]",
+                "[routes.shadow]",
+                "[routes.guard]",
+                "[proxy.access_log]",
+            ]
+            .contains(&rest.trim())
                 || KEYS.iter().any(|k| rest.starts_with(&format!("{k} = ")));
             if example {
                 uncommented += 1;
@@ -738,10 +748,13 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
         })
         .collect::<Vec<_>>()
         .join("\n");
-    assert!(uncommented >= 29, "{uncommented}");
+    assert!(uncommented >= 35, "{uncommented}");
     let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let read = c.route("tasks-read").unwrap();
     assert!(read.shadow.is_some() && read.guard.is_some());
+    assert!(!read.access_log);
+    let log = c.proxy.access_log.as_ref().unwrap();
+    assert_eq!((log.sample, log.all_errors), (1.0, true));
     let claim = c.route("tasks-claim").unwrap();
     assert!(claim.dual_write && claim.key.is_some());
     assert_eq!(

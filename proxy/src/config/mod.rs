@@ -20,11 +20,12 @@
 //! - this file: [`Config`], the validated whole;
 //! - `raw`: the file as written (serde);
 //! - `parse`: text → `raw` → [`Config`] ([`Config::from_toml_str`], [`Config::from_file`]);
-//! - `proxy`, `backend`, `route`: each section's validated type and how it is read from the
+//! - `proxy`, `access_log`, `backend`, `route`: each section's validated type and how it is read from the
 //!   file (`route` also holds the rules tying a route's shadow, dual-write and guard fields);
 //! - `validate`: [`Config::validate`] for configurations built in code;
 //! - `error`: [`ConfigError`] and the line numbers in it; `percent`: percentages ↔ basis points.
 
+mod access_log;
 mod backend;
 mod backend_tls;
 mod error;
@@ -37,6 +38,7 @@ mod validate;
 
 use ficus_shadow::ShadowGlobalConfig;
 
+pub use self::access_log::{AccessLogFormat, AccessLogSettings, AccessLogTarget};
 pub use self::backend::{BackendConfig, Backends, Protocol};
 pub use self::backend_tls::BackendTls;
 pub use self::error::ConfigError;

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use toml::Spanned;
 
+use super::access_log::AccessLogSettings;
 use super::error::{ConfigError, Ctx};
 use super::raw::{RawListenerTls, RawProxy};
 
@@ -66,6 +67,8 @@ pub struct ProxySettings {
     pub tls: Option<ListenerTls>,
     /// `[proxy.admin_tls]`: TLS on the admin listener.
     pub admin_tls: Option<ListenerTls>,
+    /// `[proxy.access_log]`: one line per request (`None`: no access log).
+    pub access_log: Option<AccessLogSettings>,
 }
 
 /// `[proxy.tls]` / `[proxy.admin_tls]`: the certificate a listener serves. The files are read
@@ -184,6 +187,7 @@ pub(super) fn from_raw(cx: &Ctx<'_>, p: RawProxy) -> Result<ProxySettings, Confi
         override_token: None,
         tls: listener_tls(cx, "proxy.tls", p.tls)?,
         admin_tls: listener_tls(cx, "proxy.admin_tls", p.admin_tls)?,
+        access_log: super::access_log::from_raw(cx, p.access_log)?,
     };
     if proxy.max_request_bytes == 0 {
         return Err(cx.err("proxy.max_request_bytes", None, "must be greater than 0"));

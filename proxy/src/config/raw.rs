@@ -37,6 +37,16 @@ pub(super) struct RawProxy {
     pub watch_config: Option<bool>,
     pub tls: Option<Spanned<RawListenerTls>>,
     pub admin_tls: Option<Spanned<RawListenerTls>>,
+    pub access_log: Option<Spanned<RawAccessLog>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAccessLog {
+    pub path: Option<Spanned<String>>,
+    pub format: Option<Spanned<String>>,
+    pub sample: Option<Spanned<f64>>,
+    pub all_errors: Option<bool>,
 }
 
 #[derive(Deserialize)]
@@ -86,6 +96,7 @@ pub(super) struct RawRoute {
     pub write_order: Option<Spanned<String>>,
     pub read_your_writes_ms: Option<Spanned<u64>>,
     pub guard: Option<Spanned<RawGuard>>,
+    pub access_log: Option<bool>,
 }
 
 #[derive(Deserialize)]

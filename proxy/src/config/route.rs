@@ -93,6 +93,8 @@ pub struct RouteConfig {
     pub read_your_writes: Option<Duration>,
     /// `[routes.guard]`: automatic rollback when the new side misbehaves.
     pub guard: Option<GuardConfig>,
+    /// `access_log = false`: this route's requests are left out of `[proxy.access_log]`.
+    pub access_log: bool,
 }
 
 /// Route `i` as written; `earlier` are the routes before it (names must be unique).
@@ -261,6 +263,7 @@ pub(super) fn from_raw(
             .filter(|&ms| ms > 0)
             .map(Duration::from_millis),
         guard,
+        access_log: r.access_log.unwrap_or(true),
     };
     check_extras(&rc, r.write_order.is_some()).map_err(|(field, m)| {
         let span = match field.as_str() {

@@ -68,6 +68,10 @@ impl Config {
                 "must be greater than 0",
             ));
         }
+        if let Some(a) = &self.proxy.access_log {
+            a.check()
+                .map_err(|(f, m)| ConfigError::in_code(format!("proxy.access_log.{f}"), m))?;
+        }
         Ok(())
     }
 }

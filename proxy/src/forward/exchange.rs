@@ -3,6 +3,7 @@
 //! all of it is released.
 
 use std::error::Error as _;
+use std::rc::Rc;
 use std::time::Instant;
 
 use http::header::HeaderValue;
@@ -16,14 +17,15 @@ use ficus_core::Side;
 use super::failure::{error_response, Failure};
 use super::rewrite::{connection_has, content_length, prepare, strip_hop_by_hop};
 use super::worker::{ConnInfo, Worker};
+use crate::access_log::Capture;
 use crate::dualwrite::DualWrite;
 use crate::error::{BodyTooLarge, ErrorKind};
 use crate::metrics::Metrics;
 use crate::table::{Backend, Route, Table};
 use crate::tee::{self, Plan, RespTee};
 use crate::upstream::{
-    ConnectError, DownstreamBodyError, Lease, Pool, ReqBody, RequestBodyTimeout, RespBody, Sender,
-    Upload, UpstreamBody,
+    ConnectError, DownstreamBodyError, Lease, Logged, Pool, ReqBody, RequestBodyTimeout, RespBody,
+    Sender, Upload, UpstreamBody,
 };
 
 /// The in-flight gauge, incremented while a request is being served.
@@ -92,6 +94,10 @@ pub(crate) struct Exchange<'a> {
     /// A write whose sticky key a read route follows: the key's hash (`recent`).
     written_key: Option<u64>,
     inflight: Inflight<'a>,
+    /// What the access log keeps of a request it may write.
+    access: Option<Capture>,
+    /// The request body's upload, kept for the access log's `bytes_in`.
+    upload: Option<Rc<Upload>>,
 }
 
 impl<'a> Exchange<'a> {
@@ -103,6 +109,7 @@ impl<'a> Exchange<'a> {
         request_id: HeaderValue,
         started: Instant,
         inflight: Inflight<'a>,
+        access: Option<Capture>,
     ) -> Exchange<'a> {
         Exchange {
             table,
@@ -115,6 +122,8 @@ impl<'a> Exchange<'a> {
             write: DualWrite::default(),
             written_key: None,
             inflight,
+            access,
+            upload: None,
         }
     }
 
@@ -159,6 +168,10 @@ impl<'a> Exchange<'a> {
             tee::begin(self.table, self.route, self.side, parts, &self.request_id);
         self.plan = plan;
         self.write.row = write;
+        // A mirrored request's line waits for the comparison's outcome.
+        if let (Some(p), Some(a)) = (self.plan.as_mut(), self.access.as_mut()) {
+            p.log_outcome(a.mirrored());
+        }
     }
 
     /// Rewrites the request, sends it, waits for the response head and wraps the response
@@ -213,6 +226,13 @@ impl<'a> Exchange<'a> {
                 req_tee,
             )
         };
+        let sent = match self.access.is_some() {
+            true => {
+                self.upload = body.upload();
+                Some(table.clock.now())
+            }
+            false => None,
+        };
         let (resp, sender) = send(
             &worker.pool,
             self.backend,
@@ -220,6 +240,9 @@ impl<'a> Exchange<'a> {
             &worker.shared.metrics,
         )
         .await?;
+        if let (Some(a), Some(t)) = (self.access.as_mut(), sent) {
+            a.upstream = Some(table.clock.now().saturating_duration_since(t));
+        }
         self.write
             .set_status(self.side, Some(resp.status().as_u16()));
         // A mirrored write travels on with the response tee (see the release order above).
@@ -252,6 +275,8 @@ impl<'a> Exchange<'a> {
             write,
             written_key,
             inflight,
+            access,
+            upload,
             ..
         } = self;
         // Not mirrored after all (the exchange failed before its head).
@@ -264,6 +289,7 @@ impl<'a> Exchange<'a> {
         };
         // 1. The guard counts the new side's answer.
         let answered = result.is_ok();
+        let mut failed = None;
         let resp = match result {
             Ok(r) => {
                 if let Some(g) = guard {
@@ -272,6 +298,7 @@ impl<'a> Exchange<'a> {
                 r
             }
             Err(f) => {
+                failed = Some(f.kind.as_str());
                 bm.error(f.kind);
                 if matches!(
                     f.kind,
@@ -298,7 +325,36 @@ impl<'a> Exchange<'a> {
         bm.count(resp.status().as_u16());
         bm.duration.observe(took.as_secs_f64());
         drop(inflight);
-        resp
+        // The access log's entry completes when the body ends.
+        match access {
+            Some(c) => logged(resp, c, Some(side), failed, table, started, upload),
+            None => resp,
+        }
+    }
+}
+
+/// Wraps the body of a response the access log writes (sampled, or an error it keeps) so the
+/// entry is completed and queued when the body ends.
+pub(super) fn logged(
+    resp: Response<RespBody>,
+    capture: Capture,
+    backend: Option<Side>,
+    error: Option<&'static str>,
+    table: &Table,
+    started: Instant,
+    upload: Option<Rc<Upload>>,
+) -> Response<RespBody> {
+    match capture.finish(backend, resp.status().as_u16(), error) {
+        None => resp,
+        Some(pending) => resp.map(|b| {
+            RespBody::Logged(Box::new(Logged::new(
+                b,
+                pending,
+                started,
+                table.clock.clone(),
+                upload,
+            )))
+        }),
     }
 }
 

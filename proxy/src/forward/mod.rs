@@ -37,6 +37,8 @@ use hyper::body::Incoming;
 
 use self::exchange::{Exchange, Inflight};
 use self::rewrite::{check_override, is_upgrade};
+use crate::access_log::{CaptureStart, Decision};
+use crate::table::Table;
 use crate::upstream::RespBody;
 
 pub use self::rewrite::{
@@ -57,16 +59,30 @@ pub(crate) async fn handle(
     if let Err(r) = admit::admit(&mut req) {
         let id = request_id(&worker, &mut req);
         tracing::debug!(status = r.status.as_u16(), detail = %r.detail, "request refused");
-        return Ok(failure::rejection_response(r, &id));
+        let error = r.error;
+        let capture = table
+            .access_log
+            .as_ref()
+            .and_then(|log| log.begin(capture_start(&table, &conn, &req, id.clone())));
+        let resp = failure::rejection_response(r, &id);
+        return Ok(match capture {
+            Some(c) => {
+                let now = table.clock.now();
+                exchange::logged(resp, c, None, Some(error), &table, now, None)
+            }
+            None => resp,
+        });
     }
 
     let mut route = table.match_route(req.method(), req.uri().path());
     // A write on a held route waits here, before anything about it is decided; then it is
     // routed by the table (and the route's percentage) in force when the hold ended.
+    let mut held = false;
     if let Some(hold) = route.hold.as_ref().filter(|h| h.is_held()) {
         if !crate::route::is_safe(req.method()) {
             let hold = hold.clone();
             hold.wait(&table.clock).await;
+            held = true;
             table = worker.table();
             route = table.match_route(req.method(), req.uri().path());
         }
@@ -77,16 +93,39 @@ pub(crate) async fn handle(
     let forced = check_override(&table, route, req.headers_mut());
     let down_upgrade = is_upgrade(req.headers()).then(|| hyper::upgrade::on(&mut req));
     let (mut parts, body) = req.into_parts();
-    let side = match forced {
-        Some(side) => side,
-        None => route.follow_recent_write(
-            table.recent.as_deref(),
-            &parts,
-            route.decide(&parts),
-            started,
-        ),
+    let (side, split) = match forced {
+        Some(side) => (side, None),
+        None => {
+            let split = route.decide(&parts);
+            let side = route.follow_recent_write(table.recent.as_deref(), &parts, split, started);
+            (side, Some(split))
+        }
     };
-    let mut ex = Exchange::new(&table, route, side, request_id, started, inflight);
+    // The access log: one branch when it is off or the route is left out.
+    let capture = match &table.access_log {
+        Some(log) if route.access_log => {
+            let decision = match split {
+                None => Decision::Override,
+                Some(_) if held => Decision::Hold,
+                Some(split) if split != side => Decision::Recent,
+                Some(_) if route.sticky_applied(&parts) => Decision::Sticky,
+                Some(_) => Decision::Percent,
+            };
+            let start = CaptureStart {
+                time: table.clock.utc(),
+                request_id: request_id.clone(),
+                client: conn.peer,
+                method: parts.method.clone(),
+                uri: parts.uri.clone(),
+                version: parts.version,
+                route: Some(route.name_arc.clone()),
+                decision: Some(decision),
+            };
+            log.begin(start)
+        }
+        _ => None,
+    };
+    let mut ex = Exchange::new(&table, route, side, request_id, started, inflight, capture);
     ex.decided(&parts);
     let result = match ex.take_turn(&parts).await {
         Ok(()) => {
@@ -96,6 +135,25 @@ pub(crate) async fn handle(
         Err(refused) => Err(refused),
     };
     Ok(ex.finish(result))
+}
+
+/// What the access log keeps of a request refused before routing.
+fn capture_start(
+    table: &Table,
+    conn: &ConnInfo,
+    req: &Request<Incoming>,
+    request_id: http::HeaderValue,
+) -> CaptureStart {
+    CaptureStart {
+        time: table.clock.utc(),
+        request_id,
+        client: conn.peer,
+        method: req.method().clone(),
+        uri: req.uri().clone(),
+        version: req.version(),
+        route: None,
+        decision: None,
+    }
 }
 
 /// The client's `X-Request-Id` (1–128 bytes), else a new one, set on the request.

@@ -3,7 +3,8 @@
 //! - [`ReqBody`]: the client's request body on its way upstream, counting bytes against
 //!   `max_request_bytes` (the upstream exchange fails with [`BodyTooLarge`] past it → 413).
 //! - [`RespBody`]: what the client receives — the backend's body ([`UpstreamBody`], which hands
-//!   its connection back to the worker's pool once read to the end) or a small proxy-made body.
+//!   its connection back to the worker's pool once read to the end) or a small proxy-made body,
+//!   either of them wrapped in [`Logged`] when the access log writes the request.
 //!
 //! Shadow mode hooks in here: on a mirrored request both wrappers carry a tee
 //! ([`crate::tee`]) that keeps the data frames (up to `max_body_bytes`) as they pass; the
@@ -15,14 +16,16 @@ use std::future::Future;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use ficus_core::SharedClock;
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::sync::Notify;
 use tokio::time::Sleep;
 
 use super::pool::Lease;
+use crate::access_log::Pending;
 use crate::error::BodyTooLarge;
 use crate::tee::{ReqTee, RespTee};
 
@@ -112,6 +115,8 @@ pub(crate) struct Upload {
     pub frames: Cell<u64>,
     /// The body is waiting for the client (its last poll was pending on the client's data).
     pub on_client: Cell<bool>,
+    /// Body bytes read from the client so far (the access log's `bytes_in`).
+    pub bytes: Cell<u64>,
 }
 
 impl ReqBody {
@@ -162,6 +167,7 @@ impl Body for ReqBody {
                     upload.on_client.set(false);
                     if let Some(d) = frame.data_ref() {
                         *seen += d.len() as u64;
+                        upload.bytes.set(*seen);
                         if *seen > *limit {
                             return Poll::Ready(Some(Err(Box::new(BodyTooLarge {
                                 limit: *limit,
@@ -281,6 +287,8 @@ pub(crate) enum RespBody {
     Upstream(UpstreamBody),
     /// Made by the proxy (errors, admin answers).
     Full(Option<Bytes>),
+    /// Either of those, for a request the access log writes.
+    Logged(Box<Logged>),
 }
 
 impl RespBody {
@@ -303,6 +311,7 @@ impl Body for RespBody {
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         match self.get_mut() {
             RespBody::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            RespBody::Logged(l) => l.poll_frame(cx),
             RespBody::Upstream(u) => {
                 let r = Pin::new(&mut u.inner).poll_frame(cx);
                 match &r {
@@ -342,6 +351,7 @@ impl Body for RespBody {
     fn is_end_stream(&self) -> bool {
         match self {
             RespBody::Full(b) => b.is_none(),
+            RespBody::Logged(l) => l.is_end_stream(),
             RespBody::Upstream(u) => {
                 let end = u.done.get() || u.inner.is_end_stream();
                 if end {
@@ -356,7 +366,82 @@ impl Body for RespBody {
         match self {
             RespBody::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
             RespBody::Full(None) => SizeHint::with_exact(0),
+            RespBody::Logged(l) => l.size_hint(),
             RespBody::Upstream(u) => u.inner.size_hint(),
         }
+    }
+}
+
+/// A response body whose request is written to the access log ([`crate::access_log`]): it
+/// counts the bytes handed to the client and, when it is dropped — at the end of the body, or
+/// earlier when the client left — completes the entry (bytes in and out, total time, complete
+/// or not) and sends it on. Only requests that will be written get this wrapper.
+pub(crate) struct Logged {
+    inner: RespBody,
+    pending: Option<Pending>,
+    started: Instant,
+    clock: SharedClock,
+    /// The request body's upload (its byte count), when it had one.
+    upload: Option<Rc<Upload>>,
+    bytes_out: u64,
+    ended: bool,
+}
+
+impl Logged {
+    pub fn new(
+        inner: RespBody,
+        pending: Pending,
+        started: Instant,
+        clock: SharedClock,
+        upload: Option<Rc<Upload>>,
+    ) -> Logged {
+        Logged {
+            inner,
+            pending: Some(pending),
+            started,
+            clock,
+            upload,
+            bytes_out: 0,
+            ended: false,
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let r = Pin::new(&mut self.inner).poll_frame(cx);
+        match &r {
+            Poll::Ready(Some(Ok(f))) => {
+                if let Some(d) = f.data_ref() {
+                    self.bytes_out += d.len() as u64;
+                }
+                if self.inner.is_end_stream() {
+                    self.ended = true;
+                }
+            }
+            Poll::Ready(None) => self.ended = true,
+            _ => {}
+        }
+        r
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        let Some(mut p) = self.pending.take() else {
+            return;
+        };
+        let e = &mut p.entry;
+        e.total = self.clock.now().saturating_duration_since(self.started);
+        e.bytes_out = self.bytes_out;
+        e.bytes_in = self.upload.as_ref().map_or(0, |u| u.bytes.get());
+        e.complete = self.ended || self.inner.is_end_stream();
+        p.done();
     }
 }

@@ -1,13 +1,13 @@
 //! The upstream side of a request: per-worker pools of HTTP/1 connections to the backends
 //! (`pool`) and the bodies streamed through them (`body`: the request on its way up, counted
 //! against the size limit; the response on its way down, which gives its connection back at
-//! end of stream).
+//! end of stream, and — for a request the access log writes — completes its entry).
 
 mod body;
 mod pool;
 
 pub(crate) use self::body::{
-    DownstreamBodyError, ReqBody, RequestBodyTimeout, RespBody, Upload, UpstreamBody,
+    DownstreamBodyError, Logged, ReqBody, RequestBodyTimeout, RespBody, Upload, UpstreamBody,
 };
 pub(crate) use self::pool::{ConnectError, Lease};
 
