@@ -140,5 +140,7 @@ async fn near_the_fd_limit_clients_get_answers_not_502_or_silence() {
     let served = codes.get(&200).copied().unwrap_or(0);
     let refused = codes.get(&503).copied().unwrap_or(0);
     assert_eq!(served + refused, 60, "answers by status: {codes:?}");
-    assert!(served >= 16, "answers by status: {codes:?}");
+    // 16 slots; the start-up probe's connection may still hold one when the clients arrive
+    // (its close is seen by the proxy asynchronously — on a loaded machine, after them).
+    assert!(served >= 15, "answers by status: {codes:?}");
 }
