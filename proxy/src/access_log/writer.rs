@@ -10,7 +10,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::entry::Entry;
+use super::entry::{Entry, Lines};
 use super::state::Inner;
 use crate::config::{AccessLogSettings, AccessLogTarget};
 
@@ -65,6 +65,7 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Entry>) {
         }
     };
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
+    let mut format_lines = Lines::default();
     let mut failing = false;
     loop {
         let stopping = inner.stop.load(Ordering::Acquire);
@@ -74,7 +75,7 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Entry>) {
         loop {
             match rx.try_recv() {
                 Ok(e) => {
-                    e.write_line(settings.format, &mut buf);
+                    format_lines.write(&e, settings.format, &mut buf);
                     lines += 1;
                     if buf.len() >= 60 * 1024 {
                         write(&inner, &mut out, &mut buf, &mut failing);
