@@ -86,6 +86,7 @@ pub(super) struct RawRoute {
     pub write_order: Option<Spanned<String>>,
     pub read_your_writes_ms: Option<Spanned<u64>>,
     pub guard: Option<Spanned<RawGuard>>,
+    pub plan: Option<Spanned<crate::plan::RawPlan>>,
 }
 
 #[derive(Deserialize)]
