@@ -163,7 +163,12 @@ fn evaluate(
     let window_s = Duration::from_micros(elapsed_us as u64).min(span).as_secs();
     let (v, ev) = match (s.phase, s.cohort()) {
         (Phase::Preflight, Some(c)) => judge_preflight(cfg, &t, window_s, c),
-        _ => judge_hold(cfg, &t, window_s),
+        _ => judge_hold(
+            cfg,
+            &t,
+            window_s,
+            route.plan.as_ref().is_some_and(|p| p.sampled),
+        ),
     };
     (v, ev, elapsed_us)
 }

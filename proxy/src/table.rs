@@ -275,13 +275,14 @@ impl Route {
             _ => None,
         };
         // The cohort in force is set again by the planner after every judge.
+        let sampled = rc.shadow.as_ref().is_some_and(|s| s.sample > 0.0);
         let plan = match &rc.plan {
             None => None,
             Some(p) => Some(match previous.and_then(|r| r.plan.as_ref()) {
-                Some(prev) if prev.cfg == *p => prev.clone(),
+                Some(prev) if prev.cfg == *p && prev.sampled == sampled => prev.clone(),
                 prev => {
                     let cohort = metrics.plan.cohort(&rc.name).map_err(|e| e.to_string())?;
-                    let run = Arc::new(PlanRuntime::new(p.clone(), cohort));
+                    let run = Arc::new(PlanRuntime::new(p.clone(), sampled, cohort));
                     run.set_cohort(prev.and_then(|r| r.cohort()));
                     run
                 }

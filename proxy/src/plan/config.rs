@@ -204,9 +204,10 @@ impl PlanConfig {
         })
     }
 
-    /// How far back a phase's evidence reaches: the longer phase (at least a minute).
+    /// How far back a phase's evidence reaches: twice the longer phase (at least a minute), so
+    /// a step that waits past its hold for thin traffic still judges the whole step.
     pub fn span(&self) -> Duration {
-        self.hold.max(self.preflight).max(Duration::from_secs(60))
+        (self.hold.max(self.preflight) * 2).max(Duration::from_secs(60))
     }
 }
 

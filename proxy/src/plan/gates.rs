@@ -147,7 +147,14 @@ fn verdict(gates: &[GateValue], min_requests: u64) -> Verdict {
 }
 
 /// The gates of a step's hold: the current cohort on the new side against legacy.
-pub fn judge_hold(cfg: &PlanConfig, t: &Totals, window_s: u64) -> (Verdict, StepEvidence) {
+/// `sampled`: the route's shadow mode samples its traffic (`sample > 0`); without it the
+/// route's comparisons come only from pre-flights, and the hold has no mismatch gate.
+pub fn judge_hold(
+    cfg: &PlanConfig,
+    t: &Totals,
+    window_s: u64,
+    sampled: bool,
+) -> (Verdict, StepEvidence) {
     let mut ev = base("hold", t, window_s);
     let (n, l) = (t.new_side(), t.legacy());
     let min = cfg.min_requests;
@@ -173,7 +180,7 @@ pub fn judge_hold(cfg: &PlanConfig, t: &Totals, window_s: u64) -> (Verdict, Step
         let value = n.p99_ms().zip(l.p99_ms()).map(|(a, b)| a / b.max(0.001));
         ev.gates.push(gate("p99_ratio", value, r, both_ok));
     }
-    if let Some(max) = cfg.max_mismatch_rate {
+    if let Some(max) = cfg.max_mismatch_rate.filter(|_| sampled) {
         ev.gates.push(gate(
             "mismatch_rate",
             ratio(t.mismatched, t.compared),
@@ -261,11 +268,11 @@ mod tests {
         let c = cfg("max_error_rate = 0.01");
         let e = evidence(u64::MAX);
         hits(&e, Side::New, 99, 99, 1);
-        let (v, ev) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, ev) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert!(matches!(v, Verdict::Wait(_)), "{v:?}");
         assert_eq!(ev.gates[0].pass, None);
         hits(&e, Side::New, 1, 1, 1);
-        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert!(
             matches!(v, Verdict::Fail { ref gate, .. } if gate == "error_rate"),
             "{v:?}"
@@ -278,11 +285,11 @@ mod tests {
         let e = evidence(u64::MAX);
         hits(&e, Side::Legacy, 1000, 20, 10);
         hits(&e, Side::New, 100, 2, 15);
-        let (v, ev) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, ev) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert_eq!(v, Verdict::Pass, "{ev:?}");
         // Same share of errors as legacy, three times its latency.
         hits(&e, Side::New, 100, 2, 45);
-        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert!(
             matches!(v, Verdict::Fail { ref gate, .. } if gate == "p99_ratio"),
             "{v:?}"
@@ -291,12 +298,12 @@ mod tests {
         let e = evidence(u64::MAX);
         hits(&e, Side::Legacy, 1000, 0, 10);
         hits(&e, Side::New, 1000, 1, 10);
-        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert_eq!(v, Verdict::Pass);
         let e = evidence(u64::MAX);
         hits(&e, Side::Legacy, 1000, 0, 10);
         hits(&e, Side::New, 1000, 2, 10);
-        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60);
+        let (v, _) = judge_hold(&c, &e.totals(Duration::from_secs(60), 0), 60, true);
         assert!(matches!(v, Verdict::Fail { ref gate, .. } if gate == "error_rate_ratio"));
     }
 

@@ -23,6 +23,8 @@ pub(crate) struct CohortMetrics {
 /// One planned route's run-time part.
 pub(crate) struct PlanRuntime {
     pub cfg: PlanConfig,
+    /// The route's shadow mode samples its traffic (`sample > 0`): the hold judges mismatches.
+    pub sampled: bool,
     /// The pre-flight cohort `[lo, hi)` in basis points as `hi << 32 | lo` (`hi > lo`, so 0
     /// means none).
     cohort: AtomicU64,
@@ -31,9 +33,10 @@ pub(crate) struct PlanRuntime {
 }
 
 impl PlanRuntime {
-    pub fn new(cfg: PlanConfig, metrics: CohortMetrics) -> PlanRuntime {
+    pub fn new(cfg: PlanConfig, sampled: bool, metrics: CohortMetrics) -> PlanRuntime {
         PlanRuntime {
             cfg,
+            sampled,
             cohort: AtomicU64::new(0),
             mismatches: Mutex::new(Vec::new()),
             metrics,
