@@ -86,7 +86,7 @@ pub(super) struct RawRoute {
     pub write_order: Option<Spanned<String>>,
     pub read_your_writes_ms: Option<Spanned<u64>>,
     pub guard: Option<Spanned<RawGuard>>,
-    pub plan: Option<Spanned<crate::plan::RawPlan>>,
+    pub plan: Option<Spanned<super::plan::RawPlan>>,
 }
 
 #[derive(Deserialize)]

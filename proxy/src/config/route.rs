@@ -251,7 +251,7 @@ pub(super) fn from_raw(
         None => None,
         Some(p) => {
             let span = p.span();
-            let built = PlanConfig::from_raw(p.get_ref());
+            let built = super::plan::from_raw(p.get_ref());
             Some(built.map_err(|(field, m)| cx.err(f(&field), Some(span), m))?)
         }
     };

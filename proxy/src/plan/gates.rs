@@ -236,15 +236,15 @@ pub fn judge_preflight(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::plan::{from_raw, RawPlan};
     use crate::evidence::{Compared, Evidence, EvidenceSpec};
-    use crate::plan::config::RawPlan;
     use ficus_core::{ManualClock, Side};
     use std::time::Duration;
 
     fn cfg(extra: &str) -> PlanConfig {
         let r: RawPlan =
             toml::from_str(&format!("steps = [10, 100]\nmin_requests = 100\n{extra}")).unwrap();
-        PlanConfig::from_raw(&r).unwrap()
+        from_raw(&r).unwrap()
     }
 
     fn evidence(slow_ms: u64) -> Evidence {

@@ -11,7 +11,7 @@
 //! follow), then applies it.
 //!
 //! # Layout
-//! - `config`: [`PlanConfig`] (`[routes.plan]`) and its validation;
+//! - `config`: [`PlanConfig`] (`[routes.plan]`, read and validated by the `config` module);
 //! - `gates`: a phase's gates and the [`StepEvidence`] recorded with a step;
 //! - `state`: [`PlanState`] (durable, JSON) and the engine ([`next`](state::next));
 //! - `runtime`: the pre-flight cohort on the hot path and the cohort's mismatches.
@@ -21,7 +21,6 @@ mod gates;
 mod runtime;
 mod state;
 
-pub(crate) use self::config::RawPlan;
 pub use self::config::{OnFail, PlanConfig, MAX_PHASE};
 pub(crate) use self::gates::{judge_hold, judge_preflight, Verdict};
 pub use self::gates::{CohortEvidence, GateValue, StepEvidence};

@@ -232,12 +232,12 @@ pub fn next(cfg: &PlanConfig, s: &PlanState, verdict: &Verdict, elapsed_us: i64)
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::config::RawPlan;
+    use crate::config::plan::{from_raw, RawPlan};
 
     fn cfg(extra: &str) -> PlanConfig {
         let r: RawPlan =
             toml::from_str(&format!("steps = [10, 50, 100]\nhold = \"1m\"\n{extra}")).unwrap();
-        PlanConfig::from_raw(&r).unwrap()
+        from_raw(&r).unwrap()
     }
 
     const MIN: i64 = 60_000_000;
