@@ -218,4 +218,19 @@ mod tests {
             "plan.on_fail"
         );
     }
+
+    #[test]
+    fn a_route_error_names_line_and_field() {
+        let src = "[backends.legacy]\nurl = \"http://127.0.0.1:1\"\n[backends.new]\nurl = \"http://127.0.0.1:2\"\n\
+                   [[routes]]\nname = \"r\"\npath = \"/r\"\nsticky = \"header:x\"\n\
+                   [routes.plan]\nsteps = [10, 100]\nmax_p99_ms = 5\npreflight = \"1m\"\n";
+        let e = crate::Config::from_toml_str(src).unwrap_err();
+        assert_eq!(e.field, "routes[0].plan.preflight", "{e}");
+        assert_eq!(e.line, Some(9), "{e}: the [routes.plan] table");
+        let e = crate::Config::from_toml_str(
+            &src.replace("preflight = \"1m\"", "hold = \"1 fortnight\""),
+        )
+        .unwrap_err();
+        assert_eq!(e.field, "routes[0].plan.hold", "{e}");
+    }
 }
