@@ -195,8 +195,21 @@ impl PlanMetrics {
         })
     }
 
-    /// The cohort counters of a planned route (created at 0).
+    /// The cohort counters of a planned route (created at 0, with its event counters, so
+    /// `increase()` sees the first event).
     pub fn cohort(&self, route: &str) -> Result<crate::plan::CohortMetrics, prometheus::Error> {
+        for a in [
+            "start",
+            "preflight",
+            "promote",
+            "done",
+            "rollback",
+            "pause",
+            "resume",
+            "abort",
+        ] {
+            self.steps.get_metric_with_label_values(&[route, a])?;
+        }
         Ok(crate::plan::CohortMetrics {
             mirrored: self
                 .preflight_requests
