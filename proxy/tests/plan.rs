@@ -405,3 +405,51 @@ async fn with_replicas_on_postgresql_one_promotes_and_all_follow() {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_admin_api_and_page_summary_show_and_drive_a_plan() {
+    let clock = ManualClock::new();
+    let (legacy, new) = (backend(200, None).await, backend(200, None).await);
+    let toml = ProxyToml::new(&legacy.addr, &new.addr)
+        .routes(PLANNED)
+        .to_string();
+    let mut c = Config::from_toml_str(&toml).unwrap();
+    c.proxy.admin_token = Some(ficus_proxy::config::Secret("t0ken".into()));
+    let p = Proxy::start_with_clock(c, None, clock.clone()).unwrap();
+    let url = format!("http://{}", p.admin_addr());
+    let anon = ficus_proxy::client::AdminClient::new(&url, None, None).unwrap();
+    let admin =
+        ficus_proxy::client::AdminClient::new(&url, Some("t0ken".into()), Some("ops".into()))
+            .unwrap();
+    assert!(
+        anon.plan("r", PlanCommand::Start).await.is_err(),
+        "needs the token"
+    );
+    let s = admin.plan("r", PlanCommand::Start).await.unwrap();
+    assert_eq!(s.plan.unwrap().started_by, "ops");
+    let err = admin
+        .plan("r", PlanCommand::Resume)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("409") && err.contains("cannot resume a plan that is running"),
+        "{err}"
+    );
+    admin.plan("r", PlanCommand::Pause).await.unwrap();
+    assert_eq!(
+        anon.plan_status("r").await.unwrap().plan.unwrap().status,
+        Status::Paused
+    );
+    let summary: serde_json::Value = anon
+        .call(http::Method::GET, "/admin/summary", None)
+        .await
+        .unwrap();
+    assert_eq!(summary["plans"][0]["route"], "r");
+    assert_eq!(summary["plans"][0]["plan"]["status"], "paused");
+    let actions: Vec<String> = p.audit(5).unwrap().into_iter().map(|a| a.action).collect();
+    assert_eq!(actions[..2], ["plan-pause", "plan-start"]);
+    let err = anon.plan_status("nope").await.unwrap_err().to_string();
+    assert!(err.contains("404"), "{err}");
+    p.shutdown().await;
+}
