@@ -106,6 +106,9 @@ struct Bucket {
     compared: AtomicU64,
     mismatched: AtomicU64,
     noise: AtomicU64,
+    current_compared: AtomicU64,
+    current_mismatched: AtomicU64,
+    current_noise: AtomicU64,
     cohort_mirrored: AtomicU64,
     cohort_compared: AtomicU64,
     cohort_mismatched: AtomicU64,
@@ -131,6 +134,9 @@ impl Bucket {
             &self.compared,
             &self.mismatched,
             &self.noise,
+            &self.current_compared,
+            &self.current_mismatched,
+            &self.current_noise,
             &self.cohort_mirrored,
             &self.cohort_compared,
             &self.cohort_mismatched,
@@ -200,6 +206,10 @@ pub(crate) struct Totals {
     pub mismatched: u64,
     /// Comparisons that differed only in learned noise (not mismatches).
     pub noise: u64,
+    /// Of those comparisons, the ones of requests the new side answered (the current cohort).
+    pub current_compared: u64,
+    pub current_mismatched: u64,
+    pub current_noise: u64,
     /// The pre-flight cohort's mirror jobs that ended (compared, or failed).
     pub cohort_mirrored: u64,
     pub cohort_compared: u64,
@@ -299,9 +309,10 @@ impl Evidence {
         s.latency[cell(took.as_micros() as u64)].fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Counts one shadow comparison; `cohort`: the request's key is in a plan's pre-flight
-    /// cohort, and `mirror_error` says whether the new side failed or answered 5xx.
-    pub fn compared(&self, outcome: Compared, cohort: bool, mirror_error: bool) {
+    /// Counts one shadow comparison; `on_new`: the new side answered the client (the mirror
+    /// went to legacy); `cohort`: the request's key is in a plan's pre-flight cohort, and
+    /// `mirror_error` says whether the new side failed or answered 5xx.
+    pub fn compared(&self, outcome: Compared, on_new: bool, cohort: bool, mirror_error: bool) {
         let b = self.bucket();
         let add = |c: &AtomicU64| {
             c.fetch_add(1, Ordering::Relaxed);
@@ -325,15 +336,21 @@ impl Evidence {
             }
             return;
         }
+        let (compared, mismatched, noise) = (
+            [&b.compared, &b.current_compared],
+            [&b.mismatched, &b.current_mismatched],
+            [&b.noise, &b.current_noise],
+        );
+        let n = if on_new { 2 } else { 1 };
         match outcome {
-            Compared::Match => add(&b.compared),
+            Compared::Match => compared[..n].iter().for_each(|c| add(c)),
             Compared::Noise => {
-                add(&b.compared);
-                add(&b.noise);
+                compared[..n].iter().for_each(|c| add(c));
+                noise[..n].iter().for_each(|c| add(c));
             }
             Compared::Mismatch => {
-                add(&b.compared);
-                add(&b.mismatched);
+                compared[..n].iter().for_each(|c| add(c));
+                mismatched[..n].iter().for_each(|c| add(c));
             }
             Compared::Failed => {}
         }
@@ -368,6 +385,9 @@ impl Evidence {
             t.compared += l(&b.compared);
             t.mismatched += l(&b.mismatched);
             t.noise += l(&b.noise);
+            t.current_compared += l(&b.current_compared);
+            t.current_mismatched += l(&b.current_mismatched);
+            t.current_noise += l(&b.current_noise);
             t.cohort_mirrored += l(&b.cohort_mirrored);
             t.cohort_compared += l(&b.cohort_compared);
             t.cohort_mismatched += l(&b.cohort_mismatched);
@@ -482,12 +502,18 @@ mod tests {
             slow_ms: [u64::MAX; 2],
         };
         let e = Evidence::new(spec, clock);
-        e.compared(Compared::Mismatch, true, false);
-        e.compared(Compared::Failed, true, true);
-        e.compared(Compared::Noise, false, false);
-        e.compared(Compared::Match, false, false);
+        e.compared(Compared::Mismatch, false, true, false);
+        e.compared(Compared::Failed, false, true, true);
+        e.compared(Compared::Noise, false, false, false);
+        e.compared(Compared::Match, true, false, false);
+        e.compared(Compared::Mismatch, false, false, false);
         let t = e.totals(Duration::from_secs(10), 0);
-        assert_eq!((t.compared, t.mismatched, t.noise), (2, 0, 1));
+        assert_eq!((t.compared, t.mismatched, t.noise), (3, 1, 1));
+        assert_eq!(
+            (t.current_compared, t.current_mismatched),
+            (1, 0),
+            "served by new"
+        );
         assert_eq!(
             (
                 t.cohort_mirrored,

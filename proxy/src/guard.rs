@@ -288,7 +288,7 @@ mod tests {
             } else {
                 Compared::Match
             };
-            self.0.evidence.compared(o, false, false);
+            self.0.evidence.compared(o, false, false, false);
         }
         fn requests(&self) -> u64 {
             self.0.totals().new_side().requests

@@ -248,6 +248,7 @@ impl RespTee {
             .as_ref()
             .map(|_| format!("{} {}", plan.method, plan.uri));
         let request_id = plan.request_id.clone();
+        let on_new = plan.primary_side == Side::New;
         // Every way the job ends fires `on_done` exactly once (shadow's contract), so the
         // turn is released whether the mirror answered, failed or was dropped.
         let on_done = (write.is_some() || evidence.is_some()).then(|| {
@@ -265,7 +266,7 @@ impl RespTee {
                     if let Some(c) = compared {
                         let mirror_error =
                             c == Compared::Failed || r.status.is_some_and(|s| s.is_server_error());
-                        e.compared(c, cohort.is_some(), mirror_error);
+                        e.compared(c, on_new, cohort.is_some(), mirror_error);
                         if let (Compared::Mismatch, Some((p, key))) = (c, &cohort) {
                             p.note_mismatch(CohortMismatch {
                                 request_id,

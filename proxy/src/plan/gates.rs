@@ -7,6 +7,10 @@
 //! gates) says nothing, and a phase with such a gate cannot pass — but a gate that has its data
 //! and fails, fails at once.
 //!
+//! The hold's mismatch gate judges the current cohort: comparisons of requests the new side
+//! answered (the users already moved), not those of users still on legacy mirrored to new —
+//! which users the next step moves is the pre-flight's question.
+//!
 //! Relative gates compare the new side with legacy over the same window: the new side's 5xx
 //! share may be `max_error_rate_ratio` times legacy's, its p99 `max_p99_ratio` times legacy's.
 //! Legacy's share is floored at one error in its window (`1 / requests`), so a legacy that made
@@ -62,11 +66,11 @@ pub struct StepEvidence {
     pub new: SideEvidence,
     /// Legacy's, over the same window.
     pub legacy: SideEvidence,
-    /// Shadow comparisons outside the cohort.
+    /// Shadow comparisons of the current cohort (requests the new side answered).
     pub compared: u64,
     /// Their mismatch share (after learned noise).
     pub mismatch_rate: Option<f64>,
-    /// Comparisons that differed only in learned noise.
+    /// Of them, those that differed only in learned noise.
     pub noise_excluded: u64,
     /// The pre-flight cohort, in a pre-flight.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -114,9 +118,9 @@ fn base(phase: &str, t: &Totals, window_s: u64) -> StepEvidence {
         window_s,
         new: t.new_side().into(),
         legacy: t.legacy().into(),
-        compared: t.compared,
-        mismatch_rate: ratio(t.mismatched, t.compared),
-        noise_excluded: t.noise,
+        compared: t.current_compared,
+        mismatch_rate: ratio(t.current_mismatched, t.current_compared),
+        noise_excluded: t.current_noise,
         cohort: None,
         gates: Vec::new(),
     }
@@ -183,9 +187,9 @@ pub fn judge_hold(
     if let Some(max) = cfg.max_mismatch_rate.filter(|_| sampled) {
         ev.gates.push(gate(
             "mismatch_rate",
-            ratio(t.mismatched, t.compared),
+            ratio(t.current_mismatched, t.current_compared),
             max,
-            t.compared >= min,
+            t.current_compared >= min,
         ));
     }
     (verdict(&ev.gates, min), ev)
@@ -312,7 +316,7 @@ mod tests {
         let c = cfg("max_mismatch_rate = 0.01\npreflight = \"1m\"");
         let e = evidence(u64::MAX);
         for _ in 0..200 {
-            e.compared(Compared::Match, false, false);
+            e.compared(Compared::Match, true, false, false);
         }
         for i in 0..100 {
             let o = if i < 5 {
@@ -320,7 +324,7 @@ mod tests {
             } else {
                 Compared::Noise
             };
-            e.compared(o, true, false);
+            e.compared(o, false, true, false);
         }
         let t = e.totals(Duration::from_secs(60), 0);
         let (v, ev) = judge_preflight(&c, &t, 60, (1000, 2500));
