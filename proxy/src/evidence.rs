@@ -59,7 +59,7 @@ fn cell_bounds(c: usize) -> (f64, f64) {
     }
     let octave = FIRST_OCTAVE + ((c - 1) / 2) as u32;
     let base = (1u64 << octave) as f64;
-    if (c - 1) % 2 == 0 {
+    if (c - 1).is_multiple_of(2) {
         (base, base * 1.5)
     } else {
         (base * 1.5, base * 2.0)

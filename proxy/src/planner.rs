@@ -72,7 +72,7 @@ fn detail(ev: Option<&StepEvidence>, mismatches: &[CohortMismatch], why: Option<
     json!({ "evidence": ev, "cohort_mismatches": listed, "reason": why }).to_string()
 }
 
-fn planned<'a>(l: &'a Locked<'_>, route: &str) -> Result<(RouteConfig, PlanConfig), ProxyError> {
+fn planned(l: &Locked<'_>, route: &str) -> Result<(RouteConfig, PlanConfig), ProxyError> {
     let rc = l
         .config()
         .route(route)
@@ -196,12 +196,15 @@ fn judge_route(control: &Control, route: &Route) -> Result<Option<PlanEvent>, Pr
     let (rc, cfg) = planned(&l, &route.name)?;
     let (version, state) = stored(&l, &route.name)?;
     let run = route.plan.as_ref();
-    let Some(mut s) = state.filter(|s| s.status == Status::Running) else {
-        if let Some(r) = run {
-            r.set_cohort(None);
+    let mut s = match state {
+        Some(s) if s.status == Status::Running => s,
+        other => {
+            if let Some(r) = run {
+                r.set_cohort(None);
+            }
+            publish(control, route, other.as_ref(), None);
+            return Ok(None);
         }
-        publish(control, route, stored(&l, &route.name)?.1.as_ref(), None);
-        return Ok(None);
     };
     let now_us = control.clock().unix_us();
     let name = route.name.to_string();
