@@ -689,7 +689,7 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
     c.validate().unwrap();
 }
 
-/// The commented shadow, dual-write and guard examples of `config/ficus.toml` are valid once
+/// The commented shadow, dual-write, guard and plan examples of `config/ficus.toml` are valid once
 /// uncommented.
 #[test]
 fn shipped_example_shadow_settings_are_valid_when_uncommented() {
@@ -719,6 +719,12 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
         "max_mismatch_rate",
         "window_s",
         "min_requests",
+        "steps",
+        "hold",
+        "preflight",
+        "max_error_rate_ratio",
+        "max_p99_ratio",
+        "on_fail",
     ];
     let mut uncommented = 0;
     let text: String = src
@@ -727,7 +733,13 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
             let Some(rest) = l.strip_prefix("# ") else {
                 return l.to_string();
             };
-            let example = ["[shadow]", "[routes.shadow]", "[routes.guard]"].contains(&rest.trim())
+            let example = [
+                "[shadow]",
+                "[routes.shadow]",
+                "[routes.guard]",
+                "[routes.plan]",
+            ]
+            .contains(&rest.trim())
                 || KEYS.iter().any(|k| rest.starts_with(&format!("{k} = ")));
             if example {
                 uncommented += 1;
@@ -742,6 +754,8 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
     let c = Config::from_toml_str(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
     let read = c.route("tasks-read").unwrap();
     assert!(read.shadow.is_some() && read.guard.is_some());
+    let plan = read.plan.as_ref().unwrap();
+    assert_eq!(plan.steps, vec![100, 1000, 2500, 5000, 10_000]);
     let claim = c.route("tasks-claim").unwrap();
     assert!(claim.dual_write && claim.key.is_some());
     assert_eq!(
