@@ -124,20 +124,33 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
             &["every answer came from new (primary); legacy got each write mirrored"],
         ),
         (
-            "plan promotes v1",
+            "plan pre-flights and promotes",
             &[
-                "plan-promote       10% →    50%   cohort [10.0%, 50.0%)",
-                "plan-promote       50% →   100%",
-                "tasks-read at 100 % in",
+                "plan-promote",
+                "10% →    50%",
+                "cohort [10.0%, 50.0%)",
+                "0 mismatched",
             ],
+        ),
+        ("plan reaches 100 %", &["plan-promote", "50% →   100%"]),
+        (
+            "plan done alone",
+            &["tasks-read at 100 % in", "no operator involved"],
         ),
         (
             "pre-flight stops v4",
+            &["the plan paused at 10 %: preflight gate failed: preflight_mismatch_rate"],
+        ),
+        (
+            "current cohort clean",
             &[
-                "the plan paused at 10 %: preflight gate failed: preflight_mismatch_rate",
+                "the current cohort (the 10 % v4 answers)",
                 "mismatch rate 0.00 %",
-                "mismatch: GET /api/tasks/",
             ],
+        ),
+        (
+            "cohort mismatches listed",
+            &["mismatch: GET /api/tasks/", "user user-"],
         ),
         (
             "guard audit",
