@@ -39,6 +39,8 @@ RULES_TEST = os.path.join(HERE, "prometheus", "rules_test.yml")
 # The metrics ficus exports: name -> (type, labels, fixed label values).
 # Sources: proxy/src/metrics.rs, shadow/src/metrics.rs, migrator/src/metrics.rs; the drift,
 # guard and dual-write metrics are the names agreed for issue 6 ("pending" until exported).
+_PLAN_GATES = {"error_rate", "error_rate_ratio", "p99_ms", "p99_ratio", "mismatch_rate",
+               "preflight_mismatch_rate", "preflight_error_rate", "preflight_error_rate_ratio"}
 _SHADOW_KINDS = {"status", "header", "missing", "extra", "type", "value", "array_length", "order", "text"}
 METRICS = {
     # proxy
@@ -80,6 +82,19 @@ METRICS = {
     "ficus_guard_rollbacks_total": ("counter", {"route", "reason"},
                                     {"reason": {"error_rate", "p99", "mismatch_rate"}}),
     "ficus_dual_write_divergent_total": ("counter", {"route"}, {}),
+    # step plans (issue 16)
+    "ficus_plan_status": ("gauge", {"route", "status"},
+                          {"status": {"running", "paused", "done", "failed", "aborted"}}),
+    "ficus_plan_step_percent": ("gauge", {"route"}, {}),
+    "ficus_plan_step_seconds": ("gauge", {"route"}, {}),
+    "ficus_plan_preflight_active": ("gauge", {"route"}, {}),
+    "ficus_plan_gate_value": ("gauge", {"route", "gate"}, {"gate": _PLAN_GATES}),
+    "ficus_plan_gate_threshold": ("gauge", {"route", "gate"}, {"gate": _PLAN_GATES}),
+    "ficus_plan_steps_total": ("counter", {"route", "action"},
+                               {"action": {"start", "preflight", "promote", "done", "rollback", "pause",
+                                           "resume", "abort"}}),
+    "ficus_plan_preflight_requests_total": ("counter", {"route"}, {}),
+    "ficus_plan_preflight_mismatches_total": ("counter", {"route"}, {}),
 }
 PENDING = {
     "ficus_drift_rows", "ficus_drift_keys_checked_total", "ficus_drift_verify_lag_seconds",

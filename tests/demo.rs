@@ -39,8 +39,10 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
         "== 11. Roll reads out: 10 → 50 → 100 %",
         "== 12. Roll writes",
         "== 13. Guard",
-        "== 14. Cut over, then roll the migration back",
-        "== 15. Done",
+        "== 14. Plan: reads move to v1 step by step",
+        "== 15. Plan: the pre-flight stops",
+        "== 16. Cut over, then roll the migration back",
+        "== 17. Done",
     ];
     let mut at = 0;
     for h in headings {
@@ -120,6 +122,35 @@ fn demo_tells_the_whole_story_and_each_chapter_checks_out() {
         (
             "writes on new, mirrored to legacy",
             &["every answer came from new (primary); legacy got each write mirrored"],
+        ),
+        (
+            "plan pre-flights and promotes",
+            &[
+                "plan-promote",
+                "10% →    50%",
+                "cohort [10.0%, 50.0%)",
+                "0 mismatched",
+            ],
+        ),
+        ("plan reaches 100 %", &["plan-promote", "50% →   100%"]),
+        (
+            "plan done alone",
+            &["tasks-read at 100 % in", "no operator involved"],
+        ),
+        (
+            "pre-flight stops v4",
+            &["the plan paused at 10 %: preflight gate failed: preflight_mismatch_rate"],
+        ),
+        (
+            "current cohort clean",
+            &[
+                "the current cohort (the 10 % v4 answers)",
+                "mismatch rate 0.00 %",
+            ],
+        ),
+        (
+            "cohort mismatches listed",
+            &["mismatch: GET /api/tasks/", "user user-"],
         ),
         (
             "guard audit",

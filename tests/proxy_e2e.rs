@@ -339,3 +339,78 @@ async fn access_log_reopens_on_sigusr1_and_sighup_after_rotation() {
     }
     assert!(sent >= 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_plan_via_cli() {
+    let (l, n) = (echo("legacy").await, echo("new").await);
+    let dir = testkit::temp_dir("e2e-plan");
+    let cfg = dir.path().join("ficus.toml");
+    let toml = ProxyToml::new(&l, &n)
+        .state_file(&dir.path().join("state.db"))
+        .workers(1)
+        .routes(
+            "[[routes]]\nname = \"tasks\"\npath = \"/api/tasks/*\"\nsticky = \"header:x-user-id\"\n\
+             [routes.plan]\nsteps = [5, 50, 100]\nhold = \"1h\"\nmin_requests = 100\nmax_error_rate = 0.01\n",
+        );
+    std::fs::write(&cfg, toml.to_string()).unwrap();
+    let f = start(&cfg);
+    let url = format!("http://{}", f.admin);
+    let plan = |action: &str, token: Option<&str>| {
+        cli(
+            &[
+                "rollout", "plan", action, "tasks", "--admin", &url, "--actor", "e2e",
+            ],
+            token,
+        )
+    };
+    let (code, out, err) = plan("status", None);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("no plan started"), "{out}");
+    let (code, _, err) = plan("start", None);
+    assert_ne!(code, 0);
+    assert!(err.contains("401"), "{err}");
+    let (code, out, err) = plan("start", Some(TOKEN));
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("plan running"), "{out}");
+    // The admin thread takes the first step on its own (nothing to hold at 0 %).
+    let until = Instant::now() + Duration::from_secs(10);
+    while status_json(f.admin)[0]["percent"] != 5.0 {
+        assert!(Instant::now() < until, "the plan never took its first step");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, _) = plan("status", None);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("at 5%") && out.contains("gate error_rate"),
+        "{out}"
+    );
+    assert!(out.contains("waiting:"), "{out}");
+    let (code, out, _) = plan("pause", Some(TOKEN));
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("plan paused") && out.contains("paused by cli:e2e"),
+        "{out}"
+    );
+    let (code, _, err) = plan("pause", Some(TOKEN));
+    assert_ne!(code, 0);
+    assert!(
+        err.contains("409") && err.contains("cannot pause a plan that is paused"),
+        "{err}"
+    );
+    let (code, out, _) = plan("resume", Some(TOKEN));
+    assert_eq!(code, 0);
+    assert!(out.contains("plan running at 5%"), "{out}");
+    let (code, out, err) = cli(
+        &[
+            "rollout", "plan", "abort", "tasks", "--admin", &url, "--json",
+        ],
+        Some(TOKEN),
+    );
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["plan"]["status"], "aborted");
+    assert_eq!(
+        v["percent"], 5.0,
+        "an aborted plan leaves the route where it is"
+    );
+}

@@ -1,7 +1,7 @@
 //! ficus-demo: the `ficus demo` story — starts a throwaway PostgreSQL, seeds the legacy
 //! SQLite database, migrates it, puts the proxy in front of both task apps, and walks through
 //! every ficus capability against them (shadow reads, dual writes, drift watch, rollouts, the
-//! rollback guard, a migration rollback), narrating what it did, what the same step looks like
+//! rollback guard, step plans and their pre-flight, a migration rollback), narrating what it did, what the same step looks like
 //! on the command line, and where everything runs. Each step checks its outcome; a step whose
 //! outcome is not what the story expects stops the demo with [`DemoError::Step`].
 //!

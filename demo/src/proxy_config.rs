@@ -1,6 +1,7 @@
 //! The proxy's `ficus.toml` for each phase of the story. One template: the phases differ only
 //! in which build of the new service `[backends.new]` points at, whether the write routes
-//! mirror to both sides (`dual_write`), and whether reads carry a `[routes.guard]`.
+//! mirror to both sides (`dual_write`), and whether reads carry a `[routes.guard]` and a
+//! `[routes.plan]`.
 
 use std::path::Path;
 
@@ -28,6 +29,18 @@ pub struct Guard {
     pub min_requests: u64,
 }
 
+/// `[routes.plan]` of the read route: short phases, so the story is quick (the proxy judges
+/// once a second).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Plan {
+    pub min_requests: u64,
+    /// `on_fail = "pause"` (else rollback).
+    pub pause: bool,
+}
+
+/// The plan's steps, in percent.
+pub const PLAN_STEPS: [u32; 3] = [10, 50, 100];
+
 /// One phase of the proxy's configuration.
 #[derive(Debug, Clone)]
 pub struct Phase {
@@ -35,6 +48,7 @@ pub struct Phase {
     pub new_url: String,
     pub writes: Writes,
     pub guard: Option<Guard>,
+    pub plan: Option<Plan>,
 }
 
 /// Headers that differ between any two answers (the clock, the request id, the length).
@@ -80,6 +94,14 @@ sample = 1.0
         s.push_str(&format!(
             "[routes.guard]\nmax_p99_ms = {}\nwindow_s = {}\nmin_requests = {}\n",
             g.max_p99_ms, g.window_s, g.min_requests
+        ));
+    }
+    if let Some(p) = phase.plan {
+        s.push_str(&format!(
+            "[routes.plan]\nsteps = {PLAN_STEPS:?}\nhold = \"1s\"\npreflight = \"1s\"\nmin_requests = {}\n\
+             max_error_rate = 0.01\nmax_mismatch_rate = 0.01\non_fail = \"{}\"\n",
+            p.min_requests,
+            if p.pause { "pause" } else { "rollback" }
         ));
     }
     // Creates take turns per route: each side numbers new tasks itself (max(id) + 1), so two
@@ -141,6 +163,10 @@ mod tests {
             new_url: "http://127.0.0.1:2".into(),
             writes,
             guard,
+            plan: guard.map(|_| Plan {
+                min_requests: 10,
+                pause: true,
+            }),
         }
     }
 
@@ -177,6 +203,7 @@ mod tests {
                 c.route(READ_ROUTE).unwrap().guard.is_some(),
                 guard.is_some()
             );
+            assert_eq!(c.route(READ_ROUTE).unwrap().plan.is_some(), guard.is_some());
         }
     }
 }

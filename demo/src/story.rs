@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use crate::chapters::{
-    cutover, drift, dualwrite, guard, live, migrate, rollback, rollout, shadow, start,
+    cutover, drift, dualwrite, guard, live, migrate, plan, rollback, rollout, shadow, start,
 };
 use crate::narrator::Narrator;
 use crate::stage::{Ground, Stage, Workspace};
@@ -63,6 +63,8 @@ async fn tell(n: &mut Narrator<'_>, stage: &mut Stage) -> Result<(), DemoError> 
     rollout::roll_reads(n, stage).await?;
     rollout::roll_writes(n, stage).await?;
     guard::guard_rollback(n, stage).await?;
+    plan::plan_promotes(n, stage).await?;
+    plan::preflight_stops(n, stage).await?;
     rollback::cut_over_and_roll_back(n, stage).await
 }
 

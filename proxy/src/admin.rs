@@ -16,6 +16,8 @@
 //! | `POST /admin/reload` | bearer | re-read the configuration file |
 //! | `POST /admin/routes/{name}/hold` `{"max_ms": 2000, "actor": "cutover"}` | bearer | hold the route's writes: `{route, held, held_by, held_since, held_until, waiting_writes, in_flight_writes}`; 409 when held, 400 unless `max_ms` is 1..=60000 |
 //! | `DELETE /admin/routes/{name}/hold` | bearer | release them (same answer); 409 when not held |
+//! | `GET /admin/routes/{name}/plan` | — | the route's step plan: `{route, percent, steps, plan, next_percent, phase_seconds, waiting, live, cohort_mismatches}` |
+//! | `POST /admin/routes/{name}/plan/{start,pause,resume,abort}` | bearer | the same answer after the command; 409 when the plan's state does not allow it or the route has no `[routes.plan]` |
 //!
 //! Mutations need `Authorization: Bearer <token>`: 401 without one, 403 with a wrong one (or
 //! when no token is configured, which disables mutations). `X-Ficus-Actor` names who acts in
@@ -191,7 +193,9 @@ fn from_proxy_error(e: ProxyError) -> Response<RespBody> {
                 }),
             )
         }
-        e @ ProxyError::NotHeld(_) => error(StatusCode::CONFLICT, e.to_string()),
+        e @ (ProxyError::NotHeld(_) | ProxyError::Plan { .. }) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
         other => {
             tracing::error!(error = %other, "admin request failed");
             error(StatusCode::INTERNAL_SERVER_ERROR, other.to_string())
@@ -395,6 +399,23 @@ async fn route(
                 .map_err(from_proxy_error)?;
             Ok(json_response(StatusCode::OK, json!(s)))
         }
+        (&Method::GET, ["admin", "routes", name, "plan"]) => {
+            let s = crate::planner::status(&control, name).map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!(s)))
+        }
+        (&Method::POST, ["admin", "routes", name, "plan", cmd]) => {
+            let Some(cmd) = crate::PlanCommand::parse(cmd) else {
+                return Err(error(
+                    StatusCode::NOT_FOUND,
+                    format!("no plan command {cmd:?} (start, pause, resume, abort)"),
+                ));
+            };
+            let name = name.to_string();
+            let actor = authorize(&control, &req)?;
+            let s =
+                crate::planner::command(&control, &name, cmd, &actor).map_err(from_proxy_error)?;
+            Ok(json_response(StatusCode::OK, json!(s)))
+        }
         (&Method::POST, ["admin", "rollback"]) => {
             let actor = authorize(&control, &req)?;
             let b: RollbackBody = read_json(req.into_body(), true, read_timeout).await?;
@@ -433,7 +454,8 @@ async fn route(
             | ["admin", "rollback"]
             | ["admin", "reload"],
         )
-        | (_, ["admin", "routes", _, "rollout" | "hold"]) => Err(error(
+        | (_, ["admin", "routes", _, "rollout" | "hold" | "plan"])
+        | (_, ["admin", "routes", _, "plan", _]) => Err(error(
             StatusCode::METHOD_NOT_ALLOWED,
             format!("{method} not allowed on {path}"),
         )),

@@ -6,7 +6,8 @@
 //! - configuration reload on SIGHUP and file change ([`crate::reload`]);
 //! - the listeners' TLS certificates, re-read when their files change
 //!   ([`crate::listener_tls::watch`]);
-//! - the rollback guards' verdicts, once a second ([`Control::judge_guards`]);
+//! - the rollback guards' verdicts, once a second ([`Control::judge_guards`]), then the step
+//!   plans' ([`crate::planner::judge`]);
 //! - the write holds' deadlines ([`Control::judge_holds`]): judged when a hold is placed or a
 //!   waiting write saw one expire, and every [`CLOCK_TICK`] while a hold is in force (at its
 //!   deadline at the latest);
@@ -113,6 +114,7 @@ async fn judge_guards(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
             _ = every.tick() => {}
         }
         control.judge_guards();
+        crate::planner::judge(&control);
     }
 }
 
@@ -138,6 +140,10 @@ async fn judge_holds(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
 /// fallback, [`STATE_POLL`] after the last re-read on the proxy's clock. Returns at once for
 /// SQLite.
 async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
+    // The stored plans' pre-flight cohorts, from the start.
+    if let Err(e) = crate::planner::sync(&control) {
+        tracing::error!(error = %e, "cannot read the stored step plans");
+    }
     let Some(changes) = control.state_changes() else {
         return;
     };
@@ -156,7 +162,10 @@ async fn follow_state(control: Arc<Control>, mut stop: watch::Receiver<bool>) {
             }
         }
         last_read = clock.now();
-        match control.sync_from_state() {
+        match control
+            .sync_from_state()
+            .and_then(|_| crate::planner::sync(&control))
+        {
             Ok(_) => {
                 if failing {
                     tracing::info!("shared rollout state readable again");

@@ -135,6 +135,22 @@ impl AdminClient {
         self.call(Method::DELETE, &path, None).await
     }
 
+    /// `GET /admin/routes/{name}/plan`.
+    pub async fn plan_status(&self, route: &str) -> Result<crate::PlanStatus, ClientError> {
+        let path = format!("/admin/routes/{}/plan", route);
+        self.call(Method::GET, &path, None).await
+    }
+
+    /// `POST /admin/routes/{name}/plan/{start|pause|resume|abort}`.
+    pub async fn plan(
+        &self,
+        route: &str,
+        command: crate::PlanCommand,
+    ) -> Result<crate::PlanStatus, ClientError> {
+        let path = format!("/admin/routes/{}/plan/{}", route, command.as_str());
+        self.call(Method::POST, &path, None).await
+    }
+
     /// Any call returning JSON.
     pub async fn call<T: DeserializeOwned>(
         &self,

@@ -383,6 +383,15 @@ impl Control {
         self.lock().admin_token.is_some()
     }
 
+    /// The control lock, for the step planner: what it reads and writes under it (the
+    /// configuration, the state store) and how it applies a persisted percentage.
+    pub(crate) fn locked(&self) -> Locked<'_> {
+        Locked {
+            control: self,
+            inner: self.lock(),
+        }
+    }
+
     /// Applies a persisted change to traffic; `_held` proves the control lock is held.
     fn apply(&self, _held: &Inner, route: &str, bp: u32) {
         let table = self.shared.table.load();
@@ -892,6 +901,37 @@ impl Control {
             }
         }
         result.map(Some)
+    }
+}
+
+/// The control lock held by the step planner (`planner`), which persists before it applies,
+/// like every method of [`Control`].
+pub(crate) struct Locked<'a> {
+    control: &'a Control,
+    inner: MutexGuard<'a, Inner>,
+}
+
+impl Locked<'_> {
+    pub fn config(&self) -> &Config {
+        &self.inner.config
+    }
+
+    pub fn state(&mut self) -> &mut StateStore {
+        &mut self.inner.state
+    }
+
+    pub fn state_ref(&self) -> &StateStore {
+        &self.inner.state
+    }
+
+    /// The percentage the state store gives `rc` (basis points).
+    pub fn stored_bp(&self, rc: &RouteConfig) -> Result<u32, ProxyError> {
+        Ok(effective(&self.inner.state, rc)?.0)
+    }
+
+    /// Applies a percentage already persisted.
+    pub fn apply(&self, route: &str, bp: u32) {
+        self.control.apply(&self.inner, route, bp);
     }
 }
 

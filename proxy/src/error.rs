@@ -81,6 +81,15 @@ pub enum ProxyError {
     /// A release was asked for on a route that is not held.
     #[error("route {0:?} is not held")]
     NotHeld(String),
+    /// A step plan cannot do what was asked in its state (start while one runs, resume one
+    /// that is not paused, a route without `[routes.plan]`).
+    #[error("route {route:?}: {message}")]
+    Plan {
+        /// Route name.
+        route: String,
+        /// What is in the way, and what to do.
+        message: String,
+    },
     /// A hold was released (writes go on) but its audit row could not be written.
     #[error("{what}, but its audit row could not be written: {source}")]
     Unaudited {

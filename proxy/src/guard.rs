@@ -13,33 +13,31 @@
 //! min_requests = 200         # no verdict on thin traffic
 //! ```
 //!
-//! # Architecture invariant: a few atomics per request
-//! The window is a ring of [`BUCKETS`] time buckets of `window_s / BUCKETS` each; a request
-//! adds to the current bucket with relaxed atomic adds (no lock, no allocation). A bucket is
-//! recycled by the first request that finds it holding an older epoch, so counts landing in
-//! the instant of a recycle may be lost — a verdict over hundreds of requests does not care.
-//! The p99 test is exact without a histogram: p99 > `max_p99_ms` exactly when more than 1 % of
-//! the requests took longer than `max_p99_ms`, so each request only compares its latency.
+//! The window is read from the route's [`Evidence`] (the one record of what both sides
+//! answered, shared with a step plan; see `evidence`): the guard judges the new side's
+//! requests and the shadow comparisons of its last `window_s`. Its p99 test is exact: the
+//! record counts the requests slower than the guard's `max_p99_ms`.
 //!
 //! The verdicts are made off the hot path, once a second on the admin thread
-//! (`Control::judge_guards`, one judge at a time). After firing, a guard is disarmed and its
-//! window cleared; it re-arms (with a fresh window) when an operator raises the route's
-//! percentage above 0 again, so it never fires twice on one incident and stale samples never
-//! trip it after a re-raise.
+//! (`Control::judge_guards`, one judge at a time). After firing, a guard is disarmed and
+//! judges only what comes after; it re-arms (with a fresh window) when an operator raises the
+//! route's percentage above 0 again, so it never fires twice on one incident and stale samples
+//! never trip it after a re-raise.
 //!
 //! Time comes from the proxy's [`Clock`](ficus_core::Clock) (the system clock unless a test
-//! passes a `ManualClock`): the window's buckets are read from it, and the latencies handed to
-//! [`Guard::request`] are measured on it (by `forward`), so a test moves the window, or makes
+//! passes a `ManualClock`), through the evidence record, so a test moves the window, or makes
 //! the new side slow, by advancing the clock instead of sleeping.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-use ficus_core::SharedClock;
 use prometheus::IntCounter;
 
-/// Time buckets per window.
-pub(crate) const BUCKETS: usize = 20;
+use crate::evidence::{Evidence, Totals, GUARD};
+
+/// Time buckets per window: the finest the route's evidence record is kept at for a guard.
+pub(crate) const BUCKETS: u32 = 20;
 
 /// A route's `[routes.guard]` settings.
 #[derive(Debug, Clone, PartialEq)]
@@ -137,151 +135,55 @@ pub(crate) struct Verdict {
     pub detail: String,
 }
 
-#[derive(Default)]
-struct Bucket {
-    /// Which bucket-length period these counts belong to (`now / bucket_ms`), plus 1 (0: never).
-    epoch: AtomicU64,
-    requests: AtomicU64,
-    errors: AtomicU64,
-    slow: AtomicU64,
-    compared: AtomicU64,
-    mismatched: AtomicU64,
-}
-
-impl Bucket {
-    fn clear(&self) {
-        for c in [
-            &self.requests,
-            &self.errors,
-            &self.slow,
-            &self.compared,
-            &self.mismatched,
-        ] {
-            c.store(0, Ordering::Relaxed);
-        }
-    }
-}
-
-/// Sums over the window.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct Totals {
-    pub requests: u64,
-    pub errors: u64,
-    pub slow: u64,
-    pub compared: u64,
-    pub mismatched: u64,
-}
-
-/// One route's guard: settings, window, arming and its metric handles.
+/// One route's guard: settings, the route's evidence, arming and its metric handles.
 pub(crate) struct Guard {
     pub cfg: GuardConfig,
-    clock: SharedClock,
-    /// The clock's reading when the guard was made: bucket periods count from here.
-    origin: Instant,
-    bucket_ms: u64,
-    slow_ms: u64,
-    buckets: [Bucket; BUCKETS],
+    evidence: Arc<Evidence>,
+    /// Only buckets that began at or after this (evidence milliseconds) count: set past what
+    /// was counted when the guard fires or re-arms.
+    since_ms: AtomicU64,
     armed: AtomicBool,
     /// `ficus_guard_rollbacks_total{route,reason}`, by [`Reason::ALL`] index.
     pub fired: [IntCounter; 3],
 }
 
 impl Guard {
-    /// A guard with `cfg`, counting its rollbacks in `fired` (by [`Reason::ALL`] index) and
-    /// reading time from `clock`.
-    pub fn new(cfg: GuardConfig, fired: [IntCounter; 3], clock: SharedClock) -> Guard {
-        let bucket_ms = (cfg.window.as_millis() as u64 / BUCKETS as u64).max(1);
+    /// A guard with `cfg` judging `evidence` (made with this guard's `max_p99_ms` as its
+    /// [`GUARD`] threshold), counting its rollbacks in `fired` (by [`Reason::ALL`] index).
+    pub fn new(cfg: GuardConfig, fired: [IntCounter; 3], evidence: Arc<Evidence>) -> Guard {
         Guard {
-            slow_ms: cfg.max_p99_ms.unwrap_or(u64::MAX),
             cfg,
-            origin: clock.now(),
-            clock,
-            bucket_ms,
-            buckets: Default::default(),
+            evidence,
+            since_ms: AtomicU64::new(0),
             armed: AtomicBool::new(true),
             fired,
         }
     }
 
-    /// Milliseconds since the guard was made, on its clock.
-    #[inline]
-    fn now_ms(&self) -> u64 {
-        self.clock
-            .now()
-            .saturating_duration_since(self.origin)
-            .as_millis() as u64
+    /// The route's evidence record.
+    pub fn evidence(&self) -> &Arc<Evidence> {
+        &self.evidence
     }
 
-    /// The bucket for now, recycled first if it holds an older period.
-    #[inline]
-    fn bucket(&self, now_ms: u64) -> &Bucket {
-        let epoch = now_ms / self.bucket_ms + 1;
-        let b = &self.buckets[(epoch % BUCKETS as u64) as usize];
-        let seen = b.epoch.load(Ordering::Relaxed);
-        if seen != epoch
-            && b.epoch
-                .compare_exchange(seen, epoch, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            b.clear();
-        }
-        b
-    }
-
-    /// Counts one request answered by (or failed at) the new side; `took`: its time to the
-    /// response head, measured on the same clock.
-    #[inline]
-    pub fn request(&self, status: u16, took: Duration) {
-        let b = self.bucket(self.now_ms());
-        b.requests.fetch_add(1, Ordering::Relaxed);
-        if status >= 500 {
-            b.errors.fetch_add(1, Ordering::Relaxed);
-        }
-        if took.as_millis() as u64 > self.slow_ms {
-            b.slow.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Counts one shadow comparison.
-    pub fn compared(&self, mismatch: bool) {
-        let b = self.bucket(self.now_ms());
-        b.compared.fetch_add(1, Ordering::Relaxed);
-        if mismatch {
-            b.mismatched.fetch_add(1, Ordering::Relaxed);
-        }
-    }
-
-    /// Sums the buckets of the window ending now.
+    /// Sums the window ending now.
     pub fn totals(&self) -> Totals {
-        let current = self.now_ms() / self.bucket_ms + 1;
-        let mut t = Totals::default();
-        for b in &self.buckets {
-            let e = b.epoch.load(Ordering::Relaxed);
-            if e == 0 || e + (BUCKETS as u64) <= current || e > current {
-                continue;
-            }
-            t.requests += b.requests.load(Ordering::Relaxed);
-            t.errors += b.errors.load(Ordering::Relaxed);
-            t.slow += b.slow.load(Ordering::Relaxed);
-            t.compared += b.compared.load(Ordering::Relaxed);
-            t.mismatched += b.mismatched.load(Ordering::Relaxed);
-        }
-        t
+        self.evidence
+            .totals(self.cfg.window, self.since_ms.load(Ordering::Relaxed))
     }
 
     fn reset(&self) {
-        for b in &self.buckets {
-            b.epoch.store(0, Ordering::Relaxed);
-            b.clear();
-        }
+        self.since_ms
+            .store(self.evidence.next_bucket_ms(), Ordering::Relaxed);
     }
 
     /// The first broken threshold over the window, if any.
     pub fn verdict(&self, t: Totals) -> Option<Verdict> {
         let c = &self.cfg;
         let window = c.window.as_secs();
-        if t.requests >= c.min_requests {
-            let share = t.errors as f64 / t.requests as f64;
+        let n = t.new_side();
+        let (requests, errors, slow) = (n.requests, n.errors, n.slow[GUARD]);
+        if requests >= c.min_requests {
+            let share = errors as f64 / requests as f64;
             if let Some(max) = c.max_error_rate {
                 if share > max {
                     return Some(Verdict {
@@ -290,20 +192,19 @@ impl Guard {
                             "new-side 5xx share {:.2}% > {:.2}% ({} of {} requests in {window} s)",
                             share * 100.0,
                             max * 100.0,
-                            t.errors,
-                            t.requests
+                            errors,
+                            requests
                         ),
                     });
                 }
             }
             if let Some(max) = c.max_p99_ms {
                 // p99 > max  ⇔  more than 1 % of the requests took longer than max.
-                if t.slow * 100 > t.requests {
+                if slow * 100 > requests {
                     return Some(Verdict {
                         reason: Reason::P99,
                         detail: format!(
-                            "new-side p99 > {max} ms ({} of {} requests in {window} s slower)",
-                            t.slow, t.requests
+                            "new-side p99 > {max} ms ({slow} of {requests} requests in {window} s slower)"
                         ),
                     });
                 }
@@ -364,12 +265,48 @@ impl Guard {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ficus_core::ManualClock;
-    use std::sync::Arc;
+    use crate::evidence::{Compared, EvidenceSpec, PLAN};
+    use ficus_core::{ManualClock, Side};
 
-    fn guard(cfg: GuardConfig, clock: &Arc<ManualClock>) -> Guard {
+    /// A guard on an evidence record of its own.
+    struct G(Guard);
+
+    impl std::ops::Deref for G {
+        type Target = Guard;
+        fn deref(&self) -> &Guard {
+            &self.0
+        }
+    }
+
+    impl G {
+        fn request(&self, status: u16, took: Duration) {
+            self.0.evidence.request(Side::New, status, took);
+        }
+        fn compared(&self, mismatch: bool) {
+            let o = if mismatch {
+                Compared::Mismatch
+            } else {
+                Compared::Match
+            };
+            self.0.evidence.compared(o, false, false, false);
+        }
+        fn requests(&self) -> u64 {
+            self.0.totals().new_side().requests
+        }
+    }
+
+    fn guard(cfg: GuardConfig, clock: &Arc<ManualClock>) -> G {
         let c = || IntCounter::new("x", "x").unwrap();
-        Guard::new(cfg, [c(), c(), c()], clock.clone())
+        let mut slow_ms = [u64::MAX; 2];
+        slow_ms[GUARD] = cfg.max_p99_ms.unwrap_or(u64::MAX);
+        slow_ms[PLAN] = 1;
+        let spec = EvidenceSpec {
+            span: cfg.window,
+            resolution: cfg.window / BUCKETS,
+            slow_ms,
+        };
+        let e = Arc::new(Evidence::new(spec, clock.clone()));
+        G(Guard::new(cfg, [c(), c(), c()], e))
     }
 
     fn cfg() -> GuardConfig {
@@ -476,9 +413,9 @@ mod tests {
         for _ in 0..6 {
             g.request(500, MS);
         }
-        assert_eq!(g.totals().requests, 12, "both halves in the window");
+        assert_eq!(g.requests(), 12, "both halves in the window");
         clock.advance(Duration::from_secs(5));
-        assert_eq!(g.totals().requests, 6, "the first six are older than 10 s");
+        assert_eq!(g.requests(), 6, "the first six are older than 10 s");
         assert_eq!(
             g.check(10_000),
             None,
@@ -504,6 +441,6 @@ mod tests {
         assert_eq!(g.totals(), Totals::default());
         assert_eq!(g.check(10_000), None);
         g.request(500, MS);
-        assert_eq!(g.totals().requests, 1, "the recycled bucket starts at zero");
+        assert_eq!(g.requests(), 1, "the recycled bucket starts at zero");
     }
 }

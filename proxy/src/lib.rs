@@ -35,8 +35,12 @@
 //!   xxh3 into 10,000 buckets, monotone in the percentage; sticky key sources. `recent`: read
 //!   your writes — which side took each sticky key's latest write, in a bounded lock-free map
 //!   per proxy whose entries expire on the proxy's clock (`read_your_writes_ms`).
-//! - `guard`: per-route rollback guard — its settings ([`GuardConfig`]), the sliding window
-//!   and the verdicts, on the proxy's clock. `order`: write order on dual-write routes — a
+//! - `evidence`: one windowed record per route of both sides' answers (requests, 5xx, exact
+//!   slow counts, a latency histogram) and the shadow comparisons (noise and a plan's
+//!   pre-flight cohort apart), on the proxy's clock — what the guard and a plan judge.
+//!   `guard`: per-route rollback guard — its settings ([`GuardConfig`]) and verdicts over the
+//!   evidence's sliding window. [`plan`]: step plans — settings, gates, durable state and
+//!   engine, the pre-flight cohort on the hot path (`plan/{config, gates, state, runtime}`). `order`: write order on dual-write routes — a
 //!   write waits for its row's turn (one turn per row, shared by every dual-write route) until
 //!   the previous write to the row reached both sides. `hold`: the write hold — a held route's
 //!   writes wait before their routing decision until released or until the deadline on the
@@ -66,6 +70,9 @@
 //!   the configuration needs them. `control`: rollout changes, rollbacks, reloads, write holds
 //!   (hold, release, expiry) and the guards' verdicts, persisted (audited) before applied. The rollout state, audit log and dual-write log live in `ficus-state`
 //!   (SQLite, or PostgreSQL shared by replicas with LISTEN/NOTIFY).
+//! - `planner`: runs the step plans under the control lock — judged once a second, each step
+//!   persisted (compare-and-set, with its evidence) before it is applied; start, pause, resume,
+//!   abort; [`PlanStatus`].
 //! - `admin`: the admin API; `page`: the admin web page (assets compiled in) and its JSON;
 //!   `reload`: SIGHUP and file watch; `admin_thread`: the thread running those, the guards'
 //!   verdicts once a second, the holds' deadlines and the shared-state follower.
@@ -96,6 +103,7 @@ mod conn;
 mod control;
 mod dualwrite;
 mod error;
+mod evidence;
 mod exec;
 mod forward;
 mod grpc;
@@ -107,6 +115,8 @@ mod metrics_endpoint;
 mod order;
 mod page;
 mod path;
+pub mod plan;
+mod planner;
 mod recent;
 mod reload;
 pub mod route;
@@ -129,6 +139,7 @@ pub use self::forward::{
 pub use self::guard::{GuardConfig, Reason as GuardReason};
 pub use self::hold::MAX_HOLD;
 pub use self::metrics_endpoint::serve_metrics;
+pub use self::planner::{PlanCommand, PlanEvent, PlanStatus};
 pub use self::server::{shutdown_signal, Proxy, ProxyHandle};
 pub use self::split::Side;
 pub use self::table::UNMATCHED;

@@ -26,6 +26,14 @@
 //! | `ficus_in_flight_writes` | route (writes past their routing decision, not yet answered and mirrored) |
 //! | `ficus_grpc_responses_total` | route, backend, grpc_status (0..16, unknown): gRPC responses, from the head (trailers-only) or the trailers |
 //! | `ficus_read_your_writes_total` | route (reads sent to the side that took their key's recent write instead of where the split sent them) |
+//! | `ficus_plan_status` | route, status (running, paused, done, failed, aborted): 1 for the plan's status |
+//! | `ficus_plan_step_percent` | route (the percentage the plan put the route at) |
+//! | `ficus_plan_step_seconds` | route (time at the current step, on the proxy's clock) |
+//! | `ficus_plan_preflight_active` | route (1 while the next cohort is pre-flighted) |
+//! | `ficus_plan_gate_value`, `ficus_plan_gate_threshold` | route, gate (error_rate, error_rate_ratio, p99_ms, p99_ratio, mismatch_rate, preflight_mismatch_rate, preflight_error_rate, preflight_error_rate_ratio): the last judged value and its threshold |
+//! | `ficus_plan_steps_total` | route, action (start, preflight, promote, done, rollback, pause, resume, abort) |
+//! | `ficus_plan_preflight_requests_total` | route (pre-flight cohort requests mirrored to the new side) |
+//! | `ficus_plan_preflight_mismatches_total` | route (their mismatches) |
 //!
 //! | `ficus_access_log_lines_total` | — (access log lines written; with `[proxy.access_log]`) |
 //! | `ficus_access_log_dropped_total` | — (entries dropped: the writer's queue was full) |
@@ -108,6 +116,120 @@ pub struct Metrics {
     read_your_writes: IntCounterVec,
     /// `ficus_grpc_responses_total` (see `grpc`).
     pub(crate) grpc: IntCounterVec,
+    /// The `ficus_plan_*` families.
+    pub(crate) plan: PlanMetrics,
+}
+
+/// The step plans' metric families.
+pub(crate) struct PlanMetrics {
+    pub status: IntGaugeVec,
+    pub step_percent: GaugeVec,
+    pub step_seconds: GaugeVec,
+    pub preflight_active: IntGaugeVec,
+    pub gate_value: GaugeVec,
+    pub gate_threshold: GaugeVec,
+    pub steps: IntCounterVec,
+    preflight_requests: IntCounterVec,
+    preflight_mismatches: IntCounterVec,
+}
+
+impl PlanMetrics {
+    fn new(registry: &Registry) -> Result<PlanMetrics, prometheus::Error> {
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = GaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let int_gauge = |name: &str, help: &str, labels: &[&str]| {
+            let g = IntGaugeVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok::<_, prometheus::Error>(g)
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok::<_, prometheus::Error>(c)
+        };
+        Ok(PlanMetrics {
+            status: int_gauge(
+                "ficus_plan_status",
+                "1 for the status of the route's step plan (running, paused, done, failed, aborted).",
+                &["route", "status"],
+            )?,
+            step_percent: gauge(
+                "ficus_plan_step_percent",
+                "The percentage the route's step plan put it at.",
+                &["route"],
+            )?,
+            step_seconds: gauge(
+                "ficus_plan_step_seconds",
+                "Time the route's step plan has been at its current step, on the proxy's clock.",
+                &["route"],
+            )?,
+            preflight_active: int_gauge(
+                "ficus_plan_preflight_active",
+                "1 while the route's next cohort is shadowed to the new side before it moves.",
+                &["route"],
+            )?,
+            gate_value: gauge(
+                "ficus_plan_gate_value",
+                "A step plan gate's last judged value, by route and gate.",
+                &["route", "gate"],
+            )?,
+            gate_threshold: gauge(
+                "ficus_plan_gate_threshold",
+                "A step plan gate's threshold, by route and gate.",
+                &["route", "gate"],
+            )?,
+            steps: counter(
+                "ficus_plan_steps_total",
+                "Step plan events, by route and action (start, preflight, promote, done, rollback, pause, resume, abort).",
+                &["route", "action"],
+            )?,
+            preflight_requests: counter(
+                "ficus_plan_preflight_requests_total",
+                "Requests of a pre-flight cohort mirrored to the new side, by route.",
+                &["route"],
+            )?,
+            preflight_mismatches: counter(
+                "ficus_plan_preflight_mismatches_total",
+                "Mismatches of a pre-flight cohort (after learned noise), by route.",
+                &["route"],
+            )?,
+        })
+    }
+
+    /// The cohort counters of a planned route (created at 0, with its event counters, so
+    /// `increase()` sees the first event).
+    pub fn cohort(&self, route: &str) -> Result<crate::plan::CohortMetrics, prometheus::Error> {
+        for a in [
+            "start",
+            "preflight",
+            "promote",
+            "done",
+            "rollback",
+            "pause",
+            "resume",
+            "abort",
+        ] {
+            self.steps.get_metric_with_label_values(&[route, a])?;
+        }
+        Ok(crate::plan::CohortMetrics {
+            mirrored: self
+                .preflight_requests
+                .get_metric_with_label_values(&[route])?,
+            mismatches: self
+                .preflight_mismatches
+                .get_metric_with_label_values(&[route])?,
+        })
+    }
+
+    /// Counts a plan event.
+    pub fn step(&self, route: &str, action: &str) {
+        if let Ok(c) = self.steps.get_metric_with_label_values(&[route, action]) {
+            c.inc();
+        }
+    }
 }
 
 const BUCKETS: &[f64] = &[
@@ -282,6 +404,7 @@ impl Metrics {
         registry.register(Box::new(accept_errors.clone()))?;
         let grpc = crate::grpc::family()?;
         registry.register(Box::new(grpc.clone()))?;
+        let plan = PlanMetrics::new(&registry)?;
         // Present from the start so dashboards and `increase()` see both series at zero.
         for r in ["success", "failure"] {
             reloads.get_metric_with_label_values(&[r])?;
@@ -315,6 +438,7 @@ impl Metrics {
             in_flight_writes,
             hold_wait,
             read_your_writes,
+            plan,
         })
     }
 

@@ -4,8 +4,10 @@
 //! with `include_str!`: no CDN, no external fonts, nothing fetched from elsewhere (a
 //! `Content-Security-Policy` of `'self'` says so to the browser). It polls
 //! `GET /admin/summary` every 2 s — routes with percent and source (a held route with a
-//! "held" badge, who holds its writes until when, how many wait and are in flight), recent
-//! audit rows, and every `ficus_*` sample of this proxy's registry (request and shadow
+//! "held" badge, who holds its writes until when, how many wait and are in flight), the step
+//! plans (status, step, phase, what they wait for, the gates against their thresholds, the
+//! pre-flight cohort's mismatches; start, pause, resume, abort), recent audit rows (with a
+//! step's evidence), and every `ficus_*` sample of this proxy's registry (request and shadow
 //! counters, migration and drift metrics when a component registered them) — and, once the operator entered the admin token
 //! (kept in the tab's `sessionStorage`), `GET /admin/mismatches`, which reads the newest rows of
 //! the shadow mismatch store given with [`crate::ProxyHandle::set_shadow_store`]. Mutations go
@@ -134,6 +136,10 @@ pub(crate) fn summary(control: &Control) -> Result<Value, ProxyError> {
     );
     let at_ms = control.clock().unix_us() / 1000;
     let config = control.config();
+    let mut plans = Vec::new();
+    for rc in config.routes.iter().filter(|r| r.plan.is_some()) {
+        plans.push(crate::planner::status(control, &rc.name)?);
+    }
     let backends: serde_json::Map<String, Value> = config
         .backends
         .tls_modes()
@@ -153,6 +159,7 @@ pub(crate) fn summary(control: &Control) -> Result<Value, ProxyError> {
         "at_ms": at_ms,
         "state": control.state_kind(),
         "routes": routes,
+        "plans": plans,
         "audit": audit,
         "shadow": {
             "wired": shadow_wired,

@@ -213,6 +213,30 @@ impl ProxyHandle {
         self.control.judge_guards()
     }
 
+    /// Judges every running step plan now, as the admin thread does once a second, and takes
+    /// the steps their evidence allows (persisted with the evidence, audited as actor `plan`).
+    /// Returns what this call did.
+    pub fn check_plans(&self) -> Vec<crate::PlanEvent> {
+        crate::planner::judge(&self.control)
+    }
+
+    /// A route's step plan: its stored state, the running phase's evidence so far.
+    pub fn plan_status(&self, route: &str) -> Result<crate::PlanStatus, ProxyError> {
+        crate::planner::status(&self.control, route)
+    }
+
+    /// Starts, pauses, resumes or aborts a route's step plan on behalf of `actor`, as
+    /// `POST /admin/routes/{name}/plan/{start|pause|resume|abort}` does: persisted and audited
+    /// (`plan-start`, ...) before it takes effect.
+    pub fn plan(
+        &self,
+        route: &str,
+        command: crate::PlanCommand,
+        actor: &str,
+    ) -> Result<crate::PlanStatus, ProxyError> {
+        crate::planner::command(&self.control, route, command, actor)
+    }
+
     /// Holds `route`'s writes for at most `max_ms` (1..=60000) on behalf of `actor`, as
     /// `POST /admin/routes/{name}/hold` does: writes (not GET/HEAD/OPTIONS) wait before their
     /// routing decision until [`ProxyHandle::release`] or the deadline; audited `hold`.

@@ -24,10 +24,12 @@ use crate::config::{
     bp_to_percent, takes_writes, BackendConfig, Config, RouteConfig, WriteOrderScope,
 };
 use crate::dualwrite::DualRoute;
-use crate::guard::{Guard, Reason};
+use crate::evidence::{Evidence, EvidenceSpec, GUARD, PLAN};
+use crate::guard::{Guard, Reason, BUCKETS as GUARD_BUCKETS};
 use crate::hold::Hold;
 use crate::metrics::{Metrics, RouteMetrics};
 use crate::order::{RowTurns, WriteOrder};
+use crate::plan::PlanRuntime;
 use crate::recent::{self, RecentWrites};
 use crate::route::{is_safe, PathTemplate};
 use crate::split::{self, cookie_value, query_value, MissingKey, Sticky};
@@ -144,8 +146,13 @@ pub(crate) struct Route {
     pub write_key: Option<KeySource>,
     /// On dual-write routes: the rows' turns, and the counter of writes that did not get theirs.
     pub write_order: Option<(WriteOrder, IntCounter)>,
+    /// What both sides answered and the shadow comparisons, windowed: when the route has a
+    /// guard or a plan (they judge it; see `evidence`).
+    pub evidence: Option<Arc<Evidence>>,
     /// The rollback guard, when the route has `[routes.guard]`.
     pub guard: Option<Arc<Guard>>,
+    /// The step plan's hot-path part, when the route has `[routes.plan]`.
+    pub plan: Option<Arc<PlanRuntime>>,
     /// The write hold (`None` only for the catch-all route); a reload keeps it.
     pub hold: Option<Arc<Hold>>,
     /// `read_your_writes_ms`: reads follow their key's recent write.
@@ -247,12 +254,19 @@ impl Route {
             && rc.sticky != Sticky::Random
             && takes_writes(rc))
         .then(|| recent::source_seed(&rc.sticky));
+        // A record whose shape did not change keeps its counts across reloads.
+        let evidence =
+            evidence_spec(rc).map(|spec| match previous.and_then(|p| p.evidence.as_ref()) {
+                Some(prev) if prev.spec == spec => prev.clone(),
+                _ => Arc::new(Evidence::new(spec, clock.clone())),
+            });
         // A guard whose settings did not change keeps its window (and its disarmed state)
         // across reloads.
-        let guard = match &rc.guard {
-            None => None,
-            Some(g) => match previous.and_then(|p| p.guard.as_ref()) {
-                Some(prev) if prev.cfg == *g => Some(prev.clone()),
+        let guard = match (&rc.guard, &evidence) {
+            (Some(g), Some(evidence)) => match previous.and_then(|p| p.guard.as_ref()) {
+                Some(prev) if prev.cfg == *g && Arc::ptr_eq(prev.evidence(), evidence) => {
+                    Some(prev.clone())
+                }
                 _ => {
                     let fired = |r: Reason| {
                         metrics
@@ -261,9 +275,24 @@ impl Route {
                     };
                     let [a, b, c] = Reason::ALL;
                     let fired = [fired(a)?, fired(b)?, fired(c)?];
-                    Some(Arc::new(Guard::new(g.clone(), fired, clock.clone())))
+                    Some(Arc::new(Guard::new(g.clone(), fired, evidence.clone())))
                 }
             },
+            _ => None,
+        };
+        // The cohort in force is set again by the planner after every judge.
+        let sampled = rc.shadow.as_ref().is_some_and(|s| s.sample > 0.0);
+        let plan = match &rc.plan {
+            None => None,
+            Some(p) => Some(match previous.and_then(|r| r.plan.as_ref()) {
+                Some(prev) if prev.cfg == *p && prev.sampled == sampled => prev.clone(),
+                prev => {
+                    let cohort = metrics.plan.cohort(&rc.name).map_err(|e| e.to_string())?;
+                    let run = Arc::new(PlanRuntime::new(p.clone(), sampled, cohort));
+                    run.set_cohort(prev.and_then(|r| r.cohort()));
+                    run
+                }
+            }),
         };
         Ok(Route {
             name_arc: Arc::from(rc.name.as_str()),
@@ -271,7 +300,9 @@ impl Route {
             dual,
             write_key,
             write_order,
+            evidence,
             guard,
+            plan,
             hold: Some(hold),
             ryw_read,
             ryw_record,
@@ -302,7 +333,9 @@ impl Route {
             dual: None,
             write_key: None,
             write_order: None,
+            evidence: None,
             guard: None,
+            plan: None,
             hold: None,
             ryw_read: None,
             ryw_record: None,
@@ -375,6 +408,24 @@ impl Route {
         }
     }
 
+    /// Whether the request's sticky key is in the route's pre-flight cohort (a plan is
+    /// shadowing the keys its next step moves). Hashes the key only while a pre-flight runs.
+    #[inline]
+    pub fn in_preflight_cohort(&self, parts: &http::request::Parts) -> bool {
+        let Some((lo, hi)) = self.plan.as_ref().and_then(|p| p.cohort()) else {
+            return false;
+        };
+        let Some(key) = self.key.get(parts).filter(|k| !k.is_empty()) else {
+            return false;
+        };
+        (lo..hi).contains(&split::bucket(key))
+    }
+
+    /// The request's sticky key (for the pre-flight's list of mismatches).
+    pub fn sticky_key<'a>(&self, parts: &'a http::request::Parts) -> Option<&'a [u8]> {
+        self.key.get(parts)
+    }
+
     /// For a write on a route whose sticky key some read route follows: the key's hash, to
     /// remember which side takes the write.
     #[inline]
@@ -386,6 +437,36 @@ impl Route {
         let key = self.key.get(parts).filter(|k| !k.is_empty())?;
         Some(recent::key_hash(seed, key))
     }
+}
+
+/// The shape of a route's evidence record: as fine as its guard's window needs, reaching as
+/// far back as the longer of the guard's window and the plan's phases; `None` without either.
+fn evidence_spec(rc: &RouteConfig) -> Option<EvidenceSpec> {
+    if rc.guard.is_none() && rc.plan.is_none() {
+        return None;
+    }
+    let guard_window = rc.guard.as_ref().map(|g| g.window);
+    let span = guard_window
+        .into_iter()
+        .chain(rc.plan.as_ref().map(|p| p.span()))
+        .max()
+        .unwrap_or(std::time::Duration::from_secs(60));
+    let mut slow_ms = [u64::MAX; 2];
+    slow_ms[GUARD] = rc
+        .guard
+        .as_ref()
+        .and_then(|g| g.max_p99_ms)
+        .unwrap_or(u64::MAX);
+    slow_ms[PLAN] = rc
+        .plan
+        .as_ref()
+        .and_then(|p| p.max_p99_ms)
+        .unwrap_or(u64::MAX);
+    Some(EvidenceSpec {
+        span,
+        resolution: guard_window.unwrap_or(span) / GUARD_BUCKETS,
+        slow_ms,
+    })
 }
 
 /// A compiled configuration.

@@ -27,7 +27,8 @@ use http::{Method, StatusCode, Uri};
 
 use crate::access_log::OutcomeHalf;
 use crate::dualwrite::{DualWrite, PendingWrite};
-use crate::guard::Guard;
+use crate::evidence::{Compared, Evidence};
+use crate::plan::{CohortMismatch, PlanRuntime};
 use crate::table::{Route, Table};
 use ficus_core::headers::REQUEST_TIME;
 use ficus_core::Side;
@@ -47,7 +48,10 @@ pub(crate) struct Plan {
     request_body: ReqSlot,
     primary_side: Side,
     request_id: String,
-    guard: Option<Arc<Guard>>,
+    /// The route's evidence record, which counts the comparison.
+    evidence: Option<Arc<Evidence>>,
+    /// In a step plan's pre-flight cohort: the plan and the request's sticky key.
+    cohort: Option<(Arc<PlanRuntime>, String)>,
     /// The access log waits for the comparison's outcome (a request it writes).
     access: Option<OutcomeHalf>,
 }
@@ -104,8 +108,19 @@ pub(crate) fn begin(
         }
         _ => None,
     };
+    // A plan's pre-flight cohort is mirrored every time, whatever the route's `sample`.
+    let cohort = route
+        .plan
+        .as_ref()
+        .filter(|_| route.in_preflight_cohort(parts));
     let plan = match (&route.shadow, &table.shadow) {
-        (Some(sr), Some(shadow)) if shadow.decide(sr, &parts.method).is_mirror() => {
+        (Some(sr), Some(shadow))
+            if match cohort {
+                Some(_) => shadow.decide_all(sr, &parts.method),
+                None => shadow.decide(sr, &parts.method),
+            }
+            .is_mirror() =>
+        {
             // Compression would make the comparison see bytes instead of JSON (and the two
             // sides may compress differently); the client copes with an uncompressed answer.
             parts.headers.remove(header::ACCEPT_ENCODING);
@@ -118,7 +133,11 @@ pub(crate) fn begin(
                 request_body: Rc::new(Cell::new(None)),
                 primary_side: side,
                 request_id: String::from_utf8_lossy(request_id.as_bytes()).into_owned(),
-                guard: route.guard.clone(),
+                evidence: route.evidence.clone(),
+                cohort: cohort.map(|p| {
+                    let key = route.sticky_key(parts).unwrap_or_default();
+                    (p.clone(), String::from_utf8_lossy(key).into_owned())
+                }),
                 access: None,
             })
         }
@@ -229,19 +248,43 @@ impl RespTee {
             write.finish(None);
             return;
         };
-        let guard = plan.guard;
+        let evidence = plan.evidence;
+        let cohort = plan.cohort;
+        if let Some((p, _)) = &cohort {
+            p.metrics.mirrored.inc();
+        }
+        let what = cohort
+            .as_ref()
+            .map(|_| format!("{} {}", plan.method, plan.uri));
+        let request_id = plan.request_id.clone();
+        let on_new = plan.primary_side == Side::New;
         let access = plan.access;
         // Every way the job ends fires `on_done` exactly once (shadow's contract), so the
         // turn is released whether the mirror answered, failed or was dropped.
-        let on_done = (write.is_some() || guard.is_some() || access.is_some()).then(|| {
+        let on_done = (write.is_some() || evidence.is_some() || access.is_some()).then(|| {
             OnDone::new(move |r: MirrorReport| {
-                // The comparison first (the guard's window), then the row with the mirror's
+                // The comparison first (the evidence), then the row with the mirror's
                 // status, then the turn (`DualWrite::finish`).
-                if let Some(g) = &guard {
-                    match r.outcome {
-                        Outcome::Match | Outcome::Noise => g.compared(false),
-                        Outcome::Mismatch => g.compared(true),
-                        _ => {}
+                if let Some(e) = &evidence {
+                    let compared = match r.outcome {
+                        Outcome::Match => Some(Compared::Match),
+                        Outcome::Noise => Some(Compared::Noise),
+                        Outcome::Mismatch => Some(Compared::Mismatch),
+                        Outcome::Error => Some(Compared::Failed),
+                        Outcome::Dropped | Outcome::Skipped => None,
+                    };
+                    if let Some(c) = compared {
+                        let mirror_error =
+                            c == Compared::Failed || r.status.is_some_and(|s| s.is_server_error());
+                        e.compared(c, on_new, cohort.is_some(), mirror_error);
+                        if let (Compared::Mismatch, Some((p, key))) = (c, &cohort) {
+                            p.note_mismatch(CohortMismatch {
+                                request_id,
+                                request: what.unwrap_or_default(),
+                                key: key.clone(),
+                                new_status: r.status.map(|s| s.as_u16()),
+                            });
+                        }
                     }
                 }
                 write.finish(r.status.map(|s| s.as_u16()));

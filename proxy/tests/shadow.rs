@@ -689,8 +689,8 @@ fn shadow_dual_write_and_guard_settings_are_validated_with_the_field_named() {
     c.validate().unwrap();
 }
 
-/// The commented shadow, dual-write, guard and access-log examples of `config/ficus.toml` are
-/// valid once uncommented.
+/// The commented shadow, dual-write, guard, plan and access-log examples of `config/ficus.toml`
+/// are valid once uncommented.
 #[test]
 fn shipped_example_shadow_settings_are_valid_when_uncommented() {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/ficus.toml");
@@ -723,6 +723,12 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
         "format",
         "all_errors",
         "access_log",
+        "steps",
+        "hold",
+        "preflight",
+        "max_error_rate_ratio",
+        "max_p99_ratio",
+        "on_fail",
     ];
     let mut uncommented = 0;
     let text: String = src
@@ -736,6 +742,7 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
                 "[routes.shadow]",
                 "[routes.guard]",
                 "[proxy.access_log]",
+                "[routes.plan]",
             ]
             .contains(&rest.trim())
                 || KEYS.iter().any(|k| rest.starts_with(&format!("{k} = ")));
@@ -755,6 +762,8 @@ fn shipped_example_shadow_settings_are_valid_when_uncommented() {
     assert!(!read.access_log);
     let log = c.proxy.access_log.as_ref().unwrap();
     assert_eq!((log.sample, log.all_errors), (1.0, true));
+    let plan = read.plan.as_ref().unwrap();
+    assert_eq!(plan.steps, vec![100, 1000, 2500, 5000, 10_000]);
     let claim = c.route("tasks-claim").unwrap();
     assert!(claim.dual_write && claim.key.is_some());
     assert_eq!(

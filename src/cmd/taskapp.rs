@@ -23,6 +23,7 @@ const QUIRKS_HELP: &str = "Quirks (repeat --quirk to combine):
   timestamp-precision  datetimes always with 6-digit microseconds (2025-01-01T10:00:00.000000)
   ready-order          GET /api/tasks/ready orders ties within a priority by id descending
   extra-field          every task object carries \"service_version\": \"2\"
+  beta-accounts        the same, only in answers to requests with X-Account: beta
   slow:MS              every response is delayed by MS milliseconds";
 
 #[derive(clap::Args)]

@@ -5,7 +5,9 @@
 //! tables in schema `ficus_proxy`). It holds:
 //! - `rollout`: an operator's run-time percentage per route, and `audit`: one row per change
 //!   ([`RolloutStore`]; on PostgreSQL every change also sends `NOTIFY`, and a follower keeps a
-//!   `LISTEN` connection so replicas apply each other's changes);
+//!   `LISTEN` connection so replicas apply each other's changes); `plan`: a route's step plan
+//!   (state and version, written compare-and-set with its changes and audit row:
+//!   [`RolloutStore::write_plan`]);
 //! - `dual_writes`: the key and both statuses of every write on a dual-write route, appended
 //!   off the hot path by [`DualWriteLog`] and read back by `migrate watch` through
 //!   [`DualWriteReader`].
@@ -43,6 +45,6 @@ pub use self::dual_writes::{
 };
 pub use self::error::StateError;
 pub use self::location::StateLocation;
-pub use self::rollout::{AuditEntry, Change, Override, RolloutStore};
+pub use self::rollout::{AuditEntry, Change, Override, PlanRow, PlanWrite, RolloutStore};
 pub use self::switch::{RouteSwitch, ToLegacy};
 pub use self::traffic::{Fut as TrafficFuture, RouteState, TrafficControl};

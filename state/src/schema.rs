@@ -3,7 +3,8 @@
 //! | table | rows |
 //! | --- | --- |
 //! | `rollout` | an operator's run-time percentage per route (basis points), with the configuration's percentage when it was set; no row: the configuration decides |
-//! | `audit` | one row per change: time, route, from, to, actor, action |
+//! | `audit` | one row per change: time, route, from, to, actor, action, detail (the evidence behind a plan's step; NULL otherwise) |
+//! | `plan` | a route's step plan: its state (JSON, see the proxy's `plan` module) and a version bumped by every write (compare-and-set: one replica takes a step once) |
 //! | `dual_writes` | one row per write on a dual-write route (see below) |
 //!
 //! `dual_writes` columns: `id` increasing (AUTOINCREMENT; `bigserial` in PostgreSQL — with
@@ -39,7 +40,14 @@ CREATE TABLE IF NOT EXISTS audit (
   from_bp INTEGER NOT NULL,
   to_bp   INTEGER NOT NULL,
   actor   TEXT NOT NULL,
-  action  TEXT NOT NULL
+  action  TEXT NOT NULL,
+  detail  TEXT
+);
+CREATE TABLE IF NOT EXISTS plan (
+  route      TEXT PRIMARY KEY,
+  state      TEXT NOT NULL,
+  version    INTEGER NOT NULL,
+  updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS dual_writes (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -70,6 +78,13 @@ CREATE TABLE IF NOT EXISTS ficus_proxy.audit (
     actor   text NOT NULL,
     action  text NOT NULL
 );
+ALTER TABLE ficus_proxy.audit ADD COLUMN IF NOT EXISTS detail text;
+CREATE TABLE IF NOT EXISTS ficus_proxy.plan (
+    route      text PRIMARY KEY,
+    state      text NOT NULL,
+    version    bigint NOT NULL,
+    updated_at timestamptz NOT NULL
+);
 CREATE TABLE IF NOT EXISTS ficus_proxy.dual_writes (
   id bigserial PRIMARY KEY,
   at text NOT NULL,
@@ -82,9 +97,19 @@ CREATE TABLE IF NOT EXISTS ficus_proxy.dual_writes (
   divergent integer NOT NULL
 );";
 
-/// Creates every table of a SQLite store that is missing.
+/// Creates every table of a SQLite store that is missing, and the columns a store made by an
+/// older release lacks (`audit.detail`).
 pub fn create_sqlite(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute_batch(SQLITE_DDL)
+    conn.execute_batch(SQLITE_DDL)?;
+    let has_detail: i64 = conn.query_row(
+        "SELECT count(*) FROM pragma_table_info('audit') WHERE name = 'detail'",
+        [],
+        |r| r.get(0),
+    )?;
+    if has_detail == 0 {
+        conn.execute_batch("ALTER TABLE audit ADD COLUMN detail TEXT")?;
+    }
+    Ok(())
 }
 
 /// Creates schema `ficus_proxy` and every table that is missing, in one transaction under
@@ -93,13 +118,15 @@ pub fn create_sqlite(conn: &Connection) -> rusqlite::Result<()> {
 pub async fn create_pg(client: &mut tokio_postgres::Client) -> Result<(), tokio_postgres::Error> {
     let present: i64 = client
         .query_one(
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'ficus_proxy'
-               AND tablename IN ('rollout', 'audit', 'dual_writes')",
+            "SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'ficus_proxy'
+               AND tablename IN ('rollout', 'audit', 'dual_writes', 'plan'))
+             + (SELECT count(*) FROM information_schema.columns WHERE table_schema = 'ficus_proxy'
+               AND table_name = 'audit' AND column_name = 'detail')",
             &[],
         )
         .await?
         .try_get(0)?;
-    if present == 3 {
+    if present == 5 {
         return Ok(());
     }
     let tx = client.transaction().await?;
@@ -121,11 +148,11 @@ mod tests {
         let n: i64 = c
             .query_row(
                 "SELECT count(*) FROM sqlite_master WHERE type = 'table'
-                   AND name IN ('rollout', 'audit', 'dual_writes')",
+                   AND name IN ('rollout', 'audit', 'dual_writes', 'plan')",
                 [],
                 |r| r.get(0),
             )
             .unwrap();
-        assert_eq!(n, 3);
+        assert_eq!(n, 4);
     }
 }

@@ -17,11 +17,15 @@ pub enum Quirk {
     ExtraField,
     /// `slow:MS`: every response is delayed by MS milliseconds.
     Slow(Duration),
+    /// `beta-accounts`: requests of beta accounts (`X-Account: beta`) get what `extra-field`
+    /// adds — a feature flag left on for a few users only.
+    BetaAccounts,
 }
 
 impl Quirk {
     /// Every quirk name, for help texts (`slow` takes `:MS`).
-    pub const NAMES: &'static str = "timestamp-precision, ready-order, extra-field, slow:MS";
+    pub const NAMES: &'static str =
+        "timestamp-precision, ready-order, extra-field, beta-accounts, slow:MS";
 }
 
 /// Error of parsing a [`Quirk`] name.
@@ -37,6 +41,7 @@ impl FromStr for Quirk {
             "timestamp-precision" => Ok(Quirk::TimestampPrecision),
             "ready-order" => Ok(Quirk::ReadyOrder),
             "extra-field" => Ok(Quirk::ExtraField),
+            "beta-accounts" => Ok(Quirk::BetaAccounts),
             other => other
                 .strip_prefix("slow:")
                 .and_then(|ms| ms.trim().parse::<u64>().ok())
@@ -52,6 +57,7 @@ impl fmt::Display for Quirk {
             Quirk::TimestampPrecision => f.write_str("timestamp-precision"),
             Quirk::ReadyOrder => f.write_str("ready-order"),
             Quirk::ExtraField => f.write_str("extra-field"),
+            Quirk::BetaAccounts => f.write_str("beta-accounts"),
             Quirk::Slow(d) => write!(f, "slow:{}", d.as_millis()),
         }
     }
@@ -63,6 +69,7 @@ pub(crate) struct Quirks {
     pub full_micros: bool,
     pub ready_by_id_desc: bool,
     pub extra_field: bool,
+    pub beta_accounts: bool,
     /// Sum of every `slow:MS`.
     pub delay: Duration,
 }
@@ -75,6 +82,7 @@ impl Quirks {
                 Quirk::TimestampPrecision => q.full_micros = true,
                 Quirk::ReadyOrder => q.ready_by_id_desc = true,
                 Quirk::ExtraField => q.extra_field = true,
+                Quirk::BetaAccounts => q.beta_accounts = true,
                 Quirk::Slow(d) => q.delay += *d,
             }
         }
@@ -92,6 +100,7 @@ mod tests {
             "timestamp-precision",
             "ready-order",
             "extra-field",
+            "beta-accounts",
             "slow:250",
         ] {
             let q: Quirk = name.parse().unwrap();

@@ -8,11 +8,27 @@ use serde::{Serialize, Serializer};
 use crate::model::Task;
 use crate::timestamp::Timestamp;
 
-/// How to print tasks (the `timestamp-precision` and `extra-field` quirks).
+/// How to print tasks (the `timestamp-precision`, `extra-field` and `beta-accounts` quirks).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Render {
     pub full_micros: bool,
     pub extra_field: bool,
+    /// `beta-accounts`: `extra_field` for requests with `X-Account: beta`.
+    pub beta_accounts: bool,
+}
+
+impl Render {
+    /// How to print the answer to a request with these headers.
+    pub(crate) fn for_request(self, headers: &http::HeaderMap) -> Render {
+        let beta = self.beta_accounts
+            && headers
+                .get("x-account")
+                .is_some_and(|v| v.as_bytes() == b"beta");
+        Render {
+            extra_field: self.extra_field || beta,
+            ..self
+        }
+    }
 }
 
 /// The value `extra-field` adds to each task object.
@@ -116,10 +132,24 @@ mod tests {
             Render {
                 full_micros: true,
                 extra_field: true,
+                beta_accounts: false,
             },
         ))
         .unwrap();
         assert!(quirky.contains(r#""created_at":"2025-01-02T03:04:05.000000""#));
         assert!(quirky.ends_with(r#","service_version":"2"}"#));
+    }
+
+    #[test]
+    fn beta_accounts_get_the_extra_field_only_on_their_requests() {
+        let r = Render {
+            beta_accounts: true,
+            ..Render::default()
+        };
+        let mut h = http::HeaderMap::new();
+        assert!(!r.for_request(&h).extra_field);
+        h.insert("x-account", "beta".parse().unwrap());
+        assert!(r.for_request(&h).extra_field);
+        assert!(!Render::default().for_request(&h).extra_field);
     }
 }

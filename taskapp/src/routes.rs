@@ -120,6 +120,7 @@ where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,
 {
+    let render = render.for_request(req.headers());
     let Some(route) = Route::parse(req.uri().path()) else {
         return detail(StatusCode::NOT_FOUND, "Not Found");
     };

@@ -154,6 +154,7 @@ fn start<S: Store>(
     let render = Render {
         full_micros: quirks.full_micros,
         extra_field: quirks.extra_field,
+        beta_accounts: quirks.beta_accounts,
     };
     let svc = Arc::new(Service::new(store, options.clock, quirks));
     let (stop, stopped) = oneshot::channel();

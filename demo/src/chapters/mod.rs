@@ -12,6 +12,8 @@
 //! - `drift` — the watch finding no drift, then injected drift classified (9, 10).
 //! - `rollout` — reads 10 → 50 → 100 %, writes to new as primary (11, 12).
 //! - `guard` — the proxy rolling a slow build back by itself (13).
+//! - `plan` — a step plan promoting v1 on its own; one stopped at its pre-flight by a quirk
+//!   only the next cohort touches (14, 15).
 //! - `rollback` — cut-over and the migration rollback keeping new-side writes (14).
 
 pub mod cutover;
@@ -20,6 +22,7 @@ pub mod dualwrite;
 pub mod guard;
 pub mod live;
 pub mod migrate;
+pub mod plan;
 pub mod rollback;
 pub mod rollout;
 pub mod shadow;

@@ -35,6 +35,7 @@ pub async fn start_everything(n: &mut Narrator<'_>, ground: Ground) -> Result<St
         new_url: v2.url(),
         writes: Writes::Dual,
         guard: None,
+        plan: None,
     };
     let stage = Stage::start(ground, Apps { legacy, v1, v2 }, phase)?;
     let admin = stage.admin();

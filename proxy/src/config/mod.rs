@@ -20,10 +20,12 @@
 //! - this file: [`Config`], the validated whole;
 //! - `raw`: the file as written (serde);
 //! - `parse`: text → `raw` → [`Config`] ([`Config::from_toml_str`], [`Config::from_file`]);
-//! - `proxy`, `access_log`, `backend`, `route`: each section's validated type and how it is read from the
-//!   file (`route` also holds the rules tying a route's shadow, dual-write and guard fields);
+//! - `proxy`, `access_log`, `backend`, `route`: each section's validated type and how it is read
+//!   from the file (`route` also holds the rules tying a route's shadow, dual-write, guard and
+//!   plan fields);
 //! - `validate`: [`Config::validate`] for configurations built in code;
-//! - `error`: [`ConfigError`] and the line numbers in it; `percent`: percentages ↔ basis points.
+//! - `error`: [`ConfigError`] and the line numbers in it; `percent`: percentages ↔ basis points;
+//!   `plan`: `[routes.plan]` read and validated into a [`crate::plan::PlanConfig`].
 
 mod access_log;
 mod backend;
@@ -31,6 +33,7 @@ mod backend_tls;
 mod error;
 mod parse;
 mod percent;
+pub(crate) mod plan;
 mod proxy;
 mod raw;
 mod route;

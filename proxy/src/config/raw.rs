@@ -97,6 +97,7 @@ pub(super) struct RawRoute {
     pub read_your_writes_ms: Option<Spanned<u64>>,
     pub guard: Option<Spanned<RawGuard>>,
     pub access_log: Option<bool>,
+    pub plan: Option<Spanned<super::plan::RawPlan>>,
 }
 
 #[derive(Deserialize)]

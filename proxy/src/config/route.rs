@@ -12,6 +12,7 @@ use super::error::{shadow_field, ConfigError, Ctx};
 use super::percent::percent_to_bp;
 use super::raw::RawRoute;
 use crate::guard::GuardConfig;
+use crate::plan::PlanConfig;
 use crate::route::PathTemplate;
 use crate::split::{MissingKey, Sticky, BUCKETS};
 
@@ -95,6 +96,9 @@ pub struct RouteConfig {
     pub guard: Option<GuardConfig>,
     /// `access_log = false`: this route's requests are left out of `[proxy.access_log]`.
     pub access_log: bool,
+    /// `[routes.plan]`: a step plan that promotes the route on evidence (started at run time
+    /// with `ficus rollout plan start`).
+    pub plan: Option<PlanConfig>,
 }
 
 /// Route `i` as written; `earlier` are the routes before it (names must be unique).
@@ -244,6 +248,15 @@ pub(super) fn from_raw(
             Some(built.map_err(|(field, m): (String, String)| cx.err(f(&field), Some(span), m))?)
         }
     };
+    let plan_span = r.plan.as_ref().map(|p| p.span());
+    let plan = match r.plan {
+        None => None,
+        Some(p) => {
+            let span = p.span();
+            let built = super::plan::from_raw(p.get_ref());
+            Some(built.map_err(|(field, m)| cx.err(f(&field), Some(span), m))?)
+        }
+    };
     let rc = RouteConfig {
         name,
         methods,
@@ -264,6 +277,7 @@ pub(super) fn from_raw(
             .map(Duration::from_millis),
         guard,
         access_log: r.access_log.unwrap_or(true),
+        plan,
     };
     check_extras(&rc, r.write_order.is_some()).map_err(|(field, m)| {
         let span = match field.as_str() {
@@ -271,6 +285,7 @@ pub(super) fn from_raw(
             "read_your_writes_ms" => r.read_your_writes_ms.as_ref().map(|v| v.span()),
             "write_order" => r.write_order.as_ref().map(|w| w.span()),
             "dual_write" => r.dual_write.as_ref().map(|d| d.span()),
+            f if f.starts_with("plan.") => plan_span.clone(),
             _ => None,
         };
         cx.err(f(&field), Some(span.unwrap_or(rspan.clone())), m)
@@ -401,6 +416,40 @@ pub(super) fn check_extras(r: &RouteConfig, write_order_set: bool) -> Result<(),
                  a read is matched to earlier writes by it"
                     .into(),
             );
+        }
+    }
+    if let Some(p) = &r.plan {
+        if r.target != Target::Split {
+            return err(
+                "plan.steps",
+                format!(
+                    "a plan moves a split route (this one is pinned to {})",
+                    r.target.as_str()
+                ),
+            );
+        }
+        if p.max_mismatch_rate.is_some() && r.shadow.is_none() {
+            return err(
+                "plan.max_mismatch_rate",
+                "needs a [routes.shadow] table: mismatches come from shadow comparisons".into(),
+            );
+        }
+        if !p.preflight.is_zero() {
+            if r.shadow.is_none() {
+                return err(
+                    "plan.preflight",
+                    "needs a [routes.shadow] table: the next cohort is shadowed to the new side"
+                        .into(),
+                );
+            }
+            if r.sticky == Sticky::Random {
+                return err(
+                    "plan.preflight",
+                    "needs a sticky key (sticky = \"header:NAME\", cookie:, path: or query:): \
+                     the next cohort is the keys the next step moves"
+                        .into(),
+                );
+            }
         }
     }
     if let Some(g) = &r.guard {

@@ -53,7 +53,8 @@ impl Drop for Inflight<'_> {
 /// to the end), so it is written down here and done explicitly, not left to drop order:
 ///
 /// At the response head, [`Exchange::finish`]:
-/// 1. the rollback guard counts the new side's answer (status, time to head);
+/// 1. the route's evidence (its rollback guard's and step plan's) counts the answer (side,
+///    status, time to head);
 /// 2. a write whose side answered is remembered for read-your-writes (before the client can
 ///    see the answer and read);
 /// 3. a write that will not be mirrored (the primary failed, the request was not mirrored):
@@ -69,7 +70,8 @@ impl Drop for Inflight<'_> {
 ///
 /// When shadow mode is done with that job (its `on_done`, which fires exactly once however
 /// the job ends; see `tee`):
-/// 8. the guard counts the comparison (match or mismatch);
+/// 8. the evidence counts the comparison (match, noise or mismatch; a pre-flight cohort's
+///    apart);
 /// 9. the write's row is recorded with the mirror's status, then 10. its turn released, then
 ///    11. it leaves the route's in-flight writes.
 ///
@@ -283,17 +285,15 @@ impl<'a> Exchange<'a> {
         drop(plan);
         let took = table.clock.now().saturating_duration_since(started);
         let bm = &route.metrics.backend[side.index()];
-        let guard = match side {
-            Side::New => route.guard.as_deref(),
-            Side::Legacy => None,
-        };
-        // 1. The guard counts the new side's answer.
+        // The route's evidence (its guard's and plan's) counts both sides' answers.
+        let evidence = route.evidence.as_deref();
+        // 1. The evidence counts the answer.
         let answered = result.is_ok();
         let mut failed = None;
         let resp = match result {
             Ok(r) => {
-                if let Some(g) = guard {
-                    g.request(r.status().as_u16(), took);
+                if let Some(e) = evidence {
+                    e.request(side, r.status().as_u16(), took);
                 }
                 r
             }
@@ -304,8 +304,8 @@ impl<'a> Exchange<'a> {
                     f.kind,
                     ErrorKind::UpstreamConnect | ErrorKind::UpstreamTimeout | ErrorKind::UpstreamIo
                 ) {
-                    if let Some(g) = guard {
-                        g.request(f.kind.status().as_u16(), took);
+                    if let Some(e) = evidence {
+                        e.request(side, f.kind.status().as_u16(), took);
                     }
                     tracing::warn!(route = %route.name, backend = side.as_str(), kind = f.kind.as_str(), detail = %f.detail, "upstream failure");
                 }

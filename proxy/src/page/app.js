@@ -294,11 +294,86 @@ function renderMigration(s) {
   box.replaceChildren(...parts);
 }
 
+/** A step's evidence (audit `detail`), in one line. */
+function evidenceText(detail) {
+  if (!detail) return '';
+  let d;
+  try { d = JSON.parse(detail); } catch (_) { return detail; }
+  const e = d.evidence;
+  const parts = [];
+  if (e) {
+    const side = (n, x) => n + ' ' + x.requests + ' req, 5xx ' + (x.error_rate === null ? '–' : (x.error_rate * 100).toFixed(2) + ' %') +
+      ', p99 ' + (x.p99_ms === null ? '–' : x.p99_ms + ' ms');
+    parts.push(e.phase + ' ' + e.window_s + ' s: ' + side('new', e.new) + ' · ' + side('legacy', e.legacy));
+    if (e.mismatch_rate !== null) parts.push('mismatch ' + (e.mismatch_rate * 100).toFixed(2) + ' % of ' + e.compared + ' (noise excluded ' + e.noise_excluded + ')');
+    if (e.cohort) parts.push('cohort [' + e.cohort.from_percent + ', ' + e.cohort.to_percent + ') %: ' + e.cohort.mismatched + ' of ' + e.cohort.compared + ' mismatched');
+  }
+  if (d.reason) parts.push(d.reason);
+  return parts.join(' · ');
+}
+
 function renderAudit(s) {
   const rows = s.audit.map((a) => el('tr', {},
     el('td', {}, fmtTime(a.at)), el('td', {}, a.route), el('td', { className: 'num' }, fmtPct(a.from_bp / 100)),
-    el('td', { className: 'num' }, fmtPct(a.to_bp / 100)), el('td', {}, a.action), el('td', {}, a.actor)));
-  $('#audit tbody').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colSpan: 6, className: 'empty' }, 'No change recorded yet.'))]));
+    el('td', { className: 'num' }, fmtPct(a.to_bp / 100)), el('td', {}, a.action), el('td', {}, a.actor),
+    el('td', { className: 'evidence' }, evidenceText(a.detail))));
+  $('#audit tbody').replaceChildren(...(rows.length ? rows : [el('tr', {}, el('td', { colSpan: 7, className: 'empty' }, 'No change recorded yet.'))]));
+}
+
+async function planCommand(route, cmd) {
+  const d = await mutate('POST', '/admin/routes/' + encodeURIComponent(route) + '/plan/' + cmd);
+  if (d) {
+    flash(route + ': plan ' + (d.plan ? d.plan.status : cmd));
+    poll();
+  }
+}
+
+function renderPlans(s) {
+  const box = $('#plans');
+  const plans = s.plans || [];
+  if (!plans.length) {
+    box.replaceChildren(el('p', { className: 'empty' }, 'No route has a [routes.plan].'));
+    return;
+  }
+  box.replaceChildren(...plans.map((p) => {
+    const st = p.plan;
+    const status = st ? st.status : 'not started';
+    const head = el('h3', {}, p.route + ' · ', el('span', { className: 'badge plan-' + status }, status),
+      ' · at ' + fmtPct(p.percent) + ' % · steps ' + p.steps.map(fmtPct).join(' → ') + ' %' +
+      (p.next_percent !== null && p.next_percent !== undefined ? ' · next ' + fmtPct(p.next_percent) + ' %' : '') +
+      (st && status === 'running' ? ' · ' + st.phase + (p.phase_seconds !== null ? ' for ' + Math.round(p.phase_seconds) + ' s' : '') : ''));
+    const lines = [head];
+    if (p.waiting) lines.push(el('p', { className: 'hint' }, 'waiting: ' + p.waiting));
+    if (st && st.reason) lines.push(el('p', { className: 'hint' }, st.reason));
+    const ev = p.live || (st && st.last);
+    if (ev && ev.gates.length) {
+      const rows = ev.gates.map((g) => el('tr', {}, el('td', {}, g.gate),
+        el('td', { className: 'num' }, g.value === null ? '–' : fmtNum(g.value)),
+        el('td', { className: 'num' }, fmtNum(g.threshold)),
+        el('td', {}, g.pass === null ? 'no data' : (g.pass ? 'pass' : 'FAIL'))));
+      lines.push(el('table', {}, el('thead', {}, el('tr', {}, el('th', {}, 'gate'), el('th', {}, 'value'), el('th', {}, 'threshold'), el('th', {}, 'verdict'))),
+        el('tbody', {}, rows)));
+    }
+    const listed = (p.cohort_mismatches && p.cohort_mismatches.length) ? p.cohort_mismatches : (st ? st.cohort_mismatches : []);
+    if (listed.length) {
+      lines.push(el('p', {}, 'Cohort mismatches (' + listed.length + '):'));
+      lines.push(el('ul', { className: 'cohort' }, ...listed.slice(0, 10).map((m) =>
+        el('li', {}, m.request + ' · key ' + m.key + ' · new ' + (m.new_status === null ? '–' : m.new_status) + ' · ' + m.request_id))));
+    }
+    const buttons = el('div', { className: 'plan-buttons' });
+    const can = {
+      start: !st || ['done', 'failed', 'aborted'].includes(status),
+      pause: status === 'running', resume: status === 'paused', abort: status === 'running' || status === 'paused',
+    };
+    for (const cmd of ['start', 'pause', 'resume', 'abort']) {
+      if (!can[cmd]) continue;
+      const b = el('button', { type: 'button', className: cmd === 'abort' ? 'danger' : '' }, cmd[0].toUpperCase() + cmd.slice(1));
+      b.addEventListener('click', () => planCommand(p.route, cmd));
+      buttons.appendChild(b);
+    }
+    lines.push(buttons);
+    return el('div', { className: 'plan card' }, ...lines);
+  }));
 }
 
 async function fetchMismatches() {
@@ -330,6 +405,7 @@ async function poll() {
     const s = await r.json();
     renderWarnings(s);
     renderRoutes(s);
+    renderPlans(s);
     renderShadow(s);
     renderMigration(s);
     renderAudit(s);

@@ -175,10 +175,20 @@ impl Shadow {
     /// forwarding so the proxy tees bodies only when needed. A full queue is counted
     /// `dropped` here.
     pub fn decide(&self, route: &ShadowRoute, method: &Method) -> MirrorDecision {
+        self.decide_sampled(route, method, route.sample)
+    }
+
+    /// [`Shadow::decide`] at 100 % whatever the route's `sample`: for requests the proxy wants
+    /// compared every time (a step plan's pre-flight cohort).
+    pub fn decide_all(&self, route: &ShadowRoute, method: &Method) -> MirrorDecision {
+        self.decide_sampled(route, method, 1.0)
+    }
+
+    fn decide_sampled(&self, route: &ShadowRoute, method: &Method, sample: f64) -> MirrorDecision {
         if !is_safe(method) && !route.dual_write {
             return MirrorDecision::Skip(SkipReason::Method);
         }
-        if route.sample < 1.0 && rand::random::<f64>() >= route.sample {
+        if sample < 1.0 && rand::random::<f64>() >= sample {
             return MirrorDecision::Skip(SkipReason::NotSampled);
         }
         if self.jobs.capacity() == 0 || self.shared.closed.load(Ordering::Relaxed) {

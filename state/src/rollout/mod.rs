@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 
 use self::postgres::PgRollout;
 use self::sqlite::SqliteRollout;
-pub use self::types::{AuditEntry, Change, Override};
+pub use self::types::{AuditEntry, Change, Override, PlanRow, PlanWrite};
 use crate::{StateError, StateLocation};
 
 /// The rollout store: one of the two engines.
@@ -121,6 +121,25 @@ impl RolloutStore {
         }
     }
 
+    /// Every stored step plan, by route.
+    pub fn plans(&self) -> Result<Vec<PlanRow>, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.plans(),
+            RolloutStore::Postgres(p) => p.plans(),
+        }
+    }
+
+    /// Writes a step plan's new state with its rollout changes and audit row, in one
+    /// transaction (on PostgreSQL notifying every replica); `Ok(false)`, with nothing written,
+    /// when the stored version is no longer `w.expected_version` (another replica moved the
+    /// plan first: re-read and judge again).
+    pub fn write_plan(&mut self, w: &PlanWrite) -> Result<bool, StateError> {
+        match self {
+            RolloutStore::Sqlite(s) => s.write_plan(w),
+            RolloutStore::Postgres(p) => p.write_plan(w),
+        }
+    }
+
     /// Every route the store has heard of: with an override, in the audit log, or in the
     /// dual-write log; sorted.
     pub fn known_routes(&self) -> Result<Vec<String>, StateError> {
@@ -182,6 +201,54 @@ mod tests {
             ),
             (4000, 4000, "cutover", "hold")
         );
+    }
+
+    fn plan_write(version: i64, state: &str, changes: Vec<Change>) -> PlanWrite {
+        PlanWrite {
+            route: "r".into(),
+            expected_version: version,
+            state: state.into(),
+            changes,
+            note_bp: 100,
+            actor: "plan".into(),
+            action: "plan-promote".into(),
+            detail: Some("{\"requests\":600}".into()),
+        }
+    }
+
+    /// The plan's compare-and-set: a write naming a stale version changes nothing; a step's
+    /// percentage change and its audit row (with the evidence) go with the plan's state.
+    fn plan_cas(s: &mut RolloutStore) {
+        assert!(s.write_plan(&plan_write(0, "a", vec![])).unwrap());
+        assert!(!s.write_plan(&plan_write(0, "b", vec![])).unwrap(), "stale");
+        let step = vec![change("r", 100, 1000, Some(0))];
+        assert!(s.write_plan(&plan_write(1, "c", step.clone())).unwrap());
+        assert!(!s.write_plan(&plan_write(1, "d", step)).unwrap(), "stale");
+        let p = s.plans().unwrap();
+        assert_eq!((p[0].state.as_str(), p[0].version), ("c", 2));
+        assert_eq!(s.get("r").unwrap().unwrap().percent_bp, 1000);
+        let a = s.audit(2).unwrap();
+        assert_eq!(
+            (a[0].from_bp, a[0].to_bp, a[0].action.as_str()),
+            (100, 1000, "plan-promote")
+        );
+        assert_eq!(a[0].detail.as_deref(), Some("{\"requests\":600}"));
+        assert_eq!((a[1].from_bp, a[1].to_bp), (100, 100), "a note at note_bp");
+    }
+
+    #[test]
+    fn sqlite_plan_writes_are_compare_and_set() {
+        let dir = testkit::temp_dir("state");
+        let mut s =
+            RolloutStore::open(&StateLocation::Sqlite(dir.path().join("s.db")), "t").unwrap();
+        plan_cas(&mut s);
+    }
+
+    #[test]
+    fn postgres_plan_writes_are_compare_and_set() {
+        let db = testkit::pg::fresh_database("state").unwrap();
+        let mut s = RolloutStore::open(&StateLocation::parse(&db.url), "t").unwrap();
+        plan_cas(&mut s);
     }
 
     #[test]

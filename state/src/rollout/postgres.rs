@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
 use tokio_postgres::Client;
 
-use super::types::{AuditEntry, Change, Override};
+use super::types::{AuditEntry, Change, Override, PlanRow, PlanWrite};
 use crate::schema::CHANNEL;
 use crate::StateError;
 
@@ -46,6 +46,8 @@ enum Cmd {
     },
     Audit(i64, Reply<Vec<AuditEntry>>),
     Routes(Reply<Vec<String>>),
+    Plans(Reply<Vec<PlanRow>>),
+    WritePlan(Box<PlanWrite>, Reply<bool>),
 }
 
 /// The PostgreSQL rollout store: a handle to its thread.
@@ -169,6 +171,14 @@ impl PgRollout {
     pub(super) fn known_routes(&self) -> Result<Vec<String>, StateError> {
         self.call(Cmd::Routes)
     }
+
+    pub(super) fn plans(&self) -> Result<Vec<PlanRow>, StateError> {
+        self.call(Cmd::Plans)
+    }
+
+    pub(super) fn write_plan(&self, w: &PlanWrite) -> Result<bool, StateError> {
+        self.call(|r| Cmd::WritePlan(Box::new(w.clone()), r))
+    }
 }
 
 struct Worker {
@@ -257,6 +267,15 @@ impl Worker {
             Cmd::All(reply) => read_twice!(self.all().await, reply),
             Cmd::Audit(limit, reply) => read_twice!(self.audit(limit).await, reply),
             Cmd::Routes(reply) => read_twice!(self.routes().await, reply),
+            Cmd::Plans(reply) => read_twice!(self.plans().await, reply),
+            Cmd::WritePlan(w, reply) => {
+                // Not retried, like a rollout change.
+                let r = self.write_plan(&w).await;
+                if r.is_err() {
+                    self.reset_if_closed();
+                }
+                let _ = reply.send(r);
+            }
             Cmd::Record {
                 changes,
                 actor,
@@ -344,7 +363,7 @@ impl Worker {
 
     async fn audit(&mut self, limit: i64) -> Result<Vec<AuditEntry>, StateError> {
         let sql = format!(
-            "SELECT id, to_char(at AT TIME ZONE 'UTC', {TS}), route, from_bp, to_bp, actor, action
+            "SELECT id, to_char(at AT TIME ZONE 'UTC', {TS}), route, from_bp, to_bp, actor, action, detail
              FROM ficus_proxy.audit ORDER BY id DESC LIMIT $1"
         );
         let target = self.target.clone();
@@ -361,6 +380,7 @@ impl Worker {
                     to_bp: bp_u32(r.try_get(4)?),
                     actor: r.try_get(5)?,
                     action: r.try_get(6)?,
+                    detail: r.try_get(7)?,
                 })
             })
             .collect::<Result<_, tokio_postgres::Error>>()
@@ -395,48 +415,139 @@ impl Worker {
         let err = StateError::pg(&target, "record rollout change");
         let c = self.client().await?;
         let tx = c.transaction().await.map_err(&err)?;
-        for ch in changes {
-            let (to_bp, from_bp) = (bp_i32(ch.to_bp), bp_i32(ch.from_bp));
-            match ch.keep_override.map(bp_i32) {
-                Some(config_bp) => {
-                    tx.execute(
-                        "INSERT INTO ficus_proxy.rollout (route, percent_bp, config_bp, actor, updated_at)
-                         VALUES ($1, $2, $3, $4, now())
-                         ON CONFLICT (route) DO UPDATE SET percent_bp = EXCLUDED.percent_bp,
-                             config_bp = EXCLUDED.config_bp, actor = EXCLUDED.actor,
-                             updated_at = EXCLUDED.updated_at",
-                        &[&ch.route, &to_bp, &config_bp, &actor],
-                    )
-                    .await
-                    .map_err(&err)?;
-                }
-                None => {
-                    tx.execute(
-                        "DELETE FROM ficus_proxy.rollout WHERE route = $1",
-                        &[&ch.route],
-                    )
-                    .await
-                    .map_err(&err)?;
-                }
-            }
-            tx.execute(
-                "INSERT INTO ficus_proxy.audit (at, route, from_bp, to_bp, actor, action)
-                 VALUES (now(), $1, $2, $3, $4, $5)",
-                &[&ch.route, &from_bp, &to_bp, &actor, &action],
-            )
-            .await
-            .map_err(&err)?;
-        }
-        // Delivered to every listener when (and only if) the transaction commits.
-        let payload = changes
-            .iter()
-            .map(|c| c.route.as_str())
-            .collect::<Vec<_>>()
-            .join(",");
-        let payload: String = payload.chars().take(7000).collect();
-        tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        write_changes(&tx, changes, actor, action, None)
             .await
             .map_err(&err)?;
         tx.commit().await.map_err(err)
     }
+
+    async fn plans(&mut self) -> Result<Vec<PlanRow>, StateError> {
+        let target = self.target.clone();
+        let err = StateError::pg(&target, "read plan");
+        let c = self.client().await?;
+        let rows = c
+            .query(
+                "SELECT route, state, version FROM ficus_proxy.plan ORDER BY route",
+                &[],
+            )
+            .await
+            .map_err(&err)?;
+        rows.iter()
+            .map(|r| {
+                Ok(PlanRow {
+                    route: r.try_get(0)?,
+                    state: r.try_get(1)?,
+                    version: r.try_get(2)?,
+                })
+            })
+            .collect::<Result<_, tokio_postgres::Error>>()
+            .map_err(err)
+    }
+
+    /// The plan's compare-and-set, its changes and audit row, and the notification, in one
+    /// transaction; `false` (nothing written) when another replica wrote the plan first.
+    async fn write_plan(&mut self, w: &PlanWrite) -> Result<bool, StateError> {
+        let target = self.target.clone();
+        let err = StateError::pg(&target, "record plan step");
+        let c = self.client().await?;
+        let tx = c.transaction().await.map_err(&err)?;
+        // The row lock taken here serialises replicas writing the same plan.
+        let stored: i64 = tx
+            .query_opt(
+                "SELECT version FROM ficus_proxy.plan WHERE route = $1 FOR UPDATE",
+                &[&w.route],
+            )
+            .await
+            .map_err(&err)?
+            .map(|r| r.try_get(0))
+            .transpose()
+            .map_err(&err)?
+            .unwrap_or(0);
+        if stored != w.expected_version {
+            return Ok(false);
+        }
+        let inserted = tx
+            .execute(
+                "INSERT INTO ficus_proxy.plan (route, state, version, updated_at)
+                 VALUES ($1, $2, $3, now())
+                 ON CONFLICT (route) DO UPDATE SET state = EXCLUDED.state,
+                     version = EXCLUDED.version, updated_at = EXCLUDED.updated_at
+                 WHERE ficus_proxy.plan.version = $4",
+                &[&w.route, &w.state, &(stored + 1), &stored],
+            )
+            .await
+            .map_err(&err)?;
+        if inserted == 0 {
+            // Two replicas inserting the first row at once: the other one won.
+            return Ok(false);
+        }
+        if w.changes.is_empty() {
+            tx.execute(
+                "INSERT INTO ficus_proxy.audit (at, route, from_bp, to_bp, actor, action, detail)
+                 VALUES (now(), $1, $2, $2, $3, $4, $5)",
+                &[&w.route, &bp_i32(w.note_bp), &w.actor, &w.action, &w.detail],
+            )
+            .await
+            .map_err(&err)?;
+            // Every replica re-reads the plan (its pre-flight cohort, its status).
+            tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &w.route])
+                .await
+                .map_err(&err)?;
+        } else {
+            write_changes(&tx, &w.changes, &w.actor, &w.action, w.detail.as_deref())
+                .await
+                .map_err(&err)?;
+        }
+        tx.commit().await.map_err(err)?;
+        Ok(true)
+    }
+}
+
+/// The rollout rows and audit rows of `changes`, and the notification naming their routes
+/// (delivered to every listener when, and only if, `tx` commits).
+async fn write_changes(
+    tx: &tokio_postgres::Transaction<'_>,
+    changes: &[Change],
+    actor: &str,
+    action: &str,
+    detail: Option<&str>,
+) -> Result<(), tokio_postgres::Error> {
+    for ch in changes {
+        let (to_bp, from_bp) = (bp_i32(ch.to_bp), bp_i32(ch.from_bp));
+        match ch.keep_override.map(bp_i32) {
+            Some(config_bp) => {
+                tx.execute(
+                    "INSERT INTO ficus_proxy.rollout (route, percent_bp, config_bp, actor, updated_at)
+                     VALUES ($1, $2, $3, $4, now())
+                     ON CONFLICT (route) DO UPDATE SET percent_bp = EXCLUDED.percent_bp,
+                         config_bp = EXCLUDED.config_bp, actor = EXCLUDED.actor,
+                         updated_at = EXCLUDED.updated_at",
+                    &[&ch.route, &to_bp, &config_bp, &actor],
+                )
+                .await?;
+            }
+            None => {
+                tx.execute(
+                    "DELETE FROM ficus_proxy.rollout WHERE route = $1",
+                    &[&ch.route],
+                )
+                .await?;
+            }
+        }
+        tx.execute(
+            "INSERT INTO ficus_proxy.audit (at, route, from_bp, to_bp, actor, action, detail)
+             VALUES (now(), $1, $2, $3, $4, $5, $6)",
+            &[&ch.route, &from_bp, &to_bp, &actor, &action, &detail],
+        )
+        .await?;
+    }
+    let payload = changes
+        .iter()
+        .map(|c| c.route.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    let payload: String = payload.chars().take(7000).collect();
+    tx.execute("SELECT pg_notify($1, $2)", &[&CHANNEL, &payload])
+        .await?;
+    Ok(())
 }
