@@ -189,6 +189,21 @@ target = "new"
 max_error_rate = 0.5
 window_s = 60
 min_requests = 5
+[[routes]]
+name = "planned"
+path = "/api/planned/*"
+percent = 10.0
+sticky = "header:X-User-Id"
+[routes.shadow]
+sample = 0.0
+[routes.plan]
+steps = [10, 50, 100]
+hold = "1s"
+min_requests = 5
+preflight = "1s"
+max_error_rate = 0.5
+max_mismatch_rate = 0.5
+on_fail = "pause"
 "#
     );
     let toml = ProxyToml::new(&legacy, &new)
@@ -200,7 +215,12 @@ min_requests = 5
         .to_string();
     let mut c = ficus_proxy::Config::from_toml_str(&toml).unwrap();
     c.proxy.admin_token = Some(ficus_proxy::config::Secret(TOKEN.into()));
-    ficus_proxy::Proxy::start(c, None).unwrap()
+    let p = ficus_proxy::Proxy::start(c, None).unwrap();
+    // A step plan: held at 10 %, then the pre-flight of [10, 50) finds the two sides differ
+    // (the backends name themselves) and pauses it — every plan panel has data.
+    p.plan("planned", ficus_proxy::PlanCommand::Start, "prom-live")
+        .unwrap();
+    p
 }
 
 async fn traffic(p: &ficus_proxy::ProxyHandle, round: usize) {
@@ -228,6 +248,20 @@ async fn traffic(p: &ficus_proxy::ProxyHandle, round: usize) {
         )
         .await;
     }
+    // The planned route: its hold's evidence, then its pre-flight cohort's.
+    for i in 0..60 {
+        let user = format!("user-{i}");
+        send(
+            a,
+            "GET",
+            "/api/planned/1",
+            &[("x-user-id", user.as_str())],
+            "",
+        )
+        .await;
+    }
+    p.flush_shadow().await;
+    p.check_plans();
     // No sticky key (goes legacy by default), an override without a valid token.
     send(a, "GET", "/api/tasks/2", &[], "").await;
     send(a, "GET", "/api/tasks/3", &[("x-ficus-backend", "new")], "").await;
