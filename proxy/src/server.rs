@@ -493,6 +493,22 @@ async fn worker_loop(
     let protocols = Rc::new(Protocols::new(header_timeout, tls));
     let tracker = Rc::new(Tracker::default());
     let mut backoff = ACCEPT_BACKOFF_MIN;
+    // The access log's lines buffered on this worker go to its writer at least this often.
+    let ticker = {
+        let worker = worker.clone();
+        let mut stop = stop.clone();
+        tokio::task::spawn_local(async move {
+            let mut every = tokio::time::interval(crate::access_log::DRAIN_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    biased;
+                    _ = stop.changed() => return,
+                    _ = every.tick() => worker.tick_access_log(),
+                }
+            }
+        })
+    };
     loop {
         tokio::select! {
             biased;
@@ -552,4 +568,7 @@ async fn worker_loop(
             "shutdown grace period over; closing remaining connections"
         );
     }
+    ticker.abort();
+    // The last access-log lines of this worker's requests.
+    worker.tick_access_log();
 }

@@ -67,7 +67,7 @@ impl Sidecars {
             match &self.extras.access_log {
                 Some(log) => log.configure(wanted),
                 None => {
-                    let log = AccessLog::start(wanted, metrics.registry())?;
+                    let log = AccessLog::start(wanted, metrics.registry(), clock.clone())?;
                     tracing::info!(target = ?wanted.target, sample = wanted.sample, "access log on");
                     self.extras.access_log = Some(Arc::new(log));
                 }

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::header::HeaderValue;
 use http::{Method, Uri, Version};
@@ -45,8 +45,9 @@ impl Decision {
 /// One request as the access log records it.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
-    /// When the request arrived (after any hold), UTC on the proxy's clock.
-    pub time: OffsetDateTime,
+    /// When the request arrived (after any hold), on the proxy's clock; the writer turns it
+    /// into UTC (one clock reading per batch, none per request).
+    pub at: Instant,
     pub request_id: HeaderValue,
     pub client: IpAddr,
     pub method: Method,
@@ -64,7 +65,7 @@ pub(crate) struct Entry {
     pub bytes_in: u64,
     /// Response body bytes handed to the client.
     pub bytes_out: u64,
-    /// From sending upstream to the response head (`None`: no answer from a backend).
+    /// From arrival to the response head (`None`: no answer from a backend).
     pub upstream: Option<Duration>,
     /// From arrival to the end of the response body (or the client leaving).
     pub total: Duration,
@@ -171,22 +172,28 @@ impl Lines {
         ]);
     }
 
-    /// Appends `e` as one line (with its `\n`) to `out`.
-    pub fn write(&mut self, e: &Entry, format: AccessLogFormat, out: &mut Vec<u8>) {
+    /// Appends `e`, which arrived at `time`, as one line (with its `\n`) to `out`.
+    pub fn write(
+        &mut self,
+        e: &Entry,
+        time: OffsetDateTime,
+        format: AccessLogFormat,
+        out: &mut Vec<u8>,
+    ) {
         match format {
-            AccessLogFormat::Json => self.json(e, out),
+            AccessLogFormat::Json => self.json(e, time, out),
             AccessLogFormat::Logfmt => {
-                let mut time = Vec::with_capacity(24);
-                self.time(e.time, &mut time);
-                logfmt(e, std::str::from_utf8(&time).unwrap_or("-"), out);
+                let mut t = Vec::with_capacity(24);
+                self.time(time, &mut t);
+                logfmt(e, std::str::from_utf8(&t).unwrap_or("-"), out);
             }
         }
         out.push(b'\n');
     }
 
-    fn json(&mut self, e: &Entry, out: &mut Vec<u8>) {
+    fn json(&mut self, e: &Entry, time: OffsetDateTime, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"time\":\"");
-        self.time(e.time, out);
+        self.time(time, out);
         out.extend_from_slice(b"\",\"request_id\":");
         json_str(
             out,
@@ -337,10 +344,13 @@ fn logfmt(e: &Entry, time: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
+    fn t0() -> OffsetDateTime {
+        OffsetDateTime::from_unix_timestamp_nanos(1_765_000_000_123_456_789).expect("time")
+    }
+
     fn entry() -> Entry {
         Entry {
-            time: OffsetDateTime::from_unix_timestamp_nanos(1_765_000_000_123_456_789)
-                .expect("time"),
+            at: Instant::now(),
             request_id: HeaderValue::from_static("abc"),
             client: "127.0.0.1".parse().expect("ip"),
             method: Method::GET,
@@ -363,7 +373,7 @@ mod tests {
     #[test]
     fn json_line_has_every_field() {
         let mut out = Vec::new();
-        Lines::default().write(&entry(), AccessLogFormat::Json, &mut out);
+        Lines::default().write(&entry(), t0(), AccessLogFormat::Json, &mut out);
         assert_eq!(out.last(), Some(&b'\n'));
         let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
         assert_eq!(v["time"], "2025-12-06T05:46:40.123Z");
@@ -387,11 +397,12 @@ mod tests {
         e.complete = false;
         let mut lines = Lines::default();
         let mut out = Vec::new();
-        lines.write(&e, AccessLogFormat::Json, &mut out);
-        e.time += Duration::from_millis(5);
-        lines.write(&e, AccessLogFormat::Json, &mut out);
-        e.time += Duration::from_secs(1);
-        lines.write(&e, AccessLogFormat::Json, &mut out);
+        let mut t = t0();
+        lines.write(&e, t, AccessLogFormat::Json, &mut out);
+        t += Duration::from_millis(5);
+        lines.write(&e, t, AccessLogFormat::Json, &mut out);
+        t += Duration::from_secs(1);
+        lines.write(&e, t, AccessLogFormat::Json, &mut out);
         let v: Vec<serde_json::Value> = out
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -414,7 +425,7 @@ mod tests {
         e.route = None;
         e.error = Some("upstream_connect");
         let mut out = Vec::new();
-        Lines::default().write(&e, AccessLogFormat::Logfmt, &mut out);
+        Lines::default().write(&e, t0(), AccessLogFormat::Logfmt, &mut out);
         let s = String::from_utf8(out).expect("utf8");
         assert!(s.contains(" path=\"/a?q=x%20y\" "), "{s}");
         assert!(!s.contains("route="), "{s}");

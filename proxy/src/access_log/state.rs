@@ -1,12 +1,12 @@
 //! What the workers, the control plane and the writer thread share: the settings, the sampling
 //! threshold, the reopen / stop / flush signals and the counters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 
 use prometheus::IntCounter;
 
-use crate::config::AccessLogSettings;
+use crate::config::{AccessLogFormat, AccessLogSettings};
 
 /// What the workers, the control plane and the writer thread share.
 pub(crate) struct Inner {
@@ -14,6 +14,8 @@ pub(crate) struct Inner {
     /// `sample × 2³²`: a request is sampled when a random `u32` is below it (≥ 2³²: always).
     pub threshold: AtomicU64,
     pub all_errors: AtomicBool,
+    /// The line format, read by whoever formats (0: JSON, 1: logfmt).
+    pub format: AtomicU8,
     /// Ask the writer to reopen the file (with the current settings).
     pub reopen: AtomicBool,
     pub stop: AtomicBool,
@@ -27,6 +29,27 @@ impl Inner {
     pub fn settings(&self) -> AccessLogSettings {
         lock(&self.settings).clone()
     }
+
+    pub fn format(&self) -> AccessLogFormat {
+        match self.format.load(Ordering::Relaxed) {
+            1 => AccessLogFormat::Logfmt,
+            _ => AccessLogFormat::Json,
+        }
+    }
+
+    pub fn set_format(&self, f: AccessLogFormat) {
+        let v = match f {
+            AccessLogFormat::Json => 0,
+            AccessLogFormat::Logfmt => 1,
+        };
+        self.format.store(v, Ordering::Relaxed);
+    }
+}
+
+/// Formatted lines on their way to the writer.
+pub(crate) struct Batch {
+    pub bytes: Vec<u8>,
+    pub lines: u64,
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -1,5 +1,5 @@
-//! The access log's writer thread: every [`DRAIN_EVERY`] it takes what the workers queued,
-//! formats it and writes it in one go (a 64 KiB buffer), then flushes; it reopens the file
+//! The access log's writer thread: every [`DRAIN_EVERY`] it takes the batches of lines the
+//! workers formatted and writes them (64 KiB at a time); it reopens the file
 //! when asked (SIGHUP, SIGUSR1, a reload that changed the settings) and answers `flush`
 //! requests. Write errors are counted and logged once per failing streak; the proxy goes on.
 
@@ -10,13 +10,12 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::entry::{Entry, Lines};
-use super::state::Inner;
+use super::state::{Batch, Inner};
 use crate::config::{AccessLogSettings, AccessLogTarget};
 
 /// How often queued entries are written. Workers never wake the writer (a wake-up is a
 /// syscall on their path); they only queue.
-pub(super) const DRAIN_EVERY: Duration = Duration::from_millis(20);
+pub(crate) const DRAIN_EVERY: Duration = Duration::from_millis(20);
 
 /// Where lines go now.
 enum Out {
@@ -55,7 +54,7 @@ pub(super) fn open(settings: &AccessLogSettings) -> io::Result<()> {
 }
 
 /// The thread's body: runs until `inner.stop` and the queue is empty, or every sender is gone.
-pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Entry>) {
+pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Batch>) {
     let mut settings = inner.settings();
     let mut out = match Out::open(&settings.target) {
         Ok(o) => Some(o),
@@ -65,7 +64,6 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Entry>) {
         }
     };
     let mut buf: Vec<u8> = Vec::with_capacity(64 * 1024);
-    let mut format_lines = Lines::default();
     let mut failing = false;
     loop {
         let stopping = inner.stop.load(Ordering::Acquire);
@@ -74,9 +72,13 @@ pub(super) fn run(inner: Arc<Inner>, rx: Receiver<Entry>) {
         let mut lines = 0u64;
         loop {
             match rx.try_recv() {
-                Ok(e) => {
-                    format_lines.write(&e, settings.format, &mut buf);
-                    lines += 1;
+                Ok(b) => {
+                    if buf.is_empty() {
+                        buf = b.bytes;
+                    } else {
+                        buf.extend_from_slice(&b.bytes);
+                    }
+                    lines += b.lines;
                     if buf.len() >= 60 * 1024 {
                         write(&inner, &mut out, &mut buf, &mut failing);
                     }

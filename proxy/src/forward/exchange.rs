@@ -228,13 +228,9 @@ impl<'a> Exchange<'a> {
                 req_tee,
             )
         };
-        let sent = match self.access.is_some() {
-            true => {
-                self.upload = body.upload();
-                Some(table.clock.now())
-            }
-            false => None,
-        };
+        if self.access.is_some() {
+            self.upload = body.upload();
+        }
         let (resp, sender) = send(
             &worker.pool,
             self.backend,
@@ -242,9 +238,7 @@ impl<'a> Exchange<'a> {
             &worker.shared.metrics,
         )
         .await?;
-        if let (Some(a), Some(t)) = (self.access.as_mut(), sent) {
-            a.upstream = Some(table.clock.now().saturating_duration_since(t));
-        }
+
         self.write
             .set_status(self.side, Some(resp.status().as_u16()));
         // A mirrored write travels on with the response tee (see the release order above).
@@ -327,7 +321,11 @@ impl<'a> Exchange<'a> {
         drop(inflight);
         // The access log's entry completes when the body ends.
         match access {
-            Some(c) => logged(resp, c, Some(side), failed, table, started, upload),
+            Some(mut c) => {
+                // The access log's upstream time is the duration above: arrival to head.
+                c.upstream = answered.then_some(took);
+                logged(resp, c, Some(side), failed, table, started, upload)
+            }
             None => resp,
         }
     }

@@ -37,7 +37,7 @@ use hyper::body::Incoming;
 
 use self::exchange::{Exchange, Inflight};
 use self::rewrite::{check_override, is_upgrade};
-use crate::access_log::{CaptureStart, Decision};
+use crate::access_log::{Capture, CaptureStart, Decision};
 use crate::table::Table;
 use crate::upstream::RespBody;
 
@@ -60,10 +60,10 @@ pub(crate) async fn handle(
         let id = request_id(&worker, &mut req);
         tracing::debug!(status = r.status.as_u16(), detail = %r.detail, "request refused");
         let error = r.error;
-        let capture = table
-            .access_log
-            .as_ref()
-            .and_then(|log| log.begin(capture_start(&table, &conn, &req, id.clone())));
+        let capture = table.access_log.as_ref().and_then(|log| {
+            let start = capture_start(&table, &conn, &req, id.clone());
+            Capture::begin(&worker.access_log(log, &table.clock), start)
+        });
         let resp = failure::rejection_response(r, &id);
         return Ok(match capture {
             Some(c) => {
@@ -112,7 +112,7 @@ pub(crate) async fn handle(
                 Some(_) => Decision::Percent,
             };
             let start = CaptureStart {
-                time: table.clock.utc(),
+                at: started,
                 request_id: request_id.clone(),
                 client: conn.peer,
                 method: parts.method.clone(),
@@ -121,7 +121,7 @@ pub(crate) async fn handle(
                 route: Some(route.name_arc.clone()),
                 decision: Some(decision),
             };
-            log.begin(start)
+            Capture::begin(&worker.access_log(log, &table.clock), start)
         }
         _ => None,
     };
@@ -145,7 +145,7 @@ fn capture_start(
     request_id: http::HeaderValue,
 ) -> CaptureStart {
     CaptureStart {
-        time: table.clock.utc(),
+        at: table.clock.now(),
         request_id,
         client: conn.peer,
         method: req.method().clone(),

@@ -1,5 +1,5 @@
-//! Per-worker and per-connection state: the worker's cached routing table, its upstream pools
-//! and request-id generator; the client connection's address.
+//! Per-worker and per-connection state: the worker's cached routing table, its upstream pools,
+//! request-id generator and access-log buffer; the client connection's address.
 
 use std::cell::{Cell, RefCell};
 use std::net::SocketAddr;
@@ -10,9 +10,11 @@ use std::sync::Arc;
 use bytes::Bytes;
 use http::header::HeaderValue;
 
+use crate::access_log::{AccessLog, LocalLog};
 use crate::shared::Shared;
 use crate::table::Table;
 use crate::upstream::Pool;
+use ficus_core::SharedClock;
 
 /// Per-connection facts.
 pub(crate) struct ConnInfo {
@@ -45,6 +47,8 @@ pub(crate) struct Worker {
     pub pool: Rc<Pool>,
     id_prefix: u64,
     id_counter: Cell<u64>,
+    /// This worker's buffer of access-log lines, for the access log running now.
+    access_log: RefCell<Option<Rc<LocalLog>>>,
 }
 
 impl Worker {
@@ -58,6 +62,7 @@ impl Worker {
             pool: Rc::new(Pool::default()),
             id_prefix: rand::random(),
             id_counter: Cell::new(0),
+            access_log: RefCell::new(None),
         }
     }
 
@@ -72,6 +77,27 @@ impl Worker {
             self.seen.set(g);
         }
         self.current.borrow().clone()
+    }
+
+    /// This worker's buffer for `log` (a new one when the log was restarted).
+    pub(super) fn access_log(&self, log: &Arc<AccessLog>, clock: &SharedClock) -> Rc<LocalLog> {
+        let mut slot = self.access_log.borrow_mut();
+        match &*slot {
+            Some(l) if Arc::ptr_eq(l.log(), log) => l.clone(),
+            _ => {
+                let l = LocalLog::new(log.clone(), clock.clone());
+                *slot = Some(l.clone());
+                l
+            }
+        }
+    }
+
+    /// The worker's tick: its buffered access-log lines go to the writer.
+    pub fn tick_access_log(&self) {
+        let l = self.access_log.borrow().clone();
+        if let Some(l) = l {
+            l.tick();
+        }
     }
 
     pub(super) fn request_id(&self) -> HeaderValue {
