@@ -256,10 +256,7 @@ async fn reopens_after_rotation_and_writes_logfmt() {
     );
     assert!(new_file.contains(&id(&after)), "{new_file}");
     assert!(!new_file.contains(&id(&before)));
-    let line = new_file
-        .lines()
-        .find(|l| l.contains(&id(&after)))
-        .unwrap();
+    let line = new_file.lines().find(|l| l.contains(&id(&after))).unwrap();
     assert!(line.starts_with("time="), "{line}");
     assert!(line.contains(" route=tasks "), "{line}");
     assert!(line.contains(" path=/api/tasks/after "), "{line}");
