@@ -316,17 +316,26 @@ pub async fn live_cutover(
     })?;
     let ids: Vec<String> = created.iter().map(|(id, _)| id.clone()).collect();
     on_both(&db, &pg, &ids).await?;
-    let v = ficus_migrator::verify(
-        &plan,
-        &db,
-        &target,
-        &VerifyOptions::default(),
-        &Arc::new(Observer::silent()),
-    )
-    .await?;
-    crate::expect(v.clean, || {
-        format!("verify after the cut-overs:\n{}", v.text())
-    })?;
+    // The writers have stopped, but the reverse follower may still be applying their last
+    // updates to live.db (`on_both` sees creates, not updates): verify until it has.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let v = ficus_migrator::verify(
+            &plan,
+            &db,
+            &target,
+            &VerifyOptions::default(),
+            &Arc::new(Observer::silent()),
+        )
+        .await?;
+        if v.clean {
+            break;
+        }
+        crate::expect(Instant::now() < deadline, || {
+            format!("verify after the cut-overs:\n{}", v.text())
+        })?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     n.say(format!(
         "{} creates acknowledged ({} by legacy, {} by new), every one on both sides; longest write {longest} ms; no answer but an app's; verify clean",
         created.len(),
