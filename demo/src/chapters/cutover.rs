@@ -318,7 +318,8 @@ pub async fn live_cutover(
     on_both(&db, &pg, &ids).await?;
     // The writers have stopped, but the reverse follower may still be applying their last
     // updates to live.db (`on_both` sees creates, not updates): verify until it has.
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let verifying = Instant::now();
+    let deadline = verifying + Duration::from_secs(20);
     loop {
         let v = ficus_migrator::verify(
             &plan,
@@ -337,10 +338,11 @@ pub async fn live_cutover(
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     n.say(format!(
-        "{} creates acknowledged ({} by legacy, {} by new), every one on both sides; longest write {longest} ms; no answer but an app's; verify clean",
+        "{} creates acknowledged ({} by legacy, {} by new), every one on both sides; longest write {longest} ms; no answer but an app's; verify clean ({} ms after the writers stopped)",
         created.len(),
         created.iter().filter(|(_, s)| s == "legacy").count(),
         created.iter().filter(|(_, s)| s == "new").count(),
+        verifying.elapsed().as_millis(),
     ));
     n.say(format!(
         "write pauses: cut-over {:.1} ms, rollback {:.1} ms, cut-over again {:.1} ms",
