@@ -2,7 +2,6 @@
 //! response body to end ([`Pending`]), and where a mirrored request's entry meets shadow mode's
 //! outcome ([`ShadowJoin`]).
 
-use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -20,7 +19,8 @@ pub(crate) struct CaptureStart {
     /// Arrival, on the proxy's clock.
     pub at: std::time::Instant,
     pub request_id: HeaderValue,
-    pub client: IpAddr,
+    /// The client's address as text (the connection's, formatted once per connection).
+    pub client: HeaderValue,
     pub method: http::Method,
     pub uri: http::Uri,
     pub version: http::Version,

@@ -3,7 +3,6 @@
 
 use std::fmt::Write as _;
 use std::io::Write as _;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,7 +48,8 @@ pub(crate) struct Entry {
     /// into UTC (one clock reading per batch, none per request).
     pub at: Instant,
     pub request_id: HeaderValue,
-    pub client: IpAddr,
+    /// The client's address as text.
+    pub client: HeaderValue,
     pub method: Method,
     /// The target as forwarded (normalised path and the query).
     pub uri: Uri,
@@ -199,9 +199,9 @@ impl Lines {
             out,
             std::str::from_utf8(e.request_id.as_bytes()).unwrap_or("-"),
         );
-        out.extend_from_slice(b",\"client\":\"");
-        let _ = write!(out, "{}", e.client);
-        out.extend_from_slice(b"\",\"method\":");
+        out.extend_from_slice(b",\"client\":");
+        json_str(out, std::str::from_utf8(e.client.as_bytes()).unwrap_or("-"));
+        out.extend_from_slice(b",\"method\":");
         json_str(out, e.method.as_str());
         out.extend_from_slice(b",\"path\":");
         json_str(out, path(e));
@@ -272,7 +272,7 @@ fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
 /// `key=value …`; a value with a space, `=`, `"` or a control character is quoted and escaped;
 /// absent values are left out.
 fn logfmt(e: &Entry, time: &str, out: &mut Vec<u8>) {
-    let client = e.client.to_string();
+    let client = String::from_utf8_lossy(e.client.as_bytes()).into_owned();
     let l = Line {
         time,
         request_id: std::str::from_utf8(e.request_id.as_bytes()).unwrap_or("-"),
@@ -352,7 +352,7 @@ mod tests {
         Entry {
             at: Instant::now(),
             request_id: HeaderValue::from_static("abc"),
-            client: "127.0.0.1".parse().expect("ip"),
+            client: HeaderValue::from_static("127.0.0.1"),
             method: Method::GET,
             uri: "/api/tasks/T1?x=\"y z\"".parse().unwrap_or_default(),
             version: Version::HTTP_11,

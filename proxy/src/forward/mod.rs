@@ -114,7 +114,7 @@ pub(crate) async fn handle(
             let start = CaptureStart {
                 at: started,
                 request_id: request_id.clone(),
-                client: conn.peer,
+                client: conn.peer_ip.clone(),
                 method: parts.method.clone(),
                 uri: parts.uri.clone(),
                 version: parts.version,
@@ -147,7 +147,7 @@ fn capture_start(
     CaptureStart {
         at: table.clock.now(),
         request_id,
-        client: conn.peer,
+        client: conn.peer_ip.clone(),
         method: req.method().clone(),
         uri: req.uri().clone(),
         version: req.version(),
