@@ -76,27 +76,6 @@ pub(crate) struct Entry {
     pub complete: bool,
 }
 
-/// A line's fields, for logfmt.
-struct Line<'a> {
-    time: &'a str,
-    request_id: &'a str,
-    client: String,
-    method: &'a str,
-    path: &'a str,
-    protocol: &'a str,
-    route: Option<&'a str>,
-    decision: Option<&'a str>,
-    backend: Option<&'a str>,
-    status: u16,
-    error: Option<&'a str>,
-    bytes_in: u64,
-    bytes_out: u64,
-    upstream_ms: Option<f64>,
-    total_ms: f64,
-    shadow: Option<&'a str>,
-    complete: bool,
-}
-
 /// Milliseconds with microsecond precision.
 fn ms(d: Duration) -> f64 {
     (d.as_micros() as f64) / 1000.0
@@ -272,26 +251,7 @@ fn json_opt(out: &mut Vec<u8>, s: Option<&str>) {
 /// `key=value …`; a value with a space, `=`, `"` or a control character is quoted and escaped;
 /// absent values are left out.
 fn logfmt(e: &Entry, time: &str, out: &mut Vec<u8>) {
-    let client = String::from_utf8_lossy(e.client.as_bytes()).into_owned();
-    let l = Line {
-        time,
-        request_id: std::str::from_utf8(e.request_id.as_bytes()).unwrap_or("-"),
-        client,
-        method: e.method.as_str(),
-        path: path(e),
-        protocol: protocol(e.version),
-        route: e.route.as_deref(),
-        decision: e.decision.map(Decision::as_str),
-        backend: e.backend.map(Side::as_str),
-        status: e.status,
-        error: e.error,
-        bytes_in: e.bytes_in,
-        bytes_out: e.bytes_out,
-        upstream_ms: e.upstream.map(ms),
-        total_ms: ms(e.total),
-        shadow: e.shadow,
-        complete: e.complete,
-    };
+    let text = |v: &HeaderValue| String::from_utf8_lossy(v.as_bytes()).into_owned();
     let mut s = String::with_capacity(256);
     let mut pair = |k: &str, v: &str| {
         if !s.is_empty() {
@@ -308,35 +268,35 @@ fn logfmt(e: &Entry, time: &str, out: &mut Vec<u8>) {
             s.push_str(v);
         }
     };
-    pair("time", l.time);
-    pair("request_id", l.request_id);
-    pair("client", &l.client);
-    pair("method", l.method);
-    pair("path", l.path);
-    pair("protocol", l.protocol);
+    pair("time", time);
+    pair("request_id", &text(&e.request_id));
+    pair("client", &text(&e.client));
+    pair("method", e.method.as_str());
+    pair("path", path(e));
+    pair("protocol", protocol(e.version));
     for (k, v) in [
-        ("route", l.route),
-        ("decision", l.decision),
-        ("backend", l.backend),
+        ("route", e.route.as_deref()),
+        ("decision", e.decision.map(Decision::as_str)),
+        ("backend", e.backend.map(Side::as_str)),
     ] {
         if let Some(v) = v {
             pair(k, v);
         }
     }
-    pair("status", &l.status.to_string());
-    if let Some(e) = l.error {
-        pair("error", e);
+    pair("status", &e.status.to_string());
+    if let Some(err) = e.error {
+        pair("error", err);
     }
-    pair("bytes_in", &l.bytes_in.to_string());
-    pair("bytes_out", &l.bytes_out.to_string());
-    if let Some(u) = l.upstream_ms {
-        pair("upstream_ms", &format!("{u:.3}"));
+    pair("bytes_in", &e.bytes_in.to_string());
+    pair("bytes_out", &e.bytes_out.to_string());
+    if let Some(u) = e.upstream {
+        pair("upstream_ms", &format!("{:.3}", ms(u)));
     }
-    pair("total_ms", &format!("{:.3}", l.total_ms));
-    if let Some(v) = l.shadow {
+    pair("total_ms", &format!("{:.3}", ms(e.total)));
+    if let Some(v) = e.shadow {
         pair("shadow", v);
     }
-    pair("complete", if l.complete { "true" } else { "false" });
+    pair("complete", if e.complete { "true" } else { "false" });
     let _ = out.write_all(s.as_bytes());
 }
 

@@ -38,7 +38,7 @@ use hyper::body::Incoming;
 use self::exchange::{Exchange, Inflight};
 use self::rewrite::{check_override, is_upgrade};
 use crate::access_log::{Capture, CaptureStart, Decision};
-use crate::table::Table;
+use crate::table::Route;
 use crate::upstream::RespBody;
 
 pub use self::rewrite::{
@@ -61,7 +61,8 @@ pub(crate) async fn handle(
         tracing::debug!(status = r.status.as_u16(), detail = %r.detail, "request refused");
         let error = r.error;
         let capture = table.access_log.as_ref().and_then(|log| {
-            let start = capture_start(&table, &conn, &req, id.clone());
+            let (parts, _) = req.into_parts();
+            let start = capture_start(table.clock.now(), id.clone(), &conn, &parts, None);
             Capture::begin(&worker.access_log(log, &table.clock), start)
         });
         let resp = failure::rejection_response(r, &id);
@@ -111,16 +112,13 @@ pub(crate) async fn handle(
                 Some(_) if route.sticky_applied(&parts) => Decision::Sticky,
                 Some(_) => Decision::Percent,
             };
-            let start = CaptureStart {
-                at: started,
-                request_id: request_id.clone(),
-                client: conn.peer_ip.clone(),
-                method: parts.method.clone(),
-                uri: parts.uri.clone(),
-                version: parts.version,
-                route: Some(route.name_arc.clone()),
-                decision: Some(decision),
-            };
+            let start = capture_start(
+                started,
+                request_id.clone(),
+                &conn,
+                &parts,
+                Some((route, decision)),
+            );
             Capture::begin(&worker.access_log(log, &table.clock), start)
         }
         _ => None,
@@ -137,22 +135,24 @@ pub(crate) async fn handle(
     Ok(ex.finish(result))
 }
 
-/// What the access log keeps of a request refused before routing.
+/// What the access log keeps of a request when it arrives (`routed`: its route and why it
+/// goes where it goes; `None` for a request refused before routing).
 fn capture_start(
-    table: &Table,
-    conn: &ConnInfo,
-    req: &Request<Incoming>,
+    at: std::time::Instant,
     request_id: http::HeaderValue,
+    conn: &ConnInfo,
+    parts: &http::request::Parts,
+    routed: Option<(&Route, Decision)>,
 ) -> CaptureStart {
     CaptureStart {
-        at: table.clock.now(),
+        at,
         request_id,
         client: conn.peer_ip.clone(),
-        method: req.method().clone(),
-        uri: req.uri().clone(),
-        version: req.version(),
-        route: None,
-        decision: None,
+        method: parts.method.clone(),
+        uri: parts.uri.clone(),
+        version: parts.version,
+        route: routed.map(|(r, _)| r.name_arc.clone()),
+        decision: routed.map(|(_, d)| d),
     }
 }
 
